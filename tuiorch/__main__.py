@@ -1,0 +1,3 @@
+from tuiorch.cli import main
+
+raise SystemExit(main())
