@@ -1,0 +1,146 @@
+"""The headless front end: the same engine, one line (or one JSON object) per state change."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from tuiorch import events as ev
+from tuiorch.config import Config
+from tuiorch.orchestrator import Orchestrator
+from tuiorch.tasks import Task
+
+EXIT_INTERRUPTED = 130
+
+
+def format_event(event: ev.Event) -> str | None:
+    """One human line for a state change, or None for events that are not printed."""
+    if not event.printed:
+        return None
+    stamp = event.time.strftime("%H:%M:%S")
+    task = getattr(event, "task", None)
+    subject = f"task {task}" if task is not None else "run"
+    match event:
+        case ev.TaskStarted():
+            detail = f"started in slot {event.slot} on {event.branch}"
+            if event.attempt > 1:
+                detail += f" (attempt {event.attempt})"
+        case ev.TaskProgress():
+            if event.done is not None and event.total is not None:
+                detail = f"progress {event.done}/{event.total}"
+            elif event.percent is not None:
+                detail = f"progress {event.percent:g}%"
+            else:
+                detail = "progress"
+            if event.text:
+                detail += f" {event.text}"
+        case ev.TaskFinished():
+            if event.timed_out:
+                detail = "finished: timed out"
+            elif event.signal:
+                detail = f"finished: killed by {event.signal}"
+            else:
+                detail = f"finished (exit {event.exit})"
+        case ev.TaskStuck():
+            detail = f"stuck: no output or file change for {event.idle_seconds:g}s"
+        case ev.ConflictPredicted():
+            detail = "conflict predicted in " + ", ".join(event.paths)
+        case ev.ConflictCleared():
+            detail = "predicted conflict cleared"
+        case ev.MergeStarted():
+            detail = "merging"
+        case ev.CheckStarted():
+            detail = f"checking {event.commit[:7]}"
+        case ev.Merged():
+            detail = f"merged {event.commit[:7]} ({event.parents} parents)"
+        case ev.ConflictFound():
+            detail = "conflict in " + ", ".join(f"{p} ({event.kinds.get(p, 'content')})" for p in event.paths)
+        case ev.CheckFailed():
+            detail = f"check failed (exit {event.exit})"
+        case ev.TaskFailed():
+            detail = f"failed: {event.reason}"
+        case ev.TaskEmpty():
+            detail = "empty: the agent changed nothing"
+        case ev.TaskCancelled():
+            detail = "cancelled"
+        case ev.MergeBlocked():
+            detail = f"merge blocked: {event.reason}"
+        case ev.PoolChanged():
+            detail = f"pool size {event.workers}" + (" (paused)" if event.paused else "")
+        case ev.Notice():
+            detail = event.message
+        case ev.RunFinished():
+            return f"{stamp} run finished: {event.merged} merged, {event.failed} not merged"
+        case _:
+            detail = event.name
+    return f"{stamp} {subject} {detail}"
+
+
+def format_summary(summary: ev.RunFinished) -> str:
+    """The final table: every task, its end state, duration and merge commit; then main's new commits."""
+    lines = ["", "Summary", "-------"]
+    width = max((len(str(t["id"])) for t in summary.tasks), default=2)
+    for row in summary.tasks:
+        duration = f"{row['duration']:.1f}s" if "duration" in row else "-"
+        commit = str(row.get("commit", ""))[:7] or "-"
+        reason = f"  {row['reason']}" if row.get("reason") and row["status"] != "merged" else ""
+        lines.append(
+            f"  {row['id']:<{width}}  {row['status']:<13} {duration:>8}  {commit:<7}  {row['title']}{reason}"
+        )
+    lines.append("")
+    lines.append(f"Commits on main this run ({len(summary.commits)}):")
+    for commit in summary.commits:
+        lines.append(f"  {commit['commit']} {commit['subject']}")
+    lines.append("")
+    lines.append(f"{summary.merged} merged, {summary.failed} not merged")
+    return "\n".join(lines)
+
+
+class HeadlessPrinter:
+    """The sink for the headless run: prints each event as it comes."""
+
+    def __init__(self, out: TextIO, *, as_json: bool) -> None:
+        self.out = out
+        self.as_json = as_json
+
+    def __call__(self, event: ev.Event) -> None:
+        if self.as_json:
+            if not event.printed:
+                return
+            self.out.write(json.dumps(event.to_dict(), default=str) + "\n")
+        else:
+            line = format_event(event)
+            if line is None:
+                return
+            self.out.write(line + "\n")
+            if isinstance(event, ev.RunFinished):
+                self.out.write(format_summary(event) + "\n")
+        self.out.flush()
+
+
+def run_headless(
+    root: Path, config: Config, tasks: list[Task], *, task_file: Path | None, as_json: bool, out: TextIO | None = None
+) -> int:
+    """Run the pool to the end; return the exit code of DESIGN §1."""
+    printer = HeadlessPrinter(out or sys.stdout, as_json=as_json)
+    orchestrator = Orchestrator(root, config, tasks, printer, task_file=task_file)
+
+    async def main() -> int:
+        interrupted = False
+
+        def on_signal() -> None:
+            nonlocal interrupted
+            interrupted = True
+            orchestrator.stop()
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        summary = await orchestrator.run()
+        return EXIT_INTERRUPTED if interrupted else summary.exit_code
+
+    return asyncio.run(main())

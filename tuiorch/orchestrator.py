@@ -1,0 +1,760 @@
+"""The pool loop: owns the run state, starts agents in slots, merges what they finish.
+
+Every transition goes through `_transition`, which persists the run state and then
+emits the event, so a front end never shows something a crash could forget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tuiorch import events as ev
+from tuiorch.agent import AgentExit, AgentProcess
+from tuiorch.agent_output import Progress, make_output_parser
+from tuiorch.config import PRESETS, Config, agent_argv, render_argv, render_commit_message
+from tuiorch.events import TaskStatus
+from tuiorch.gitops import GitError, GitRepo
+from tuiorch.prompt import load_template, render_prompt
+from tuiorch.scheduler import pick_tasks, wait_reason
+from tuiorch.state import clean_for_toml, load_state, log_dir, save_state
+from tuiorch.tasks import Priority, Task
+
+OUTPUT_FLUSH_SECONDS = 0.05
+#: How often a merge blocked by the user's uncommitted changes is tried again.
+BLOCKED_RETRY_SECONDS = 1.0
+TAIL_LINES = 200
+#: Statuses whose task holds a worker slot.
+SLOT_STATUSES = frozenset({TaskStatus.STARTING, TaskStatus.RUNNING, TaskStatus.STUCK})
+#: Statuses whose branch is not in main yet: their `touches` still count as busy.
+UNMERGED_STATUSES = SLOT_STATUSES | {
+    TaskStatus.FINISHED,
+    TaskStatus.MERGING,
+    TaskStatus.CHECKING,
+    TaskStatus.CONFLICT,
+    TaskStatus.BLOCKED,
+    TaskStatus.RESOLVING,
+    TaskStatus.CHECK_FAILED,
+}
+
+
+class CommandError(Exception):
+    """A UI command that does not apply to the task in its current state."""
+
+
+@dataclass
+class TaskRecord:
+    task: Task
+    status: TaskStatus = TaskStatus.QUEUED
+    slot: int | None = None
+    branch: str | None = None
+    worktree: Path | None = None
+    attempts: int = 0
+    progress: Progress | None = None
+    started: float | None = None
+    ended: float | None = None
+    last_output: float | None = None
+    lines: int = 0
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    commit: str | None = None
+    paths: tuple[str, ...] = ()
+    kinds: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+    predicted: tuple[str, ...] = ()
+    held: bool = False
+    log_path: Path | None = None
+    requeues: int = 0
+    base_sha: str | None = None
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.ended or time.time()) - self.started
+
+
+@dataclass
+class QueueRow:
+    task: Task
+    status: TaskStatus
+    held: bool
+    reason: str | None
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        root: Path,
+        config: Config,
+        tasks: list[Task],
+        sink: Callable[[ev.Event], None],
+        *,
+        task_file: Path | None = None,
+        keep_alive: bool = False,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.config = config
+        self.sink = sink
+        self.task_file = task_file
+        self.keep_alive = keep_alive
+        self.git = GitRepo(self.root)
+        self.state_dir = self.git.git_dir / "tuiorch"
+        self.logs = log_dir(self.git.git_dir)
+        self.preset = PRESETS[config.agent.preset]
+        self.template = load_template(config.prompt_template)
+        self.records: dict[str, TaskRecord] = {t.id: TaskRecord(task=t) for t in tasks}
+        self.order: list[str] = [t.id for t in tasks]
+        self.workers = config.workers
+        self.paused = False
+        self.slots: list[str | None] = [None] * self.workers
+        self._wake = asyncio.Event()
+        self._merge_lock = asyncio.Lock()
+        self._runners: dict[str, asyncio.Task[None]] = {}
+        self._processes: dict[str, AgentProcess] = {}
+        self._pending_output: dict[str, list[str]] = {}
+        self._stopping = False
+        self._base_at_start: str | None = None
+        self._restore_state()
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def base(self) -> str:
+        return self.config.base
+
+    def queue_view(self) -> list[QueueRow]:
+        """Every task not started yet, in the user's order, with why it waits."""
+        queued = [self.records[i].task for i in self.order if self.records[i].status is TaskStatus.QUEUED]
+        running, merged, free, held = self._schedule_inputs()
+        return [
+            QueueRow(
+                task=t,
+                status=TaskStatus.QUEUED,
+                held=t.id in held,
+                reason=("paused" if self.paused else None)
+                or wait_reason(t, queued, running, merged, free, held, self._predicted_paths()),
+            )
+            for t in queued
+        ]
+
+    def main_commits(self) -> list[tuple[str, str]]:
+        """(short sha, subject) of the commits that landed on base during this run."""
+        if self._base_at_start is None:
+            return []
+        return self.git.commits_since(self.base, self._base_at_start)
+
+    def running_count(self) -> int:
+        return sum(1 for r in self.records.values() if r.status in SLOT_STATUSES)
+
+    def has_active_work(self) -> bool:
+        return any(r.status.is_active for r in self.records.values())
+
+    # ------------------------------------------------------------------ run loop
+
+    async def run(self) -> ev.RunFinished:
+        self._base_at_start = await asyncio.to_thread(self.git.tip, self.base)
+        await asyncio.to_thread(self.git.prune)
+        flusher = asyncio.create_task(self._flush_output_loop())
+        try:
+            while True:
+                self._start_eligible()
+                if self._stopping and not self._runners:
+                    break
+                if not self.keep_alive and not self._runners and not self._can_progress():
+                    break
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=BLOCKED_RETRY_SECONDS)
+                except TimeoutError:
+                    await self._retry_blocked_merges()
+        finally:
+            await self._stop_runners()
+            flusher.cancel()
+            self._flush_output()
+            await self._cleanup_slots()
+        summary = self._summary()
+        self._persist()
+        self.sink(summary)
+        return summary
+
+    def stop(self) -> None:
+        """Cancel every agent and end run() (also with keep_alive).
+
+        Merges under way are let finish: cancelling one mid-thread could land a merge
+        commit that the run state never hears of.
+        """
+        self._stopping = True
+        for process in self._processes.values():
+            process.cancel()
+        self._wake.set()
+
+    def _can_progress(self) -> bool:
+        if self.paused:
+            return False
+        queued = [r for r in self.records.values() if r.status is TaskStatus.QUEUED]
+        if not queued:
+            return False
+        # Something queued may still start once running work merges; with nothing running it never will.
+        return any(r.status.is_active for r in self.records.values())
+
+    def _schedule_inputs(self) -> tuple[list[Task], set[str], int, set[str]]:
+        running = [r.task for r in self.records.values() if r.status in UNMERGED_STATUSES]
+        merged = {i for i, r in self.records.items() if r.status is TaskStatus.MERGED}
+        free = sum(1 for i, s in enumerate(self.slots) if s is None and i < self.workers)
+        held = {i for i, r in self.records.items() if r.held}
+        return running, merged, free, held
+
+    def _predicted_paths(self) -> set[str]:
+        return {p for r in self.records.values() if r.status in SLOT_STATUSES for p in r.predicted}
+
+    def _start_eligible(self) -> None:
+        if self.paused or self._stopping:
+            return
+        running, merged, free, held = self._schedule_inputs()
+        if free <= 0:
+            return
+        queue = [self.records[i].task for i in self.order if self.records[i].status is TaskStatus.QUEUED]
+        for task in pick_tasks(queue, running, merged, free, held, self._predicted_paths()):
+            slot = next(i for i, s in enumerate(self.slots) if s is None and i < self.workers)
+            self.slots[slot] = task.id
+            rec = self.records[task.id]
+            rec.slot = slot
+            self._set_status(rec, TaskStatus.STARTING)
+            self._runners[task.id] = asyncio.create_task(self._run_task(rec, slot), name=f"task-{task.id}")
+
+    async def _stop_runners(self) -> None:
+        for runner in self._runners.values():
+            runner.cancel()
+        if self._runners:
+            await asyncio.gather(*self._runners.values(), return_exceptions=True)
+        self._runners.clear()
+
+    # ------------------------------------------------------------------ one task
+
+    def _slot_path(self, slot: int, task: Task) -> Path:
+        base = Path(self.config.worktrees.replace("{repo}", self.root.name))
+        if not base.is_absolute():
+            base = (self.root / base).resolve()
+        return base / (f"slot-{slot + 1}" if self.config.slots.reuse else self._branch_name(task))
+
+    def _branch_name(self, task: Task) -> str:
+        return self.config.branch.replace("{id}", task.id)
+
+    async def _run_task(self, rec: TaskRecord, slot: int) -> None:
+        task = rec.task
+        try:
+            await self._run_agent_and_merge(rec, slot)
+        except asyncio.CancelledError:
+            if rec.status in SLOT_STATUSES:
+                rec.reason = "cancelled"
+                self._set_status(rec, TaskStatus.CANCELLED, ev.TaskCancelled(task=task.id))
+            raise
+        except GitError as exc:
+            rec.reason = str(exc)
+            self._set_status(rec, TaskStatus.FAILED, ev.TaskFailed(task=task.id, reason=str(exc)))
+        finally:
+            self._free_slot(rec, slot)
+            self._runners.pop(task.id, None)
+            self._wake.set()
+
+    def _free_slot(self, rec: TaskRecord, slot: int) -> None:
+        if slot < len(self.slots) and self.slots[slot] == rec.task.id:
+            self.slots[slot] = None
+        # A shrunk pool drops its trailing slots once they are empty.
+        while len(self.slots) > self.workers and self.slots[-1] is None:
+            self.slots.pop()
+        self._wake.set()
+
+    async def _run_agent_and_merge(self, rec: TaskRecord, slot: int) -> None:
+        task = rec.task
+        rec.attempts += 1
+        rec.started = time.time()
+        rec.ended = None
+        rec.progress = None
+        rec.reason = ""
+        rec.branch = self._branch_name(task)
+        rec.worktree = self._slot_path(slot, task)
+        rec.log_path = self.logs / f"{task.id}.log"
+        rec.base_sha = await asyncio.to_thread(
+            self.git.prepare_worktree, rec.worktree, rec.branch, self.base, tuple(self.config.slots.keep)
+        )
+        prompt = render_prompt(
+            self.template,
+            task=task,
+            worktree=str(rec.worktree),
+            branch=rec.branch,
+            agent_name=self.preset.agent_name,
+            agent_email=self.preset.agent_email,
+            extra=self._retry_note(rec),
+        )
+        prompt_file = self.state_dir / "prompts" / f"{task.id}.md"
+        prompt_file.parent.mkdir(parents=True, exist_ok=True)
+        prompt_file.write_text(prompt, encoding="utf-8")
+        argv = render_argv(
+            agent_argv(self.config), prompt=prompt, prompt_file=str(prompt_file), worktree=str(rec.worktree)
+        )
+        parser = make_output_parser(self.preset.output)
+
+        def on_line(line: str) -> None:
+            parsed = parser.feed(line)
+            rec.last_output = time.time()
+            rec.lines += 1
+            if parsed.display is not None:
+                rec.tail.append(parsed.display)
+                self._pending_output.setdefault(task.id, []).append(parsed.display)
+            if parsed.progress is not None:
+                rec.progress = _as_progress(parsed.progress)
+                p = rec.progress
+                self._emit(ev.TaskProgress(task=task.id, percent=p.percent, done=p.done, total=p.total, text=p.text))
+            if rec.status is TaskStatus.STUCK:
+                self._set_status(rec, TaskStatus.RUNNING)
+
+        def on_stuck(idle: float) -> None:
+            self._set_status(rec, TaskStatus.STUCK, ev.TaskStuck(task=task.id, idle_seconds=round(idle, 1)))
+
+        process = AgentProcess(
+            argv,
+            rec.worktree,
+            rec.log_path,
+            on_line=on_line,
+            timeout=self.config.agent.timeout or None,
+            stuck_after=self.config.agent.stuck_after or None,
+            on_stuck=on_stuck,
+            watch_dir=rec.worktree,
+            env={"TUIORCH_TASK": task.id, "TUIORCH_BRANCH": rec.branch},
+        )
+        if self._stopping:
+            raise asyncio.CancelledError
+        self._processes[task.id] = process
+        self._set_status(
+            rec,
+            TaskStatus.RUNNING,
+            ev.TaskStarted(
+                task=task.id, slot=slot + 1, branch=rec.branch, worktree=str(rec.worktree), attempt=rec.attempts
+            ),
+        )
+        try:
+            exit_ = await process.run()
+        finally:
+            self._processes.pop(task.id, None)
+        rec.ended = time.time()
+        self._flush_output()
+        self._emit(ev.TaskFinished(task=task.id, exit=exit_.code, signal=exit_.signal, timed_out=exit_.timed_out))
+        if exit_.cancelled:
+            await asyncio.to_thread(self.git.release_worktree, rec.worktree)
+            rec.reason = "cancelled"
+            self._set_status(rec, TaskStatus.CANCELLED, ev.TaskCancelled(task=task.id))
+            return
+        if not _succeeded(exit_):
+            await asyncio.to_thread(self.git.release_worktree, rec.worktree)
+            reason = _failure_reason(exit_)
+            if rec.attempts <= self.config.agent.retries:
+                rec.reason = f"attempt {rec.attempts} {reason}; retrying"
+                self._requeue_front(rec)
+                return
+            rec.reason = reason
+            self._set_status(
+                rec,
+                TaskStatus.FAILED,
+                ev.TaskFailed(task=task.id, reason=reason, exit=exit_.code, signal=exit_.signal),
+            )
+            return
+        message = self._commit_message(task)
+        await asyncio.to_thread(self.git.commit_leftovers, rec.worktree, message)
+        has_commits = await asyncio.to_thread(self.git.has_new_commits, rec.branch, rec.base_sha)
+        await asyncio.to_thread(self.git.release_worktree, rec.worktree)
+        if not has_commits:
+            rec.reason = "agent exited 0 without changing anything"
+            self._set_status(rec, TaskStatus.EMPTY, ev.TaskEmpty(task=task.id))
+            await asyncio.to_thread(self.git.delete_branch, rec.branch)
+            return
+        self._set_status(rec, TaskStatus.FINISHED)
+        # The slot is free as soon as the branch holds the work: the merge needs no worktree.
+        self._free_slot(rec, slot)
+        await self._merge(rec)
+
+    def _retry_note(self, rec: TaskRecord) -> str:
+        if rec.attempts <= 1 or not rec.tail:
+            return ""
+        last = "\n".join(list(rec.tail)[-20:])
+        return f"A previous attempt failed ({rec.reason}). Its last output lines:\n```\n{last}\n```\n"
+
+    def _commit_message(self, task: Task) -> str:
+        return render_commit_message(
+            self.config.merge.message,
+            type=task.type,
+            title=task.title,
+            id=task.id,
+            agent_name=self.preset.agent_name,
+            agent_email=self.preset.agent_email,
+        )
+
+    # ------------------------------------------------------------------ merging
+
+    async def _merge(self, rec: TaskRecord) -> None:
+        task = rec.task
+        assert rec.branch is not None
+        was_blocked_on = rec.paths if rec.status is TaskStatus.BLOCKED else None
+        async with self._merge_lock:
+            if was_blocked_on is None:
+                self._set_status(rec, TaskStatus.MERGING, ev.MergeStarted(task=task.id))
+            outcome = await asyncio.to_thread(
+                self.git.merge, rec.branch, self.base, self._commit_message(task)
+            )
+        if outcome.status in ("merged", "already"):
+            rec.commit = outcome.commit
+            rec.paths = ()
+            rec.reason = ""
+            self._set_status(rec, TaskStatus.MERGED, ev.Merged(task=task.id, commit=outcome.commit or ""))
+            await asyncio.to_thread(self.git.delete_branch, rec.branch)
+            if rec.worktree is not None and not self.config.slots.reuse:
+                await asyncio.to_thread(self.git.remove_worktree, rec.worktree)
+        elif outcome.status == "conflict":
+            rec.paths = outcome.paths
+            rec.kinds = dict(outcome.kinds)
+            rec.reason = "conflict in " + ", ".join(outcome.paths)
+            self._set_status(
+                rec,
+                TaskStatus.CONFLICT,
+                ev.ConflictFound(task=task.id, paths=outcome.paths, kinds=dict(outcome.kinds)),
+            )
+            if self.config.merge.on_conflict == "requeue" and rec.requeues < 1:
+                await self.requeue(task.id)
+        elif was_blocked_on == outcome.paths:
+            return  # still blocked on the same files: nothing new to say
+        else:
+            rec.paths = outcome.paths
+            rec.reason = outcome.message
+            self._set_status(
+                rec, TaskStatus.BLOCKED, ev.MergeBlocked(task=task.id, paths=outcome.paths, reason=outcome.message)
+            )
+        self._wake.set()
+
+    async def _retry_blocked_merges(self) -> None:
+        for rec in list(self.records.values()):
+            if rec.status is TaskStatus.BLOCKED and not self._stopping:
+                await self._merge(rec)
+                if rec.status is TaskStatus.MERGED:
+                    self._wake.set()
+
+    # ------------------------------------------------------------------ commands
+
+    def _record(self, task_id: str) -> TaskRecord:
+        try:
+            return self.records[task_id]
+        except KeyError:
+            raise CommandError(f"no task {task_id!r}") from None
+
+    def set_workers(self, n: int) -> None:
+        n = max(1, n)
+        self.workers = n
+        while len(self.slots) < n:
+            self.slots.append(None)
+        while len(self.slots) > n and self.slots[-1] is None:
+            self.slots.pop()
+        self._emit(ev.PoolChanged(workers=n, paused=self.paused))
+        self._wake.set()
+
+    def pause(self) -> None:
+        self.paused = True
+        self._emit(ev.PoolChanged(workers=self.workers, paused=True))
+
+    def resume(self) -> None:
+        self.paused = False
+        self._emit(ev.PoolChanged(workers=self.workers, paused=False))
+        self._wake.set()
+
+    def cancel(self, task_id: str) -> None:
+        rec = self._record(task_id)
+        process = self._processes.get(task_id)
+        if rec.status not in SLOT_STATUSES:
+            raise CommandError(f"task {task_id} is not running")
+        if process is not None:
+            process.cancel()
+        else:
+            runner = self._runners.get(task_id)
+            if runner is not None:
+                runner.cancel()
+
+    def retry(self, task_id: str) -> None:
+        rec = self._record(task_id)
+        if rec.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EMPTY, TaskStatus.CHECK_FAILED):
+            raise CommandError(f"task {task_id} is {rec.status.value}; only failed or cancelled tasks are retried")
+        rec.attempts = 0
+        self._requeue_front(rec)
+
+    def _requeue_front(self, rec: TaskRecord) -> None:
+        self.order.remove(rec.task.id)
+        self.order.insert(0, rec.task.id)
+        rec.slot = None
+        self._set_status(rec, TaskStatus.QUEUED, ev.TaskQueued(task=rec.task.id, reason=rec.reason))
+        self._emit(ev.QueueChanged())
+        self._wake.set()
+
+    def move(self, task_id: str, delta: int) -> None:
+        """Move a queued task up (delta < 0) or down among the queued tasks."""
+        self._record(task_id)
+        queued = [i for i in self.order if self.records[i].status is TaskStatus.QUEUED]
+        if task_id not in queued:
+            raise CommandError(f"task {task_id} is not queued")
+        pos = queued.index(task_id)
+        target = max(0, min(len(queued) - 1, pos + delta))
+        if target == pos:
+            return
+        neighbour = queued[target]
+        self.order.remove(task_id)
+        at = self.order.index(neighbour)
+        self.order.insert(at if delta < 0 else at + 1, task_id)
+        self._queue_changed()
+
+    def move_top(self, task_id: str) -> None:
+        rec = self._record(task_id)
+        if rec.status is not TaskStatus.QUEUED:
+            raise CommandError(f"task {task_id} is not queued")
+        self.order.remove(task_id)
+        self.order.insert(0, task_id)
+        self._queue_changed()
+
+    def set_priority(self, task_id: str, priority: Priority) -> None:
+        rec = self._record(task_id)
+        rec.task = dataclasses.replace(rec.task, priority=priority)
+        self._queue_changed()
+
+    def toggle_hold(self, task_id: str) -> None:
+        rec = self._record(task_id)
+        if rec.status is not TaskStatus.QUEUED:
+            raise CommandError(f"task {task_id} is not queued")
+        rec.held = not rec.held
+        self._queue_changed()
+
+    def add_task(self, task: Task) -> None:
+        if task.id in self.records:
+            raise CommandError(f"a task {task.id} exists already")
+        unknown = [d for d in task.depends if d not in self.records]
+        if unknown:
+            raise CommandError(f"task {task.id} depends on unknown task {', '.join(unknown)}")
+        self.records[task.id] = TaskRecord(task=task)
+        self.order.append(task.id)
+        self._queue_changed()
+
+    def reload_tasks(self, tasks: list[Task]) -> None:
+        """Apply an edited task file: queued tasks change, new ones join, removed queued ones leave."""
+        fresh = {t.id: t for t in tasks}
+        for task_id in list(self.order):
+            rec = self.records[task_id]
+            if rec.status is not TaskStatus.QUEUED:
+                continue
+            if task_id in fresh:
+                rec.task = fresh[task_id]
+            else:
+                self.order.remove(task_id)
+                del self.records[task_id]
+        for task in tasks:
+            if task.id not in self.records:
+                self.records[task.id] = TaskRecord(task=task)
+                self.order.append(task.id)
+        self._queue_changed()
+
+    def _queue_changed(self) -> None:
+        self._persist()
+        self._emit(ev.QueueChanged())
+        self._wake.set()
+
+    # conflict triage ---------------------------------------------------------
+
+    def conflict_sides(self, task_id: str, path: str) -> tuple[str | None, str | None, str | None]:
+        rec = self._record(task_id)
+        assert rec.branch is not None
+        return self.git.conflict_sides(rec.branch, self.base, path)
+
+    def _resolve_path(self, rec: TaskRecord) -> Path:
+        base = Path(self.config.worktrees.replace("{repo}", self.root.name))
+        if not base.is_absolute():
+            base = (self.root / base).resolve()
+        return base / f"resolve-{rec.task.id}"
+
+    async def prepare_manual(self, task_id: str) -> Path:
+        """A worktree on the task branch with main merged in, conflict markers and all."""
+        rec = self._record(task_id)
+        if rec.status not in (TaskStatus.CONFLICT, TaskStatus.RESOLVING):
+            raise CommandError(f"task {task_id} is not in conflict")
+        path = self._resolve_path(rec)
+        if rec.status is TaskStatus.CONFLICT or rec.worktree != path:
+            assert rec.branch is not None
+            await asyncio.to_thread(self.git.checkout_existing, path, rec.branch)
+            await asyncio.to_thread(self.git.start_manual_merge, path, self.base)
+            rec.worktree = path
+            self._set_status(rec, TaskStatus.RESOLVING)
+        return path
+
+    async def take_side(self, task_id: str, path: str, side: str) -> None:
+        rec = self._record(task_id)
+        worktree = await self.prepare_manual(task_id)
+        await asyncio.to_thread(self.git.take_side, worktree, path, side)
+        rec.paths = tuple(p for p in rec.paths if p != path)
+        self._emit(ev.QueueChanged())
+
+    async def unresolved_paths(self, task_id: str) -> tuple[str, ...]:
+        rec = self._record(task_id)
+        if rec.status is not TaskStatus.RESOLVING or rec.worktree is None:
+            return rec.paths
+        return tuple(await asyncio.to_thread(self.git.conflicted_paths, rec.worktree))
+
+    async def finish_resolution(self, task_id: str) -> None:
+        rec = self._record(task_id)
+        if rec.status is not TaskStatus.RESOLVING or rec.worktree is None:
+            raise CommandError(f"task {task_id} has no resolution in progress")
+        message = f"Merge {self.base} into {rec.branch}\n\nResolves conflicts for TASKS.md#task-{rec.task.id}"
+        await asyncio.to_thread(self.git.finish_manual_merge, rec.worktree, message)
+        worktree = rec.worktree
+        await asyncio.to_thread(self.git.remove_worktree, worktree)
+        rec.worktree = None
+        await self._merge(rec)
+
+    async def requeue(self, task_id: str) -> None:
+        """Abort: drop branch and worktree, redo the task from the new main, at the head of the queue."""
+        rec = self._record(task_id)
+        if rec.status not in (TaskStatus.CONFLICT, TaskStatus.RESOLVING, TaskStatus.CHECK_FAILED, TaskStatus.BLOCKED):
+            raise CommandError(f"task {task_id} is {rec.status.value}; nothing to requeue")
+        if rec.status is TaskStatus.RESOLVING and rec.worktree is not None:
+            await asyncio.to_thread(self.git.remove_worktree, rec.worktree)
+        if rec.branch:
+            await asyncio.to_thread(self.git.delete_branch, rec.branch, force=True)
+        rec.requeues += 1
+        rec.attempts = 0
+        rec.paths = ()
+        rec.reason = "requeued after conflict"
+        rec.worktree = None
+        self._requeue_front(rec)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _set_status(self, rec: TaskRecord, status: TaskStatus, event: ev.Event | None = None) -> None:
+        rec.status = status
+        self._persist()
+        if event is not None:
+            self._emit(event)
+        else:
+            self._emit(ev.QueueChanged())
+
+    def _emit(self, event: ev.Event) -> None:
+        self.sink(event)
+
+    async def _flush_output_loop(self) -> None:
+        while True:
+            await asyncio.sleep(OUTPUT_FLUSH_SECONDS)
+            self._flush_output()
+
+    def _flush_output(self) -> None:
+        pending, self._pending_output = self._pending_output, {}
+        for task_id, lines in pending.items():
+            self._emit(ev.TaskOutput(task=task_id, lines=tuple(lines)))
+
+    async def _cleanup_slots(self) -> None:
+        if self.config.slots.keep_at_end:
+            return
+        paths = {self._slot_path(i, self.records[t].task) for i, t in enumerate(self.slots) if t}
+        if self.config.slots.reuse:
+            paths |= {self._slot_path(i, Task(id="_", title="_")) for i in range(max(len(self.slots), self.workers))}
+        for path in paths:
+            if path.exists():
+                await asyncio.to_thread(self.git.remove_worktree, path)
+        await asyncio.to_thread(self.git.prune)
+
+    def _summary(self) -> ev.RunFinished:
+        rows = []
+        for task_id in self.order:
+            rec = self.records[task_id]
+            rows.append(
+                {
+                    "id": task_id,
+                    "title": rec.task.title,
+                    "status": rec.status.value,
+                    "duration": round(rec.elapsed, 1) if rec.elapsed is not None else None,
+                    "commit": rec.commit,
+                    "attempts": rec.attempts,
+                    "reason": rec.reason,
+                }
+            )
+        commits = [{"commit": sha, "subject": subject} for sha, subject in self.main_commits()]
+        merged = sum(1 for r in self.records.values() if r.status is TaskStatus.MERGED)
+        return ev.RunFinished(
+            tasks=[{k: v for k, v in row.items() if v is not None} for row in rows],
+            commits=commits,
+            merged=merged,
+            failed=len(self.records) - merged,
+            exit_code=0 if merged == len(self.records) else 1,
+        )
+
+    # ------------------------------------------------------------------ persistence
+
+    def _persist(self) -> None:
+        data = {
+            "version": 1,
+            "base": self.base,
+            "base_at_start": self._base_at_start,
+            "order": self.order,
+            "workers": self.workers,
+            "tasks": {
+                task_id: {
+                    "status": rec.status.value,
+                    "attempts": rec.attempts,
+                    "branch": rec.branch,
+                    "commit": rec.commit,
+                    "held": rec.held,
+                    "priority": rec.task.priority.label,
+                    "started": rec.started,
+                    "ended": rec.ended,
+                    "reason": rec.reason,
+                    "paths": list(rec.paths),
+                }
+                for task_id, rec in self.records.items()
+            },
+        }
+        save_state(self.git.git_dir, clean_for_toml(data))
+
+    def _restore_state(self) -> None:
+        """Keep the user's queue order, holds and priorities from an earlier run of the same tasks."""
+        state = load_state(self.git.git_dir)
+        if not state:
+            return
+        saved = state.get("tasks", {})
+        known = [i for i in state.get("order", []) if i in self.records]
+        self.order = known + [i for i in self.order if i not in set(known)]
+        for task_id, data in saved.items():
+            rec = self.records.get(task_id)
+            if rec is None:
+                continue
+            rec.held = bool(data.get("held", False))
+            priority = data.get("priority")
+            if priority:
+                rec.task = dataclasses.replace(rec.task, priority=Priority.parse(priority))
+            if data.get("status") == TaskStatus.MERGED.value and data.get("commit"):
+                rec.status = TaskStatus.MERGED
+                rec.commit = data["commit"]
+
+
+def _succeeded(exit_: AgentExit) -> bool:
+    return exit_.code == 0 and not exit_.timed_out and exit_.signal is None
+
+
+def _failure_reason(exit_: AgentExit) -> str:
+    if exit_.timed_out:
+        return "timed out"
+    if exit_.signal:
+        return f"killed by {exit_.signal}"
+    return f"agent exited {exit_.code}"
+
+
+def _as_progress(value: object) -> Progress:
+    if isinstance(value, Progress):
+        return value
+    if isinstance(value, tuple):
+        done, total = value
+        return Progress(percent=None, done=int(done), total=int(total), text="")
+    return Progress(percent=float(value), done=None, total=None, text="")  # type: ignore[arg-type]
