@@ -1,0 +1,359 @@
+"""One agent process: argv (never a shell), own process group, output streaming, stuck and timeout.
+
+The whole process group is the unit of control: a timeout, a cancel, or the main process exiting while
+children still hold the pipe all end with the group killed, so `run()` never leaves anything behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+try:
+    from tuiorch.agent_output import Progress, parse_progress
+except ImportError:  # agent_output.py is being written by another engineer; minimal stand-in until then
+    import re as _re
+
+    @dataclass(frozen=True)
+    class Progress:  # type: ignore[no-redef]
+        percent: float | None
+        done: int | None
+        total: int | None
+        text: str
+
+    _PROGRESS = _re.compile(r"^\s*PROGRESS:\s*(?:(\d+)\s*/\s*(\d+)|(\d+(?:\.\d+)?)\s*%)\s*(.*)$")
+
+    def parse_progress(line: str) -> Progress | None:  # type: ignore[misc]
+        match = _PROGRESS.match(line)
+        if not match:
+            return None
+        done, total, percent, text = match.groups()
+        if percent is not None:
+            return Progress(float(percent), None, None, text.strip())
+        return Progress(None, int(done), int(total), text.strip())
+
+__all__ = ["AgentExit", "AgentProcess", "Progress", "parse_progress"]
+
+#: Bytes asked for per read; a burst of many small lines arrives as one chunk.
+READ_CHUNK = 256 * 1024
+#: Lines longer than this reach `on_line` and `tail` cut short (the log file keeps every byte).
+MAX_LINE_CHARS = 64 * 1024
+#: How often the supervisor looks at the process (exit, timeout, cancel, stuck).
+TICK = 0.05
+#: Directories never walked when looking for file changes: large and not the agent's own work.
+SKIP_DIRS = frozenset({".git", "node_modules", ".venv", "__pycache__", ".mypy_cache", ".pytest_cache"})
+#: Upper bound on entries looked at per scan, so a huge worktree cannot stall stuck detection.
+MAX_SCAN_ENTRIES = 50_000
+
+
+@dataclass(frozen=True)
+class AgentExit:
+    """How an agent run ended. `code` is None when a signal ended it (then `signal` names it)."""
+
+    code: int | None
+    signal: str | None = None
+    timed_out: bool = False
+    cancelled: bool = False
+    #: Set when the process could not be started at all (e.g. "command not found: claude").
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0 and not (self.timed_out or self.cancelled)
+
+
+class AgentProcess:
+    """Runs one agent command and supervises it until it ends. One `run()` per instance."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        cwd: Path | str,
+        log_path: Path | str,
+        *,
+        env: Mapping[str, str] | None = None,
+        tail_lines: int = 200,
+        on_line: Callable[[str], None] | None = None,
+        timeout: float | None = None,
+        stuck_after: float | None = None,
+        on_stuck: Callable[[float], None] | None = None,
+        watch_dir: Path | None = None,
+        on_unstuck: Callable[[], None] | None = None,
+        kill_grace: float = 3.0,
+    ) -> None:
+        if not argv:
+            raise ValueError("agent command is empty")
+        self.argv = [str(arg) for arg in argv]
+        self.cwd = Path(cwd)
+        self.log_path = Path(log_path)
+        self.env = dict(env or {})
+        self.on_line = on_line
+        self.timeout = timeout if timeout and timeout > 0 else None
+        self.stuck_after = stuck_after if stuck_after and stuck_after > 0 else None
+        self.on_stuck = on_stuck
+        self.on_unstuck = on_unstuck
+        self.watch_dir = Path(watch_dir) if watch_dir is not None else self.cwd
+        self.kill_grace = kill_grace
+
+        self.pid: int | None = None
+        self.pgid: int | None = None
+        self.tail: deque[str] = deque(maxlen=max(1, tail_lines))
+        self.lines = 0
+        self.last_output = time.monotonic()
+        #: Last time output arrived or a file under watch_dir changed.
+        self.last_activity = self.last_output
+        self.stuck = False
+
+        self._cancel_requested = False
+        self._started = False
+
+    # -- public control ---------------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop the agent: SIGTERM to the group now, SIGKILL after the grace period (done by `run`)."""
+        self._cancel_requested = True
+        if self.pgid is not None:
+            _signal_group(self.pgid, signal.SIGTERM)
+
+    async def run(self) -> AgentExit:
+        if self._started:
+            raise RuntimeError("AgentProcess.run() may be called once")
+        self._started = True
+        if self._cancel_requested:
+            return AgentExit(code=None, cancelled=True)
+
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *self.argv,
+                    cwd=self.cwd,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                    env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
+                    start_new_session=True,
+                    limit=READ_CHUNK,
+                )
+            except OSError as exc:
+                message = _start_error(self.argv[0], self.cwd, exc)
+                log.write(f"tuiorch: {message}\n".encode())
+                self._emit(f"tuiorch: {message}")
+                return AgentExit(code=127, error=message)
+
+            self.pid = self.pgid = proc.pid
+            if self._cancel_requested:  # cancel() came while the process was being spawned
+                _signal_group(proc.pid, signal.SIGTERM)
+            assert proc.stdout is not None
+            pump = asyncio.create_task(self._pump(proc.stdout, log))
+            try:
+                return await self._supervise(proc, pump)
+            except BaseException:
+                # Cancelled (or a callback raised): nothing of the group may outlive us.
+                _signal_group(proc.pid, signal.SIGKILL)
+                pump.cancel()
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(_wait_exit(proc), 2.0)
+                raise
+
+    # -- internals --------------------------------------------------------------------------------------
+
+    async def _supervise(self, proc: asyncio.subprocess.Process, pump: asyncio.Task[None]) -> AgentExit:
+        started = time.monotonic()
+        deadline = started + self.timeout if self.timeout else None
+        timed_out = False
+        scan_every = min(5.0, max(0.1, (self.stuck_after or 0) / 4))
+        next_scan = started + scan_every
+        last_mtime = await asyncio.to_thread(_max_mtime, self.watch_dir) if self.stuck_after else 0.0
+
+        while proc.returncode is None:
+            if pump.done() and not pump.cancelled() and (failure := pump.exception()) is not None:
+                raise failure  # on_line raised or the log cannot be written: run() kills the group
+            now = time.monotonic()
+            if self._cancel_requested or (deadline is not None and now >= deadline):
+                timed_out = not self._cancel_requested
+                await self._kill_group(proc.pid, proc)
+                break
+            if self.stuck_after:
+                if now >= next_scan:
+                    mtime = await asyncio.to_thread(_max_mtime, self.watch_dir)
+                    if mtime > last_mtime:
+                        last_mtime = mtime
+                        self._activity(time.monotonic())
+                    next_scan = time.monotonic() + scan_every
+                idle = time.monotonic() - self.last_activity
+                if not self.stuck and idle >= self.stuck_after:
+                    self.stuck = True
+                    if self.on_stuck:
+                        self.on_stuck(idle)
+            await asyncio.sleep(TICK)
+
+        await _wait_exit(proc)
+        # The main process is gone; children that kept the pipe open must not keep us (or themselves) alive.
+        if not pump.done():
+            await self._kill_group(proc.pid, proc)
+        try:
+            await asyncio.wait_for(asyncio.shield(pump), 5.0)
+        except TimeoutError:
+            pump.cancel()  # a process outside our group holds the pipe; give up on the rest of its output
+        code = proc.returncode
+        assert code is not None
+        if code < 0:
+            return AgentExit(
+                code=None, signal=_signal_name(-code), timed_out=timed_out, cancelled=self._cancel_requested
+            )
+        return AgentExit(code=code, timed_out=timed_out, cancelled=self._cancel_requested)
+
+    async def _kill_group(self, pgid: int, proc: asyncio.subprocess.Process) -> None:
+        """SIGTERM the group, wait up to the grace period for it to empty, then SIGKILL."""
+        if not _signal_group(pgid, signal.SIGTERM):
+            return
+        give_up = time.monotonic() + self.kill_grace
+        while time.monotonic() < give_up:
+            if proc.returncode is not None and not _group_alive(pgid):
+                return
+            await asyncio.sleep(TICK)
+        _signal_group(pgid, signal.SIGKILL)
+        # SIGKILL cannot be caught, but dying takes a moment; don't report "ended" before it has.
+        give_up = time.monotonic() + 2.0
+        while _group_alive(pgid) and time.monotonic() < give_up:
+            await asyncio.sleep(0.01)
+
+    async def _pump(self, stream: asyncio.StreamReader, log: BinaryIO) -> None:
+        """Copy raw output to the log (every byte, flushed per read burst) and split it into lines."""
+        pending = bytearray()
+        dropped = 0  # bytes of an over-long line not kept in `pending` (they are in the log)
+        while True:
+            chunk = await stream.read(READ_CHUNK)
+            if not chunk:
+                break
+            log.write(chunk)
+            log.flush()
+            self._activity(time.monotonic())
+            self.last_output = self.last_activity
+            start = 0
+            while True:
+                newline = chunk.find(b"\n", start)
+                piece = chunk[start:] if newline < 0 else chunk[start:newline]
+                room = MAX_LINE_CHARS - len(pending)
+                if room > 0:
+                    pending += piece[:room]
+                dropped += max(0, len(piece) - max(room, 0))
+                if newline < 0:
+                    break
+                self._emit_bytes(pending, dropped)
+                pending.clear()
+                dropped = 0
+                start = newline + 1
+        if pending or dropped:
+            self._emit_bytes(pending, dropped)
+
+    def _emit_bytes(self, data: bytearray, dropped: int) -> None:
+        text = data.decode("utf-8", errors="replace").rstrip("\r")
+        if dropped:
+            text += f" [… {dropped} more bytes in the log]"
+        self._emit(text)
+
+    def _emit(self, text: str) -> None:
+        self.lines += 1
+        self.tail.append(text)
+        if self.on_line:
+            self.on_line(text)
+
+    def _activity(self, now: float) -> None:
+        self.last_activity = now
+        if self.stuck:
+            self.stuck = False
+            if self.on_unstuck:
+                self.on_unstuck()
+
+
+async def _wait_exit(proc: asyncio.subprocess.Process) -> None:
+    # Polls returncode: Process.wait() on Python 3.11 also waits for the pipes to close, which a
+    # surviving child can hold open forever.
+    while proc.returncode is None:
+        await asyncio.sleep(TICK)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Signal the group; False when it no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # only zombies or a reused id we do not own remain
+        return False
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    """Any live (non-zombie) process left in the group? Orphaned zombies may linger unreaped."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    proc_dir = Path("/proc")
+    if not proc_dir.is_dir():
+        return True
+    for entry in os.scandir(proc_dir):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _max_mtime(root: Path) -> float:
+    """Newest mtime of any file or directory under root (skipping .git and the like), bounded work."""
+    try:
+        newest = root.stat().st_mtime
+    except OSError:
+        return 0.0
+    seen = 0
+    stack = [str(root)]
+    while stack and seen < MAX_SCAN_ENTRIES:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    seen += 1
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    newest = max(newest, info.st_mtime)
+                    if entry.is_dir(follow_symlinks=False) and entry.name not in SKIP_DIRS:
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    return newest
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _start_error(program: str, cwd: Path, exc: OSError) -> str:
+    if not cwd.is_dir():
+        return f"cannot start agent: working directory does not exist: {cwd}"
+    if isinstance(exc, FileNotFoundError):
+        return f"cannot start agent: command not found: {program}"
+    if isinstance(exc, PermissionError):
+        return f"cannot start agent: permission denied: {program}"
+    return f"cannot start agent {program}: {exc.strerror or exc}"
