@@ -1,0 +1,225 @@
+"""Prompt templates for task agents and conflict-resolver agents, and their rendering.
+
+Rendering is one regex pass over the template: values that came from the task (which may hold braces or
+text that looks like a placeholder) are inserted verbatim and never substituted again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from tuiorch.tasks import Task
+
+__all__ = [
+    "BUILTIN_TEMPLATE",
+    "RESOLVE_TEMPLATE",
+    "PromptError",
+    "load_template",
+    "render_prompt",
+    "render_resolve_prompt",
+]
+
+# Marker lines the demo agent parses; keep them in step with tuiorch/demo_agent.py.
+WORKTREE_MARKER = "You are working in a git worktree at: "
+BRANCH_MARKER = "This is an isolated copy of the repository on branch "
+TASK_HEADING = "## Your Task: "
+TASK_ID_MARKER = "- Task id: "
+TYPE_MARKER = "- Commit type: "
+BODY_START = "From TASKS.md:"
+BODY_END = "## Requirements:"
+RESOLVE_MARKER = "You are resolving a merge conflict in a git worktree at: "
+PATHS_HEADING = "## Conflicting paths"
+
+BUILTIN_TEMPLATE = """\
+You are working in a git worktree at: {worktree_path}
+
+This is an isolated copy of the repository on branch {branch_name}.
+You can freely edit files without affecting other parallel agents.
+
+## Your Task: {task_title} (Task {task_number})
+
+- Task id: {task_id}
+- Commit type: {type}
+- Depends on (already merged into your branch's base): {depends}
+- Files and folders it is expected to touch: {touches}
+
+From TASKS.md:
+{task_description}
+
+## Requirements:
+{requirements}
+
+## Steps:
+1. Read relevant existing code to understand patterns
+2. Implement the task following existing conventions
+3. Build and run the project's tests to verify your work
+4. Commit your changes
+
+## Reporting progress:
+While you work, print a progress line on its own line now and then, in one of these forms:
+PROGRESS: 3/5 writing tests
+PROGRESS: 60%
+
+## Important:
+- Work ONLY in {worktree_path}
+- Commit to your {branch_name} branch
+- Do NOT merge to main - the orchestrator handles that
+- Do NOT push - orchestrator handles that
+- Use commit message format:
+  ```
+  {type}: {task_title}
+
+  Refs: TASKS.md#task-{task_id}
+  Co-Authored-By: {agent_name} <{agent_email}>
+  ```
+"""
+
+RESOLVE_TEMPLATE = """\
+You are resolving a merge conflict in a git worktree at: {worktree_path}
+
+The worktree is on branch {branch_name}, the work for task {task_id} ("{task_title}").
+The base branch has been merged into it and the merge stopped with conflicts; they are yours to resolve.
+
+## Conflicting paths
+{conflict_paths}
+
+## What to do:
+1. For each conflicting path, edit the file in {worktree_path} so that it combines BOTH sides: keep
+   the intent of the base branch's changes and of the task's changes.
+2. Remove every conflict marker (lines starting with <<<<<<<, =======, |||||||, >>>>>>>).
+3. `git add` each resolved path.
+4. Commit the merge with `git commit --no-edit` (keep the prepared merge message).
+5. Print progress on its own line as you go, e.g. `PROGRESS: 1/3 resolved README.md`.
+
+Work ONLY in {worktree_path}. Do NOT push, do NOT switch branches, do NOT abort the merge.
+
+## The versions of each file
+{conflict_files}
+"""
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class PromptError(Exception):
+    """A prompt template that cannot be used; str() is the user-facing message."""
+
+
+def load_template(path: str | Path | None, *, root: Path | None = None) -> str:
+    """The template text at `path` (relative to `root`), or the built-in one when `path` is empty."""
+    if path is None or str(path).strip() == "":
+        return BUILTIN_TEMPLATE
+    target = Path(path).expanduser()
+    if root is not None and not target.is_absolute():
+        target = root / target
+    try:
+        text = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PromptError(f"prompt template not found: {target}") from None
+    except IsADirectoryError:
+        raise PromptError(f"prompt template is a directory, not a file: {target}") from None
+    except UnicodeDecodeError:
+        raise PromptError(f"prompt template is not UTF-8 text: {target}") from None
+    except OSError as exc:
+        raise PromptError(f"cannot read prompt template {target}: {exc.strerror or exc}") from None
+    if not text.strip():
+        raise PromptError(f"prompt template is empty: {target}")
+    return text
+
+
+def substitute(template: str, values: Mapping[str, str]) -> str:
+    """Replace `{name}` for each known name in one pass; unknown `{...}` stays as written.
+
+    Template lines that use an empty agent identity are dropped (a trailer with empty values is left out).
+    """
+    dropped = {name for name in ("agent_name", "agent_email") if not values.get(name)}
+    if dropped:
+        template = "".join(
+            line
+            for line in template.splitlines(keepends=True)
+            if not any("{" + name + "}" in line for name in dropped)
+        )
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def task_values(task: Task, *, worktree: Path | str, branch: str, agent_name: str = "", agent_email: str = "") -> dict[str, str]:
+    return {
+        "worktree_path": str(worktree),
+        "branch_name": branch,
+        "task_title": task.title,
+        "short_description": task.title,
+        "task_number": task.id,
+        "task_id": task.id,
+        "task_description": task.description.strip("\n") or "(no description beyond the title)",
+        "type": task.type,
+        "depends": ", ".join(task.depends) or "none",
+        "touches": ", ".join(task.touches) or "not declared",
+        "agent_name": agent_name,
+        "agent_email": agent_email,
+    }
+
+
+def render_prompt(
+    template: str,
+    *,
+    task: Task,
+    worktree: Path | str,
+    branch: str,
+    agent_name: str = "",
+    agent_email: str = "",
+    extra: str = "",
+) -> str:
+    """The prompt for one task attempt. `extra` (e.g. what went wrong last time) fills {requirements}
+    and {extra}; a template that has neither gets it appended at the end."""
+    values = task_values(task, worktree=worktree, branch=branch, agent_name=agent_name, agent_email=agent_email)
+    extra = extra.strip("\n")
+    values["extra"] = extra
+    values["requirements"] = extra or "Do what the task above describes; keep the change focused on it."
+    text = substitute(template, values)
+    if extra and "{extra}" not in template and "{requirements}" not in template:
+        text = text.rstrip("\n") + "\n\n" + extra + "\n"
+    return text
+
+
+def render_resolve_prompt(
+    template: str,
+    *,
+    task: Task,
+    worktree: Path | str,
+    branch: str,
+    files: Sequence[tuple[str, str | None, str | None, str | None]],
+    base_branch: str = "main",
+    agent_name: str = "",
+    agent_email: str = "",
+) -> str:
+    """The prompt for an agent resolving a conflict. `files` holds (path, base, ours, theirs) texts, where
+    ours is the base branch (main) and theirs the task branch; None means the file is absent there."""
+    values = task_values(task, worktree=worktree, branch=branch, agent_name=agent_name, agent_email=agent_email)
+    values["base_branch"] = base_branch
+    values["conflict_paths"] = "\n".join(f"- {path}" for path, *_ in files) or "- (none listed)"
+    values["conflict_files"] = "\n".join(
+        _file_versions(path, base, ours, theirs, base_branch) for path, base, ours, theirs in files
+    )
+    return substitute(template, values)
+
+
+def _file_versions(path: str, base: str | None, ours: str | None, theirs: str | None, base_branch: str) -> str:
+    parts = [f"### {path}\n"]
+    for label, text in (
+        ("Common ancestor (base) version", base),
+        (f"{base_branch} version (ours)", ours),
+        ("Task branch version (theirs)", theirs),
+    ):
+        parts.append(f"{label}:")
+        parts.append(_fenced(text) if text is not None else "(the file does not exist in this version)")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def _fenced(text: str) -> str:
+    """A code fence longer than any backtick run inside, so file contents cannot close it early."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    body = text if text.endswith("\n") or not text else text + "\n"
+    return f"{fence}\n{body}{fence}"
