@@ -65,7 +65,12 @@ def test_design_example_parses_with_metadata_comments_and_defaults() -> None:
     tasks = parse_tasks_md(DESIGN_EXAMPLE)
     assert [t.id for t in tasks] == ["1", "2", "3"]
     one, two, three = tasks
-    assert (one.title, one.priority, one.description, one.line) == ("Skeleton", Priority.FOUNDATION, "Make the package.", 5)
+    assert (one.title, one.priority, one.description, one.line) == (
+        "Skeleton",
+        Priority.FOUNDATION,
+        "Make the package.",
+        5,
+    )
     assert (two.priority, two.type, two.depends, two.touches, two.description) == (
         Priority.FEATURE,
         "feat",
@@ -159,7 +164,10 @@ def test_text_before_first_task_and_empty_queue() -> None:
             "## Task 1: A\npriority: urgent\n",
             "TASKS.md:2: unknown priority 'urgent' (expected foundation, feature, polish)",
         ),
-        ("## Task 1: A\ndepends: 2\ndepends: 3\n", "TASKS.md:3: task 1: 'depends' given twice (first at line 2)"),
+        (
+            "## Task 1: A\ndepends: 2\ndepends: 3\n",
+            "TASKS.md:3: task 1: 'depends' given twice (first at line 2)",
+        ),
         ("## Task 1: A\ntype: not a type\n", "TASKS.md:1: task 1: bad type 'not a type'"),
         ("## Task 1: A\ntouches: a,, b # c\n", None),  # fine: empty entries and comments dropped
     ],
@@ -181,7 +189,10 @@ def test_cycle_is_printed_in_dependency_order() -> None:
 def test_ten_thousand_tasks_with_a_ten_thousand_deep_chain() -> None:
     count = 10_000
     sections = ["## Task 0: start\npriority: foundation\n\nfirst\n"]
-    sections += [f"## Task {i}: step {i}\ndepends: {i - 1}\ntouches: src/m{i % 50}.py\n\nDo {i}.\n" for i in range(1, count)]
+    sections += [
+        f"## Task {i}: step {i}\ndepends: {i - 1}\ntouches: src/m{i % 50}.py\n\nDo {i}.\n"
+        for i in range(1, count)
+    ]
     tasks = parse_tasks_md("\n".join(sections))
     assert len(tasks) == count
     assert tasks[-1].depends == (str(count - 2),) and tasks[-1].description == f"Do {count - 1}."
@@ -206,7 +217,9 @@ def test_validate_accepts_known_ids_for_deleted_merged_tasks() -> None:
 def test_render_round_trips_the_design_example() -> None:
     tasks = parse_tasks_md(DESIGN_EXAMPLE)
     rendered = render_tasks_md(tasks, header="# My project tasks")
-    assert rendered.startswith("# My project tasks\n\n## Task 1: Skeleton\npriority: foundation\n\nMake the package.\n")
+    assert rendered.startswith(
+        "# My project tasks\n\n## Task 1: Skeleton\npriority: foundation\n\nMake the package.\n"
+    )
     assert _bare(parse_tasks_md(rendered)) == _bare(tasks)
 
 
@@ -232,7 +245,9 @@ _line_text = st.text(
 _path = st.from_regex(r"[a-z0-9_./-]{1,12}", fullmatch=True)
 _body_line = st.one_of(
     _line_text,
-    st.sampled_from(["## Task 5: looks like a heading", "```", "~~~~", "depends: 1", "  # not a comment", ""]),
+    st.sampled_from(
+        ["## Task 5: looks like a heading", "```", "~~~~", "depends: 1", "  # not a comment", ""]
+    ),
 )
 
 
@@ -252,7 +267,9 @@ def _task_lists(draw: st.DrawFn) -> list[Task]:
                 id=task_id,
                 title=draw(_line_text.map(str.strip).filter(bool)),
                 description=body,
-                depends=tuple(draw(st.lists(st.sampled_from(ids[:position]), unique=True))) if position else (),
+                depends=tuple(draw(st.lists(st.sampled_from(ids[:position]), unique=True)))
+                if position
+                else (),
                 priority=draw(st.sampled_from(list(Priority))),
                 touches=tuple(draw(st.lists(_path, unique=True, max_size=3))),
                 type=draw(st.sampled_from(["feat", "fix", "docs", "refactor(ui)", "feat!"])),
@@ -326,7 +343,13 @@ def test_toml_tasks() -> None:
         "Make the package.",
         3,
     )
-    assert (two.id, two.title, two.depends, two.type, two.line) == ("ui-2", "Conflict modal", ("1",), "fix", 11)
+    assert (two.id, two.title, two.depends, two.type, two.line) == (
+        "ui-2",
+        "Conflict modal",
+        ("1",),
+        "fix",
+        11,
+    )
     assert two.touches == ("tuiorch/ui/screens/", "tuiorch/ui/app.tcss")
     assert parse_tasks_toml("") == []
 
@@ -335,7 +358,10 @@ def test_toml_tasks() -> None:
     ("text", "expected"),
     [
         ('[[task]]\nid = 1\ntitle = "a"\nowner = "me"\n', "tasks.toml:1: unknown key 'owner' in [[task]]"),
-        ('[[task]]\nid = 1\ntitle = "a"\n\n[[task]]\nid = 1\ntitle = "b"\n', "tasks.toml:5: duplicate task id '1' (first at line 1)"),
+        (
+            '[[task]]\nid = 1\ntitle = "a"\n\n[[task]]\nid = 1\ntitle = "b"\n',
+            "tasks.toml:5: duplicate task id '1' (first at line 1)",
+        ),
         ('[[task]]\nid = 1\ntitle = ""\n', "tasks.toml:1: task 1: empty title"),
         ('[[task]]\ntitle = "no id"\n', "tasks.toml:1: [[task]] without an id"),
         ('[[task]]\nid = "../x"\ntitle = "a"\n', "tasks.toml:1: unsafe task id '../x'"),
@@ -344,7 +370,7 @@ def test_toml_tasks() -> None:
         ('[[task]]\nid = 1\ntitle = "a"\ndepends = [1]\n', "tasks.toml:1: task 1 depends on itself"),
         ('[[task]]\nid = true\ntitle = "a"\n', "tasks.toml:1: id must be a string or an integer"),
         ('title = "stray"\n', "tasks.toml: unknown key 'title'"),
-        ('[[task]\nid = 1\n', "tasks.toml: invalid TOML: "),
+        ("[[task]\nid = 1\n", "tasks.toml: invalid TOML: "),
         (
             '[[task]]\nid = "a"\ntitle = "A"\ndepends = ["b"]\n[[task]]\nid = "b"\ntitle = "B"\ndepends = ["a"]\n',
             "tasks.toml:1: dependency cycle: a -> b -> a",

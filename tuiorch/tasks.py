@@ -122,7 +122,9 @@ def validate_tasks(tasks: list[Task], path: str, known_ids: Collection[str] = ()
     for task in tasks:
         for dep in task.depends:
             if dep == task.id:
-                raise TaskFileError(task.source or path, task.line or None, f"task {task.id} depends on itself")
+                raise TaskFileError(
+                    task.source or path, task.line or None, f"task {task.id} depends on itself"
+                )
             if dep not in existing:
                 raise TaskFileError(
                     task.source or path, task.line or None, f"task {task.id} depends on unknown task {dep!r}"
@@ -271,9 +273,7 @@ def parse_tasks_md(
         if not title:
             raise TaskFileError(path, number, f"task {task_id}: empty title")
         headings.append((number, task_id, title, index + 1))
-    if fences.fence is not None and any(
-        _is_task_heading_line(line) for line in lines[fences.opened_at :]
-    ):
+    if fences.fence is not None and any(_is_task_heading_line(line) for line in lines[fences.opened_at :]):
         # An unclosed fence hides every heading after it; losing tasks silently would be worse.
         raise TaskFileError(
             path, fences.opened_at, "code fence is never closed (the task headings after it are hidden)"
@@ -299,7 +299,9 @@ def _parse_task_block(
     while index < end and (match := _METADATA.match(lines[index].strip())):
         key, number = match["key"].lower(), index + 1
         if key in seen_at:
-            raise TaskFileError(path, number, f"task {task_id}: '{key}' given twice (first at line {seen_at[key]})")
+            raise TaskFileError(
+                path, number, f"task {task_id}: '{key}' given twice (first at line {seen_at[key]})"
+            )
         seen_at[key] = number
         value = _COMMENT.sub("", match["value"]).strip()
         if key == "depends":
@@ -313,7 +315,12 @@ def _parse_task_block(
         index += 1
     body = [_unescape_heading(line) for line in lines[index:end]]
     return Task(
-        id=task_id, title=title, description=_strip_blank_edges(body), source=path, line=heading_line, **fields
+        id=task_id,
+        title=title,
+        description=_strip_blank_edges(body),
+        source=path,
+        line=heading_line,
+        **fields,
     )  # type: ignore[arg-type]
 
 
@@ -455,7 +462,9 @@ def _task_from_table(table: dict[str, object], path: str, line: int) -> Task:
 
     def id_list(key: str) -> tuple[str, ...]:
         value = table.get(key, [])
-        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, str | int) for v in value):
+        if not isinstance(value, list) or any(
+            isinstance(v, bool) or not isinstance(v, str | int) for v in value
+        ):
             raise fail(f"task {task_id}: {key} must be a list of task ids, got {value!r}")
         return _dedupe(str(v).strip() for v in value)
 
