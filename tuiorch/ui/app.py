@@ -1,0 +1,504 @@
+"""The tuiorch TUI: worker panes, the queue, and the keys that steer the orchestrator.
+
+Data flows "attributes down, messages up": the bridge turns engine events into messages, the handlers
+only mark what changed, and a 10 Hz tick re-reads `orchestrator.records` / `queue_view()` into widgets.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult, SuspendNotSupported
+from textual.containers import Grid, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Footer
+from textual.worker import Worker, WorkerState
+
+from tuiorch.config import Config
+from tuiorch.events import RunFinished, TaskStatus
+from tuiorch.orchestrator import CommandError, Orchestrator
+from tuiorch.tasks import Priority, Task, TaskFileError, load_tasks
+from tuiorch.ui import messages
+from tuiorch.ui.bindings import MAIN_BINDINGS, validate_keymap
+from tuiorch.ui.bridge import Bridge
+from tuiorch.ui.commands import TuiorchCommands
+from tuiorch.ui.format import (
+    NONE,
+    exit_code_for,
+    format_duration,
+    pool_counts,
+    queue_lines,
+    short_sha,
+    status_label,
+)
+from tuiorch.ui.screens import ConfirmScreen, ConflictScreen, LogScreen, SummaryScreen
+from tuiorch.ui.watch import task_file_changes
+from tuiorch.ui.widgets import PoolHeader, QueuePane, WorkerPane
+from tuiorch.ui.widgets.worker_pane import PANE_MAX_LINES
+
+#: How often panes, queue and header are redrawn from the orchestrator's state.
+TICK_SECONDS = 0.1
+#: Panes per row before the grid wraps.
+PANE_COLUMNS = 3
+#: Exit status for ctrl+c (DESIGN §1).
+INTERRUPTED = 130
+
+QUEUE_ACTIONS = frozenset({"move_up", "move_down", "move_top", "priority", "hold"})
+RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EMPTY, TaskStatus.CHECK_FAILED})
+CANCELLABLE = frozenset({TaskStatus.STARTING, TaskStatus.RUNNING, TaskStatus.STUCK})
+IN_CONFLICT = frozenset({TaskStatus.CONFLICT, TaskStatus.RESOLVING})
+
+
+class TuiorchApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "tuiorch"
+    BINDINGS = MAIN_BINDINGS
+    COMMANDS = App.COMMANDS | {TuiorchCommands}
+
+    def __init__(
+        self,
+        root: Path,
+        config: Config,
+        tasks: list[Task],
+        task_file: Path | None,
+        *,
+        paused: bool = False,
+        watch_tasks: bool = True,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.config = config
+        self.task_file = task_file
+        #: Source of "now" for elapsed times; tests and screenshots freeze it.
+        self.clock: Callable[[], float] = time.time
+        #: Hide values that differ run to run (durations, commit ids): for snapshots only.
+        self.redact = False
+        self.bridge = Bridge(self.post_message, tail_lines=PANE_MAX_LINES)
+        self.orch = Orchestrator(root, config, tasks, self.bridge.sink, task_file=task_file, keep_alive=True)
+        self.set_keymap(validate_keymap(config.keymap))
+        self._start_paused = paused
+        self._watch = watch_tasks and task_file is not None
+        self._dirty = True
+        self._engine: Worker[RunFinished] | None = None
+        self._summary: RunFinished | None = None
+        #: task -> {path: how} resolved in the conflict modal, kept across closing and reopening it.
+        self._resolutions: dict[str, dict[str, str]] = {}
+        self._last_task_text: str | None = None
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield PoolHeader(self.root.name, id="header")
+        with Vertical(id="main"):
+            yield Grid(*(WorkerPane(i) for i in range(self._pane_count())), id="workers")
+            yield QueuePane(id="queue")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._layout_panes()
+        if self._start_paused:
+            self.orch.pause()
+        if self.task_file is not None and self.task_file.exists():
+            self._last_task_text = self.task_file.read_text(encoding="utf-8", errors="replace")
+        self.render_state()
+        self.query_one("#queue-table", DataTable).focus()
+        self.set_interval(TICK_SECONDS, self.render_state)
+        self._engine = self._run_engine()
+        if self._watch:
+            self._watch_task_file()
+
+    @property
+    def panes(self) -> list[WorkerPane]:
+        return list(self.query(WorkerPane))
+
+    def _pane_count(self) -> int:
+        # A shrunk pool keeps its trailing slots until their tasks end, so show those too.
+        return max(self.orch.workers, len(self.orch.slots))
+
+    def _layout_panes(self) -> None:
+        grid = self.query_one("#workers", Grid)
+        count = len(self.panes)
+        columns = max(1, min(PANE_COLUMNS, count))
+        grid.styles.grid_size_columns = columns
+        grid.styles.grid_size_rows = max(1, -(-count // columns))
+
+    def sync_panes(self) -> None:
+        """Mount or remove panes so there is one per slot."""
+        wanted = self._pane_count()
+        panes = self.panes
+        grid = self.query_one("#workers", Grid)
+        if len(panes) < wanted:
+            grid.mount_all(WorkerPane(i) for i in range(len(panes), wanted))
+        for pane in panes[wanted:]:
+            pane.remove()
+        self.call_after_refresh(self._layout_panes)
+        self._dirty = True
+
+    # ------------------------------------------------------------------ rendering
+
+    def render_state(self) -> None:
+        """Re-read the orchestrator into the widgets (attributes down)."""
+        orch = self.orch
+        now = self.clock()
+        with self.batch_update():
+            for pane in self.panes:
+                task_id = orch.slots[pane.slot] if pane.slot < len(orch.slots) else None
+                if task_id is None and pane.task_id is not None:
+                    # Keep showing the slot's last task (merging, merged, failed) until another one starts.
+                    task_id = pane.task_id
+                record = orch.records.get(task_id) if task_id else None
+                if record is not None and record.status is TaskStatus.QUEUED:
+                    record = None
+                pane.show(record, now, redact=self.redact)
+            if self._dirty:
+                self._dirty = False
+                self.query_one(QueuePane).show(queue_lines(orch.queue_view(), orch.records, orch.slots))
+                self.query_one(PoolHeader).show(pool_counts(orch.records, orch.workers, orch.paused))
+                self.refresh_bindings()
+
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    # ------------------------------------------------------------------ messages up
+
+    def on_output_ready(self, message: messages.OutputReady) -> None:
+        lines = self.bridge.take_output(message.task)
+        for pane in self.panes:
+            if pane.task_id == message.task:
+                pane.queue_lines(lines)
+
+    def on_progress_changed(self, _message: messages.ProgressChanged) -> None:
+        pass  # the tick re-reads progress from the record
+
+    def on_task_changed(self, _message: messages.TaskChanged) -> None:
+        self._dirty = True
+
+    def on_queue_updated(self, _message: messages.QueueUpdated) -> None:
+        self._dirty = True
+
+    def on_pool_updated(self, _message: messages.PoolUpdated) -> None:
+        self.sync_panes()
+
+    def on_conflict_arrived(self, message: messages.ConflictArrived) -> None:
+        self._dirty = True
+        self._resolutions.pop(message.task, None)
+        screen = self.screen
+        if isinstance(screen, ConflictScreen) and screen.task_id == message.task:
+            screen.refresh_from_engine()
+        elif isinstance(screen, ModalScreen):
+            self.notify(f"task {message.task} conflicts with main: press c", severity="warning")
+        else:
+            self.open_conflict(message.task)
+
+    def on_notice_arrived(self, message: messages.NoticeArrived) -> None:
+        severity = {"error": "error", "warning": "warning"}.get(message.level, "information")
+        self.notify(message.message, severity=severity)  # type: ignore[arg-type]
+
+    def on_run_ended(self, _message: messages.RunEnded) -> None:
+        self._dirty = True
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place worker errors surface: commands, the engine, the file watcher."""
+        worker = event.worker
+        if event.state is WorkerState.SUCCESS and worker.group == "engine":
+            self._summary = worker.result
+        if event.state is not WorkerState.ERROR:
+            return
+        error = worker.error
+        if isinstance(error, CommandError):
+            self.notify(str(error), severity="warning")
+        elif worker.group == "engine":
+            self.notify(f"the orchestrator stopped: {error}", title="engine error", severity="error", timeout=30)
+        else:
+            self.notify(f"{type(error).__name__}: {error}", severity="error")
+        self._dirty = True
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "queue-table":
+            self.action_open()
+
+    def on_descendant_focus(self, _event: object) -> None:
+        self.refresh_bindings()
+
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self.refresh_bindings()
+
+    # ------------------------------------------------------------------ workers
+
+    @work(exclusive=True, group="engine", exit_on_error=False, name="engine")
+    async def _run_engine(self) -> RunFinished:
+        return await self.orch.run()
+
+    @work(exclusive=True, group="watch", exit_on_error=False, name="watch tasks")
+    async def _watch_task_file(self) -> None:
+        assert self.task_file is not None
+        async for _ in task_file_changes(self.task_file):
+            self.reload_task_file()
+
+    def run_command(self, coroutine: Awaitable[Any]) -> Worker[Any]:
+        """Run an async orchestrator command off the handler; its errors reach on_worker_state_changed."""
+
+        async def call() -> Any:
+            result = await coroutine
+            self._dirty = True
+            return result
+
+        return self.run_worker(call(), group="commands", exit_on_error=False)
+
+    def command(self, method: Callable[..., Any], *args: Any) -> bool:
+        """Call a plain orchestrator command; a refusal becomes a notification."""
+        try:
+            method(*args)
+        except CommandError as exc:
+            self.notify(str(exc), severity="warning")
+            return False
+        self._dirty = True
+        return True
+
+    def reload_task_file(self) -> None:
+        """Apply an edited task file, or report why it was not applied and change nothing."""
+        assert self.task_file is not None
+        try:
+            text = self.task_file.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = None
+        if text is not None and text == self._last_task_text:
+            return
+        try:
+            tasks = load_tasks(self.task_file)
+        except TaskFileError as exc:
+            self.notify(str(exc), title=f"{self.task_file.name} not applied", severity="error", timeout=15)
+            return
+        self._last_task_text = text
+        if self.command(self.orch.reload_tasks, tasks):
+            self.notify(f"{self.task_file.name} reloaded: {len(tasks)} tasks")
+
+    # ------------------------------------------------------------------ selection and greying
+
+    def selected_task(self) -> str | None:
+        """The focused worker's task, else the task under the queue cursor."""
+        node = self.focused
+        while node is not None and not isinstance(node, WorkerPane | QueuePane):
+            node = node.parent  # type: ignore[assignment]
+        if isinstance(node, WorkerPane):
+            return node.task_id
+        return self.query_one(QueuePane).selected_id
+
+    def _selected_record(self) -> Any | None:
+        task_id = self.selected_task()
+        return self.orch.records.get(task_id) if task_id else None
+
+    def _conflict_task(self) -> str | None:
+        record = self._selected_record()
+        if record is not None and record.status in IN_CONFLICT:
+            return record.task.id
+        return next((tid for tid in self.orch.order
+                     if self.orch.records[tid].status in IN_CONFLICT), None)
+
+    def applies(self, action: str, parameters: tuple[object, ...] = ()) -> bool:
+        """Whether a main-screen action does something for the current selection."""
+        record = self._selected_record()
+        status = record.status if record is not None else None
+        if action in QUEUE_ACTIONS:
+            return status is TaskStatus.QUEUED
+        if action == "shrink":
+            return self.orch.workers > 1
+        if action == "cancel":
+            return status in CANCELLABLE
+        if action == "retry":
+            return status in RETRYABLE
+        if action == "conflict":
+            return self._conflict_task() is not None
+        if action == "log":
+            return record is not None and record.log_path is not None
+        if action == "open":
+            return record is not None
+        # add_task is not built yet; it stays in the keymap so a user's [keymap] entry remains valid.
+        return action != "add_task"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action not in {b.action.partition("(")[0] for b in MAIN_BINDINGS}:
+            return True
+        if action in ("quit", "interrupt"):
+            return True
+        if isinstance(self.screen, ModalScreen):
+            return False  # a modal has its own keys; hide the main screen's from its footer
+        if action == "pause":
+            return True
+        return True if self.applies(action, parameters) else None
+
+    # ------------------------------------------------------------------ actions: the queue
+
+    def action_move_up(self) -> None:
+        if task_id := self.selected_task():
+            self.command(self.orch.move, task_id, -1)
+            self.render_state()
+
+    def action_move_down(self) -> None:
+        if task_id := self.selected_task():
+            self.command(self.orch.move, task_id, 1)
+            self.render_state()
+
+    def action_move_top(self) -> None:
+        if task_id := self.selected_task():
+            self.command(self.orch.move_top, task_id)
+            self.render_state()
+
+    def action_priority(self, name: str) -> None:
+        if task_id := self.selected_task():
+            self.command(self.orch.set_priority, task_id, Priority.parse(name))
+
+    def action_hold(self) -> None:
+        if task_id := self.selected_task():
+            self.command(self.orch.toggle_hold, task_id)
+
+    def action_add_task(self) -> None:
+        self.notify("adding a task from the TUI is not built yet: edit the task file", severity="warning")
+
+    # ------------------------------------------------------------------ actions: the pool
+
+    def action_grow(self) -> None:
+        self.command(self.orch.set_workers, self.orch.workers + 1)
+
+    def action_shrink(self) -> None:
+        self.command(self.orch.set_workers, self.orch.workers - 1)
+
+    def action_pause(self) -> None:
+        self.command(self.orch.resume if self.orch.paused else self.orch.pause)
+
+    def action_cancel(self) -> None:
+        record = self._selected_record()
+        if record is None or record.status not in CANCELLABLE:
+            return
+        task_id = record.task.id
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.command(self.orch.cancel, task_id)
+
+        self.push_screen(ConfirmScreen(f"Cancel task {task_id} ({record.task.title})?", yes="Cancel it"), answered)
+
+    def action_retry(self) -> None:
+        if task_id := self.selected_task():
+            self.command(self.orch.retry, task_id)
+
+    # ------------------------------------------------------------------ actions: screens
+
+    def action_open(self) -> None:
+        record = self._selected_record()
+        if record is None:
+            return
+        if record.status in IN_CONFLICT:
+            self.open_conflict(record.task.id)
+        elif record.log_path is not None:
+            self.action_log()
+        else:
+            task = record.task
+            self.notify(task.description or "(no description)", title=f"task {task.id} {task.title}", timeout=10)
+
+    def action_conflict(self) -> None:
+        if task_id := self._conflict_task():
+            self.open_conflict(task_id)
+
+    def open_conflict(self, task_id: str) -> None:
+        resolved = self._resolutions.setdefault(task_id, {})
+
+        def closed(result: str | None) -> None:
+            self._dirty = True
+            if result == "resolved":
+                self._resolutions.pop(task_id, None)
+                record = self.orch.records.get(task_id)
+                state = status_label(record.status) if record else "gone"
+                self.notify(f"task {task_id}: resolution committed, {state}")
+            elif result == "requeued":
+                self._resolutions.pop(task_id, None)
+                self.notify(f"task {task_id} requeued at the head of the queue")
+
+        self.push_screen(ConflictScreen(self.orch, task_id, resolved), closed)
+
+    def action_log(self) -> None:
+        record = self._selected_record()
+        if record is not None:
+            self.push_screen(LogScreen(f"{record.task.id} {record.task.title}", record.log_path))
+
+    def summary_rows(self) -> list[tuple[str, str, str, str, str, str]]:
+        rows = []
+        for task_id in self.orch.order:
+            record = self.orch.records[task_id]
+            rows.append(
+                (
+                    task_id,
+                    record.task.title,
+                    status_label(record.status, record.held),
+                    NONE if self.redact and record.elapsed is not None else format_duration(record.elapsed),
+                    ("•" * 7 if record.commit else NONE) if self.redact else short_sha(record.commit),
+                    record.reason,
+                )
+            )
+        return rows
+
+    def action_summary(self) -> None:
+        counts = pool_counts(self.orch.records, self.orch.workers, self.orch.paused)
+        total = len(self.orch.records)
+        title = f"summary · {counts.merged} of {total} merged · {counts.failed} failed · {counts.conflict} in conflict"
+        commits = self.orch.main_commits()
+        if self.redact:
+            commits = [("•" * 7, subject) for _sha, subject in commits]
+        self.push_screen(SummaryScreen(title, self.summary_rows(), commits))
+
+    # ------------------------------------------------------------------ leaving
+
+    def exit_code(self) -> int:
+        return exit_code_for(record.status for record in self.orch.records.values())
+
+    def action_quit(self) -> None:  # type: ignore[override]
+        running = sum(1 for record in self.orch.records.values() if record.status.is_active)
+        if not running:
+            self.shutdown()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.shutdown()
+
+        noun = "worker is" if running == 1 else "workers are"
+        self.push_screen(ConfirmScreen(f"{running} {noun} running. Stop them and quit?", yes="Stop and quit"),
+                         answered)
+
+    def action_interrupt(self) -> None:
+        self.shutdown(INTERRUPTED)
+
+    @work(exclusive=True, group="shutdown", exit_on_error=False, name="shutdown")
+    async def shutdown(self, code: int | None = None) -> None:
+        """Stop the orchestrator, wait until every agent is gone, then exit."""
+        self.notify("stopping workers…", timeout=30)
+        self.orch.stop()
+        if self._engine is not None and self._engine.state in (WorkerState.PENDING, WorkerState.RUNNING):
+            await self._engine.wait()
+        self.exit(self.exit_code() if code is None else code)
+
+    def run_editor(self, path: Path) -> bool:
+        """Open `path` in $VISUAL / $EDITOR with the app suspended; False if no editor could run."""
+        command = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        argv = [*shlex.split(command), str(path)]
+        try:
+            try:
+                with self.suspend():
+                    done = subprocess.run(argv, check=False)
+            except SuspendNotSupported:
+                # Headless (tests) or web: nothing to hand the terminal to, so run the editor as it is.
+                done = subprocess.run(argv, check=False, stdin=subprocess.DEVNULL, capture_output=True)
+        except OSError as exc:
+            self.notify(f"could not run editor {argv[0]!r}: {exc}", severity="error")
+            return False
+        if done.returncode != 0:
+            self.notify(f"editor exited {done.returncode}; {path.name} left as it is", severity="warning")
+            return False
+        return True

@@ -1,0 +1,186 @@
+"""Pure text helpers for the TUI: durations, progress, queue rows. No Textual here, so they test alone."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tuiorch.events import TaskStatus
+
+#: Shown where a value is unknown or not yet meaningful.
+NONE = "—"
+
+
+def format_duration(seconds: float | None) -> str:
+    """`None` -> "—", 7.4 -> "7s", 185 -> "3m05s", 3720 -> "1h02m"."""
+    if seconds is None:
+        return NONE
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def short_sha(sha: str | None) -> str:
+    return sha[:7] if sha else NONE
+
+
+def progress_values(progress: Any, status: str) -> tuple[float | None, float]:
+    """(total, done) for a ProgressBar: reported percent or done/total; full when merged; None = unknown."""
+    if status == TaskStatus.MERGED:
+        return 100.0, 100.0
+    if progress is not None:
+        if getattr(progress, "percent", None) is not None:
+            return 100.0, float(progress.percent)
+        total, done = getattr(progress, "total", None), getattr(progress, "done", None)
+        if total and done is not None:
+            return float(total), float(min(done, total))
+    return None, 0.0
+
+
+def progress_text(progress: Any) -> str:
+    """The agent's own words from its last PROGRESS line, if any."""
+    return str(getattr(progress, "text", "") or "") if progress is not None else ""
+
+
+def format_deps(depends: Iterable[str], merged: Collection[str]) -> str:
+    """"1✓ 2": a tick marks a dependency already merged, so the user sees what is still missing."""
+    return " ".join(f"{dep}✓" if dep in merged else dep for dep in depends) or NONE
+
+
+STATUS_LABELS: Mapping[str, str] = {
+    TaskStatus.QUEUED: "queued",
+    TaskStatus.STARTING: "starting",
+    TaskStatus.RUNNING: "running",
+    TaskStatus.STUCK: "stuck",
+    TaskStatus.FINISHED: "finished",
+    TaskStatus.MERGING: "merging",
+    TaskStatus.CHECKING: "checking",
+    TaskStatus.MERGED: "merged",
+    TaskStatus.FAILED: "failed",
+    TaskStatus.CONFLICT: "conflict",
+    TaskStatus.CHECK_FAILED: "check failed",
+    TaskStatus.EMPTY: "empty",
+    TaskStatus.CANCELLED: "cancelled",
+    TaskStatus.BLOCKED: "merge blocked",
+    TaskStatus.RESOLVING: "resolving",
+}
+
+
+def status_label(status: str, held: bool = False) -> str:
+    if held and status == TaskStatus.QUEUED:
+        return "held"
+    return STATUS_LABELS.get(status, str(status))
+
+
+@dataclass(frozen=True)
+class QueueLine:
+    """One row of the queue table, as text."""
+
+    id: str
+    order: str
+    title: str
+    priority: str
+    deps: str
+    state: str
+    reason: str
+
+
+def queue_lines(queue_rows: Iterable[Any], records: Mapping[str, Any], slots: Iterable[str | None]) -> list[QueueLine]:
+    """Rows for the queue table: the waiting tasks in start order (numbered), then running ones, then the rest.
+
+    `queue_rows` are the orchestrator's QueueRow (task, status, held, reason); `records` its TaskRecords.
+    """
+    merged = {tid for tid, rec in records.items() if rec.status == TaskStatus.MERGED}
+    lines: list[QueueLine] = []
+    seen: set[str] = set()
+    for number, row in enumerate(queue_rows, start=1):
+        task = row.task
+        seen.add(task.id)
+        lines.append(
+            QueueLine(
+                id=task.id,
+                order=str(number),
+                title=task.title,
+                priority=task.priority.label,
+                deps=format_deps(task.depends, merged),
+                state=status_label(row.status, row.held),
+                reason=row.reason or "",
+            )
+        )
+    slot_of = {tid: index for index, tid in enumerate(slots) if tid is not None}
+    rest = [rec for tid, rec in records.items() if tid not in seen]
+    # Active tasks first (they explain the pool), then finished ones; stable within each group.
+    rest.sort(key=lambda rec: 0 if TaskStatus(rec.status).is_active else 1)
+    for rec in rest:
+        task = rec.task
+        where = f"slot {slot_of[task.id] + 1}" if task.id in slot_of else (rec.reason or "")
+        lines.append(
+            QueueLine(
+                id=task.id,
+                order=NONE,
+                title=task.title,
+                priority=task.priority.label,
+                deps=format_deps(task.depends, merged),
+                state=status_label(rec.status, getattr(rec, "held", False)),
+                reason=where,
+            )
+        )
+    return lines
+
+
+@dataclass(frozen=True)
+class PoolCounts:
+    workers: int
+    paused: bool
+    running: int
+    queued: int
+    merged: int
+    failed: int
+    conflict: int
+
+
+FAILED_STATES = frozenset({TaskStatus.FAILED, TaskStatus.CHECK_FAILED, TaskStatus.CANCELLED, TaskStatus.EMPTY})
+
+
+def pool_counts(records: Mapping[str, Any], workers: int, paused: bool) -> PoolCounts:
+    statuses = [TaskStatus(rec.status) for rec in records.values()]
+    return PoolCounts(
+        workers=workers,
+        paused=paused,
+        running=sum(1 for s in statuses if s.is_active),
+        queued=sum(1 for s in statuses if s == TaskStatus.QUEUED),
+        merged=sum(1 for s in statuses if s == TaskStatus.MERGED),
+        failed=sum(1 for s in statuses if s in FAILED_STATES),
+        conflict=sum(1 for s in statuses if s in (TaskStatus.CONFLICT, TaskStatus.BLOCKED)),
+    )
+
+
+def header_text(repo_name: str, counts: PoolCounts) -> str:
+    pool = f"pool {counts.workers}" + (" (paused)" if counts.paused else "")
+    parts = [
+        f"tuiorch · {repo_name}",
+        pool,
+        f"running {counts.running}",
+        f"queued {counts.queued}",
+        f"merged {counts.merged}",
+        f"failed {counts.failed}",
+    ]
+    if counts.conflict:
+        parts.append(f"conflict {counts.conflict}")
+    return "  │  ".join(parts)
+
+
+def exit_code_for(statuses: Iterable[str]) -> int:
+    """DESIGN §1: 0 when every task merged, else 1."""
+    return 0 if all(s == TaskStatus.MERGED for s in statuses) else 1
+
+
+def has_conflict_markers(text: str) -> bool:
+    """True while a file still holds git conflict markers (a hand edit is not finished)."""
+    return any(
+        line.startswith(("<<<<<<< ", ">>>>>>> ")) or line.rstrip() == "=======" for line in text.splitlines()
+    )

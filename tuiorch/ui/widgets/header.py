@@ -1,0 +1,31 @@
+"""One line at the top: repo, pool size, and how many tasks are running, queued, merged, failed."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+from tuiorch.ui.format import PoolCounts, header_text
+
+
+class PoolHeader(Static):
+    DEFAULT_CSS = """
+    PoolHeader {
+        dock: top;
+        height: 1;
+        padding: 0 1;
+        background: $panel;
+        color: $text;
+        text-style: bold;
+    }
+    """
+
+    def __init__(self, repo_name: str, **kwargs: object) -> None:
+        super().__init__("", markup=False, **kwargs)  # type: ignore[arg-type]
+        self.repo_name = repo_name
+        self._shown = ""
+
+    def show(self, counts: PoolCounts) -> None:
+        text = header_text(self.repo_name, counts)
+        if text != self._shown:
+            self._shown = text
+            self.update(text)

@@ -1,0 +1,136 @@
+"""A pane per worker slot: task, status, progress, timings, predicted conflict and a live log tail."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, Log, ProgressBar
+
+from tuiorch.events import TaskStatus
+from tuiorch.ui.format import format_duration, progress_text, progress_values, status_label
+
+#: Lines kept in a pane's tail; the full log is one key away (l).
+PANE_MAX_LINES = 500
+#: Output is buffered and written at most this often (toolong / memray do the same).
+FLUSH_SECONDS = 0.075
+
+
+class WorkerPane(Vertical, can_focus=True):
+    """Shows one slot. The app calls `show(record, now)`; lines arrive through `queue_lines`."""
+
+    DEFAULT_CSS = """
+    WorkerPane {
+        border: round $primary-darken-2;
+        border-title-color: $text;
+        border-subtitle-color: $text-muted;
+        height: 1fr;
+        padding: 0 1;
+    }
+    WorkerPane:focus { border: round $accent; }
+    WorkerPane.-idle { border: round $panel-lighten-2; }
+    WorkerPane.-stuck { border: round $warning; }
+    WorkerPane .status { height: 1; color: $text-muted; }
+    WorkerPane ProgressBar { height: 1; }
+    WorkerPane ProgressBar Bar { width: 1fr; }
+    WorkerPane .predicted { height: auto; color: $warning; display: none; }
+    WorkerPane .predicted.-shown { display: block; }
+    WorkerPane Log { height: 1fr; background: $surface; scrollbar-size-vertical: 1; }
+    """
+
+    def __init__(self, slot: int, *, max_lines: int = PANE_MAX_LINES) -> None:
+        super().__init__(id=f"slot-{slot + 1}", classes="-idle")
+        self.slot = slot
+        self.task_id: str | None = None
+        self._max_lines = max_lines
+        self._buffer: list[str] = []
+        self._shown: tuple[Any, ...] = ()
+        self.border_title = f"slot {slot + 1} · idle"
+
+    def compose(self) -> ComposeResult:
+        yield Label("", classes="status", markup=False)
+        yield ProgressBar(total=None, show_eta=False, show_percentage=True)
+        yield Label("", classes="predicted", markup=False)
+        log = Log(max_lines=self._max_lines, auto_scroll=True)
+        log.can_focus = False  # tab moves between panes, not into their logs
+        yield log
+
+    def on_mount(self) -> None:
+        self.set_interval(FLUSH_SECONDS, self.flush)
+
+    def queue_lines(self, lines: Iterable[str]) -> None:
+        self._buffer.extend(lines)
+        if len(self._buffer) > self._max_lines:
+            del self._buffer[: -self._max_lines]
+
+    def flush(self) -> None:
+        if self._buffer:
+            lines, self._buffer = self._buffer, []
+            self.query_one(Log).write_lines(lines)
+
+    def show(self, record: Any | None, now: float, *, redact: bool = False) -> None:
+        """Render `record` (an orchestrator TaskRecord, or None for an idle slot) as of `now`.
+
+        `redact` hides the timings, which differ run to run (snapshot tests).
+        """
+        if record is None:
+            if self.task_id is not None or not self._shown:
+                self.task_id = None
+                self._shown = ("idle",)
+                self.border_title = f"slot {self.slot + 1} · idle"
+                self.border_subtitle = ""
+                self.set_class(True, "-idle")
+                self.set_class(False, "-stuck")
+                self.query_one(".status", Label).update("waiting for a task")
+                self.query_one(ProgressBar).update(total=100, progress=0)
+                self.query_one(".predicted", Label).set_class(False, "-shown")
+            return
+        task = record.task
+        if task.id != self.task_id:
+            # A new task in this slot: start its tail from what the engine kept, not the previous task's.
+            self.task_id = task.id
+            self._buffer = []
+            log = self.query_one(Log)
+            log.clear()
+            log.write_lines(list(record.tail))
+        status = TaskStatus(record.status)
+        elapsed = None if record.started is None else (record.ended or now) - record.started
+        quiet = None if record.last_output is None else now - record.last_output
+        if redact:
+            elapsed = quiet = None
+        total, done = progress_values(record.progress, status)
+        state = (
+            task.id,
+            task.title,
+            status,
+            format_duration(elapsed),
+            format_duration(quiet),
+            total,
+            done,
+            progress_text(record.progress),
+            tuple(record.predicted),
+            record.attempts,
+        )
+        if state == self._shown:
+            return
+        self._shown = state
+        self.set_class(False, "-idle")
+        self.set_class(status is TaskStatus.STUCK, "-stuck")
+        self.border_title = f"slot {self.slot + 1} · {task.id} {task.title}"
+        self.border_subtitle = status_label(status)
+        parts = [status_label(status), f"elapsed {format_duration(elapsed)}"]
+        if quiet is not None and status.is_active:
+            parts.append(f"last output {format_duration(quiet)} ago")
+        if record.attempts > 1:
+            parts.append(f"attempt {record.attempts}")
+        words = progress_text(record.progress)
+        if words:
+            parts.append(words)
+        self.query_one(".status", Label).update(" · ".join(parts))
+        self.query_one(ProgressBar).update(total=total, progress=done)
+        predicted = self.query_one(".predicted", Label)
+        if record.predicted:
+            predicted.update("⚠ predicted conflict with main: " + ", ".join(record.predicted))
+        predicted.set_class(bool(record.predicted), "-shown")
