@@ -50,7 +50,7 @@ PANE_COLUMNS = 3
 #: Exit status for ctrl+c (DESIGN §1).
 INTERRUPTED = 130
 
-QUEUE_ACTIONS = frozenset({"move_up", "move_down", "move_top", "priority", "hold"})
+QUEUE_ACTIONS = frozenset({"move_up", "move_down", "move_top", "priority", "toggle_hold"})
 RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EMPTY, TaskStatus.CHECK_FAILED})
 CANCELLABLE = frozenset({TaskStatus.STARTING, TaskStatus.RUNNING, TaskStatus.STUCK})
 IN_CONFLICT = frozenset({TaskStatus.CONFLICT, TaskStatus.RESOLVING})
@@ -308,13 +308,13 @@ class TuiorchApp(App[int]):
         status = record.status if record is not None else None
         if action in QUEUE_ACTIONS:
             return status is TaskStatus.QUEUED
-        if action == "shrink":
+        if action == "shrink_pool":
             return self.orch.workers > 1
         if action == "cancel":
             return status in CANCELLABLE
         if action == "retry":
             return status in RETRYABLE
-        if action == "conflict":
+        if action == "conflicts":
             return self._conflict_task() is not None
         if action == "log":
             return record is not None and record.log_path is not None
@@ -330,8 +330,6 @@ class TuiorchApp(App[int]):
             return True
         if isinstance(self.screen, ModalScreen):
             return False  # a modal has its own keys; hide the main screen's from its footer
-        if action == "pause":
-            return True
         return True if self.applies(action, parameters) else None
 
     # ------------------------------------------------------------------ actions: the queue
@@ -355,7 +353,7 @@ class TuiorchApp(App[int]):
         if task_id := self.selected_task():
             self.command(self.orch.set_priority, task_id, Priority.parse(name))
 
-    def action_hold(self) -> None:
+    def action_toggle_hold(self) -> None:
         if task_id := self.selected_task():
             self.command(self.orch.toggle_hold, task_id)
 
@@ -364,13 +362,13 @@ class TuiorchApp(App[int]):
 
     # ------------------------------------------------------------------ actions: the pool
 
-    def action_grow(self) -> None:
+    def action_grow_pool(self) -> None:
         self.command(self.orch.set_workers, self.orch.workers + 1)
 
-    def action_shrink(self) -> None:
+    def action_shrink_pool(self) -> None:
         self.command(self.orch.set_workers, self.orch.workers - 1)
 
-    def action_pause(self) -> None:
+    def action_toggle_pause(self) -> None:
         self.command(self.orch.resume if self.orch.paused else self.orch.pause)
 
     def action_cancel(self) -> None:
@@ -403,7 +401,7 @@ class TuiorchApp(App[int]):
             task = record.task
             self.notify(task.description or "(no description)", title=f"task {task.id} {task.title}", timeout=10)
 
-    def action_conflict(self) -> None:
+    def action_conflicts(self) -> None:
         if task_id := self._conflict_task():
             self.open_conflict(task_id)
 

@@ -1,6 +1,7 @@
 """The main screen's key bindings (DESIGN §9) and the `[keymap]` rebinding from tuiorch.toml.
 
-Each binding's id is the action name a user writes in `[keymap]` (e.g. `move_up = "u"`).
+Each binding's id is the action name a user writes in `[keymap]` (e.g. `move_up = "u"`); the names are
+config.DEFAULT_KEYMAP's, which validates the table when tuiorch.toml is read.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from collections.abc import Mapping
 from textual.binding import Binding
 
 MAIN_BINDINGS: list[Binding] = [
+    Binding("tab", "app.focus_next", "Next pane", id="focus_next", show=False,
+            tooltip="Move focus to the next pane"),
+    Binding("shift+tab", "app.focus_previous", "Previous pane", id="focus_previous", show=False,
+            tooltip="Move focus to the previous pane"),
     Binding("enter", "open", "Open", id="open", tooltip="Open the selected task or worker", show=False),
     Binding("K", "move_up", "Up", id="move_up", tooltip="Move the selected queued task up"),
     Binding("J", "move_down", "Down", id="move_down", tooltip="Move the selected queued task down"),
@@ -20,23 +25,28 @@ MAIN_BINDINGS: list[Binding] = [
             tooltip="Set the selected task's priority to feature", show=False),
     Binding("3", "priority('polish')", "Polish", id="priority_polish",
             tooltip="Set the selected task's priority to polish", show=False),
-    Binding("h", "hold", "Hold", id="hold", tooltip="Hold or release the selected queued task"),
+    Binding("h", "toggle_hold", "Hold", id="toggle_hold", tooltip="Hold or release the selected queued task"),
     Binding("a", "add_task", "Add", id="add_task", tooltip="Add a task to the queue and the task file"),
-    Binding("plus", "grow", "+Pool", id="grow", tooltip="Grow the pool by one worker"),
-    Binding("minus", "shrink", "-Pool", id="shrink", tooltip="Shrink the pool by one worker"),
-    Binding("p", "pause", "Pause", id="pause", tooltip="Pause or resume starting new tasks"),
+    Binding("plus", "grow_pool", "+Pool", id="grow_pool", tooltip="Grow the pool by one worker"),
+    Binding("minus", "shrink_pool", "-Pool", id="shrink_pool", tooltip="Shrink the pool by one worker"),
+    Binding("p", "toggle_pause", "Pause", id="toggle_pause", tooltip="Pause or resume starting new tasks"),
     Binding("x", "cancel", "Cancel", id="cancel", tooltip="Cancel the selected worker (asks first)"),
     Binding("r", "retry", "Retry", id="retry", tooltip="Retry a failed or cancelled task"),
-    Binding("c", "conflict", "Conflict", id="conflict", tooltip="Open the conflict modal"),
+    Binding("c", "conflicts", "Conflict", id="conflicts", tooltip="Open the conflict modal"),
     Binding("l", "log", "Log", id="log", tooltip="Full log of the selected task"),
     Binding("s", "summary", "Summary", id="summary", tooltip="Every task, its end state and the commits on main"),
+    Binding("ctrl+p", "app.command_palette", "Commands", id="command_palette", show=False,
+            tooltip="Every action, searchable"),
     Binding("q", "quit", "Quit", id="quit", tooltip="Quit (asks while workers run)"),
     Binding("ctrl+c", "interrupt", "Interrupt", id="interrupt", show=False, priority=True,
             tooltip="Stop every agent now and exit with status 130"),
 ]
 
-#: Every action a `[keymap]` table may rebind.
-KEYMAP_ACTIONS: tuple[str, ...] = tuple(b.id for b in MAIN_BINDINGS if b.id)
+#: Every action a `[keymap]` table may rebind: the main screen's and the conflict modal's binding ids.
+def keymap_actions() -> tuple[str, ...]:
+    from tuiorch.ui.screens.conflict import ConflictScreen
+
+    return tuple(b.id for b in [*MAIN_BINDINGS, *ConflictScreen.BINDINGS] if isinstance(b, Binding) and b.id)
 
 
 class KeymapError(ValueError):
@@ -45,12 +55,11 @@ class KeymapError(ValueError):
 
 def validate_keymap(keymap: Mapping[str, str], source: str = "tuiorch.toml") -> dict[str, str]:
     """Check a `[keymap]` table (action -> key) and return it as a Textual keymap (binding id -> key)."""
+    known = keymap_actions()
     result: dict[str, str] = {}
     for action, key in keymap.items():
-        if action not in KEYMAP_ACTIONS:
-            raise KeymapError(
-                f"{source}: [keymap] {action}: unknown action (known: {', '.join(KEYMAP_ACTIONS)})"
-            )
+        if action not in known:
+            raise KeymapError(f"{source}: [keymap] {action}: unknown action (known: {', '.join(known)})")
         if not isinstance(key, str) or not key.strip():
             raise KeymapError(f"{source}: [keymap] {action}: expected a key like \"u\" or \"ctrl+u\", got {key!r}")
         result[action] = key.strip()

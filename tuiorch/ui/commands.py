@@ -19,11 +19,12 @@ class TuiorchCommands(Provider):
         app: TuiorchApp = self.app  # type: ignore[assignment]
         found = []
         for binding in MAIN_BINDINGS:
-            if binding.id == "interrupt":
+            if binding.id in ("interrupt", "command_palette", "focus_next", "focus_previous"):
                 continue
             name, _, args = binding.action.partition("(")
             params = tuple(arg.strip("'\") ") for arg in args.split(",")) if args else ()
-            if app.check_action(name, params) is not True:
+            # applies(), not check_action(): while the palette is open the main screen's keys are hidden.
+            if not app.applies(name, params):
                 continue
             key = app.get_key_display(binding)
             found.append((f"{binding.description} ({key})", binding.tooltip, binding.action))

@@ -1,0 +1,74 @@
+"""The TUI's pure parts: text formatting, the event bridge, and the keymap's agreement with config."""
+
+from __future__ import annotations
+
+import pytest
+from textual.binding import Binding
+
+from tuiorch import events as ev
+from tuiorch.config import DEFAULT_KEYMAP
+from tuiorch.ui import messages
+from tuiorch.ui.bindings import MAIN_BINDINGS, KeymapError, validate_keymap
+from tuiorch.ui.bridge import Bridge
+from tuiorch.ui.format import exit_code_for, format_deps, format_duration, has_conflict_markers
+from tuiorch.ui.screens.conflict import ConflictScreen
+
+
+def test_durations_read_like_a_clock() -> None:
+    assert format_duration(None) == "—"
+    assert format_duration(7.9) == "7s"
+    assert format_duration(185) == "3m05s"
+    assert format_duration(3720) == "1h02m"
+
+
+def test_deps_tick_the_merged_ones() -> None:
+    assert format_deps(("1", "2"), {"1"}) == "1✓ 2"
+    assert format_deps((), set()) == "—"
+
+
+def test_exit_code_is_zero_only_when_everything_merged() -> None:
+    assert exit_code_for(["merged", "merged"]) == 0
+    assert exit_code_for(["merged", "failed"]) == 1
+    assert exit_code_for(["merged", "queued"]) == 1
+
+
+def test_conflict_markers_are_found_but_markdown_rules_are_not() -> None:
+    assert has_conflict_markers("a\n<<<<<<< ours\nx\n=======\ny\n>>>>>>> theirs\n")
+    assert not has_conflict_markers("Title\n========\n\ntext\n")
+
+
+def test_bridge_coalesces_output_without_losing_lines() -> None:
+    posted: list[object] = []
+    bridge = Bridge(posted.append, tail_lines=3)
+    bridge.sink(ev.TaskOutput(task="1", lines=("a", "b")))
+    bridge.sink(ev.TaskOutput(task="1", lines=("c", "d")))
+    first, second = posted
+    assert isinstance(second, messages.OutputReady) and second.can_replace(first)
+    # Only the bounded tail is kept; nothing older than the pane could show.
+    assert bridge.take_output("1") == ["b", "c", "d"]
+    assert bridge.take_output("1") == []
+
+
+def test_bridge_turns_each_event_into_its_message() -> None:
+    posted: list[object] = []
+    bridge = Bridge(posted.append)
+    bridge.sink(ev.ConflictFound(task="3", paths=("a.txt",), kinds={"a.txt": "content"}))
+    bridge.sink(ev.PoolChanged(workers=4, paused=True))
+    bridge.sink(ev.Merged(task="2", commit="abc"))
+    bridge.sink(ev.Notice(message="TASKS.md:3: bad", level="error"))
+    conflict, pool, merged, notice = posted
+    assert conflict == messages.ConflictArrived("3", ("a.txt",), {"a.txt": "content"})
+    assert pool == messages.PoolUpdated(4, True)
+    assert merged == messages.TaskChanged("2", "merged")
+    assert notice == messages.NoticeArrived("TASKS.md:3: bad", "error")
+
+
+def test_every_configurable_action_has_a_binding_with_the_documented_key() -> None:
+    bindings = {b.id: b.key for b in [*MAIN_BINDINGS, *ConflictScreen.BINDINGS] if isinstance(b, Binding)}
+    assert {action: bindings.get(action) for action in DEFAULT_KEYMAP} == DEFAULT_KEYMAP
+
+
+def test_keymap_rejects_unknown_actions_with_a_clear_message() -> None:
+    assert validate_keymap({"move_up": "u"}) == {"move_up": "u"}
+    with pytest.raises(KeymapError, match=r"\[keymap\] fly: unknown action"):
+        validate_keymap({"fly": "f"})
