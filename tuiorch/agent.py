@@ -17,28 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-try:
-    from tuiorch.agent_output import Progress, parse_progress
-except ImportError:  # agent_output.py is being written by another engineer; minimal stand-in until then
-    import re as _re
-
-    @dataclass(frozen=True)
-    class Progress:  # type: ignore[no-redef]
-        percent: float | None
-        done: int | None
-        total: int | None
-        text: str
-
-    _PROGRESS = _re.compile(r"^\s*PROGRESS:\s*(?:(\d+)\s*/\s*(\d+)|(\d+(?:\.\d+)?)\s*%)\s*(.*)$")
-
-    def parse_progress(line: str) -> Progress | None:  # type: ignore[misc]
-        match = _PROGRESS.match(line)
-        if not match:
-            return None
-        done, total, percent, text = match.groups()
-        if percent is not None:
-            return Progress(float(percent), None, None, text.strip())
-        return Progress(None, int(done), int(total), text.strip())
+from tuiorch.agent_output import Progress, parse_progress
 
 __all__ = ["AgentExit", "AgentProcess", "Progress", "parse_progress"]
 
