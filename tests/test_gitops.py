@@ -1,0 +1,653 @@
+"""gitops against real repositories: worktrees, branches, the --no-ff merge and its guarantees."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pygit2
+import pytest
+from pygit2.enums import ConfigLevel
+
+from tests.conftest import git, make_repo
+from tuiorch.gitops import IDENTITY_FALLBACK, GitError, GitRepo
+
+
+@pytest.fixture(autouse=True)
+def _no_global_config_for_libgit2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """libgit2 fixes its global config path when pygit2 is imported, so HOME changes do not reach it."""
+    empty = str(tmp_path_factory.mktemp("libgit2-home"))
+    levels = (ConfigLevel.GLOBAL, ConfigLevel.XDG, ConfigLevel.SYSTEM)
+    saved = {level: pygit2.settings.search_path[level] for level in levels}
+    for level in levels:
+        pygit2.settings.search_path[level] = empty
+    yield
+    for level, value in saved.items():
+        pygit2.settings.search_path[level] = value
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+
+def commit_files(
+    root: Path, files: dict[str, str], message: str = "change", delete: tuple[str, ...] = ()
+) -> str:
+    """Commit `files` (and deletions) with the CLI in the working tree `root`; returns the sha."""
+    write(root, files)
+    for rel in delete:
+        git(root, "rm", "-q", rel)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", message)
+    return git(root, "rev-parse", "HEAD")
+
+
+def parents(root: Path, rev: str) -> list[str]:
+    return git(root, "rev-list", "--parents", "-n", "1", rev).split()[1:]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", {"README.md": "# demo\n", "a.txt": "a1\na2\na3\n", "b.txt": "b1\n"})
+
+
+@pytest.fixture
+def gr(repo: Path) -> GitRepo:
+    return GitRepo(repo)
+
+
+def task(gr: GitRepo, tmp_path: Path, name: str, files: dict[str, str], delete: tuple[str, ...] = ()) -> Path:
+    """A task worktree on branch `name` with one commit."""
+    wt = tmp_path / "wts" / name
+    gr.prepare_worktree(wt, name, "main")
+    commit_files(wt, files, f"task {name}", delete)
+    return wt
+
+
+# ------------------------------------------------------------------ opening
+
+
+def test_opens_from_a_subdirectory_and_names_root_and_git_dir(repo: Path) -> None:
+    (repo / "sub" / "deeper").mkdir(parents=True)
+    opened = GitRepo(repo / "sub" / "deeper")
+    assert opened.root == repo.resolve()
+    assert opened.git_dir == (repo / ".git").resolve()
+    assert opened.tip("main") == git(repo, "rev-parse", "main")
+
+
+def test_clear_errors_for_not_a_repo_bare_and_empty(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(GitError, match="not inside a git repository"):
+        GitRepo(plain)
+    git(tmp_path, "init", "-q", "--bare", "bare.git")
+    with pytest.raises(GitError, match="bare repository"):
+        GitRepo(tmp_path / "bare.git")
+    git(tmp_path, "init", "-q", "-b", "main", "empty")
+    with pytest.raises(GitError, match="no commits yet"):
+        GitRepo(tmp_path / "empty")
+    with pytest.raises(GitError, match="does not exist"):
+        GitRepo(tmp_path / "missing")
+
+
+def test_detached_head_is_fine(repo: Path) -> None:
+    git(repo, "checkout", "-q", "--detach")
+    assert GitRepo(repo).tip("main") == git(repo, "rev-parse", "HEAD")
+
+
+def test_git_dir_of_a_linked_worktree_is_the_main_repos(repo: Path, tmp_path: Path) -> None:
+    git(repo, "worktree", "add", "-q", "-b", "side", str(tmp_path / "linked"))
+    opened = GitRepo(tmp_path / "linked")
+    assert opened.git_dir == (repo / ".git").resolve()
+    assert opened.root == (tmp_path / "linked").resolve()
+
+
+def test_signature_uses_repo_identity_else_fallback(repo: Path) -> None:
+    sig = GitRepo(repo).signature()
+    assert (sig.name, sig.email) == ("Test User", "test@example.com")
+    git(repo, "config", "--unset", "user.name")
+    git(repo, "config", "--unset", "user.email")
+    sig = GitRepo(repo).signature()
+    assert (sig.name, sig.email) == IDENTITY_FALLBACK
+
+
+def test_unknown_branch_is_a_clear_error(gr: GitRepo) -> None:
+    with pytest.raises(GitError, match="branch 'nope' does not exist"):
+        gr.tip("nope")
+
+
+# --------------------------------------------------------------- worktrees
+
+
+def test_prepare_worktree_creates_branch_at_base_and_worktree(
+    gr: GitRepo, repo: Path, tmp_path: Path
+) -> None:
+    wt = tmp_path / "deep" / "parents" / "slot-1"
+    base_sha = gr.prepare_worktree(wt, "task-1", "main")
+    assert base_sha == git(repo, "rev-parse", "main")
+    assert git(repo, "rev-parse", "task-1") == base_sha
+    assert git(wt, "symbolic-ref", "HEAD") == "refs/heads/task-1"
+    assert git(wt, "status", "--porcelain") == ""
+    assert (wt / "a.txt").read_text() == "a1\na2\na3\n"
+    assert f"{wt} " in git(repo, "worktree", "list")
+
+
+def test_stale_branch_is_moved_to_base_tip(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    old = git(repo, "rev-parse", "main")
+    git(repo, "branch", "task-1")
+    new = commit_files(repo, {"c.txt": "c\n"})
+    gr.prepare_worktree(tmp_path / "slot", "task-1", "main")
+    assert git(repo, "rev-parse", "task-1") == new != old
+
+
+def test_branch_with_unmerged_commits_is_refused(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    git(repo, "checkout", "-q", "-b", "task-1")
+    commit_files(repo, {"c.txt": "work\n"})
+    git(repo, "checkout", "-q", "main")
+    with pytest.raises(GitError, match=r"branch 'task-1'.*tuiorch clean --force"):
+        gr.prepare_worktree(tmp_path / "slot", "task-1", "main")
+    assert not (tmp_path / "slot").exists()
+
+
+def test_existing_foreign_path_is_refused(gr: GitRepo, tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("mine")
+    with pytest.raises(GitError, match="not a tuiorch worktree"):
+        gr.prepare_worktree(foreign, "task-1", "main")
+    assert (foreign / "precious.txt").read_text() == "mine"
+
+
+def test_warm_slot_reuse_cleans_except_keep_and_writes_only_changes(
+    gr: GitRepo, repo: Path, tmp_path: Path
+) -> None:
+    write(repo, {".gitignore": "*.log\n.venv/\nbuild/\n"})
+    commit_files(repo, {})
+    slot = tmp_path / "slot"
+    gr.prepare_worktree(slot, "task-1", "main")
+    commit_files(slot, {"a.txt": "task one\n", "new.txt": "n\n"})
+    assert gr.merge("task-1", "main", "merge task-1").status == "merged"
+    gr.release_worktree(slot)
+    gr.delete_branch("task-1")
+    write(
+        slot,
+        {
+            "b.txt": "scribbled\n",
+            "junk.txt": "untracked\n",
+            "x.log": "ignored\n",
+            "build/out.o": "ignored dir\n",
+            ".venv/bin/python": "kept\n",
+            "cache/keep-me/data": "kept nested\n",
+            "cache/drop-me": "dropped\n",
+        },
+    )
+    readme_inode = (slot / "README.md").stat().st_ino
+    base_sha = gr.prepare_worktree(slot, "task-2", "main", keep=[".venv", "./cache/keep-me/"])
+    assert base_sha == git(repo, "rev-parse", "main")
+    assert git(slot, "symbolic-ref", "HEAD") == "refs/heads/task-2"
+    assert (slot / "b.txt").read_text() == "b1\n"
+    assert (slot / "a.txt").read_text() == "task one\n"
+    for gone in ("junk.txt", "x.log", "build", "cache/drop-me"):
+        assert not (slot / gone).exists(), gone
+    assert (slot / ".venv/bin/python").read_text() == "kept\n"
+    assert (slot / "cache/keep-me/data").read_text() == "kept nested\n"
+    assert (slot / ".git").is_file()
+    assert (slot / "README.md").stat().st_ino == readme_inode  # untouched file not rewritten
+    assert git(slot, "status", "--porcelain", "--untracked-files=all") == "?? cache/keep-me/data"
+
+
+def test_reuse_drops_an_abandoned_manual_merge(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    slot = task(gr, tmp_path, "task-1", {"a.txt": "task\n"})
+    commit_files(repo, {"a.txt": "main\n"})
+    gr.start_manual_merge(slot, "main")
+    assert (slot / "a.txt").read_text().startswith("<<<<<<<")
+    gr.release_worktree(slot)
+    gr.delete_branch("task-1", force=True)
+    gr.prepare_worktree(slot, "task-2", "main")
+    assert git(slot, "status", "--porcelain") == ""
+    assert (slot / "a.txt").read_text() == "main\n"
+    assert not list(Path(git(slot, "rev-parse", "--git-dir")).glob("MERGE_HEAD"))
+
+
+def test_nested_worktree_is_excluded_from_main_status(gr: GitRepo, repo: Path) -> None:
+    gr.prepare_worktree(repo / ".worktrees" / "slot-1", "task-1", "main")
+    gr.prepare_worktree(repo / ".worktrees" / "slot-1", "task-1", "main")
+    assert git(repo, "status", "--porcelain") == ""
+    exclude = (repo / ".git" / "info" / "exclude").read_text().splitlines()
+    assert exclude.count("/.worktrees/slot-1/") == 1
+
+
+def test_prepare_survives_stale_and_empty_admin_dirs(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    gr.prepare_worktree(tmp_path / "gone", "task-0", "main")
+    shutil.rmtree(tmp_path / "gone")
+    for name in ("leftover-1", "leftover-2"):
+        (repo / ".git" / "worktrees" / name).mkdir(parents=True)
+    gr.prepare_worktree(tmp_path / "gone", "task-0", "main")
+    gr.prepare_worktree(tmp_path / "fresh", "task-1", "main")
+    assert git(tmp_path / "fresh", "symbolic-ref", "HEAD") == "refs/heads/task-1"
+    assert sorted(os.listdir(repo / ".git" / "worktrees")) == ["fresh", "gone"]
+
+
+def test_prune_removes_vanished_worktrees_and_empty_admin_dirs(
+    gr: GitRepo, repo: Path, tmp_path: Path
+) -> None:
+    gr.prepare_worktree(tmp_path / "keep", "task-1", "main")
+    gr.prepare_worktree(tmp_path / "vanish", "task-2", "main")
+    shutil.rmtree(tmp_path / "vanish")
+    (repo / ".git" / "worktrees" / "empty").mkdir()
+    gr.prune()
+    assert sorted(os.listdir(repo / ".git" / "worktrees")) == ["keep"]
+    assert "prunable" not in git(repo, "worktree", "list")
+
+
+def test_release_remove_and_delete_branch(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    wt = task(gr, tmp_path, "task-1", {"c.txt": "c\n"})
+    with pytest.raises(GitError, match=f"checked out in {wt.resolve()}"):
+        gr.delete_branch("task-1", force=True)
+    gr.release_worktree(wt)
+    assert git(wt, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"  # detached
+    with pytest.raises(GitError, match="commits not in main"):
+        gr.delete_branch("task-1")
+    gr.delete_branch("task-1", force=True)
+    assert git(repo, "branch", "--list", "task-1") == ""
+    gr.delete_branch("task-1")  # already gone: nothing to do
+    gr.remove_worktree(wt)
+    assert not wt.exists()
+    assert git(repo, "worktree", "list").count("\n") == 0
+
+
+def test_delete_merged_branch_and_remove_vanished_worktree(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    wt = task(gr, tmp_path, "task-1", {"c.txt": "c\n"})
+    assert gr.merge("task-1", "main", "merge").status == "merged"
+    gr.release_worktree(wt)
+    gr.delete_branch("task-1")
+    shutil.rmtree(wt)
+    gr.remove_worktree(wt)
+    assert os.listdir(repo / ".git" / "worktrees") == []
+
+
+def test_remove_refuses_a_directory_that_is_not_our_worktree(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "data").write_text("x")
+    with pytest.raises(GitError, match="not removing"):
+        gr.remove_worktree(other)
+    with pytest.raises(GitError):
+        gr.remove_worktree(repo)
+    assert (other / "data").exists() and (repo / "README.md").exists()
+
+
+# ----------------------------------------------------------------- commits
+
+
+def test_commit_leftovers_commits_modified_new_and_deleted(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    wt = tmp_path / "slot"
+    start = gr.prepare_worktree(wt, "task-1", "main")
+    assert gr.commit_leftovers(wt, "nothing") is None
+    assert not gr.has_new_commits("task-1", start)
+    write(wt, {".gitignore": "*.tmp\n", "a.txt": "changed\n", "new/file.txt": "new\n", "scratch.tmp": "x"})
+    (wt / "b.txt").unlink()
+    sha = gr.commit_leftovers(wt, "leftovers")
+    assert sha == git(repo, "rev-parse", "task-1")
+    assert git(wt, "log", "-1", "--format=%s|%an|%ae") == "leftovers|Test User|test@example.com"
+    assert git(wt, "status", "--porcelain") == ""
+    files = git(wt, "ls-files").split()
+    assert "b.txt" not in files and "new/file.txt" in files and "scratch.tmp" not in files
+    assert gr.has_new_commits("task-1", start)
+    assert not gr.is_merged("task-1", "main")
+
+
+# ------------------------------------------------------------------- merge
+
+
+def test_merge_is_always_two_parents_with_exact_message(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    task(gr, tmp_path, "task-1", {"c.txt": "c\n", "a.txt": "a1\nA2\na3\n"})
+    old_main = git(repo, "rev-parse", "main")
+    branch_tip = git(repo, "rev-parse", "task-1")
+    message = "feat: thing\n\nRefs: TASKS.md#task-1\n"
+    outcome = gr.merge("task-1", "main", message)
+    assert outcome.status == "merged"
+    assert outcome.commit == git(repo, "rev-parse", "main")
+    assert parents(repo, "main") == [old_main, branch_tip]
+    assert git(repo, "log", "-1", "--format=%B", "main") == message.strip()
+    assert git(repo, "log", "-1", "--format=%an <%ae>", "main") == "Test User <test@example.com>"
+    # main is checked out in the primary working tree: it follows, and stays clean
+    assert git(repo, "status", "--porcelain") == ""
+    assert (repo / "c.txt").read_text() == "c\n"
+    assert (repo / "a.txt").read_text() == "a1\nA2\na3\n"
+    graph = git(repo, "log", "--graph", "--oneline", "main")
+    assert graph.splitlines()[0].startswith("*   ") and "|\\" in graph
+    assert gr.is_merged("task-1", "main")
+    again = gr.merge("task-1", "main", message)
+    assert again.status == "already" and git(repo, "rev-parse", "main") == outcome.commit
+
+
+def test_merge_uses_fallback_identity(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    task(gr, tmp_path, "task-1", {"c.txt": "c\n"})
+    git(repo, "config", "--unset", "user.name")
+    git(repo, "config", "--unset", "user.email")
+    assert gr.merge("task-1", "main", "m").status == "merged"
+    assert git(repo, "log", "-1", "--format=%an <%ae>", "main") == "tuiorch <tuiorch@localhost>"
+
+
+def test_merge_deletions_and_additions_update_checked_out_main(
+    gr: GitRepo, repo: Path, tmp_path: Path
+) -> None:
+    task(gr, tmp_path, "task-1", {"dir/new.txt": "n\n"}, delete=("b.txt",))
+    commit_files(repo, {"README.md": "# main moved\n"})
+    assert gr.merge("task-1", "main", "m").status == "merged"
+    assert not (repo / "b.txt").exists()
+    assert (repo / "dir/new.txt").read_text() == "n\n"
+    assert (repo / "README.md").read_text() == "# main moved\n"
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_conflicts_leave_main_untouched_with_kinds(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    write(repo, {"gone-on-main.txt": "x\n", "gone-on-task.txt": "y\n"})
+    commit_files(repo, {})
+    task(
+        gr,
+        tmp_path,
+        "task-1",
+        {"a.txt": "task\n", "both.txt": "task adds\n", "gone-on-main.txt": "task edits\n"},
+        delete=("gone-on-task.txt",),
+    )
+    commit_files(
+        repo,
+        {"a.txt": "main\n", "both.txt": "main adds\n", "gone-on-task.txt": "main edits\n"},
+        delete=("gone-on-main.txt",),
+    )
+    before = git(repo, "rev-parse", "main")
+    assert gr.test_merge("task-1", "main") == ("a.txt", "both.txt", "gone-on-main.txt", "gone-on-task.txt")
+    outcome = gr.merge("task-1", "main", "m")
+    assert outcome.status == "conflict"
+    assert outcome.paths == ("a.txt", "both.txt", "gone-on-main.txt", "gone-on-task.txt")
+    assert outcome.kinds == {
+        "a.txt": "content",
+        "both.txt": "add/add",
+        "gone-on-main.txt": "modify/delete",
+        "gone-on-task.txt": "delete/modify",
+    }
+    assert "a.txt" in outcome.message
+    assert git(repo, "rev-parse", "main") == before
+    assert git(repo, "status", "--porcelain") == ""
+    assert (repo / "a.txt").read_text() == "main\n"
+
+
+def test_test_merge_has_no_side_effects(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    task(gr, tmp_path, "task-1", {"c.txt": "c\n"})
+    refs_before = git(repo, "show-ref")
+    index_before = (repo / ".git" / "index").stat().st_mtime_ns
+    objects_before = git(repo, "count-objects")
+    assert gr.test_merge("task-1", "main") == ()
+    assert git(repo, "show-ref") == refs_before
+    assert (repo / ".git" / "index").stat().st_mtime_ns == index_before
+    assert git(repo, "count-objects") == objects_before
+    assert git(repo, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("how", ["modified", "staged", "untracked"])
+def test_dirty_main_in_merge_paths_blocks_and_keeps_user_bytes(
+    gr: GitRepo, repo: Path, tmp_path: Path, how: str
+) -> None:
+    task(gr, tmp_path, "task-1", {"a.txt": "a1\nTASK\na3\n", "c.txt": "task c\n"})
+    before = git(repo, "rev-parse", "main")
+    user_bytes = b"user work \xe2\x9c\x93\r\n"
+    target = repo / ("c.txt" if how == "untracked" else "a.txt")
+    target.write_bytes(user_bytes)
+    if how == "staged":
+        git(repo, "add", "a.txt")
+    status_before = git(repo, "status", "--porcelain")
+    outcome = gr.merge("task-1", "main", "m")
+    assert outcome.status == "blocked"
+    assert outcome.paths == (target.name,)
+    assert f"uncommitted changes in {target.name}" in outcome.message and "tuiorch retries" in outcome.message
+    assert git(repo, "rev-parse", "main") == before
+    assert target.read_bytes() == user_bytes
+    assert git(repo, "status", "--porcelain") == status_before
+
+
+def test_unrelated_dirty_and_staged_files_survive_merge(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    task(gr, tmp_path, "task-1", {"a.txt": "a1\nTASK\na3\n", "c.txt": "c\n"})
+    (repo / "b.txt").write_bytes(b"b1\nuser edit, unstaged\n")
+    write(repo, {"README.md": "# staged by the user\n", "notes.txt": "untracked\n"})
+    git(repo, "add", "README.md")
+    outcome = gr.merge("task-1", "main", "m")
+    assert outcome.status == "merged"
+    assert (repo / "b.txt").read_bytes() == b"b1\nuser edit, unstaged\n"
+    assert (repo / "a.txt").read_text() == "a1\nTASK\na3\n"
+    assert git(repo, "diff", "--cached", "--name-only") == "README.md"
+    assert git(repo, "diff", "--name-only") == "b.txt"
+    assert sorted(git(repo, "status", "--porcelain").splitlines()) == sorted(
+        ["M  README.md", " M b.txt", "?? notes.txt"]
+    )
+
+
+def test_main_checked_out_in_a_linked_worktree_is_updated(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    git(repo, "checkout", "-q", "-b", "elsewhere")
+    main_wt = tmp_path / "main-wt"
+    git(repo, "worktree", "add", "-q", str(main_wt), "main")
+    task(gr, tmp_path, "task-1", {"c.txt": "c\n"}, delete=("b.txt",))
+    assert gr.merge("task-1", "main", "m").status == "merged"
+    assert git(main_wt, "status", "--porcelain") == ""
+    assert (main_wt / "c.txt").exists() and not (main_wt / "b.txt").exists()
+    assert git(repo, "status", "--porcelain") == ""  # the primary, on another branch, is untouched
+    assert (repo / "b.txt").exists() and not (repo / "c.txt").exists()
+
+
+def test_main_checked_out_nowhere_only_the_ref_moves(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    git(repo, "checkout", "-q", "--detach")
+    task(gr, tmp_path, "task-1", {"c.txt": "c\n"})
+    assert gr.merge("task-1", "main", "m").status == "merged"
+    assert len(parents(repo, "main")) == 2
+    assert not (repo / "c.txt").exists()
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_main_in_the_middle_of_a_merge_blocks(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    task(gr, tmp_path, "task-1", {"c.txt": "c\n"})
+    git(repo, "checkout", "-q", "-b", "side")
+    commit_files(repo, {"a.txt": "side\n"})
+    git(repo, "checkout", "-q", "main")
+    commit_files(repo, {"a.txt": "main\n"})
+    with pytest.raises(Exception):  # noqa: B017 - git exits 1 on the conflict we want
+        git(repo, "merge", "side")
+    before = git(repo, "rev-parse", "main")
+    outcome = gr.merge("task-1", "main", "m")
+    assert outcome.status == "blocked" and "middle of a merge" in outcome.message
+    assert git(repo, "rev-parse", "main") == before
+
+
+def test_concurrent_commit_on_main_survives_and_merge_is_recomputed(
+    gr: GitRepo, repo: Path, tmp_path: Path
+) -> None:
+    task(gr, tmp_path, "task-1", {"c.txt": "c\n"})
+    calls: list[str] = []
+
+    def user_commits_meanwhile() -> None:
+        if not calls:
+            calls.append(commit_files(repo, {"b.txt": "user commit\n"}, "user's own work"))
+
+    outcome = gr.merge("task-1", "main", "m", _before_cas=user_commits_meanwhile)
+    assert outcome.status == "merged"
+    assert parents(repo, "main") == [calls[0], git(repo, "rev-parse", "task-1")]
+    assert (repo / "b.txt").read_text() == "user commit\n"
+    assert (repo / "c.txt").read_text() == "c\n"
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_concurrent_commit_that_conflicts_is_kept_and_reported(
+    gr: GitRepo, repo: Path, tmp_path: Path
+) -> None:
+    task(gr, tmp_path, "task-1", {"a.txt": "task\n"})
+    user_commit: list[str] = []
+
+    def user_commits_meanwhile() -> None:
+        if not user_commit:
+            user_commit.append(commit_files(repo, {"a.txt": "user\n"}))
+
+    outcome = gr.merge("task-1", "main", "m", _before_cas=user_commits_meanwhile)
+    assert outcome.status == "conflict" and outcome.paths == ("a.txt",)
+    assert git(repo, "rev-parse", "main") == user_commit[0]
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_busy_ref_lock_is_waited_for(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    task(gr, tmp_path, "task-1", {"c.txt": "c\n"})
+    lock = repo / ".git" / "refs" / "heads" / "main.lock"
+    calls = []
+
+    def another_git_holds_the_lock() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            lock.write_text("")
+        else:
+            lock.unlink(missing_ok=True)
+
+    outcome = gr.merge("task-1", "main", "m", _before_cas=another_git_holds_the_lock)
+    assert outcome.status == "merged" and len(calls) == 2
+    assert len(parents(repo, "main")) == 2
+
+
+def test_ref_locked_forever_is_a_clear_error(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    task(gr, tmp_path, "task-1", {"c.txt": "c\n"})
+    before = git(repo, "rev-parse", "main")
+    (repo / ".git" / "refs" / "heads" / "main.lock").write_text("")
+    with pytest.raises(GitError, match="kept changing"):
+        gr.merge("task-1", "main", "m")
+    assert git(repo, "rev-parse", "main") == before
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_merges_from_many_threads_all_land(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    names = [f"task-{n}" for n in range(4)]
+    for name in names:
+        task(gr, tmp_path, name, {f"{name}.txt": name})
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(pool.map(lambda n: gr.merge(n, "main", f"merge {n}"), names))
+    assert [o.status for o in outcomes] == ["merged"] * 4
+    assert git(repo, "rev-list", "--merges", "--count", "main") == "4"
+    assert all((repo / f"{n}.txt").exists() for n in names)
+    assert git(repo, "status", "--porcelain") == ""
+    assert threading.active_count() >= 1
+
+
+# -------------------------------------------------------- conflict triage
+
+
+def _conflicted(gr: GitRepo, repo: Path, tmp_path: Path) -> Path:
+    write(repo, {"gone-on-main.txt": "x\n"})
+    commit_files(repo, {})
+    wt = task(gr, tmp_path, "task-1", {"a.txt": "a1\nTASK\na3\n", "gone-on-main.txt": "task edits\n"})
+    commit_files(repo, {"a.txt": "a1\nMAIN\na3\n"}, delete=("gone-on-main.txt",))
+    return wt
+
+
+def test_conflict_sides_show_main_task_and_ancestor(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    _conflicted(gr, repo, tmp_path)
+    assert gr.conflict_sides("task-1", "main", "a.txt") == (
+        "a1\nMAIN\na3\n",
+        "a1\nTASK\na3\n",
+        "a1\na2\na3\n",
+    )
+    assert gr.conflict_sides("task-1", "main", "gone-on-main.txt") == (None, "task edits\n", "x\n")
+
+
+def test_conflict_sides_binary_is_a_placeholder(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    wt = tmp_path / "wts" / "task-1"
+    gr.prepare_worktree(wt, "task-1", "main")
+    (wt / "blob.bin").write_bytes(b"\x00\x01\x02binary")
+    commit_files(wt, {})
+    ours, theirs, ancestor = gr.conflict_sides("task-1", "main", "blob.bin")
+    assert ours is None and ancestor is None
+    assert theirs == "[binary file, 9 bytes]"
+
+
+def test_manual_resolution_end_to_end(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    wt = _conflicted(gr, repo, tmp_path)
+    assert gr.merge("task-1", "main", "m").status == "conflict"
+    conflicted = gr.start_manual_merge(wt, "main")
+    assert conflicted == ("a.txt", "gone-on-main.txt")
+    assert gr.conflicted_paths(wt) == conflicted
+    text = (wt / "a.txt").read_text()
+    assert "<<<<<<< task-1\n" in text and ">>>>>>> main\n" in text
+    assert (Path(git(wt, "rev-parse", "--absolute-git-dir")) / "MERGE_HEAD").exists()
+    with pytest.raises(GitError, match="still in conflict: a.txt, gone-on-main.txt"):
+        gr.finish_manual_merge(wt, "resolve")
+    gr.take_side(wt, "a.txt", "ours")  # main's version
+    gr.take_side(wt, "gone-on-main.txt", "ours")  # main deleted it
+    assert gr.conflicted_paths(wt) == ()
+    assert (wt / "a.txt").read_text() == "a1\nMAIN\na3\n"
+    assert not (wt / "gone-on-main.txt").exists()
+    task_tip, main_tip = git(repo, "rev-parse", "task-1"), git(repo, "rev-parse", "main")
+    sha = gr.finish_manual_merge(wt, "resolve conflicts")
+    assert parents(repo, sha) == [task_tip, main_tip]
+    assert git(wt, "status", "--porcelain") == ""
+    assert not (Path(git(wt, "rev-parse", "--absolute-git-dir")) / "MERGE_HEAD").exists()
+    outcome = gr.merge("task-1", "main", "merge task-1")
+    assert outcome.status == "merged"
+    assert parents(repo, "main") == [main_tip, sha]
+    assert "<<<<<<<" not in (repo / "a.txt").read_text()
+    assert subprocess.run(["git", "grep", "-q", "<<<<<<<", "main"], cwd=repo).returncode == 1  # no markers
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_take_theirs_keeps_the_task_version_including_a_modified_file_main_deleted(
+    gr: GitRepo, repo: Path, tmp_path: Path
+) -> None:
+    wt = _conflicted(gr, repo, tmp_path)
+    gr.start_manual_merge(wt, "main")
+    gr.take_side(wt, "a.txt", "theirs")
+    gr.take_side(wt, "gone-on-main.txt", "theirs")
+    gr.finish_manual_merge(wt, "keep task")
+    assert gr.merge("task-1", "main", "m").status == "merged"
+    assert (repo / "a.txt").read_text() == "a1\nTASK\na3\n"
+    assert (repo / "gone-on-main.txt").read_text() == "task edits\n"
+    with pytest.raises(GitError, match="not in conflict"):
+        gr.take_side(wt, "a.txt", "ours")
+
+
+def test_finish_refuses_remaining_markers(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    wt = _conflicted(gr, repo, tmp_path)
+    gr.start_manual_merge(wt, "main")
+    gr.take_side(wt, "gone-on-main.txt", "ours")
+    with pytest.raises(GitError, match="still has conflict markers"):
+        gr.mark_resolved(wt, "a.txt")
+    # An agent that stages a file with markers in it is caught at the finish.
+    git(wt, "add", "a.txt")
+    with pytest.raises(GitError, match="conflict markers remain in a.txt"):
+        gr.finish_manual_merge(wt, "bad")
+    (wt / "a.txt").write_text("a1\nMAIN and TASK\na3\n")  # edited by hand, not staged
+    sha = gr.finish_manual_merge(wt, "hand resolution")
+    assert git(wt, "show", f"{sha}:a.txt") == "a1\nMAIN and TASK\na3"
+    assert gr.merge("task-1", "main", "m").status == "merged"
+    assert (repo / "a.txt").read_text() == "a1\nMAIN and TASK\na3\n"
+
+
+def test_mark_resolved_accepts_a_hand_edit(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    wt = _conflicted(gr, repo, tmp_path)
+    gr.start_manual_merge(wt, "main")
+    (wt / "a.txt").write_text("merged by hand\n")
+    gr.mark_resolved(wt, "a.txt")
+    (wt / "gone-on-main.txt").unlink()
+    gr.mark_resolved(wt, "gone-on-main.txt")
+    assert gr.conflicted_paths(wt) == ()
+    gr.finish_manual_merge(wt, "done")
+    assert gr.merge("task-1", "main", "m").status == "merged"
+    assert (repo / "a.txt").read_text() == "merged by hand\n"
+    assert not (repo / "gone-on-main.txt").exists()
+
+
+def test_start_manual_merge_refuses_a_dirty_worktree(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    wt = _conflicted(gr, repo, tmp_path)
+    (wt / "b.txt").write_text("uncommitted\n")
+    with pytest.raises(GitError, match="uncommitted changes"):
+        gr.start_manual_merge(wt, "main")

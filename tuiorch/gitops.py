@@ -1,0 +1,830 @@
+"""Every git side effect of tuiorch: worktrees, branches, the in-memory --no-ff merge and conflicts.
+
+All public methods are synchronous and take the instance's lock, so the engine can call them through
+`asyncio.to_thread` (libgit2 objects must not be used from two threads at once). Worktrees are created
+with the `git worktree add` CLI because pygit2's `add_worktree` holds the GIL for seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, ParamSpec, TypeVar
+
+import pygit2
+from pygit2.enums import CheckoutStrategy, FileMode, FileStatus, ReferenceType, RepositoryState
+
+IDENTITY_FALLBACK = ("tuiorch", "tuiorch@localhost")
+
+MergeStatus = Literal["merged", "conflict", "blocked", "already"]
+Side = Literal["ours", "theirs"]
+
+# How often merge() recomputes when base keeps moving or its ref lock is held by someone else.
+_MERGE_ATTEMPTS = 8
+_LOCK_RETRY_DELAY = 0.05
+_MARKER_PREFIXES = (b"<<<<<<< ", b">>>>>>> ")
+_MARKER_SEPARATOR = b"======="
+_BINARY_PLACEHOLDER = "[binary file, {size} bytes]"
+
+
+class GitError(Exception):
+    """A git problem, worded for the user."""
+
+
+@dataclass
+class MergeOutcome:
+    status: MergeStatus
+    commit: str | None = None
+    paths: tuple[str, ...] = ()
+    kinds: dict[str, str] = field(default_factory=dict)
+    message: str = ""
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _locked(method: Callable[P, R]) -> Callable[P, R]:
+    """Run a public method under the instance lock (one libgit2 user at a time)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        self = args[0]
+        with self._lock:  # type: ignore[attr-defined]
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+class _BaseMoved(Exception):
+    """Internal: base's tip changed between computing a merge and locking its ref."""
+
+
+class _LockBusy(Exception):
+    """Internal: another process holds base's ref lock."""
+
+
+class _Refused(Exception):
+    """Internal: the merge must not land now; carries the outcome to report."""
+
+    def __init__(self, outcome: MergeOutcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
+def _git_env() -> dict[str, str]:
+    """The environment for git subprocesses, without variables that would redirect them elsewhere."""
+    env = dict(os.environ)
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY"):
+        env.pop(name, None)
+    return env
+
+
+def _has_markers(data: bytes) -> bool:
+    """True if `data` holds a conflict marker line."""
+    for line in data.splitlines():
+        if line.startswith(_MARKER_PREFIXES) or line.rstrip() == _MARKER_SEPARATOR:
+            return True
+    return False
+
+
+def _conflict_kind(ancestor: object, ours: object, theirs: object) -> str:
+    """Name a conflict the way the triage modal shows it (ours = base, theirs = task)."""
+    if ours is None:
+        return "modify/delete"  # base deleted what the task modified
+    if theirs is None:
+        return "delete/modify"  # the task deleted what base modified
+    if ancestor is None:
+        return "add/add"
+    return "content"
+
+
+def _entry_path(entries: tuple[pygit2.IndexEntry | None, ...]) -> str:
+    return next(e.path for e in entries if e is not None)
+
+
+def _blob_text(repo: pygit2.Repository, blob_id: pygit2.Oid) -> str:
+    blob = repo[blob_id]
+    assert isinstance(blob, pygit2.Blob)
+    if blob.is_binary:
+        return _BINARY_PLACEHOLDER.format(size=blob.size)
+    return blob.data.decode("utf-8", errors="replace")
+
+
+def _tree_entry(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
+    try:
+        return tree[path]
+    except KeyError:
+        return None
+
+
+def _paths_collide(dirty: str, changed: str) -> bool:
+    """Same file, or one is a directory holding the other (a file in the way of a directory)."""
+    return dirty == changed or changed.startswith(dirty.rstrip("/") + "/") or dirty.startswith(changed + "/")
+
+
+def _normalize_keep(keep: Sequence[str]) -> set[str]:
+    cleaned = set()
+    for raw in keep:
+        rel = raw.strip().strip("/")
+        while rel.startswith("./"):
+            rel = rel[2:]
+        if rel and rel != ".git" and ".." not in Path(rel).parts:
+            cleaned.add(rel)
+    return cleaned
+
+
+def _exclude_pattern(rel: str) -> str:
+    """An anchored info/exclude line matching exactly the directory `rel`."""
+    escaped = "".join("\\" + ch if ch in "*?[]\\!#" else ch for ch in rel)
+    return f"/{escaped}/"
+
+
+class GitRepo:
+    """One repository, opened once; every git side effect of tuiorch goes through here."""
+
+    def __init__(self, root: Path) -> None:
+        root = Path(root)
+        if not root.exists():
+            raise GitError(f"{root} does not exist")
+        found = pygit2.discover_repository(str(root))
+        if found is None:
+            raise GitError(f"{root} is not inside a git repository (run `git init` first)")
+        discovered = pygit2.Repository(found)
+        if discovered.is_bare or discovered.workdir is None:
+            raise GitError(f"{found} is a bare repository; tuiorch needs a working tree")
+        if discovered.head_is_unborn:
+            raise GitError(
+                f"{discovered.workdir} has no commits yet; make a first commit before running tuiorch"
+            )
+        admin_dir = Path(found)
+        commondir_file = admin_dir / "commondir"
+        if commondir_file.is_file():
+            # A linked worktree: refs, objects and the worktree list live in the main repository.
+            self.git_dir = (admin_dir / commondir_file.read_text().strip()).resolve()
+            self._repo = pygit2.Repository(str(self.git_dir))
+        else:
+            self.git_dir = admin_dir.resolve()
+            self._repo = discovered
+        self.root = Path(discovered.workdir).resolve()
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- basics
+
+    def _commit_of(self, branch: str) -> pygit2.Commit:
+        try:
+            ref = self._repo.references[f"refs/heads/{branch}"]
+        except (KeyError, pygit2.InvalidSpecError):
+            raise GitError(f"branch '{branch}' does not exist") from None
+        commit = ref.peel(pygit2.Commit)
+        assert isinstance(commit, pygit2.Commit)
+        return commit
+
+    def _contains(self, tip: pygit2.Oid, commit: pygit2.Oid) -> bool:
+        """True if `commit` is `tip` or one of its ancestors."""
+        return tip == commit or self._repo.descendant_of(tip, commit)
+
+    @_locked
+    def tip(self, branch: str) -> str:
+        return str(self._commit_of(branch).id)
+
+    @_locked
+    def signature(self) -> pygit2.Signature:
+        return self._signature()
+
+    def _signature(self) -> pygit2.Signature:
+        config = self._repo.config
+        try:
+            name, email = config["user.name"], config["user.email"]
+        except KeyError:
+            name = email = ""
+        if not (isinstance(name, str) and name.strip() and isinstance(email, str) and email.strip()):
+            name, email = IDENTITY_FALLBACK
+        return pygit2.Signature(name, email)
+
+    @_locked
+    def has_new_commits(self, branch: str, since: str) -> bool:
+        """True if `branch` holds commits that `since` does not."""
+        tip = self._commit_of(branch).id
+        return not self._contains(pygit2.Oid(hex=since), tip)
+
+    @_locked
+    def is_merged(self, branch: str, base: str) -> bool:
+        return self._contains(self._commit_of(base).id, self._commit_of(branch).id)
+
+    # ------------------------------------------------------------- worktrees
+
+    def _worktree_admin(self, path: Path) -> Path | None:
+        """The admin dir (.git/worktrees/<name>) if `path` is a linked worktree of this repository."""
+        gitfile = path / ".git"
+        if not gitfile.is_file():
+            return None
+        try:
+            text = gitfile.read_text().strip()
+        except OSError:
+            return None
+        if not text.startswith("gitdir:"):
+            return None
+        admin = (path / text.removeprefix("gitdir:").strip()).resolve()
+        if admin.parent != self.git_dir / "worktrees" or not admin.is_dir():
+            return None
+        return admin
+
+    def _registered_admin(self, path: Path) -> Path | None:
+        """The admin dir registered for `path`, even when the directory itself is gone."""
+        target = path.resolve()
+        worktrees = self.git_dir / "worktrees"
+        if not worktrees.is_dir():
+            return None
+        for admin in worktrees.iterdir():
+            gitdir_file = admin / "gitdir"
+            if not gitdir_file.is_file():
+                continue
+            registered = Path(gitdir_file.read_text().strip())
+            if not registered.is_absolute():
+                registered = admin / registered
+            if registered.parent.resolve() == target:
+                return admin
+        return None
+
+    def _prune(self) -> None:
+        # `git worktree prune` drops admin dirs of vanished worktrees and empty leftovers (facts §2:
+        # leftover admin dirs make libgit2 think brand-new branches are checked out).
+        worktrees = self.git_dir / "worktrees"
+        if worktrees.is_dir():
+            for admin in worktrees.iterdir():
+                if admin.is_dir() and not (admin / "gitdir").exists():
+                    shutil.rmtree(admin, ignore_errors=True)
+        self._run_git(["worktree", "prune"])
+
+    def _run_git(self, args: list[str]) -> str:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=self.root,
+            env=_git_env(),
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        if done.returncode != 0:
+            detail = (done.stderr or done.stdout).strip()
+            raise GitError(f"git {args[0]} {args[1] if len(args) > 1 else ''} failed: {detail}".strip())
+        return done.stdout
+
+    def _checkouts(self, branch: str) -> list[Path]:
+        """Working trees (primary and linked) whose HEAD is attached to `branch`."""
+        refname = f"refs/heads/{branch}"
+        found: list[Path] = []
+        if not self._repo.is_bare and self._repo.workdir:
+            head = self._repo.lookup_reference("HEAD")
+            if head.type == ReferenceType.SYMBOLIC and head.target == refname:
+                found.append(Path(self._repo.workdir).resolve())
+        worktrees = self.git_dir / "worktrees"
+        if worktrees.is_dir():
+            for admin in sorted(worktrees.iterdir()):
+                head_file, gitdir_file = admin / "HEAD", admin / "gitdir"
+                if not (head_file.is_file() and gitdir_file.is_file()):
+                    continue
+                if head_file.read_text().strip() != f"ref: {refname}":
+                    continue
+                workdir = Path(gitdir_file.read_text().strip()).parent
+                if workdir.is_dir():
+                    found.append(workdir.resolve())
+        return found
+
+    def _exclude_if_inside(self, path: Path) -> None:
+        """Keep a worktree nested in the primary working tree from showing as untracked (facts §3b)."""
+        if self._repo.is_bare or not self._repo.workdir:
+            return
+        primary = Path(self._repo.workdir).resolve()
+        try:
+            rel = path.resolve().relative_to(primary)
+        except ValueError:
+            return
+        exclude = self.git_dir / "info" / "exclude"
+        line = _exclude_pattern(rel.as_posix())
+        existing = exclude.read_text().splitlines() if exclude.exists() else []
+        if line in existing:
+            return
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        with exclude.open("a") as out:
+            if existing and existing[-1] != "":
+                out.write("\n")
+            out.write(line + "\n")
+
+    @_locked
+    def prepare_worktree(self, path: Path, branch: str, base: str, keep: Sequence[str] = ()) -> str:
+        """Make `branch` at base's tip and a clean worktree at `path` on it; return the base sha."""
+        path = Path(path).absolute()
+        base_commit = self._commit_of(base)
+        admin = self._worktree_admin(path) if path.exists() else None
+        self._point_branch(branch, base, base_commit, reuse_path=path if admin else None)
+        if admin is not None:
+            self._reuse_worktree(path, branch, keep)
+        else:
+            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                raise GitError(
+                    f"{path} already exists and is not a tuiorch worktree of {self.root}; move it away"
+                )
+            self._prune()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._run_git(["worktree", "add", "--quiet", "--", str(path), branch])
+        self._exclude_if_inside(path)
+        return str(base_commit.id)
+
+    def _point_branch(
+        self, branch: str, base: str, base_commit: pygit2.Commit, reuse_path: Path | None
+    ) -> None:
+        """Create `branch` at base's tip, or move a stale one there; refuse to drop unmerged commits."""
+        refname = f"refs/heads/{branch}"
+        existing = self._repo.references.get(refname)
+        if existing is None:
+            try:
+                self._repo.create_branch(branch, base_commit)
+            except ValueError as exc:
+                raise GitError(f"'{branch}' is not a valid branch name") from exc
+            return
+        current = existing.peel(pygit2.Commit).id
+        if not self._contains(base_commit.id, current):
+            raise GitError(
+                f"branch '{branch}' already exists with commits not in {base}; "
+                f"run `tuiorch clean --force` or delete it (git branch -D {branch})"
+            )
+        elsewhere = [p for p in self._checkouts(branch) if p != reuse_path]
+        if elsewhere:
+            raise GitError(f"branch '{branch}' is checked out in {elsewhere[0]}; release it first")
+        if current != base_commit.id:
+            existing.set_target(base_commit.id, f"tuiorch: reset {branch} to {base}")
+
+    def _reuse_worktree(self, path: Path, branch: str, keep: Sequence[str]) -> None:
+        """Warm slot reuse: switch the worktree to `branch`, writing only files that differ."""
+        wt_repo = pygit2.Repository(str(path))
+        wt_repo.state_cleanup()  # drop MERGE_HEAD etc. left by an abandoned manual merge
+        wt_repo.checkout(f"refs/heads/{branch}", strategy=CheckoutStrategy.FORCE)
+        _clean_untracked(path, wt_repo.index, _normalize_keep(keep))
+
+    @_locked
+    def release_worktree(self, path: Path) -> None:
+        """Detach HEAD (at its commit) in the worktree at `path` so its branch can be deleted."""
+        path = Path(path).absolute()
+        if not path.exists():
+            return
+        if self._worktree_admin(path) is None:
+            raise GitError(f"{path} is not a tuiorch worktree of {self.root}")
+        wt_repo = pygit2.Repository(str(path))
+        wt_repo.set_head(wt_repo.head.target)
+
+    @_locked
+    def remove_worktree(self, path: Path) -> None:
+        """Delete the worktree directory and its admin dir; fine if the directory is already gone."""
+        path = Path(path).absolute()
+        admin = self._worktree_admin(path) if path.exists() else self._registered_admin(path)
+        if path.exists():
+            if admin is None:
+                # Never rmtree a directory we cannot prove is one of this repository's worktrees.
+                raise GitError(f"{path} is not a tuiorch worktree of {self.root}; not removing it")
+            shutil.rmtree(path)
+        if admin is not None and admin.exists():
+            shutil.rmtree(admin)
+
+    @_locked
+    def delete_branch(self, branch: str, *, force: bool = False, base: str = "main") -> None:
+        """Delete `branch`; refuses if it holds commits not in `base` (unless force) or is checked out."""
+        ref = self._repo.references.get(f"refs/heads/{branch}")
+        if ref is None:
+            return
+        where = self._checkouts(branch)
+        if where:
+            raise GitError(f"branch '{branch}' is checked out in {where[0]}; release that worktree first")
+        tip = ref.peel(pygit2.Commit).id
+        if not force and not self._contains(self._commit_of(base).id, tip):
+            raise GitError(f"branch '{branch}' has commits not in {base}; use --force to delete it anyway")
+        ref.delete()
+
+    @_locked
+    def prune(self) -> None:
+        """Drop admin dirs of worktrees whose directory is gone, and empty leftover admin dirs."""
+        self._prune()
+
+    # ---------------------------------------------------------------- commits
+
+    @_locked
+    def commit_leftovers(self, worktree: Path, message: str) -> str | None:
+        """Commit everything uncommitted in `worktree` (like `git add -A`); None when it is clean."""
+        wt_repo = pygit2.Repository(str(worktree))
+        changes = wt_repo.status(untracked_files="all")
+        if not changes:
+            return None
+        index = wt_repo.index
+        index.read()
+        _stage(index, changes)
+        index.write()
+        tree = index.write_tree()
+        sig = self._signature()
+        commit = wt_repo.create_commit("HEAD", sig, sig, message, tree, [wt_repo.head.target])
+        return str(commit)
+
+    # ------------------------------------------------------------------ merge
+
+    @_locked
+    def test_merge(self, branch: str, base: str) -> tuple[str, ...]:
+        """Paths that would conflict if `branch` were merged into `base` now (in memory only)."""
+        ours, theirs = self._commit_of(base).id, self._commit_of(branch).id
+        if self._contains(ours, theirs):
+            return ()
+        merged = self._repo.merge_commits(ours, theirs)
+        if not merged.conflicts:
+            return ()
+        return tuple(sorted(_entry_path(entries) for entries in merged.conflicts))
+
+    @_locked
+    def merge(
+        self,
+        branch: str,
+        base: str,
+        message: str,
+        *,
+        _before_cas: Callable[[], None] | None = None,
+    ) -> MergeOutcome:
+        """Merge `branch` into `base` as a two-parent commit; base moves only by compare-and-swap.
+
+        Order per attempt: compute the merge in memory against base's tip; lock refs/heads/<base>
+        (git's own lock file, so no other git can move it meanwhile) and check it still is that tip,
+        else recompute; refuse (blocked) if the user's dirty files intersect the merge's changed
+        paths in a working tree where base is checked out; update only those paths there (SAFE
+        checkout, so nothing of the user's is overwritten); then move the ref and release the lock.
+        While the lock is held a concurrent `git commit` on base fails instead of racing us, so the
+        working tree and the ref change together; if moving the ref fails the paths are restored.
+        `_before_cas` is a test hook run after computing and before locking (to simulate a race).
+        """
+        refname = f"refs/heads/{base}"
+        for _attempt in range(_MERGE_ATTEMPTS):
+            old_tip = self._commit_of(base)
+            branch_tip = self._commit_of(branch)
+            if self._contains(old_tip.id, branch_tip.id):
+                return MergeOutcome(
+                    "already", str(old_tip.id), message=f"{branch} is already merged into {base}"
+                )
+            merged = self._repo.merge_commits(old_tip.id, branch_tip.id)
+            if merged.conflicts:
+                kinds = {_entry_path(e): _conflict_kind(*e) for e in merged.conflicts}
+                paths = tuple(sorted(kinds))
+                return MergeOutcome(
+                    "conflict",
+                    None,
+                    paths,
+                    kinds,
+                    f"{branch} conflicts with {base} in {', '.join(paths)}",
+                )
+            tree_id = merged.write_tree(self._repo)
+            if _before_cas is not None:
+                _before_cas()
+            try:
+                outcome = self._land(refname, base, old_tip, branch_tip, tree_id, message)
+            except _BaseMoved:
+                continue
+            if outcome is not None:
+                return outcome
+            time.sleep(_LOCK_RETRY_DELAY)  # someone else holds the ref lock; try again shortly
+        raise GitError(f"could not merge {branch}: {base} kept changing (or stayed locked); try again")
+
+    def _land(
+        self,
+        refname: str,
+        base: str,
+        old_tip: pygit2.Commit,
+        branch_tip: pygit2.Commit,
+        tree_id: pygit2.Oid,
+        message: str,
+    ) -> MergeOutcome | None:
+        """Lock base's ref, update checked-out trees, move the ref. None: the lock was busy."""
+        sig = self._signature()
+        new_tree = self._repo[tree_id]
+        assert isinstance(new_tree, pygit2.Tree)
+        changed = _changed_paths(old_tip.tree, new_tree)
+        updated: list[pygit2.Repository] = []
+        workdirs: list[Path] = []
+        commit_id: pygit2.Oid | None = None
+        try:
+            # Leaving this block by an exception drops the transaction uncommitted (lock released,
+            # ref untouched); leaving it normally commits the new target and then releases the lock.
+            with self._repo.transaction() as txn:
+                try:
+                    txn.lock_ref(refname)
+                except pygit2.GitError:
+                    raise _LockBusy from None
+                if self._commit_of(base).id != old_tip.id:
+                    raise _BaseMoved
+                commit_id = self._repo.create_commit(
+                    None, sig, sig, message, tree_id, [old_tip.id, branch_tip.id]
+                )
+                workdirs = self._checkouts(base)
+                blocked = self._blocked_by_user(base, workdirs, changed)
+                if blocked is not None:
+                    raise _Refused(blocked)
+                for workdir in workdirs:
+                    wt_repo = pygit2.Repository(str(workdir))
+                    if changed:
+                        # libgit2 wants objects looked up through the Repository doing the checkout.
+                        wt_tree = wt_repo[tree_id]
+                        wt_repo.checkout_tree(wt_tree, strategy=CheckoutStrategy.SAFE, paths=sorted(changed))
+                    updated.append(wt_repo)
+                # Reflog signature None: pygit2 1.21 cannot pass a Signature here (TypeError).
+                txn.set_target(refname, commit_id, None, f"tuiorch: merge {branch_tip.id} (--no-ff)")
+        except _LockBusy:
+            return None
+        except _Refused as refused:
+            return refused.outcome
+        except pygit2.GitError as exc:
+            for wt_repo in updated:
+                _restore_paths(wt_repo, old_tip.tree.id, tree_id, changed)
+            where = ", ".join(str(w) for w in workdirs) or refname
+            return MergeOutcome(
+                "blocked",
+                None,
+                tuple(sorted(changed)),
+                message=f"could not update {base} in {where}: {exc} (tuiorch retries)",
+            )
+        return MergeOutcome("merged", str(commit_id), message=f"merged {branch_tip.id} into {base}")
+
+    def _blocked_by_user(self, base: str, workdirs: list[Path], changed: set[str]) -> MergeOutcome | None:
+        """A 'blocked' outcome if a working tree on base has user changes the merge would touch."""
+        for workdir in workdirs:
+            wt_repo = pygit2.Repository(str(workdir))
+            if wt_repo.state() != RepositoryState.NONE:
+                return MergeOutcome(
+                    "blocked",
+                    None,
+                    message=f"{base} in {workdir} is in the middle of a merge or rebase; finish it (tuiorch retries)",
+                )
+            if not changed:
+                continue
+            dirty = [
+                p for p, flags in wt_repo.status(untracked_files="all").items() if flags != FileStatus.IGNORED
+            ]
+            hits = sorted({d for d in dirty for c in changed if _paths_collide(d, c)})
+            if hits:
+                return MergeOutcome(
+                    "blocked",
+                    None,
+                    tuple(hits),
+                    message=(
+                        f"{base} has uncommitted changes in {', '.join(hits)}; "
+                        "commit or stash them (tuiorch retries)"
+                    ),
+                )
+        return None
+
+    # -------------------------------------------------------- conflict triage
+
+    @_locked
+    def conflict_sides(self, branch: str, base: str, path: str) -> tuple[str | None, str | None, str | None]:
+        """(base's text, the task's text, the common ancestor's text) of `path`; None where absent.
+
+        Binary files come back as a placeholder string naming their size.
+        """
+        ours, theirs = self._commit_of(base), self._commit_of(branch)
+        try:
+            ancestor_id = self._repo.merge_base(ours.id, theirs.id)
+        except pygit2.GitError:
+            ancestor_id = None
+        trees = [ours.tree, theirs.tree, self._repo[ancestor_id].peel(pygit2.Tree) if ancestor_id else None]
+        sides: list[str | None] = []
+        for tree in trees:
+            entry = _tree_entry(tree, path) if tree is not None else None
+            sides.append(_blob_text(self._repo, entry.id) if isinstance(entry, pygit2.Blob) else None)
+        return sides[0], sides[1], sides[2]
+
+    @_locked
+    def start_manual_merge(self, worktree: Path, base: str = "main") -> tuple[str, ...]:
+        """Merge `base` into the task branch checked out in `worktree`, leaving conflict markers.
+
+        Returns the conflicted paths. The worktree is left mid-merge (MERGE_HEAD) for a human or
+        an agent to edit; finish with finish_manual_merge.
+        """
+        wt_repo = pygit2.Repository(str(worktree))
+        if wt_repo.head_is_detached:
+            raise GitError(f"{worktree} has no task branch checked out")
+        if wt_repo.state() == RepositoryState.MERGE:
+            return _conflicts_of(wt_repo)
+        if wt_repo.status():
+            raise GitError(f"{worktree} has uncommitted changes; commit them before merging {base} in")
+        wt_repo.merge(wt_repo.references[f"refs/heads/{base}"])
+        task_branch = wt_repo.head.shorthand
+        conflicted = _conflicts_of(wt_repo)
+        for rel in conflicted:
+            _relabel_markers(Path(worktree) / rel, task_branch)
+        return conflicted
+
+    @_locked
+    def conflicted_paths(self, worktree: Path) -> tuple[str, ...]:
+        return _conflicts_of(pygit2.Repository(str(worktree)))
+
+    @_locked
+    def take_side(self, worktree: Path, path: str, side: Side) -> None:
+        """Resolve `path` in `worktree` with base's version ("ours") or the task's ("theirs")."""
+        if side not in ("ours", "theirs"):
+            raise GitError(f"unknown side {side!r}: expected 'ours' (main) or 'theirs' (task)")
+        wt_repo = pygit2.Repository(str(worktree))
+        index = wt_repo.index
+        index.read()
+        conflicts = index.conflicts
+        if conflicts is None or path not in conflicts:
+            raise GitError(f"{path} is not in conflict in {worktree}")
+        _ancestor, head_entry, merged_in_entry = conflicts[path]
+        # In the task worktree HEAD is the task and the merged-in side is base; tuiorch's names are
+        # from base's point of view, so they swap here.
+        chosen = merged_in_entry if side == "ours" else head_entry
+        target = Path(worktree) / path
+        del conflicts[path]
+        if chosen is None:
+            target.unlink(missing_ok=True)
+        else:
+            blob = wt_repo[chosen.id]
+            assert isinstance(blob, pygit2.Blob)
+            _write_blob(target, blob.data, chosen.mode)
+            index.add(pygit2.IndexEntry(path, chosen.id, chosen.mode))
+        index.write()
+
+    @_locked
+    def mark_resolved(self, worktree: Path, path: str) -> None:
+        """Accept the file as edited by hand (or deleted); refuses while it still has markers."""
+        wt_repo = pygit2.Repository(str(worktree))
+        index = wt_repo.index
+        index.read()
+        target = Path(worktree) / path
+        if target.is_file() and _has_markers(target.read_bytes()):
+            raise GitError(f"{path} still has conflict markers")
+        conflicts = index.conflicts
+        if conflicts is not None and path in conflicts:
+            del conflicts[path]
+        if target.exists():
+            index.add(path)
+        elif path in index:
+            index.remove(path)
+        index.write()
+
+    @_locked
+    def finish_manual_merge(self, worktree: Path, message: str) -> str:
+        """Commit the resolved merge on the task branch as (task tip, base tip); returns its sha."""
+        wt_repo = pygit2.Repository(str(worktree))
+        if wt_repo.state() != RepositoryState.MERGE:
+            raise GitError(f"no merge in progress in {worktree}")
+        unresolved = _conflicts_of(wt_repo)
+        if unresolved:
+            raise GitError(f"still in conflict: {', '.join(unresolved)}; take a side or edit them")
+        index = wt_repo.index
+        index.read()
+        # Edits made without staging them (an agent, an editor) belong to the resolution.
+        changes = wt_repo.status(untracked_files="all")
+        _stage(index, changes)
+        head = wt_repo.head.peel(pygit2.Commit)
+        merge_heads = wt_repo.listall_mergeheads()
+        if len(merge_heads) != 1:
+            raise GitError(f"{worktree} is merging {len(merge_heads)} commits; expected one")
+        merged_in = wt_repo[merge_heads[0]].peel(pygit2.Commit)
+        with_markers = [
+            entry.path
+            for entry in index
+            if _differs_from_both(entry, head.tree, merged_in.tree)
+            and (Path(worktree) / entry.path).is_file()
+            and _has_markers((Path(worktree) / entry.path).read_bytes())
+        ]
+        if with_markers:
+            raise GitError(f"conflict markers remain in {', '.join(sorted(with_markers))}")
+        index.write()
+        tree = index.write_tree()
+        sig = self._signature()
+        commit = wt_repo.create_commit("HEAD", sig, sig, message, tree, [head.id, merged_in.id])
+        wt_repo.state_cleanup()
+        return str(commit)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _changed_paths(old: pygit2.Tree, new: pygit2.Tree) -> set[str]:
+    diff = old.diff_to_tree(new)
+    changed: set[str] = set()
+    for delta in diff.deltas:
+        changed.add(delta.old_file.path)
+        changed.add(delta.new_file.path)
+    return changed
+
+
+def _restore_paths(
+    wt_repo: pygit2.Repository, old_id: pygit2.Oid, new_id: pygit2.Oid, changed: set[str]
+) -> None:
+    """Undo a partial-path checkout of `new`: files back to `old`, paths the merge added removed."""
+    old, new = wt_repo[old_id], wt_repo[new_id]
+    assert isinstance(old, pygit2.Tree) and isinstance(new, pygit2.Tree)
+    present = sorted(p for p in changed if _tree_entry(old, p) is not None)
+    if present:
+        wt_repo.checkout_tree(old, strategy=CheckoutStrategy.FORCE, paths=present)
+    index = wt_repo.index
+    index.read()
+    for rel in changed:
+        if _tree_entry(old, rel) is None and _tree_entry(new, rel) is not None:
+            if rel in index:
+                index.remove(rel)
+            (Path(wt_repo.workdir) / rel).unlink(missing_ok=True)
+    index.write()
+
+
+def _stage(index: pygit2.Index, changes: dict[str, int]) -> None:
+    """Stage `status()` results: deletions removed, everything else added from disk."""
+    for rel, flags in changes.items():
+        if flags & FileStatus.IGNORED:
+            continue
+        if flags & FileStatus.WT_DELETED:
+            conflicts = index.conflicts
+            if conflicts is not None and rel in conflicts:
+                del conflicts[rel]
+            if rel in index:
+                index.remove(rel)
+        elif flags & (
+            FileStatus.WT_NEW | FileStatus.WT_MODIFIED | FileStatus.WT_TYPECHANGE | FileStatus.WT_RENAMED
+        ):
+            index.add(rel)
+
+
+def _conflicts_of(wt_repo: pygit2.Repository) -> tuple[str, ...]:
+    index = wt_repo.index
+    index.read()
+    if index.conflicts is None:
+        return ()
+    return tuple(sorted(_entry_path(entries) for entries in index.conflicts))
+
+
+def _differs_from_both(entry: pygit2.IndexEntry, first: pygit2.Tree, second: pygit2.Tree) -> bool:
+    """True for a file whose merged content matches neither parent (merged or hand-edited)."""
+    for tree in (first, second):
+        existing = _tree_entry(tree, entry.path)
+        if existing is not None and existing.id == entry.id:
+            return False
+    return True
+
+
+def _write_blob(target: Path, data: bytes, mode: int) -> None:
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if mode == FileMode.LINK:
+        target.unlink(missing_ok=True)
+        target.symlink_to(data.decode())
+        return
+    target.unlink(missing_ok=True)
+    target.write_bytes(data)
+    target.chmod(0o755 if mode == FileMode.BLOB_EXECUTABLE else 0o644)
+
+
+def _relabel_markers(target: Path, task_branch: str) -> None:
+    """libgit2 labels the task's side 'HEAD'; name the branch so readers know whose side it is."""
+    try:
+        data = target.read_bytes()
+    except OSError:
+        return
+    relabelled = data.replace(b"<<<<<<< HEAD\n", f"<<<<<<< {task_branch}\n".encode())
+    if relabelled != data:
+        target.write_bytes(relabelled)
+
+
+def _walk_untracked(
+    root: Path, rel: str, tracked: set[str], tracked_dirs: set[str], keep: set[str]
+) -> Iterator[Path]:
+    """Paths under `root/rel` that are neither tracked nor kept; whole directories when possible."""
+    directory = root / rel if rel else root
+    for entry in os.scandir(directory):
+        child = f"{rel}/{entry.name}" if rel else entry.name
+        if child == ".git" or child in keep or child in tracked:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            holds_kept = any(k.startswith(child + "/") for k in keep)
+            if child in tracked_dirs or holds_kept:
+                yield from _walk_untracked(root, child, tracked, tracked_dirs, keep)
+            else:
+                yield root / child
+        else:
+            yield root / child
+
+
+def _clean_untracked(root: Path, index: pygit2.Index, keep: set[str]) -> None:
+    """Delete untracked and ignored files in a worktree, sparing `keep` paths and .git."""
+    index.read()
+    tracked = {entry.path for entry in index}
+    tracked_dirs = {str(Path(p).parent.as_posix()) for p in tracked}
+    for path in list(tracked_dirs):
+        parts = path.split("/")
+        tracked_dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    for victim in list(_walk_untracked(root, "", tracked, tracked_dirs, keep)):
+        if victim.is_dir() and not victim.is_symlink():
+            shutil.rmtree(victim)
+        else:
+            victim.unlink(missing_ok=True)
