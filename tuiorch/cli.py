@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tuiorch.config import ConfigError, default_config_toml, load_config
+from tuiorch.config import ConfigError, default_config_toml, load_config, missing_agent_program
 from tuiorch.gitops import GitError, GitRepo
 from tuiorch.tasks import TaskFileError, load_tasks
 
@@ -79,6 +79,9 @@ def _load(root: Path, workers: int | None):  # noqa: ANN202 - a small private tu
         if workers < 1:
             raise UsageError("--workers must be at least 1")
         config.workers = workers
+    missing = missing_agent_program(config)
+    if missing:
+        raise UsageError(f"{missing}; install it or set [agent] preset in {root / 'tuiorch.toml'}")
     task_file = root / config.tasks
     if not task_file.exists():
         raise UsageError(f"{task_file}: no task file; write one or run `tuiorch init`")

@@ -17,7 +17,15 @@ from pathlib import Path
 from tuiorch import events as ev
 from tuiorch.agent import AgentExit, AgentProcess
 from tuiorch.agent_output import Progress, make_output_parser
-from tuiorch.config import PRESETS, Config, agent_argv, render_argv, render_commit_message
+from tuiorch.config import (
+    Config,
+    agent_argv,
+    agent_preset,
+    branch_name,
+    expand_path_template,
+    render_argv,
+    render_commit_message,
+)
 from tuiorch.events import TaskStatus
 from tuiorch.gitops import GitError, GitRepo
 from tuiorch.prompt import load_template, render_prompt
@@ -105,7 +113,7 @@ class Orchestrator:
         self.git = GitRepo(self.root)
         self.state_dir = self.git.git_dir / "tuiorch"
         self.logs = log_dir(self.git.git_dir)
-        self.preset = PRESETS[config.agent.preset]
+        self.preset = agent_preset(config)
         self.template = load_template(config.prompt_template)
         self.records: dict[str, TaskRecord] = {t.id: TaskRecord(task=t) for t in tasks}
         self.order: list[str] = [t.id for t in tasks]
@@ -236,14 +244,17 @@ class Orchestrator:
 
     # ------------------------------------------------------------------ one task
 
+    def _worktree_dir(self, task_id: str = "") -> Path:
+        base = Path(expand_path_template(self.config.worktrees, repo=self.root.name, id=task_id))
+        return base if base.is_absolute() else (self.root / base).resolve()
+
     def _slot_path(self, slot: int, task: Task) -> Path:
-        base = Path(self.config.worktrees.replace("{repo}", self.root.name))
-        if not base.is_absolute():
-            base = (self.root / base).resolve()
-        return base / (f"slot-{slot + 1}" if self.config.slots.reuse else self._branch_name(task))
+        if self.config.slots.reuse:
+            return self._worktree_dir() / f"slot-{slot + 1}"
+        return self._worktree_dir(task.id) / self._branch_name(task)
 
     def _branch_name(self, task: Task) -> str:
-        return self.config.branch.replace("{id}", task.id)
+        return branch_name(self.config, task.id, self.root.name)
 
     async def _run_task(self, rec: TaskRecord, slot: int) -> None:
         task = rec.task
@@ -573,10 +584,7 @@ class Orchestrator:
         return self.git.conflict_sides(rec.branch, self.base, path)
 
     def _resolve_path(self, rec: TaskRecord) -> Path:
-        base = Path(self.config.worktrees.replace("{repo}", self.root.name))
-        if not base.is_absolute():
-            base = (self.root / base).resolve()
-        return base / f"resolve-{rec.task.id}"
+        return self._worktree_dir(rec.task.id) / f"resolve-{rec.task.id}"
 
     async def prepare_manual(self, task_id: str) -> Path:
         """A worktree on the task branch with main merged in, conflict markers and all."""
