@@ -6,11 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import git
 
 from tuiorch.agent import AgentProcess
+from tuiorch.config import load_config
+from tuiorch.demo import DemoError, make_demo_repo
 from tuiorch.prompt import BUILTIN_TEMPLATE, RESOLVE_TEMPLATE, render_prompt, render_resolve_prompt
-from tuiorch.tasks import Task
+from tuiorch.scheduler import pick_tasks, touches_overlap
+from tuiorch.tasks import Priority, Task, load_tasks
 
 DEMO = [sys.executable, "-m", "tuiorch.demo_agent"]
 
@@ -192,3 +196,71 @@ async def test_under_the_runner_sleep_is_flagged_stuck_and_hang_times_out(repo: 
     result = await hang.run()
     assert result.timed_out
     assert commits_since_main(wt) == []
+
+
+# -- the demo repository ---------------------------------------------------------------------------------
+
+
+def test_demo_repo_is_committed_and_its_queue_shows_everything(tmp_path: Path) -> None:
+    root = make_demo_repo(tmp_path / "demo")
+    assert git(root, "status", "--porcelain", "--untracked-files=all") == ""
+    assert git(root, "rev-parse", "--abbrev-ref", "HEAD") == "main"
+    assert git(root, "log", "--format=%an <%ae>") == "tuiorch demo <demo@tuiorch.invalid>"
+    config = load_config(root)
+    assert (config.agent.preset, config.workers) == ("demo", 3)
+
+    tasks = {t.id: t for t in load_tasks(root / "TASKS.md")}
+    assert len(tasks) == 8
+    assert {t.priority for t in tasks.values()} == set(Priority)
+    assert any(len(t.depends) >= 2 for t in tasks.values())
+    assert any("sleep: 1" in t.description.splitlines() for t in tasks.values())
+    # Two tasks kept apart by their touches...
+    assert touches_overlap(tasks["1"].touches, tasks["5"].touches)
+    # ...and two that are not, though both edit README.md: the deliberate conflict.
+    for conflicting in ("2", "3"):
+        assert tasks[conflicting].touches == () and tasks[conflicting].depends == ()
+        assert "```append README.md" in tasks[conflicting].description
+    # With 3 workers the first wave is 1, 2 and 3: the two README tasks really do run side by side.
+    first_wave = pick_tasks(list(tasks.values()), [], set(), config.workers)
+    assert [t.id for t in first_wave] == ["1", "2", "3"]
+    # Everything the demo agent changes, it changes through write/append blocks.
+    for task in tasks.values():
+        assert "```write " in task.description or "```append " in task.description
+
+
+def test_demo_repo_refuses_a_non_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "file.txt").write_text("mine")
+    with pytest.raises(DemoError, match="not an empty directory"):
+        make_demo_repo(tmp_path / "busy")
+    assert (tmp_path / "busy" / "file.txt").read_text() == "mine"
+
+
+def test_demo_tasks_done_by_the_demo_agent_merge_except_the_one_conflict(tmp_path: Path) -> None:
+    """Every demo task, done by the real demo agent and merged --no-ff in order; tasks 2 and 3 start
+    from the same main (they run side by side), so 3 conflicts on README.md and nothing else does."""
+    root = make_demo_repo(tmp_path / "demo")
+    tasks = load_tasks(root / "TASKS.md")  # file order is a valid dependency order
+    base_before_2 = ""
+    for task in tasks:
+        branch = f"task-{task.id}"
+        start = base_before_2 if task.id == "3" else git(root, "rev-parse", "main")
+        if task.id == "2":
+            base_before_2 = start
+        wt = tmp_path / "worktrees" / branch
+        git(root, "worktree", "add", "-q", "-b", branch, str(wt), start)
+        done = subprocess.run([*DEMO, str(prompt_file(wt, task, branch))], cwd=wt, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (task.id, done.stderr)
+        assert len(git(wt, "log", "--format=%H", f"{start}..HEAD").split()) == 1, task.id
+        merge = subprocess.run(
+            ["git", "merge", "--no-ff", "-q", "-m", f"merge {branch}", branch], cwd=root, capture_output=True, text=True
+        )
+        if task.id == "3":
+            assert merge.returncode == 1
+            assert git(root, "diff", "--name-only", "--diff-filter=U") == "README.md"
+            git(root, "merge", "--abort")
+        else:
+            assert merge.returncode == 0, (task.id, merge.stdout, merge.stderr)
+    assert "def power(" in (root / "calc/ops.py").read_text()
+    assert "## Usage" in (root / "README.md").read_text()
+    assert (root / "CHANGELOG.md").exists()
