@@ -15,7 +15,7 @@ import pytest
 from pygit2.enums import ConfigLevel
 
 from tests.conftest import git, make_repo
-from tuiorch.gitops import IDENTITY_FALLBACK, GitError, GitRepo
+from tuiorch.gitops import IDENTITY_FALLBACK, GitError, GitRepo, _undo_checkout
 
 
 @pytest.fixture(autouse=True)
@@ -515,6 +515,60 @@ def test_busy_ref_lock_is_waited_for(gr: GitRepo, repo: Path, tmp_path: Path) ->
     outcome = gr.merge("task-1", "main", "m", _before_cas=another_git_holds_the_lock)
     assert outcome.status == "merged" and len(calls) == 2
     assert len(parents(repo, "main")) == 2
+
+
+def test_busy_index_in_checked_out_main_blocks(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    task(gr, tmp_path, "task-1", {"c.txt": "c\n"})
+    before = git(repo, "rev-parse", "main")
+    (repo / ".git" / "index.lock").write_text("")
+    outcome = gr.merge("task-1", "main", "m")
+    assert outcome.status == "blocked" and "busy" in outcome.message
+    assert git(repo, "rev-parse", "main") == before and not (repo / "c.txt").exists()
+    (repo / ".git" / "index.lock").unlink()
+    assert gr.merge("task-1", "main", "m").status == "merged"
+
+
+def test_undo_of_a_half_done_checkout_restores_only_the_merges_files(repo: Path) -> None:
+    """If updating main's files fails half way (here: index locked after files are written), the
+    merge's files go back to main's tip, the index is untouched and a user's edit is kept."""
+    old = git(repo, "rev-parse", "HEAD^{tree}")
+    git(repo, "checkout", "-q", "-b", "side")
+    commit_files(
+        repo, {"a.txt": "merged a\n", "dir/new.txt": "n\n", "b.txt": "merged b\n"}, delete=("README.md",)
+    )
+    new = git(repo, "rev-parse", "HEAD^{tree}")
+    git(repo, "checkout", "-q", "main")
+    wt_repo = pygit2.Repository(str(repo))
+    changed = {"a.txt", "b.txt", "dir/new.txt", "README.md"}
+    (repo / ".git" / "index.lock").write_text("")
+    with pytest.raises(pygit2.GitError):
+        wt_repo.checkout_tree(
+            wt_repo[new], strategy=pygit2.enums.CheckoutStrategy.SAFE, paths=sorted(changed)
+        )
+    assert (repo / "a.txt").read_text() == "merged a\n"  # libgit2 wrote files before failing
+    (repo / "b.txt").write_text("user typed this meanwhile\n")
+    _undo_checkout(wt_repo, pygit2.Oid(hex=old), pygit2.Oid(hex=new), changed)
+    (repo / ".git" / "index.lock").unlink()
+    assert (repo / "a.txt").read_text() == "a1\na2\na3\n"
+    assert (repo / "README.md").read_text() == "# demo\n"
+    assert not (repo / "dir").exists()
+    assert (repo / "b.txt").read_text() == "user typed this meanwhile\n"
+    assert git(repo, "status", "--porcelain") == "M b.txt"
+
+
+def test_undo_after_a_full_checkout_restores_files_and_index(repo: Path) -> None:
+    old = git(repo, "rev-parse", "HEAD^{tree}")
+    git(repo, "checkout", "-q", "-b", "side")
+    commit_files(repo, {"a.txt": "merged a\n", "dir/new.txt": "n\n"}, delete=("README.md",))
+    new = git(repo, "rev-parse", "HEAD^{tree}")
+    git(repo, "checkout", "-q", "main")
+    changed = {"a.txt", "dir/new.txt", "README.md"}
+    wt_repo = pygit2.Repository(str(repo))
+    wt_repo.checkout_tree(wt_repo[new], strategy=pygit2.enums.CheckoutStrategy.SAFE, paths=sorted(changed))
+    assert (repo / "dir/new.txt").exists() and "A  dir/new.txt" in git(repo, "status", "--porcelain")
+    _undo_checkout(wt_repo, pygit2.Oid(hex=old), pygit2.Oid(hex=new), changed)
+    assert git(repo, "status", "--porcelain") == ""
+    assert (repo / "a.txt").read_text() == "a1\na2\na3\n" and not (repo / "dir").exists()
 
 
 def test_ref_locked_forever_is_a_clear_error(gr: GitRepo, repo: Path, tmp_path: Path) -> None:

@@ -213,7 +213,11 @@ class GitRepo:
     def has_new_commits(self, branch: str, since: str) -> bool:
         """True if `branch` holds commits that `since` does not."""
         tip = self._commit_of(branch).id
-        return not self._contains(pygit2.Oid(hex=since), tip)
+        try:
+            since_id = pygit2.Oid(hex=since)
+        except ValueError:
+            raise GitError(f"{since!r} is not a commit sha") from None
+        return not self._contains(since_id, tip)
 
     @_locked
     def is_merged(self, branch: str, base: str) -> bool:
@@ -325,7 +329,7 @@ class GitRepo:
         path = Path(path).absolute()
         base_commit = self._commit_of(base)
         admin = self._worktree_admin(path) if path.exists() else None
-        self._point_branch(branch, base, base_commit, reuse_path=path if admin else None)
+        self._point_branch(branch, base, base_commit, reuse_path=path.resolve() if admin else None)
         if admin is not None:
             self._reuse_worktree(path, branch, keep)
         else:
@@ -509,7 +513,7 @@ class GitRepo:
         new_tree = self._repo[tree_id]
         assert isinstance(new_tree, pygit2.Tree)
         changed = _changed_paths(old_tip.tree, new_tree)
-        updated: list[pygit2.Repository] = []
+        touched: list[pygit2.Repository] = []
         workdirs: list[Path] = []
         commit_id: pygit2.Oid | None = None
         try:
@@ -531,11 +535,11 @@ class GitRepo:
                     raise _Refused(blocked)
                 for workdir in workdirs:
                     wt_repo = pygit2.Repository(str(workdir))
+                    touched.append(wt_repo)  # before the checkout: a failed one may have written files
                     if changed:
                         # libgit2 wants objects looked up through the Repository doing the checkout.
                         wt_tree = wt_repo[tree_id]
                         wt_repo.checkout_tree(wt_tree, strategy=CheckoutStrategy.SAFE, paths=sorted(changed))
-                    updated.append(wt_repo)
                 # Reflog signature None: pygit2 1.21 cannot pass a Signature here (TypeError).
                 txn.set_target(refname, commit_id, None, f"tuiorch: merge {branch_tip.id} (--no-ff)")
         except _LockBusy:
@@ -543,8 +547,8 @@ class GitRepo:
         except _Refused as refused:
             return refused.outcome
         except pygit2.GitError as exc:
-            for wt_repo in updated:
-                _restore_paths(wt_repo, old_tip.tree.id, tree_id, changed)
+            for wt_repo in touched:
+                _undo_checkout(wt_repo, old_tip.tree.id, tree_id, changed)
             where = ", ".join(str(w) for w in workdirs) or refname
             return MergeOutcome(
                 "blocked",
@@ -563,6 +567,12 @@ class GitRepo:
                     "blocked",
                     None,
                     message=f"{base} in {workdir} is in the middle of a merge or rebase; finish it (tuiorch retries)",
+                )
+            if (Path(wt_repo.path) / "index.lock").exists():
+                return MergeOutcome(
+                    "blocked",
+                    None,
+                    message=f"{base} in {workdir} is busy (another git process holds its index); tuiorch retries",
                 )
             if not changed:
                 continue
@@ -719,23 +729,63 @@ def _changed_paths(old: pygit2.Tree, new: pygit2.Tree) -> set[str]:
     return changed
 
 
-def _restore_paths(
+def _file_matches(target: Path, entry: pygit2.Object | None) -> bool:
+    """True if the file at `target` is exactly tree entry `entry` (absent when entry is None)."""
+    if entry is None:
+        return not target.exists() and not target.is_symlink()
+    if not isinstance(entry, pygit2.Blob):
+        return False
+    if entry.filemode == FileMode.LINK:
+        return target.is_symlink() and os.readlink(target).encode() == entry.data
+    return target.is_file() and not target.is_symlink() and pygit2.hashfile(str(target)) == entry.id
+
+
+def _undo_checkout(
     wt_repo: pygit2.Repository, old_id: pygit2.Oid, new_id: pygit2.Oid, changed: set[str]
 ) -> None:
-    """Undo a partial-path checkout of `new`: files back to `old`, paths the merge added removed."""
+    """Undo a (possibly partial) checkout of `new` limited to `changed`.
+
+    Only what still is exactly the merge's version goes back to `old`, in the files and in the
+    index, so a checkout that failed half way (e.g. the index was locked after files were
+    written) is undone too, and nothing the user changed meanwhile is touched.
+    """
     old, new = wt_repo[old_id], wt_repo[new_id]
     assert isinstance(old, pygit2.Tree) and isinstance(new, pygit2.Tree)
-    present = sorted(p for p in changed if _tree_entry(old, p) is not None)
-    if present:
-        wt_repo.checkout_tree(old, strategy=CheckoutStrategy.FORCE, paths=present)
-    index = wt_repo.index
-    index.read()
-    for rel in changed:
-        if _tree_entry(old, rel) is None and _tree_entry(new, rel) is not None:
-            if rel in index:
+    workdir = Path(wt_repo.workdir)
+    for rel in sorted(changed, reverse=True):  # children before their directories
+        old_entry, new_entry = _tree_entry(old, rel), _tree_entry(new, rel)
+        target = workdir / rel
+        if not _file_matches(target, new_entry):
+            continue
+        if isinstance(old_entry, pygit2.Blob):
+            _write_blob(target, old_entry.data, old_entry.filemode)
+        elif old_entry is None and new_entry is not None:
+            target.unlink(missing_ok=True)
+            _remove_empty_parents(target.parent, workdir)
+    try:
+        index = wt_repo.index
+        index.read()
+        for rel in changed:
+            old_entry, new_entry = _tree_entry(old, rel), _tree_entry(new, rel)
+            try:
+                staged: pygit2.IndexEntry | None = index[rel]
+            except KeyError:
+                staged = None
+            if (staged.id if staged else None) != (new_entry.id if new_entry else None):
+                continue  # the index never took the merge's version of this path
+            if isinstance(old_entry, pygit2.Blob):
+                index.add(pygit2.IndexEntry(rel, old_entry.id, old_entry.filemode))
+            elif staged is not None:
                 index.remove(rel)
-            (Path(wt_repo.workdir) / rel).unlink(missing_ok=True)
-    index.write()
+        index.write()
+    except pygit2.GitError:
+        pass  # the index is locked by someone else, so it still holds what it held before
+
+
+def _remove_empty_parents(directory: Path, stop: Path) -> None:
+    while directory != stop and directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()
+        directory = directory.parent
 
 
 def _stage(index: pygit2.Index, changes: dict[str, int]) -> None:
