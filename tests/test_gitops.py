@@ -218,11 +218,12 @@ def test_reuse_drops_an_abandoned_manual_merge(gr: GitRepo, repo: Path, tmp_path
 
 
 def test_nested_worktree_is_excluded_from_main_status(gr: GitRepo, repo: Path) -> None:
+    (repo / ".git" / "info" / "exclude").write_text("# user's own\n*.bak")  # no final newline
     gr.prepare_worktree(repo / ".worktrees" / "slot-1", "task-1", "main")
     gr.prepare_worktree(repo / ".worktrees" / "slot-1", "task-1", "main")
     assert git(repo, "status", "--porcelain") == ""
     exclude = (repo / ".git" / "info" / "exclude").read_text().splitlines()
-    assert exclude.count("/.worktrees/slot-1/") == 1
+    assert exclude[-2:] == ["*.bak", "/.worktrees/slot-1/"]
 
 
 def test_prepare_survives_stale_and_empty_admin_dirs(gr: GitRepo, repo: Path, tmp_path: Path) -> None:

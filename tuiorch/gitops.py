@@ -314,14 +314,12 @@ class GitRepo:
             return
         exclude = self.git_dir / "info" / "exclude"
         line = _exclude_pattern(rel.as_posix())
-        existing = exclude.read_text().splitlines() if exclude.exists() else []
-        if line in existing:
+        text = exclude.read_text() if exclude.exists() else ""
+        if line in text.splitlines():
             return
         exclude.parent.mkdir(parents=True, exist_ok=True)
         with exclude.open("a") as out:
-            if existing and existing[-1] != "":
-                out.write("\n")
-            out.write(line + "\n")
+            out.write(("\n" if text and not text.endswith("\n") else "") + line + "\n")
 
     @_locked
     def prepare_worktree(self, path: Path, branch: str, base: str, keep: Sequence[str] = ()) -> str:
