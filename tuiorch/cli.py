@@ -133,8 +133,13 @@ def _init(root: Path, preset: str, force: bool) -> int:
 def _status(root: Path, as_json: bool) -> int:
     from tuiorch.state import load_state
 
+    from tuiorch.state import StateError
+
     repo = _open_repo(root)
-    state = load_state(repo.git_dir)
+    try:
+        state = load_state(repo.git_dir)
+    except StateError as exc:
+        raise UsageError(str(exc)) from None
     if state is None:
         print(json.dumps({"run": None}) if as_json else "no run recorded in this repository")
         return EXIT_OK

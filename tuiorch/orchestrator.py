@@ -29,8 +29,8 @@ from tuiorch.config import (
 from tuiorch.events import TaskStatus
 from tuiorch.gitops import GitError, GitRepo
 from tuiorch.prompt import load_template, render_prompt
-from tuiorch.scheduler import pick_tasks, wait_reason
-from tuiorch.state import clean_for_toml, load_state, log_dir, save_state
+from tuiorch.scheduler import pick_tasks, wait_reasons
+from tuiorch.state import StateError, load_state, log_dir, save_state
 from tuiorch.tasks import Priority, Task
 
 OUTPUT_FLUSH_SECONDS = 0.05
@@ -127,6 +127,7 @@ class Orchestrator:
         self._pending_output: dict[str, list[str]] = {}
         self._stopping = False
         self._base_at_start: str | None = None
+        self._restore_notice: str | None = None
         self._restore_state()
 
     # ------------------------------------------------------------------ views
@@ -139,13 +140,13 @@ class Orchestrator:
         """Every task not started yet, in the user's order, with why it waits."""
         queued = [self.records[i].task for i in self.order if self.records[i].status is TaskStatus.QUEUED]
         running, merged, free, held = self._schedule_inputs()
+        reasons = wait_reasons(queued, running, merged, free, held, self._predicted_paths())
         return [
             QueueRow(
                 task=t,
                 status=TaskStatus.QUEUED,
                 held=t.id in held,
-                reason=("paused" if self.paused else None)
-                or wait_reason(t, queued, running, merged, free, held, self._predicted_paths()),
+                reason=("paused" if self.paused and not reasons[t.id] else reasons[t.id]),
             )
             for t in queued
         ]
@@ -166,6 +167,8 @@ class Orchestrator:
 
     async def run(self) -> ev.RunFinished:
         self._base_at_start = await asyncio.to_thread(self.git.tip, self.base)
+        if self._restore_notice:
+            self._emit(ev.Notice(message=self._restore_notice, level="warning"))
         await asyncio.to_thread(self.git.prune)
         flusher = asyncio.create_task(self._flush_output_loop())
         try:
@@ -724,11 +727,15 @@ class Orchestrator:
                 for task_id, rec in self.records.items()
             },
         }
-        save_state(self.git.git_dir, clean_for_toml(data))
+        save_state(self.git.git_dir, data)
 
     def _restore_state(self) -> None:
         """Keep the user's queue order, holds and priorities from an earlier run of the same tasks."""
-        state = load_state(self.git.git_dir)
+        try:
+            state = load_state(self.git.git_dir)
+        except StateError as exc:
+            self._restore_notice = f"{exc}; starting without the saved queue order"
+            return
         if not state:
             return
         saved = state.get("tasks", {})
