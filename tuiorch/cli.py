@@ -131,9 +131,7 @@ def _init(root: Path, preset: str, force: bool) -> int:
 
 
 def _status(root: Path, as_json: bool) -> int:
-    from tuiorch.state import load_state
-
-    from tuiorch.state import StateError
+    from tuiorch.state import StateError, load_state
 
     repo = _open_repo(root)
     try:
@@ -172,12 +170,15 @@ def _clean(root: Path, force: bool) -> int:
 def _demo(target: str | None, *, headless: bool, as_json: bool, workers: int | None) -> int:
     import tempfile
 
-    from tuiorch.demo import make_demo_repo
+    from tuiorch.demo import DemoError, make_demo_repo
 
     path = Path(target) if target else Path(tempfile.mkdtemp(prefix="tuiorch-demo-")) / "demo"
-    if path.exists() and any(path.iterdir()):
-        raise UsageError(f"{path} exists and is not empty; name a new folder for the demo")
-    root = make_demo_repo(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UsageError(f"{path} exists and is not an empty folder; name a new folder for the demo")
+    try:
+        root = make_demo_repo(path)
+    except DemoError as exc:
+        raise UsageError(str(exc)) from None
     print(f"demo repository: {root}", file=sys.stderr)
     return _run(root, headless=headless, as_json=as_json, workers=workers, fresh=False)
 

@@ -114,7 +114,7 @@ class Orchestrator:
         self.state_dir = self.git.git_dir / "tuiorch"
         self.logs = log_dir(self.git.git_dir)
         self.preset = agent_preset(config)
-        self.template = load_template(config.prompt_template)
+        self.template = load_template(config.prompt_template, root=self.root)
         self.records: dict[str, TaskRecord] = {t.id: TaskRecord(task=t) for t in tasks}
         self.order: list[str] = [t.id for t in tasks]
         self.workers = config.workers
