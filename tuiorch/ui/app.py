@@ -19,7 +19,7 @@ from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from tuiorch.config import Config
 from tuiorch.events import RunFinished, TaskStatus
@@ -479,7 +479,10 @@ class TuiorchApp(App[int]):
         self.notify("stopping workers…", timeout=30)
         self.orch.stop()
         if self._engine is not None and self._engine.state in (WorkerState.PENDING, WorkerState.RUNNING):
-            await self._engine.wait()
+            try:
+                await self._engine.wait()
+            except (WorkerFailed, WorkerCancelled):
+                pass  # already reported by on_worker_state_changed; leaving must still work
         self.exit(self.exit_code() if code is None else code)
 
     def run_editor(self, path: Path) -> bool:

@@ -1,0 +1,273 @@
+"""The real TUI on the real engine under Pilot: demo agent, real git repos, real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import git
+from tuiorch.config import load_config
+from tuiorch.events import TaskStatus
+from tuiorch.tasks import load_tasks
+from tuiorch.ui.app import TuiorchApp
+from tuiorch.ui.screens import ConfirmScreen, ConflictScreen, SummaryScreen
+from tuiorch.ui.widgets import QueuePane, WorkerPane
+
+SIZE = (120, 40)
+
+
+def write_project(repo: Path, tasks_md: str, *, workers: int = 2, extra: str = "") -> None:
+    """tuiorch.toml (demo agent) and TASKS.md, committed so main's working tree starts clean."""
+    (repo / "tuiorch.toml").write_text(
+        f'workers = {workers}\n\n[agent]\npreset = "demo"\ntimeout = "60s"\nstuck_after = "0"\n{extra}'
+    )
+    (repo / "TASKS.md").write_text(textwrap.dedent(tasks_md))
+    git(repo, "add", "tuiorch.toml", "TASKS.md")
+    git(repo, "commit", "-q", "-m", "add tasks")
+
+
+def make_app(repo: Path, **options: bool) -> TuiorchApp:
+    return TuiorchApp(repo, load_config(repo), load_tasks(repo / "TASKS.md"), repo / "TASKS.md", **options)
+
+
+async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0) -> None:  # noqa: ANN001
+    """Let the app run until `condition()` holds (instead of guessing sleeps)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {condition.__doc__ or condition}")
+        await pilot.pause(0.05)
+
+
+def statuses(app: TuiorchApp) -> dict[str, str]:
+    return {tid: rec.status.value for tid, rec in app.orch.records.items()}
+
+
+def agent_processes() -> list[psutil.Process]:
+    """Demo agents started by this test process that are still alive."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if "tuiorch.demo_agent" in cmdline and proc.pid != os.getpid():
+            found.append(proc)
+    return found
+
+
+def main_merges(repo: Path) -> list[str]:
+    """Subjects of the two-parent commits on main."""
+    return git(repo, "log", "--merges", "--first-parent", "--format=%s", "main").splitlines()
+
+
+THREE_TASKS = """\
+    ## Task 1: Add alpha
+
+    ```write alpha.txt
+    alpha
+    ```
+
+    ## Task 2: Add beta
+
+    ```write beta.txt
+    beta
+    ```
+
+    ## Task 3: Add gamma
+
+    ```write gamma.txt
+    gamma
+    ```
+"""
+
+SLOW_TASKS = """\
+    ## Task 1: Slow one
+    sleep: 30
+
+    ## Task 2: Slow two
+    sleep: 30
+
+    ## Task 3: Slow three
+    sleep: 30
+"""
+
+CONFLICTING = """\
+    ## Task 1: Alpha says hello
+
+    ```write shared.txt
+    hello from one
+    ```
+
+    ## Task 2: Beta says hi
+
+    ```write shared.txt
+    hi from two
+    ```
+"""
+
+
+async def test_a_demo_run_merges_every_task_into_main_and_quits_with_0(repo: Path) -> None:
+    write_project(repo, THREE_TASKS, workers=2)
+    app = make_app(repo)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: set(statuses(app).values()) == {"merged"}, timeout=60)
+        await pilot.pause(0.3)
+        header = str(app.query_one("#header").render())
+        assert "merged 3" in header and "failed 0" in header
+        await pilot.press("q")  # nothing runs, so no question
+        await wait_for(pilot, lambda: not app.is_running)
+    assert app.return_value == 0
+    assert sorted(main_merges(repo)) == ["feat: Add alpha", "feat: Add beta", "feat: Add gamma"]
+    assert git(repo, "show", "main:alpha.txt") == "alpha"
+
+
+async def test_reordering_the_queue_changes_the_start_order_and_survives_a_restart(repo: Path) -> None:
+    write_project(repo, THREE_TASKS, workers=1)
+    app = make_app(repo, paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        assert app.query_one(QueuePane).selected_id == "1"
+        await pilot.press("J")  # 1 goes below 2
+        await pilot.press("down", "down", "T")  # 3 to the top; the cursor follows it
+        await pilot.pause(0.2)
+        assert [row.task.id for row in app.orch.queue_view()] == ["3", "2", "1"]
+        assert app.query_one(QueuePane).selected_id == "3"
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running)
+
+    again = make_app(repo, paused=True)
+    async with again.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        assert [row.task.id for row in again.orch.queue_view()] == ["3", "2", "1"]
+        await pilot.press("p")  # resume: with one worker the new first task starts first
+        await wait_for(pilot, lambda: again.orch.records["3"].status is TaskStatus.MERGED, timeout=60)
+        assert again.orch.records["1"].started is None or again.orch.records["1"].started > again.orch.records["3"].started
+        await pilot.press("q")
+        if isinstance(again.screen, ConfirmScreen):
+            await pilot.press("y")
+        await wait_for(pilot, lambda: not again.is_running)
+
+
+async def test_pool_keys_add_and_remove_panes_and_running_workers(repo: Path) -> None:
+    write_project(repo, SLOW_TASKS, workers=1)
+    app = make_app(repo)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.orch.running_count() == 1)
+        assert len(app.query(WorkerPane)) == 1
+        await pilot.press("plus")
+        await wait_for(pilot, lambda: app.orch.running_count() == 2)
+        await pilot.pause(0.2)
+        assert len(app.query(WorkerPane)) == 2
+        assert "pool 2" in str(app.query_one("#header").render())
+        await pilot.press("minus")
+        await pilot.pause(0.2)
+        assert app.orch.workers == 1
+        # A shrunk pool lets running work finish; no new task starts in the dropped slot.
+        await pilot.press("p", "plus", "plus")
+        await wait_for(pilot, lambda: len(app.query(WorkerPane)) == 3)
+        assert app.orch.running_count() == 2  # paused: the third slot stays empty
+
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert agent_processes(), "quitting must ask before it stops running agents"
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.is_running)
+    assert app.return_value == 1  # tasks were cancelled, not merged
+    await asyncio.sleep(0.2)
+    assert agent_processes() == []
+
+
+async def test_the_conflict_modal_opens_itself_and_take_ours_lands_the_merge(repo: Path) -> None:
+    write_project(repo, CONFLICTING, workers=2)
+    app = make_app(repo)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ConflictScreen), timeout=60)
+        screen = app.screen
+        assert isinstance(screen, ConflictScreen)
+        loser = screen.task_id
+        winner = "1" if loser == "2" else "2"
+        await pilot.pause(0.2)
+        assert screen.paths == ["shared.txt"]
+        winner_text = {"1": "hello from one", "2": "hi from two"}[winner]
+        assert winner_text in str(screen.query_one("#ours").render())
+        await pilot.press("o")
+        await wait_for(pilot, lambda: app.orch.records[loser].status is TaskStatus.MERGED, timeout=30)
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConflictScreen))
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running)
+    assert app.return_value == 0
+    assert git(repo, "show", "main:shared.txt") == winner_text
+    assert len(main_merges(repo)) == 2
+
+
+async def test_take_theirs_keeps_the_tasks_version(repo: Path) -> None:
+    write_project(repo, CONFLICTING, workers=2)
+    app = make_app(repo)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ConflictScreen), timeout=60)
+        loser = app.screen.task_id  # type: ignore[attr-defined]
+        await pilot.press("t")
+        await wait_for(pilot, lambda: app.orch.records[loser].status is TaskStatus.MERGED, timeout=30)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running)
+    assert git(repo, "show", "main:shared.txt") == {"1": "hello from one", "2": "hi from two"}[loser]
+
+
+async def test_abort_and_requeue_redoes_the_task_from_the_new_main(repo: Path) -> None:
+    write_project(repo, CONFLICTING, workers=2)
+    app = make_app(repo)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ConflictScreen), timeout=60)
+        loser = app.screen.task_id  # type: ignore[attr-defined]
+        await pilot.press("R")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConflictScreen))
+        # Redone on top of the winner's merge, the task now merges cleanly.
+        await wait_for(pilot, lambda: app.orch.records[loser].status is TaskStatus.MERGED, timeout=60)
+        assert app.orch.records[loser].attempts == 1
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running)
+    assert git(repo, "show", "main:shared.txt") == {"1": "hello from one", "2": "hi from two"}[loser]
+
+
+async def test_editing_the_task_file_live_adds_tasks_and_a_broken_edit_changes_nothing(repo: Path) -> None:
+    write_project(repo, THREE_TASKS, workers=1)
+    app = make_app(repo, paused=True)
+    task_file = repo / "TASKS.md"
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.5)  # let the watcher start
+        task_file.write_text(task_file.read_text() + "\n## Task 4: Add delta\ndepends: 9\n")
+        await wait_for(pilot, lambda: any("not applied" in (n.title or "") for n in app._notifications), timeout=10)
+        assert "4" not in app.orch.records
+        task_file.write_text(task_file.read_text().replace("depends: 9", "depends: 1"))
+        await wait_for(pilot, lambda: "4" in app.orch.records, timeout=10)
+        assert app.orch.records["4"].task.depends == ("1",)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running)
+
+
+async def test_summary_lists_every_task_and_the_commits_on_main(repo: Path) -> None:
+    write_project(repo, THREE_TASKS, workers=3)
+    app = make_app(repo)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: set(statuses(app).values()) == {"merged"}, timeout=60)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen))
+        screen = app.screen
+        assert isinstance(screen, SummaryScreen)
+        assert [row[0] for row in screen.task_rows] == ["1", "2", "3"]
+        assert all(row[2] == "merged" and len(row[4]) == 7 for row in screen.task_rows)
+        subjects = {subject for _sha, subject in screen.commit_rows}
+        assert {"feat: Add alpha", "feat: Add beta", "feat: Add gamma"} <= subjects
+        await pilot.press("escape", "q")
+        await wait_for(pilot, lambda: not app.is_running)
+
+
+@pytest.fixture(autouse=True)
+def _no_editor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDITOR", f"{sys.executable} -c pass")
