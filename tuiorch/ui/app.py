@@ -6,6 +6,7 @@ only mark what changed, and a 10 Hz tick re-reads `orchestrator.records` / `queu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -479,10 +480,9 @@ class TuiorchApp(App[int]):
         self.notify("stopping workers…", timeout=30)
         self.orch.stop()
         if self._engine is not None and self._engine.state in (WorkerState.PENDING, WorkerState.RUNNING):
-            try:
+            # An engine error was already reported by on_worker_state_changed; leaving must still work.
+            with contextlib.suppress(WorkerFailed, WorkerCancelled):
                 await self._engine.wait()
-            except (WorkerFailed, WorkerCancelled):
-                pass  # already reported by on_worker_state_changed; leaving must still work
         self.exit(self.exit_code() if code is None else code)
 
     def run_editor(self, path: Path) -> bool:
