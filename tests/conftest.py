@@ -6,7 +6,9 @@ import os
 import subprocess
 from pathlib import Path
 
+import pygit2
 import pytest
+from pygit2.enums import ConfigLevel
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -45,3 +47,16 @@ def _no_global_git_identity(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: p
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
     monkeypatch.setenv("TUIORCH_DEMO_DELAY", "0.01")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _libgit2_without_global_config(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """libgit2 fixes its config search path when pygit2 is imported, so HOME changes do not reach it."""
+    empty = str(tmp_path_factory.mktemp("libgit2-home"))
+    levels = (ConfigLevel.GLOBAL, ConfigLevel.XDG, ConfigLevel.SYSTEM)
+    saved = {level: pygit2.settings.search_path[level] for level in levels}
+    for level in levels:
+        pygit2.settings.search_path[level] = empty
+    yield
+    for level, value in saved.items():
+        pygit2.settings.search_path[level] = value

@@ -237,11 +237,11 @@ def test_a_users_dirty_file_survives_while_unrelated_merges_land(tmp_path: Path)
         ```
         """,
     )
-    dirty = "my unsaved work\n\x00 bytes \r\n kept\n"
-    (repo / "notes.txt").write_text(dirty, newline="")
+    dirty = b"my unsaved work\n\x00 bytes \r\n kept\n"
+    (repo / "notes.txt").write_bytes(dirty)
     code, events = run(repo)
     assert code == 1
-    assert (repo / "notes.txt").read_text(newline="") == dirty
+    assert (repo / "notes.txt").read_bytes() == dirty
     assert git(repo, "show", "main:other.txt") == "other"
     blocked = of(events, "merge_blocked", "2")[0]
     assert blocked["paths"] == ["notes.txt"]

@@ -7,7 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from tuiorch.config import ConfigError, default_config_toml, load_config, missing_agent_program
+from tuiorch.config import (
+    ConfigError,
+    default_config_toml,
+    expand_path_template,
+    load_config,
+    missing_agent_program,
+)
 from tuiorch.gitops import GitError, GitRepo
 from tuiorch.tasks import TaskFileError, load_tasks
 
@@ -162,7 +168,14 @@ def _clean(root: Path, force: bool) -> int:
         config = load_config(repo.root)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    for line in repo.clean(config.base, config.branch, force=force):
+    worktree_dir = Path(expand_path_template(config.worktrees, repo=repo.root.name, id=""))
+    if not worktree_dir.is_absolute():
+        worktree_dir = (repo.root / worktree_dir).resolve()
+    try:
+        lines = repo.clean(config.base, config.branch, worktree_dir, force=force)
+    except GitError as exc:
+        raise UsageError(str(exc)) from None
+    for line in lines:
         print(line)
     return EXIT_OK
 

@@ -322,12 +322,20 @@ class GitRepo:
             out.write(("\n" if text and not text.endswith("\n") else "") + line + "\n")
 
     @_locked
-    def prepare_worktree(self, path: Path, branch: str, base: str, keep: Sequence[str] = ()) -> str:
-        """Make `branch` at base's tip and a clean worktree at `path` on it; return the base sha."""
+    def prepare_worktree(
+        self, path: Path, branch: str, base: str, keep: Sequence[str] = (), *, keep_commits: bool = False
+    ) -> str:
+        """Make `branch` at base's tip and a clean worktree at `path` on it; return the base sha.
+
+        keep_commits: a branch that already holds commits not in base (an earlier attempt's work,
+        a conflict being resolved) is checked out as it is instead of refused.
+        """
         path = Path(path).absolute()
         base_commit = self._commit_of(base)
         admin = self._worktree_admin(path) if path.exists() else None
-        self._point_branch(branch, base, base_commit, reuse_path=path.resolve() if admin else None)
+        self._point_branch(
+            branch, base, base_commit, reuse_path=path.resolve() if admin else None, keep_commits=keep_commits
+        )
         if admin is not None:
             self._reuse_worktree(path, branch, keep)
         else:
@@ -342,7 +350,12 @@ class GitRepo:
         return str(base_commit.id)
 
     def _point_branch(
-        self, branch: str, base: str, base_commit: pygit2.Commit, reuse_path: Path | None
+        self,
+        branch: str,
+        base: str,
+        base_commit: pygit2.Commit,
+        reuse_path: Path | None,
+        keep_commits: bool = False,
     ) -> None:
         """Create `branch` at base's tip, or move a stale one there; refuse to drop unmerged commits."""
         refname = f"refs/heads/{branch}"
@@ -354,7 +367,13 @@ class GitRepo:
                 raise GitError(f"'{branch}' is not a valid branch name") from exc
             return
         current = existing.peel(pygit2.Commit).id
-        if not self._contains(base_commit.id, current):
+        has_own_commits = not self._contains(base_commit.id, current)
+        if has_own_commits and keep_commits:
+            elsewhere = [p for p in self._checkouts(branch) if p != reuse_path]
+            if elsewhere:
+                raise GitError(f"branch '{branch}' is checked out in {elsewhere[0]}; release it first")
+            return
+        if has_own_commits:
             raise GitError(
                 f"branch '{branch}' already exists with commits not in {base}; "
                 f"run `tuiorch clean --force` or delete it (git branch -D {branch})"
@@ -409,6 +428,70 @@ class GitRepo:
         if not force and not self._contains(self._commit_of(base).id, tip):
             raise GitError(f"branch '{branch}' has commits not in {base}; use --force to delete it anyway")
         ref.delete()
+
+    @_locked
+    def commits_since(self, base: str, since: str) -> list[tuple[str, str]]:
+        """(short sha, subject) of base's first-parent commits after `since`, oldest first."""
+        stop = pygit2.Oid(hex=since)
+        found: list[tuple[str, str]] = []
+        commit: pygit2.Commit | None = self._commit_of(base)
+        while commit is not None and commit.id != stop:
+            found.append((str(commit.id)[:7], commit.message.split("\n", 1)[0]))
+            commit = commit.parents[0] if commit.parents else None
+        if commit is None:
+            return []  # `since` is no longer on base's first-parent line (history rewritten)
+        return found[::-1]
+
+    @_locked
+    def task_branches(self, template: str) -> list[str]:
+        """Local branches that match the task branch template (e.g. task-{id})."""
+        prefix, _, suffix = template.partition("{id}")
+        return sorted(
+            name
+            for name in self._repo.branches.local
+            if name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix) + len(suffix)
+        )
+
+    def clean(self, base: str, branch_template: str, worktree_dir: Path, *, force: bool = False) -> list[str]:
+        """Remove tuiorch's worktrees under worktree_dir and task branches; return what was done, a line each.
+
+        A branch with commits not in base is kept (and named) unless force; then the dropped commits are listed.
+        """
+        report: list[str] = []
+        if worktree_dir.is_dir():
+            for child in sorted(worktree_dir.iterdir()):
+                if child.is_dir() and self._worktree_admin_locked(child) is not None:
+                    self.remove_worktree(child)
+                    report.append(f"removed worktree {child}")
+        self.prune()
+        base_tip = self.tip(base)
+        for branch in self.task_branches(branch_template):
+            if self.is_merged(branch, base):
+                self.delete_branch(branch, base=base)
+                report.append(f"deleted merged branch {branch}")
+                continue
+            dropped = self._unmerged_commits(branch, base_tip)
+            if not force:
+                report.append(
+                    f"kept {branch}: {len(dropped)} commit(s) not in {base} (pass --force to delete it)"
+                )
+                continue
+            self.delete_branch(branch, force=True, base=base)
+            report.append(f"deleted {branch} with {len(dropped)} commit(s) not in {base}:")
+            report.extend(f"  {sha} {subject}" for sha, subject in dropped)
+        if not report:
+            report.append("nothing to clean")
+        return report
+
+    def _worktree_admin_locked(self, path: Path) -> Path | None:
+        with self._lock:
+            return self._worktree_admin(path)
+
+    @_locked
+    def _unmerged_commits(self, branch: str, base_tip: str) -> list[tuple[str, str]]:
+        walker = self._repo.walk(self._commit_of(branch).id, pygit2.enums.SortMode.TOPOLOGICAL)
+        walker.hide(pygit2.Oid(hex=base_tip))
+        return [(str(c.id)[:7], c.message.split("\n", 1)[0]) for c in walker]
 
     @_locked
     def prune(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -294,8 +295,16 @@ class Orchestrator:
         rec.branch = self._branch_name(task)
         rec.worktree = self._slot_path(slot, task)
         rec.log_path = self.logs / f"{task.id}.log"
+        # An earlier attempt's commits are kept: the retry builds on them.
         rec.base_sha = await asyncio.to_thread(
-            self.git.prepare_worktree, rec.worktree, rec.branch, self.base, tuple(self.config.slots.keep)
+            functools.partial(
+                self.git.prepare_worktree,
+                rec.worktree,
+                rec.branch,
+                self.base,
+                tuple(self.config.slots.keep),
+                keep_commits=rec.attempts > 1,
+            )
         )
         prompt = render_prompt(
             self.template,
@@ -385,7 +394,7 @@ class Orchestrator:
         if not has_commits:
             rec.reason = "agent exited 0 without changing anything"
             self._set_status(rec, TaskStatus.EMPTY, ev.TaskEmpty(task=task.id))
-            await asyncio.to_thread(self.git.delete_branch, rec.branch)
+            await asyncio.to_thread(functools.partial(self.git.delete_branch, rec.branch, base=self.base))
             return
         self._set_status(rec, TaskStatus.FINISHED)
         # The slot is free as soon as the branch holds the work: the merge needs no worktree.
@@ -425,7 +434,7 @@ class Orchestrator:
             rec.paths = ()
             rec.reason = ""
             self._set_status(rec, TaskStatus.MERGED, ev.Merged(task=task.id, commit=outcome.commit or ""))
-            await asyncio.to_thread(self.git.delete_branch, rec.branch)
+            await asyncio.to_thread(functools.partial(self.git.delete_branch, rec.branch, base=self.base))
             if rec.worktree is not None and not self.config.slots.reuse:
                 await asyncio.to_thread(self.git.remove_worktree, rec.worktree)
         elif outcome.status == "conflict":
@@ -597,8 +606,10 @@ class Orchestrator:
         path = self._resolve_path(rec)
         if rec.status is TaskStatus.CONFLICT or rec.worktree != path:
             assert rec.branch is not None
-            await asyncio.to_thread(self.git.checkout_existing, path, rec.branch)
-            await asyncio.to_thread(self.git.start_manual_merge, path, self.base)
+            await asyncio.to_thread(
+                functools.partial(self.git.prepare_worktree, path, rec.branch, self.base, keep_commits=True)
+            )
+            await asyncio.to_thread(functools.partial(self.git.start_manual_merge, path, base=self.base))
             rec.worktree = path
             self._set_status(rec, TaskStatus.RESOLVING)
         return path
@@ -635,7 +646,7 @@ class Orchestrator:
         if rec.status is TaskStatus.RESOLVING and rec.worktree is not None:
             await asyncio.to_thread(self.git.remove_worktree, rec.worktree)
         if rec.branch:
-            await asyncio.to_thread(self.git.delete_branch, rec.branch, force=True)
+            await asyncio.to_thread(functools.partial(self.git.delete_branch, rec.branch, force=True, base=self.base))
         rec.requeues += 1
         rec.attempts = 0
         rec.paths = ()
