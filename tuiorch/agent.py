@@ -67,6 +67,7 @@ class AgentProcess:
         watch_dir: Path | None = None,
         on_unstuck: Callable[[], None] | None = None,
         kill_grace: float = 3.0,
+        on_spawn: Callable[[int], None] | None = None,
     ) -> None:
         if not argv:
             raise ValueError("agent command is empty")
@@ -81,6 +82,8 @@ class AgentProcess:
         self.on_unstuck = on_unstuck
         self.watch_dir = Path(watch_dir) if watch_dir is not None else self.cwd
         self.kill_grace = kill_grace
+        #: Told the process group id as soon as the process exists (the run state records it for resume).
+        self.on_spawn = on_spawn
 
         self.pid: int | None = None
         self.pgid: int | None = None
@@ -129,6 +132,8 @@ class AgentProcess:
                 return AgentExit(code=127, error=message)
 
             self.pid = self.pgid = proc.pid
+            if self.on_spawn is not None:
+                self.on_spawn(proc.pid)
             if self._cancel_requested:  # cancel() came while the process was being spawned
                 _signal_group(proc.pid, signal.SIGTERM)
             assert proc.stdout is not None
@@ -273,15 +278,33 @@ def _signal_group(pgid: int, sig: signal.Signals) -> bool:
     return True
 
 
-def _group_alive(pgid: int) -> bool:
-    """Any live (non-zombie) process left in the group? Orphaned zombies may linger unreaped."""
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
+def kill_stale_group(pgid: int, owned_under: Path) -> bool:
+    """Kill what is left of a dead run's agent group, but only processes working under `owned_under`.
+
+    The pgid came from a saved run state; by now the id may belong to someone else's processes,
+    so a group is killed only if a member's cwd is inside tuiorch's worktrees.
+    """
+    owned_under = Path(owned_under).resolve()
+    ours = False
+    for pid in _group_members(pgid):
+        try:
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+        except OSError:
+            continue
+        if cwd == owned_under or owned_under in cwd.parents:
+            ours = True
+            break
+    if not ours:
         return False
+    _signal_group(pgid, signal.SIGKILL)
+    return True
+
+
+def _group_members(pgid: int) -> list[int]:
+    members: list[int] = []
     proc_dir = Path("/proc")
     if not proc_dir.is_dir():
-        return True
+        return members
     for entry in os.scandir(proc_dir):
         if not entry.name.isdigit():
             continue
@@ -291,8 +314,19 @@ def _group_alive(pgid: int) -> bool:
             continue
         fields = stat[stat.rfind(")") + 2 :].split()
         if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            return True
-    return False
+            members.append(int(entry.name))
+    return members
+
+
+def _group_alive(pgid: int) -> bool:
+    """Any live (non-zombie) process left in the group? Orphaned zombies may linger unreaped."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    if not Path("/proc").is_dir():
+        return True
+    return bool(_group_members(pgid))
 
 
 def _max_mtime(root: Path) -> float:
