@@ -443,6 +443,25 @@ class GitRepo:
         return found[::-1]
 
     @_locked
+    def find_merge_of(self, tip: str, base: str, limit: int = 10_000) -> str | None:
+        """The first-parent commit of base that merged `tip` in (its second parent), if any."""
+        wanted = pygit2.Oid(hex=tip)
+        commit: pygit2.Commit | None = self._commit_of(base)
+        for _ in range(limit):
+            if commit is None:
+                return None
+            if len(commit.parent_ids) > 1 and commit.parent_ids[1] == wanted:
+                return str(commit.id)
+            commit = commit.parents[0] if commit.parents else None
+        return None
+
+    @_locked
+    def branch_tip(self, branch: str) -> str | None:
+        """The branch's sha, or None when there is no such branch."""
+        ref = self._repo.references.get(f"refs/heads/{branch}")
+        return str(ref.peel(pygit2.Commit).id) if ref is not None else None
+
+    @_locked
     def task_branches(self, template: str) -> list[str]:
         """Local branches that match the task branch template (e.g. task-{id})."""
         prefix, _, suffix = template.partition("{id}")
