@@ -1,0 +1,245 @@
+"""Throughput: tuiorch headless against the seed's manual git-CLI workflow, same tasks, same agent.
+
+    python bench/throughput.py                      # N=20 tasks, W=4 workers, F=2000 files
+    python bench/throughput.py --files-list 200,2000,20000
+    python bench/throughput.py --quick              # smoke mode, a few seconds
+
+Each size runs both arms on identical fresh generated repos:
+  tuiorch  `python -m tuiorch run --headless --json` with a custom agent preset, timed end to end;
+  git-cli  a pool of W threads doing, per task, `git worktree add -b task-N`, the agent, then under a lock
+           `git merge --no-ff`, and `git worktree remove` + `git branch -d` (the seed workflow's commands).
+The agent (common.AGENT_SCRIPT) writes one file and commits. speedup = git-cli time / tuiorch time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import common
+from common import BenchError, bench_env, format_seconds, generate_repo, git, two_parent_merges
+
+QUICK = {"tasks": 4, "workers": 2, "files": 50}
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    wall: float  # seconds, end to end
+    first_merge: float | None  # seconds from start to the first merge landing on main
+
+
+def tasks_md(count: int) -> str:
+    """`count` independent tasks (no touches, no deps): the pool is never starved by the scheduler."""
+    blocks = ["# Bench tasks\n"]
+    for number in range(1, count + 1):
+        blocks.append(f"## Task {number}: bench task {number}\n\nWrite one file and commit it.\n")
+    return "\n".join(blocks)
+
+
+def tuiorch_toml(workers: int, agent: Path) -> str:
+    """A custom preset running the bench agent; everything else at its default."""
+    command = json.dumps([sys.executable, str(agent), "{worktree}"])
+    return (
+        'base = "main"\n'
+        f"workers = {workers}\n"
+        'tasks = "TASKS.md"\n'
+        'worktrees = "../{repo}-worktrees"\n'
+        'branch = "task-{id}"\n\n'
+        "[agent]\n"
+        'preset = "custom"\n'
+        f"command = {command}\n"
+    )
+
+
+def run_tuiorch(
+    repo: Path, tasks: int, workers: int, agent: Path, *, profile_to: Path | None = None
+) -> ArmResult:
+    """Time `tuiorch run --headless --json` in `repo` and check every task merged."""
+    (repo / "tuiorch.toml").write_text(tuiorch_toml(workers, agent), encoding="utf-8")
+    (repo / "TASKS.md").write_text(tasks_md(tasks), encoding="utf-8")
+    initial = git(repo, "rev-parse", "main")
+    tuiorch_args = ["-m", "tuiorch", "run", "--headless", "--json"]
+    if profile_to is None:
+        argv = [sys.executable, *tuiorch_args]
+    else:
+        argv = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(profile_to), *tuiorch_args]
+    first_merge: float | None = None
+    lines: list[str] = []
+    start = time.perf_counter()
+    with subprocess.Popen(
+        argv, cwd=repo, env=bench_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                lines.append(line.rstrip("\n"))
+                if first_merge is None and _event_name(line) == "merged":
+                    first_merge = time.perf_counter() - start
+            code = proc.wait()
+        except BaseException:
+            # tuiorch stops its agents on SIGINT (as on Ctrl-C); the `with` then waits for it to exit.
+            proc.send_signal(signal.SIGINT)
+            raise
+    wall = time.perf_counter() - start
+    tail = "\n".join(lines[-15:])
+    if code != 0:
+        raise BenchError(f"tuiorch run --headless exited {code}; last output:\n{tail}")
+    merges = two_parent_merges(repo, initial)
+    if merges != tasks:
+        raise BenchError(
+            f"tuiorch: expected {tasks} two-parent merges on main, found {merges}; last output:\n{tail}"
+        )
+    return ArmResult(wall, first_merge)
+
+
+def _event_name(line: str) -> str | None:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return data.get("event") if isinstance(data, dict) else None
+
+
+def run_git_cli(repo: Path, tasks: int, workers: int, agent: Path) -> ArmResult:
+    """The seed workflow, automated as a pool of `workers` threads calling the git CLI."""
+    initial = git(repo, "rev-parse", "main")
+    worktrees = repo.parent / f"{repo.name}-worktrees"
+    worktrees.mkdir(exist_ok=True)
+    env = bench_env()
+    merge_lock = threading.Lock()
+    first_merge: list[float] = []
+    start = time.perf_counter()
+
+    def one_task(number: int) -> None:
+        branch = f"task-{number}"
+        path = worktrees / branch
+        _git_retrying(repo, env, "worktree", "add", "-q", "-b", branch, str(path))
+        done = subprocess.run([sys.executable, str(agent), str(path)], cwd=path, env=env, capture_output=True)
+        if done.returncode != 0:
+            raise BenchError(f"bench agent failed in {path}: {done.stderr.decode(errors='replace')}")
+        with merge_lock:  # one merge at a time into the main checkout, as the seed's single orchestrator
+            git(repo, "merge", "--no-ff", "-q", "-m", f"feat: bench task {number}", branch, env=env)
+            if not first_merge:
+                first_merge.append(time.perf_counter() - start)
+        _git_retrying(repo, env, "worktree", "remove", str(path))
+        _git_retrying(repo, env, "branch", "-d", "-q", branch)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(one_task, number) for number in range(1, tasks + 1)]:
+            future.result()
+    wall = time.perf_counter() - start
+    merges = two_parent_merges(repo, initial)
+    if merges != tasks:
+        raise BenchError(f"git-cli: expected {tasks} two-parent merges on main, found {merges}")
+    return ArmResult(wall, first_merge[0] if first_merge else None)
+
+
+def _git_retrying(repo: Path, env: dict[str, str], *args: str, attempts: int = 20) -> str:
+    """git, retried while another thread's git holds a lock file (parallel git commands do collide)."""
+    for attempt in range(attempts):
+        try:
+            return git(repo, *args, env=env)
+        except BenchError as exc:
+            if ".lock" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02)
+    raise AssertionError("unreachable")
+
+
+def profiler_available() -> bool:
+    done = subprocess.run([sys.executable, "-c", "import pyinstrument"], capture_output=True)
+    return done.returncode == 0
+
+
+def bench_size(files: int, tasks: int, workers: int, *, keep: bool, profile: bool) -> float:
+    """Run both arms for one repo size, print the figures, return the speedup."""
+    with common.work_dir(f"tuiorch-bench-{files}-", keep=keep) as base:
+        agent = common.write_agent(base)
+        start = time.perf_counter()
+        tuiorch_repo, cli_repo = base / "tuiorch" / "repo", base / "git-cli" / "repo"
+        if generate_repo(tuiorch_repo, files) != generate_repo(cli_repo, files):
+            raise BenchError("the two generated repos differ")
+        setup = time.perf_counter() - start
+        tuiorch_result = run_tuiorch(tuiorch_repo, tasks, workers, agent)
+        cli_result = run_git_cli(cli_repo, tasks, workers, agent)
+        speedup = cli_result.wall / tuiorch_result.wall
+        print(
+            f"files={files} tasks={tasks} workers={workers}  tuiorch {tuiorch_result.wall:.2f}s  "
+            f"git-cli {cli_result.wall:.2f}s  speedup {speedup:.2f}x"
+        )
+        print(
+            f"  first merge: tuiorch {_maybe(tuiorch_result.first_merge)}  git-cli {_maybe(cli_result.first_merge)}"
+            f"  (repo generation {setup:.2f}s for both, not timed)"
+        )
+        if profile:
+            _profile(base, files, tasks, workers, agent)
+        sys.stdout.flush()
+        return speedup
+
+
+def _profile(base: Path, files: int, tasks: int, workers: int, agent: Path) -> None:
+    """One more tuiorch run, on another fresh copy, under pyinstrument (not counted in the figures)."""
+    if not profiler_available():
+        print("  --profile: pyinstrument is not installed (pip install pyinstrument); skipped")
+        return
+    repo = base / "profiled" / "repo"
+    generate_repo(repo, files)
+    report = Path(f"/tmp/tuiorch-bench-profile-{files}.txt")
+    result = run_tuiorch(repo, tasks, workers, agent, profile_to=report)
+    print(f"  profiled tuiorch run {result.wall:.2f}s; pyinstrument report: {report}")
+
+
+def _maybe(seconds: float | None) -> str:
+    return "-" if seconds is None else format_seconds(seconds)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="tuiorch headless vs the seed's git-CLI workflow: wall time for N trivial tasks.",
+    )
+    parser.add_argument("--tasks", type=int, default=20, help="tasks per run (default 20)")
+    parser.add_argument("--workers", type=int, default=4, help="parallel workers in both arms (default 4)")
+    parser.add_argument("--files", type=int, default=2000, help="files in the generated repo (default 2000)")
+    parser.add_argument("--files-list", help="several repo sizes in one go, e.g. 200,2000,20000")
+    parser.add_argument("--quick", action="store_true", help="smoke mode: 4 tasks, 2 workers, 50 files")
+    parser.add_argument(
+        "--profile", action="store_true", help="also run tuiorch under pyinstrument, if installed"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temp dirs to look at afterwards")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.tasks, args.workers, args.files = QUICK["tasks"], QUICK["workers"], QUICK["files"]
+    try:
+        sizes = common.parse_int_list(args.files_list) if args.files_list else [args.files]
+    except ValueError as exc:
+        parser.error(f"--files-list: {exc}")
+    if args.tasks < 1 or args.workers < 1:
+        parser.error("--tasks and --workers must be at least 1")
+    if shutil.which("git") is None:
+        print("throughput: git is not on PATH", file=sys.stderr)
+        return 2
+    try:
+        for files in sizes:
+            bench_size(files, args.tasks, args.workers, keep=args.keep, profile=args.profile)
+    except BenchError as exc:
+        print(f"throughput: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""The benchmark scripts still run: each in --quick mode, as a user would start it, prints its figures."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+TIMEOUT = 50.0
+
+
+def run_bench(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run bench/<script> in its own process group; on a timeout, stop the whole group."""
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH / script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGINT)  # tuiorch stops its agents on SIGINT
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+        pytest.fail(f"{script} {' '.join(args)} took over {TIMEOUT}s\nstdout:\n{out}\nstderr:\n{err}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_throughput_quick_runs_both_arms_and_prints_the_speedup() -> None:
+    done = run_bench("throughput.py", "--quick")
+    assert done.returncode == 0, done.stderr
+    line = re.search(
+        r"^files=50 tasks=4 workers=2  tuiorch (\d+\.\d+)s  git-cli (\d+\.\d+)s  speedup (\d+\.\d+)x$",
+        done.stdout,
+        re.MULTILINE,
+    )
+    assert line is not None, done.stdout
+    tuiorch_time, cli_time, speedup = (float(value) for value in line.groups())
+    assert tuiorch_time > 0 and cli_time > 0
+    assert speedup == pytest.approx(cli_time / tuiorch_time, rel=0.02)
+    assert re.search(r"first merge: tuiorch \d", done.stdout), done.stdout
+
+
+def test_throughput_rejects_a_bad_files_list_with_a_usage_error() -> None:
+    done = run_bench("throughput.py", "--files-list", "200,lots")
+    assert done.returncode == 2
+    assert "--files-list" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_queue_scale_quick_prints_load_pick_scaling_and_ui_lines() -> None:
+    done = run_bench("queue_scale.py", "--quick")
+    assert done.returncode == 0, done.stderr
+    assert re.search(
+        r"^load_tasks +1,000 tasks: median .* \(target <= 1s: ok\)$", done.stdout, re.MULTILINE
+    ), done.stdout
+    assert re.search(
+        r"^pick_tasks scaling ratio  100->1,000 x\d+\.\d  1,000->10,000 x\d+\.\d", done.stdout, re.MULTILINE
+    ), done.stdout
+    # The TUI line, or an explicit skip: never silence.
+    assert re.search(
+        r"^ui(?: queue 100 tasks, key to screen .* J p50 .* K p50|: skipped)", done.stdout, re.MULTILINE
+    ), done.stdout
