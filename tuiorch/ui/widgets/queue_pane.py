@@ -18,7 +18,7 @@ class QueuePane(Vertical):
     DEFAULT_CSS = """
     QueuePane { border: round $primary-darken-2; height: 1fr; }
     QueuePane:focus-within { border: round $accent; }
-    QueuePane DataTable { height: 1fr; }
+    QueuePane DataTable { height: 1fr; width: 1fr; }
     """
 
     def __init__(self, **kwargs: object) -> None:

@@ -37,7 +37,7 @@ class WorkerPane(Vertical, can_focus=True):
     WorkerPane ProgressBar Bar { width: 1fr; }
     WorkerPane .predicted { height: auto; color: $warning; display: none; }
     WorkerPane .predicted.-shown { display: block; }
-    WorkerPane Log { height: 1fr; background: $surface; scrollbar-size-vertical: 1; }
+    WorkerPane Log { height: 1fr; width: 1fr; background: $surface; scrollbar-size-vertical: 1; overflow-x: hidden; }
     """
 
     def __init__(self, slot: int, *, max_lines: int = PANE_MAX_LINES) -> None:
