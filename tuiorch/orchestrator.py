@@ -7,6 +7,7 @@ emits the event, so a front end never shows something a crash could forget.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuiorch import events as ev
-from tuiorch.agent import AgentExit, AgentProcess
+from tuiorch.agent import AgentExit, AgentProcess, kill_stale_group
 from tuiorch.agent_output import Progress, make_output_parser
 from tuiorch.config import (
     Config,
@@ -79,6 +80,12 @@ class TaskRecord:
     log_path: Path | None = None
     requeues: int = 0
     base_sha: str | None = None
+    #: The branch tip when the agent finished (finds the merge commit after a crash).
+    tip: str | None = None
+    #: Process group of the running agent (killed on resume if the run died).
+    pgid: int | None = None
+    #: The branch holds earlier work to build on (a retry, or a run interrupted by a crash).
+    keep_commits: bool = False
 
     @property
     def elapsed(self) -> float | None:
@@ -129,6 +136,8 @@ class Orchestrator:
         self._stopping = False
         self._base_at_start: str | None = None
         self._restore_notice: str | None = None
+        self._saved: dict | None = None
+        self._resume_merges: list[TaskRecord] = []
         self._restore_state()
 
     # ------------------------------------------------------------------ views
@@ -171,6 +180,10 @@ class Orchestrator:
         if self._restore_notice:
             self._emit(ev.Notice(message=self._restore_notice, level="warning"))
         await asyncio.to_thread(self.git.prune)
+        await self._reconcile()
+        for rec in self._resume_merges:
+            self._runners[rec.task.id] = asyncio.create_task(self._merge_only(rec), name=f"merge-{rec.task.id}")
+        self._resume_merges.clear()
         flusher = asyncio.create_task(self._flush_output_loop())
         try:
             while True:
@@ -190,7 +203,7 @@ class Orchestrator:
             self._flush_output()
             await self._cleanup_slots()
         summary = self._summary()
-        self._persist()
+        self._persist(finished=not self._stopping or not self.has_active_work())
         self.sink(summary)
         return summary
 
@@ -303,7 +316,7 @@ class Orchestrator:
                 rec.branch,
                 self.base,
                 tuple(self.config.slots.keep),
-                keep_commits=rec.attempts > 1,
+                keep_commits=rec.attempts > 1 or rec.keep_commits,
             )
         )
         prompt = render_prompt(
@@ -350,6 +363,7 @@ class Orchestrator:
             on_stuck=on_stuck,
             watch_dir=rec.worktree,
             env={"TUIORCH_TASK": task.id, "TUIORCH_BRANCH": rec.branch},
+            on_spawn=lambda pgid: self._record_pgid(rec, pgid),
         )
         if self._stopping:
             raise asyncio.CancelledError
@@ -366,6 +380,7 @@ class Orchestrator:
         finally:
             self._processes.pop(task.id, None)
         rec.ended = time.time()
+        rec.pgid = None
         self._flush_output()
         self._emit(ev.TaskFinished(task=task.id, exit=exit_.code, signal=exit_.signal, timed_out=exit_.timed_out))
         if exit_.cancelled:
@@ -390,6 +405,7 @@ class Orchestrator:
         message = self._commit_message(task)
         await asyncio.to_thread(self.git.commit_leftovers, rec.worktree, message)
         has_commits = await asyncio.to_thread(self.git.has_new_commits, rec.branch, rec.base_sha)
+        rec.tip = await asyncio.to_thread(self.git.branch_tip, rec.branch)
         await asyncio.to_thread(self.git.release_worktree, rec.worktree)
         if not has_commits:
             rec.reason = "agent exited 0 without changing anything"
@@ -400,6 +416,21 @@ class Orchestrator:
         # The slot is free as soon as the branch holds the work: the merge needs no worktree.
         self._free_slot(rec, slot)
         await self._merge(rec)
+
+    def _record_pgid(self, rec: TaskRecord, pgid: int) -> None:
+        rec.pgid = pgid
+        self._persist()
+
+    async def _merge_only(self, rec: TaskRecord) -> None:
+        """A branch whose agent finished before a restart: merge it, nothing more."""
+        try:
+            await self._merge(rec)
+        except GitError as exc:
+            rec.reason = str(exc)
+            self._set_status(rec, TaskStatus.FAILED, ev.TaskFailed(task=rec.task.id, reason=str(exc)))
+        finally:
+            self._runners.pop(rec.task.id, None)
+            self._wake.set()
 
     def _retry_note(self, rec: TaskRecord) -> str:
         if rec.attempts <= 1 or not rec.tail:
@@ -715,11 +746,12 @@ class Orchestrator:
 
     # ------------------------------------------------------------------ persistence
 
-    def _persist(self) -> None:
+    def _persist(self, *, finished: bool = False) -> None:
         data = {
             "version": 1,
             "base": self.base,
             "base_at_start": self._base_at_start,
+            "finished": finished,
             "order": self.order,
             "workers": self.workers,
             "tasks": {
@@ -727,6 +759,10 @@ class Orchestrator:
                     "status": rec.status.value,
                     "attempts": rec.attempts,
                     "branch": rec.branch,
+                    "worktree": str(rec.worktree) if rec.worktree else None,
+                    "base_sha": rec.base_sha,
+                    "tip": rec.tip,
+                    "pgid": rec.pgid,
                     "commit": rec.commit,
                     "held": rec.held,
                     "priority": rec.task.priority.label,
@@ -734,6 +770,7 @@ class Orchestrator:
                     "ended": rec.ended,
                     "reason": rec.reason,
                     "paths": list(rec.paths),
+                    "requeues": rec.requeues,
                 }
                 for task_id, rec in self.records.items()
             },
@@ -741,18 +778,19 @@ class Orchestrator:
         save_state(self.git.git_dir, data)
 
     def _restore_state(self) -> None:
-        """Keep the user's queue order, holds and priorities from an earlier run of the same tasks."""
+        """Keep the user's queue order, holds and priorities; remember the rest for `_reconcile`."""
         try:
             state = load_state(self.git.git_dir)
         except StateError as exc:
             self._restore_notice = f"{exc}; starting without the saved queue order"
             return
-        if not state:
+        if not state or state.get("base") != self.base:
             return
-        saved = state.get("tasks", {})
+        self._saved = state
         known = [i for i in state.get("order", []) if i in self.records]
-        self.order = known + [i for i in self.order if i not in set(known)]
-        for task_id, data in saved.items():
+        known_set = set(known)
+        self.order = known + [i for i in self.order if i not in known_set]
+        for task_id, data in state.get("tasks", {}).items():
             rec = self.records.get(task_id)
             if rec is None:
                 continue
@@ -760,9 +798,127 @@ class Orchestrator:
             priority = data.get("priority")
             if priority:
                 rec.task = dataclasses.replace(rec.task, priority=Priority.parse(priority))
-            if data.get("status") == TaskStatus.MERGED.value and data.get("commit"):
+            if data.get("status") == TaskStatus.MERGED.value:
                 rec.status = TaskStatus.MERGED
-                rec.commit = data["commit"]
+                rec.commit = data.get("commit")
+                rec.started, rec.ended = data.get("started"), data.get("ended")
+                rec.attempts = int(data.get("attempts", 0))
+
+    async def _reconcile(self) -> None:
+        """Pick up where a dead or finished run left off, trusting git over the saved state.
+
+        Agents of a killed run are ended; a task whose branch is already in main is never merged
+        again (a merge that landed just before the crash is recognised and its cleanup finished);
+        work on a branch is kept: finished work is merged, interrupted work re-run on top of it.
+        """
+        state = self._saved
+        if not state:
+            return
+        if not state.get("finished") and state.get("base_at_start"):
+            self._base_at_start = state["base_at_start"]
+        worktrees = self._worktree_dir()
+        for task_id, data in state.get("tasks", {}).items():
+            rec = self.records.get(task_id)
+            if rec is None:
+                continue
+            status = data.get("status", "queued")
+            pgid = data.get("pgid")
+            was_running = status in {s.value for s in SLOT_STATUSES | {TaskStatus.RESOLVING}}
+            if pgid and was_running and kill_stale_group(int(pgid), worktrees):
+                self._emit(ev.Notice(message=f"task {task_id}: ended agent process group {pgid} of the dead run"))
+            if status == TaskStatus.MERGED.value:
+                if data.get("branch"):
+                    with contextlib.suppress(GitError):
+                        await asyncio.to_thread(
+                            functools.partial(self.git.delete_branch, data["branch"], base=self.base)
+                        )
+                continue
+            rec.branch = data.get("branch") or self._branch_name(rec.task)
+            rec.base_sha = data.get("base_sha")
+            rec.requeues = int(data.get("requeues", 0))
+            rec.attempts = int(data.get("attempts", 0))
+            old_worktree = Path(data["worktree"]) if data.get("worktree") else None
+            tip = await asyncio.to_thread(self.git.branch_tip, rec.branch)
+            if tip is None:
+                saved_tip = data.get("tip")
+                merge = None
+                if saved_tip and status in _MERGE_PHASE:
+                    merge = await asyncio.to_thread(self.git.find_merge_of, saved_tip, self.base)
+                if merge:
+                    self._recovered_merge(rec, merge)
+                else:
+                    self._reset_to_queue(rec, data)
+                continue
+            worked = tip != rec.base_sha
+            if worked and await asyncio.to_thread(self.git.is_merged, rec.branch, self.base):
+                merge = await asyncio.to_thread(self.git.find_merge_of, tip, self.base)
+                self._recovered_merge(rec, merge)
+                with contextlib.suppress(GitError):
+                    if old_worktree is not None and old_worktree.exists():
+                        await asyncio.to_thread(self.git.release_worktree, old_worktree)
+                    await asyncio.to_thread(functools.partial(self.git.delete_branch, rec.branch, base=self.base))
+                continue
+            if old_worktree is not None and old_worktree.exists():
+                with contextlib.suppress(GitError):
+                    # What the killed agent left uncommitted is work too.
+                    await asyncio.to_thread(
+                        self.git.commit_leftovers,
+                        old_worktree,
+                        f"wip: {rec.task.title} (left uncommitted when tuiorch stopped)",
+                    )
+                    await asyncio.to_thread(self.git.release_worktree, old_worktree)
+            tip = await asyncio.to_thread(self.git.branch_tip, rec.branch)
+            worked = tip != rec.base_sha
+            if status in _MERGE_PHASE and worked:
+                rec.status = TaskStatus.FINISHED
+                rec.tip = tip
+                self._resume_merges.append(rec)
+            elif worked:
+                # Interrupted mid-run (or failed before): run again on top of its commits.
+                rec.keep_commits = True
+                if status in {s.value for s in SLOT_STATUSES}:
+                    rec.attempts = max(0, rec.attempts - 1)  # the crash does not use up a retry
+                    self._reset_to_queue(rec, data, front=True)
+                else:
+                    rec.attempts = 0
+                    self._reset_to_queue(rec, data)
+            else:
+                with contextlib.suppress(GitError):
+                    await asyncio.to_thread(functools.partial(self.git.delete_branch, rec.branch, base=self.base))
+                self._reset_to_queue(rec, data, front=status in {s.value for s in SLOT_STATUSES})
+        self._persist()
+        self._emit(ev.QueueChanged())
+
+    def _recovered_merge(self, rec: TaskRecord, commit: str | None) -> None:
+        rec.status = TaskStatus.MERGED
+        rec.commit = commit
+        rec.reason = "merged before tuiorch stopped"
+        self._persist()
+        self._emit(ev.Merged(task=rec.task.id, commit=commit or ""))
+
+    def _reset_to_queue(self, rec: TaskRecord, data: dict, *, front: bool = False) -> None:
+        rec.status = TaskStatus.QUEUED
+        rec.reason = ""
+        if data.get("status") in (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value, TaskStatus.EMPTY.value):
+            rec.attempts = 0
+        if front:
+            self.order.remove(rec.task.id)
+            self.order.insert(0, rec.task.id)
+
+
+#: Saved statuses whose agent had finished: their branch only needs merging.
+_MERGE_PHASE = frozenset(
+    s.value
+    for s in (
+        TaskStatus.FINISHED,
+        TaskStatus.MERGING,
+        TaskStatus.CHECKING,
+        TaskStatus.BLOCKED,
+        TaskStatus.CONFLICT,
+        TaskStatus.RESOLVING,
+        TaskStatus.CHECK_FAILED,
+    )
+)
 
 
 def _succeeded(exit_: AgentExit) -> bool:
