@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
+import pygit2
+
 from tuiorch.config import (
+    Config,
     ConfigError,
+    branch_name,
     default_config_toml,
     expand_path_template,
     load_config,
     missing_agent_program,
 )
 from tuiorch.gitops import GitError, GitRepo
-from tuiorch.tasks import TaskFileError, load_tasks
+from tuiorch.prompt import PromptError, load_template
+from tuiorch.tasks import Task, TaskFileError, load_tasks
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -95,13 +103,86 @@ def _load(root: Path, workers: int | None):  # noqa: ANN202 - a small private tu
         tasks = load_tasks(task_file)
     except TaskFileError as exc:
         raise UsageError(str(exc)) from None
+    if not tasks:
+        raise UsageError(f"{task_file}: no tasks found; each task starts with a heading `## Task 1: Title`")
+    for template in (config.prompt_template, config.resolve_template):
+        try:
+            load_template(template, root=root)
+        except PromptError as exc:
+            raise UsageError(f"{exc}; fix it or clear [prompt] in {root / 'tuiorch.toml'}") from None
     return config, tasks, task_file
+
+
+def worktree_root(repo_root: Path, config: Config) -> Path:
+    """The folder every task worktree goes under (the template's part before any {id})."""
+    folder = Path(expand_path_template(config.worktrees.split("{id}")[0], repo=repo_root.name, id=""))
+    return folder if folder.is_absolute() else (repo_root / folder).resolve()
+
+
+def _check_repository(repo: GitRepo, config: Config, tasks: list[Task], *, fresh: bool) -> None:
+    """Refuse, before anything is touched, a repository state the run would trip over halfway."""
+    if shutil.which("git") is None:
+        raise UsageError("`git` is not on PATH; tuiorch makes worktrees with the git command: install git")
+    try:
+        repo.tip(config.base)
+    except GitError:
+        raise UsageError(
+            f"base branch '{config.base}' does not exist in {repo.root}; create it "
+            f"(git branch {config.base}) or set base = \"...\" in tuiorch.toml"
+        ) from None
+    if pygit2.Repository(str(repo.root)).head_is_detached:
+        # A detached HEAD is often a rebase or bisect under way, whose end would clash with merges into base.
+        raise UsageError(
+            f"HEAD is detached in {repo.root}; finish what you are doing and switch to a branch "
+            f"(git switch {config.base}) before running tuiorch"
+        )
+    _check_worktree_folder(worktree_root(repo.root, config))
+    _check_stale_branches(repo, config, tasks, fresh=fresh)
+
+
+def _check_worktree_folder(folder: Path) -> None:
+    fix = "set worktrees in tuiorch.toml to a folder you can write"
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"worktrees folder {folder}: {existing} is a file, not a folder; {fix}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"worktrees folder {folder}: {existing} is not writable; {fix}")
+    try:
+        # os.access says yes to root everywhere, also on a read-only file system: try it for real.
+        os.rmdir(tempfile.mkdtemp(prefix=".tuiorch-probe-", dir=existing))
+    except OSError as exc:
+        raise UsageError(f"worktrees folder {folder}: cannot write in {existing} ({exc.strerror}); {fix}") from None
+
+
+def _check_stale_branches(repo: GitRepo, config: Config, tasks: list[Task], *, fresh: bool) -> None:
+    """A task branch holding commits this run knows nothing of is someone's work: never build on it blindly."""
+    from tuiorch.state import StateError, load_state
+
+    ours: set[str] = set()
+    if not fresh:
+        try:
+            state = load_state(repo.git_dir) or {}
+        except StateError:
+            state = {}  # the run reports the corrupt file itself and starts without it
+        # Branches an earlier (crashed or stopped) run made for its tasks are resumed, not refused.
+        ours = {str(data.get("branch")) for data in state.get("tasks", {}).values() if data.get("branch")}
+    existing = set(repo.task_branches(config.branch))
+    for task in tasks:
+        branch = branch_name(config, task.id, repo.root.name)
+        if branch in existing and branch not in ours and not repo.is_merged(branch, config.base):
+            raise UsageError(
+                f"branch '{branch}' (for task {task.id}) already exists with commits not in {config.base}; "
+                f"merge or rename it, or drop it with `tuiorch clean --force`"
+            )
 
 
 def _run(root: Path, *, headless: bool, as_json: bool, workers: int | None, fresh: bool) -> int:
     repo = _open_repo(root)
     root = repo.root
     config, tasks, task_file = _load(root, workers)
+    _check_repository(repo, config, tasks, fresh=fresh)
     if fresh:
         from tuiorch.state import state_path
 
