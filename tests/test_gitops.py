@@ -8,6 +8,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pygit2
@@ -15,7 +16,7 @@ import pytest
 from pygit2.enums import ConfigLevel
 
 from tests.conftest import git, make_repo
-from tuiorch.gitops import IDENTITY_FALLBACK, GitError, GitRepo, _undo_checkout
+from tuiorch.gitops import IDENTITY_FALLBACK, GitError, GitRepo, MergeOutcome, PreparedMerge, _undo_checkout
 
 
 @pytest.fixture(autouse=True)
@@ -593,6 +594,149 @@ def test_merges_from_many_threads_all_land(gr: GitRepo, repo: Path, tmp_path: Pa
     assert all((repo / f"{n}.txt").exists() for n in names)
     assert git(repo, "status", "--porcelain") == ""
     assert threading.active_count() >= 1
+
+
+# ------------------------------------------------- two-phase merge (the check gate)
+
+
+def test_prepare_writes_the_merge_commit_but_moves_nothing(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    task(gr, tmp_path, "task-1", {"c.txt": "c\n", "a.txt": "a1\nA2\na3\n"}, delete=("b.txt",))
+    before = git(repo, "rev-parse", "main")
+    prepared = gr.prepare_merge("task-1", "main", "feat: one\n")
+    assert isinstance(prepared, PreparedMerge)
+    assert git(repo, "rev-parse", "main") == before and not (repo / "c.txt").exists()
+    assert prepared.base_tip == before and prepared.branch_tip == git(repo, "rev-parse", "task-1")
+    assert parents(repo, prepared.commit) == [before, prepared.branch_tip]
+    assert git(repo, "log", "-1", "--format=%B", prepared.commit) == "feat: one"
+    assert git(repo, "rev-parse", f"{prepared.commit}^{{tree}}") == prepared.tree
+    assert prepared.paths == ("a.txt", "b.txt", "c.txt")
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_prepare_reports_already_and_conflict_like_merge(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    gr.prepare_worktree(tmp_path / "wts" / "empty", "empty", "main")
+    already = gr.prepare_merge("empty", "main", "m")
+    assert isinstance(already, MergeOutcome) and already.status == "already"
+    task(gr, tmp_path, "task-1", {"a.txt": "task\n"})
+    commit_files(repo, {"a.txt": "main\n"})
+    conflict = gr.prepare_merge("task-1", "main", "m")
+    assert isinstance(conflict, MergeOutcome) and conflict.status == "conflict"
+    assert conflict.paths == ("a.txt",) and conflict.kinds == {"a.txt": "content"}
+
+
+def test_land_moves_main_to_exactly_the_prepared_commit(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    task(gr, tmp_path, "task-1", {"c.txt": "c\n"})
+    prepared = gr.prepare_merge("task-1", "main", "m")
+    assert isinstance(prepared, PreparedMerge)
+    outcome = gr.land_merge(prepared)
+    assert outcome.status == "merged" and outcome.commit == prepared.commit
+    assert git(repo, "rev-parse", "main") == prepared.commit
+    assert (repo / "c.txt").read_text() == "c\n" and git(repo, "status", "--porcelain") == ""
+
+
+def test_land_after_main_moved_changes_nothing(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    task(gr, tmp_path, "task-1", {"c.txt": "c\n"})
+    prepared = gr.prepare_merge("task-1", "main", "m")
+    assert isinstance(prepared, PreparedMerge)
+    user_commit = commit_files(repo, {"b.txt": "user\n"}, "user's work")
+    outcome = gr.land_merge(prepared)
+    assert outcome.status == "moved" and outcome.commit is None
+    assert git(repo, "rev-parse", "main") == user_commit
+    assert not (repo / "c.txt").exists() and git(repo, "status", "--porcelain") == ""
+    again = gr.prepare_merge("task-1", "main", "m")
+    assert isinstance(again, PreparedMerge) and again.base_tip == user_commit
+    assert gr.land_merge(again).status == "merged"
+    assert parents(repo, "main") == [user_commit, git(repo, "rev-parse", "task-1")]
+
+
+def test_land_is_blocked_by_dirty_files_and_can_be_retried(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    task(gr, tmp_path, "task-1", {"a.txt": "task\n"})
+    prepared = gr.prepare_merge("task-1", "main", "m")
+    assert isinstance(prepared, PreparedMerge)
+    (repo / "a.txt").write_text("user typing\n")
+    blocked = gr.land_merge(prepared)
+    assert blocked.status == "blocked" and blocked.paths == ("a.txt",)
+    assert (repo / "a.txt").read_text() == "user typing\n"
+    git(repo, "checkout", "--", "a.txt")
+    assert gr.land_merge(prepared).status == "merged"
+    assert git(repo, "rev-parse", "main") == prepared.commit
+
+
+def test_land_with_another_message_keeps_tree_and_parents(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    task(gr, tmp_path, "task-1", {"c.txt": "c\n"})
+    prepared = gr.prepare_merge("task-1", "main", "first")
+    assert isinstance(prepared, PreparedMerge)
+    outcome = gr.land_merge(prepared, "second")
+    assert outcome.status == "merged" and outcome.commit != prepared.commit
+    assert git(repo, "log", "-1", "--format=%s", "main") == "second"
+    assert git(repo, "rev-parse", "main^{tree}") == prepared.tree
+    assert parents(repo, "main") == [prepared.base_tip, prepared.branch_tip]
+
+
+def test_land_refuses_a_forged_prepared_merge(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    task(gr, tmp_path, "task-1", {"c.txt": "c\n"})
+    prepared = gr.prepare_merge("task-1", "main", "m")
+    assert isinstance(prepared, PreparedMerge)
+    before = git(repo, "rev-parse", "main")
+    with pytest.raises(GitError, match="is not the prepared merge"):
+        gr.land_merge(replace(prepared, commit=prepared.branch_tip))
+    with pytest.raises(GitError, match="does not exist"):
+        gr.land_merge(replace(prepared, commit="0" * 40))
+    assert git(repo, "rev-parse", "main") == before
+
+
+def test_land_waits_for_a_busy_ref_lock_then_reports_blocked(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    task(gr, tmp_path, "task-1", {"c.txt": "c\n"})
+    prepared = gr.prepare_merge("task-1", "main", "m")
+    assert isinstance(prepared, PreparedMerge)
+    lock = repo / ".git" / "refs" / "heads" / "main.lock"
+    lock.write_text("")
+    outcome = gr.land_merge(prepared)
+    assert outcome.status == "blocked" and "locked" in outcome.message
+    lock.unlink()
+    assert gr.land_merge(prepared).status == "merged"
+
+
+def test_checkout_detached_makes_then_reuses_a_clean_scratch_worktree(
+    gr: GitRepo, repo: Path, tmp_path: Path
+) -> None:
+    task(gr, tmp_path, "task-1", {"dir/c.txt": "c\n"}, delete=("b.txt",))
+    prepared = gr.prepare_merge("task-1", "main", "m")
+    assert isinstance(prepared, PreparedMerge)
+    scratch = tmp_path / "scratch"
+    gr.checkout_detached(scratch, prepared.commit)
+    assert git(scratch, "rev-parse", "HEAD") == prepared.commit
+    assert subprocess.run(["git", "symbolic-ref", "-q", "HEAD"], cwd=scratch).returncode == 1  # detached
+    assert (scratch / "dir/c.txt").exists() and not (scratch / "b.txt").exists()
+    # a check run leaves edits, junk and a kept venv behind
+    (scratch / "a.txt").write_text("check scribbled\n")
+    (scratch / "dir/c.txt").unlink()
+    (scratch / ".pytest_cache").mkdir()
+    (scratch / ".venv").mkdir()
+    (scratch / ".venv" / "marker").write_text("kept\n")
+    main_tip = git(repo, "rev-parse", "main")
+    gr.checkout_detached(scratch, main_tip, keep=[".venv"])
+    assert git(scratch, "rev-parse", "HEAD") == main_tip
+    assert (scratch / "b.txt").read_text() == "b1\n" and not (scratch / "dir").exists()
+    assert (scratch / "a.txt").read_text() == "a1\na2\na3\n"
+    assert not (scratch / ".pytest_cache").exists() and (scratch / ".venv" / "marker").exists()
+    assert git(scratch, "status", "--porcelain", "--ignored") == "?? .venv/"  # only the kept dir
+    assert git(repo, "rev-parse", "main") == main_tip and git(repo, "branch", "--list", "task-1") != ""
+
+
+def test_checkout_detached_refuses_foreign_dirs_and_unknown_commits(
+    gr: GitRepo, repo: Path, tmp_path: Path
+) -> None:
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("mine\n")
+    with pytest.raises(GitError, match="not a tuiorch worktree"):
+        gr.checkout_detached(foreign, git(repo, "rev-parse", "main"))
+    assert (foreign / "precious.txt").read_text() == "mine\n"
+    with pytest.raises(GitError, match="is not a commit"):
+        gr.checkout_detached(tmp_path / "scratch", "not-a-sha")
+    with pytest.raises(GitError, match="is not a commit"):
+        gr.checkout_detached(tmp_path / "scratch", "0" * 40)
 
 
 # -------------------------------------------------------- conflict triage

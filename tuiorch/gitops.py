@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, ParamSpec, TypeVar
 
@@ -23,7 +23,8 @@ from pygit2.enums import CheckoutStrategy, FileMode, FileStatus, ReferenceType, 
 
 IDENTITY_FALLBACK = ("tuiorch", "tuiorch@localhost")
 
-MergeStatus = Literal["merged", "conflict", "blocked", "already"]
+# "moved" only comes from land_merge: base is no longer the tip the merge was prepared on.
+MergeStatus = Literal["merged", "conflict", "blocked", "already", "moved"]
 Side = Literal["ours", "theirs"]
 
 # How often merge() recomputes when base keeps moving or its ref lock is held by someone else.
@@ -47,6 +48,24 @@ class MergeOutcome:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class PreparedMerge:
+    """A --no-ff merge commit written to the object store but on no branch yet.
+
+    Check it (checkout_detached + a check command), then land_merge it: base moves to exactly this
+    commit, and only if base still is `base_tip`.
+    """
+
+    branch: str
+    base: str
+    commit: str  # two parents: (base_tip, branch_tip)
+    base_tip: str
+    branch_tip: str
+    tree: str
+    paths: tuple[str, ...]  # what the merge changes relative to base_tip
+    message: str
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -61,10 +80,6 @@ def _locked(method: Callable[P, R]) -> Callable[P, R]:
             return method(*args, **kwargs)
 
     return wrapper
-
-
-class _BaseMoved(Exception):
-    """Internal: base's tip changed between computing a merge and locking its ref."""
 
 
 class _LockBusy(Exception):
@@ -392,6 +407,39 @@ class GitRepo:
         _clean_untracked(path, wt_repo.index, _normalize_keep(keep))
 
     @_locked
+    def checkout_detached(self, path: Path, commit: str, keep: Sequence[str] = ()) -> None:
+        """Make `path` a tuiorch scratch worktree holding exactly `commit` (detached HEAD, no branch).
+
+        For running the merge check on the exact merge result. An existing tuiorch worktree at `path`
+        is reused: forced to `commit` (tracked files the last check changed are restored) and
+        cleaned of untracked and ignored files except `keep` (e.g. ".venv"). Anything else at `path`
+        is refused. No branch moves.
+        """
+        path = Path(path).absolute()
+        try:
+            target = self._repo[pygit2.Oid(hex=commit)].peel(pygit2.Commit)
+        except (KeyError, ValueError, pygit2.InvalidSpecError):
+            raise GitError(f"{commit!r} is not a commit of {self.root}") from None
+        admin = self._worktree_admin(path) if path.exists() else None
+        if admin is None:
+            if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                raise GitError(
+                    f"{path} already exists and is not a tuiorch worktree of {self.root}; move it away"
+                )
+            self._prune()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._run_git(["worktree", "add", "--quiet", "--detach", "--", str(path), str(target.id)])
+        else:
+            wt_repo = pygit2.Repository(str(path))
+            wt_repo.state_cleanup()
+            # FORCE against the worktree's current HEAD: writes only what differs, drops what the
+            # new commit lacks, and overwrites whatever the previous check left modified.
+            wt_repo.checkout_tree(wt_repo[target.tree_id], strategy=CheckoutStrategy.FORCE)
+            wt_repo.set_head(target.id)
+            _clean_untracked(path, wt_repo.index, _normalize_keep(keep))
+        self._exclude_if_inside(path)
+
+    @_locked
     def release_worktree(self, path: Path) -> None:
         """Detach HEAD (at its commit) in the worktree at `path` so its branch can be deleted."""
         path = Path(path).absolute()
@@ -566,56 +614,116 @@ class GitRepo:
         checkout, so nothing of the user's is overwritten); then move the ref and release the lock.
         While the lock is held a concurrent `git commit` on base fails instead of racing us, so the
         working tree and the ref change together; if moving the ref fails the paths are restored.
+        This is prepare_merge + land_merge with the recompute loop and no check in between.
         `_before_cas` is a test hook run after computing and before locking (to simulate a race).
         """
-        refname = f"refs/heads/{base}"
         for _attempt in range(_MERGE_ATTEMPTS):
-            old_tip = self._commit_of(base)
-            branch_tip = self._commit_of(branch)
-            if self._contains(old_tip.id, branch_tip.id):
-                return MergeOutcome(
-                    "already", str(old_tip.id), message=f"{branch} is already merged into {base}"
-                )
-            merged = self._repo.merge_commits(old_tip.id, branch_tip.id)
-            if merged.conflicts:
-                kinds = {_entry_path(e): _conflict_kind(*e) for e in merged.conflicts}
-                paths = tuple(sorted(kinds))
-                return MergeOutcome(
-                    "conflict",
-                    None,
-                    paths,
-                    kinds,
-                    f"{branch} conflicts with {base} in {', '.join(paths)}",
-                )
-            tree_id = merged.write_tree(self._repo)
+            prepared = self._prepare(branch, base, message)
+            if isinstance(prepared, MergeOutcome):
+                return prepared
             if _before_cas is not None:
                 _before_cas()
-            try:
-                outcome = self._land(refname, base, old_tip, branch_tip, tree_id, message)
-            except _BaseMoved:
+            outcome = self._land(prepared)
+            if outcome is None:
+                time.sleep(_LOCK_RETRY_DELAY)  # someone else holds the ref lock; try again shortly
                 continue
-            if outcome is not None:
-                return outcome
-            time.sleep(_LOCK_RETRY_DELAY)  # someone else holds the ref lock; try again shortly
+            if outcome.status == "moved":
+                continue
+            return outcome
         raise GitError(f"could not merge {branch}: {base} kept changing (or stayed locked); try again")
 
-    def _land(
-        self,
-        refname: str,
-        base: str,
-        old_tip: pygit2.Commit,
-        branch_tip: pygit2.Commit,
-        tree_id: pygit2.Oid,
-        message: str,
-    ) -> MergeOutcome | None:
-        """Lock base's ref, update checked-out trees, move the ref. None: the lock was busy."""
-        sig = self._signature()
+    @_locked
+    def prepare_merge(self, branch: str, base: str, message: str) -> PreparedMerge | MergeOutcome:
+        """Compute the --no-ff merge against base's tip and write its commit object; no ref moves.
+
+        Returns a MergeOutcome instead when there is nothing to land: "already" (base contains the
+        branch) or "conflict" (with paths and kinds, exactly as merge reports them).
+        """
+        return self._prepare(branch, base, message)
+
+    @_locked
+    def land_merge(self, prepared: PreparedMerge, message: str | None = None) -> MergeOutcome:
+        """Move base to exactly `prepared.commit` if base still is `prepared.base_tip`.
+
+        Same safety as merge (ref lock, blocked on the user's dirty files, SAFE update of checked-out
+        trees). "moved": base changed since prepare_merge; nothing was changed, recompute (and
+        re-check). "blocked": retry later with the same PreparedMerge. `message` (if it differs)
+        lands a commit with the same tree and parents but that message: the checked content is the
+        same, only the commit id changes.
+        """
+        self._verify_prepared(prepared)
+        if message is not None and message != prepared.message:
+            prepared = self._reworded(prepared, message)
+        for _attempt in range(_MERGE_ATTEMPTS):
+            outcome = self._land(prepared)
+            if outcome is not None:
+                return outcome
+            time.sleep(_LOCK_RETRY_DELAY)
+        return MergeOutcome(
+            "blocked",
+            None,
+            prepared.paths,
+            message=f"{prepared.base} is locked by another git process (refs/heads/{prepared.base}.lock); tuiorch retries",
+        )
+
+    def _prepare(self, branch: str, base: str, message: str) -> PreparedMerge | MergeOutcome:
+        old_tip = self._commit_of(base)
+        branch_tip = self._commit_of(branch)
+        if self._contains(old_tip.id, branch_tip.id):
+            return MergeOutcome("already", str(old_tip.id), message=f"{branch} is already merged into {base}")
+        merged = self._repo.merge_commits(old_tip.id, branch_tip.id)
+        if merged.conflicts:
+            kinds = {_entry_path(e): _conflict_kind(*e) for e in merged.conflicts}
+            paths = tuple(sorted(kinds))
+            return MergeOutcome(
+                "conflict", None, paths, kinds, f"{branch} conflicts with {base} in {', '.join(paths)}"
+            )
+        tree_id = merged.write_tree(self._repo)
         new_tree = self._repo[tree_id]
         assert isinstance(new_tree, pygit2.Tree)
-        changed = _changed_paths(old_tip.tree, new_tree)
+        sig = self._signature()
+        commit_id = self._repo.create_commit(None, sig, sig, message, tree_id, [old_tip.id, branch_tip.id])
+        return PreparedMerge(
+            branch=branch,
+            base=base,
+            commit=str(commit_id),
+            base_tip=str(old_tip.id),
+            branch_tip=str(branch_tip.id),
+            tree=str(tree_id),
+            paths=tuple(sorted(_changed_paths(old_tip.tree, new_tree))),
+            message=message,
+        )
+
+    def _verify_prepared(self, prepared: PreparedMerge) -> None:
+        """Refuse a PreparedMerge whose commit is not the two-parent merge it claims to be."""
+        try:
+            commit = self._repo[pygit2.Oid(hex=prepared.commit)]
+        except (KeyError, ValueError):
+            raise GitError(f"prepared merge commit {prepared.commit} does not exist") from None
+        parent_ids = [str(p) for p in commit.parent_ids] if isinstance(commit, pygit2.Commit) else []
+        if parent_ids != [prepared.base_tip, prepared.branch_tip] or str(commit.tree_id) != prepared.tree:
+            raise GitError(
+                f"{prepared.commit} is not the prepared merge of {prepared.branch} into {prepared.base}"
+            )
+
+    def _reworded(self, prepared: PreparedMerge, message: str) -> PreparedMerge:
+        sig = self._signature()
+        parent_ids = [pygit2.Oid(hex=prepared.base_tip), pygit2.Oid(hex=prepared.branch_tip)]
+        commit_id = self._repo.create_commit(
+            None, sig, sig, message, pygit2.Oid(hex=prepared.tree), parent_ids
+        )
+        return replace(prepared, commit=str(commit_id), message=message)
+
+    def _land(self, prepared: PreparedMerge) -> MergeOutcome | None:
+        """Lock base's ref, compare, update checked-out trees, move the ref. None: the lock was busy."""
+        base = prepared.base
+        refname = f"refs/heads/{base}"
+        old_tree = self._repo[pygit2.Oid(hex=prepared.base_tip)].peel(pygit2.Tree)
+        tree_id = pygit2.Oid(hex=prepared.tree)
+        commit_id = pygit2.Oid(hex=prepared.commit)
+        changed = set(prepared.paths)
         touched: list[pygit2.Repository] = []
         workdirs: list[Path] = []
-        commit_id: pygit2.Oid | None = None
         try:
             # Leaving this block by an exception drops the transaction uncommitted (lock released,
             # ref untouched); leaving it normally commits the new target and then releases the lock.
@@ -624,11 +732,18 @@ class GitRepo:
                     txn.lock_ref(refname)
                 except pygit2.GitError:
                     raise _LockBusy from None
-                if self._commit_of(base).id != old_tip.id:
-                    raise _BaseMoved
-                commit_id = self._repo.create_commit(
-                    None, sig, sig, message, tree_id, [old_tip.id, branch_tip.id]
-                )
+                current = str(self._commit_of(base).id)
+                if current != prepared.base_tip:
+                    raise _Refused(
+                        MergeOutcome(
+                            "moved",
+                            None,
+                            message=(
+                                f"{base} moved from {prepared.base_tip[:7]} to {current[:7]} "
+                                "since the merge was prepared; recompute it"
+                            ),
+                        )
+                    )
                 workdirs = self._checkouts(base)
                 blocked = self._blocked_by_user(base, workdirs, changed)
                 if blocked is not None:
@@ -641,14 +756,14 @@ class GitRepo:
                         wt_tree = wt_repo[tree_id]
                         wt_repo.checkout_tree(wt_tree, strategy=CheckoutStrategy.SAFE, paths=sorted(changed))
                 # Reflog signature None: pygit2 1.21 cannot pass a Signature here (TypeError).
-                txn.set_target(refname, commit_id, None, f"tuiorch: merge {branch_tip.id} (--no-ff)")
+                txn.set_target(refname, commit_id, None, f"tuiorch: merge {prepared.branch_tip} (--no-ff)")
         except _LockBusy:
             return None
         except _Refused as refused:
             return refused.outcome
         except pygit2.GitError as exc:
             for wt_repo in touched:
-                _undo_checkout(wt_repo, old_tip.tree.id, tree_id, changed)
+                _undo_checkout(wt_repo, old_tree.id, tree_id, changed)
             where = ", ".join(str(w) for w in workdirs) or refname
             return MergeOutcome(
                 "blocked",
@@ -656,7 +771,7 @@ class GitRepo:
                 tuple(sorted(changed)),
                 message=f"could not update {base} in {where}: {exc} (tuiorch retries)",
             )
-        return MergeOutcome("merged", str(commit_id), message=f"merged {branch_tip.id} into {base}")
+        return MergeOutcome("merged", prepared.commit, message=f"merged {prepared.branch_tip} into {base}")
 
     def _blocked_by_user(self, base: str, workdirs: list[Path], changed: set[str]) -> MergeOutcome | None:
         """A 'blocked' outcome if a working tree on base has user changes the merge would touch."""
