@@ -58,12 +58,18 @@ async def capture(out: Path) -> list[Path]:
             shots.append(shoot(app, out, "queue-reordering"))
             await pilot.press("p")  # resume
             await wait_for(pilot, lambda: app.orch.running_count() >= min(2, app.orch.workers), 30)
-            await pilot.pause(1.0)
-            shots.append(shoot(app, out, "main-mid-run"))
+            await pilot.pause(0.3)
+            if not isinstance(app.screen, ConflictScreen):  # the conflict modal opens itself; shoot before
+                shots.append(shoot(app, out, "main-mid-run"))
             if await wait_for(pilot, lambda: isinstance(app.screen, ConflictScreen)):
                 await pilot.pause(0.5)
                 shots.append(shoot(app, out, "conflict-modal"))
                 await pilot.press("t")
+            if "main-mid-run" not in {p.stem for p in shots}:
+                # The conflict came first: shoot the pool at work once it runs again with no modal up.
+                await wait_for(pilot, lambda: app.orch.running_count() >= 1 and app.screen is app.screen_stack[0], 60)
+                await pilot.pause(0.3)
+                shots.append(shoot(app, out, "main-mid-run"))
             await wait_for(pilot, lambda: not any(r.status.is_active for r in app.orch.records.values())
                            and not app.orch.queue_view(), 180)
             if isinstance(app.screen, ConflictScreen):
@@ -94,7 +100,7 @@ def to_png(svgs: list[Path]) -> None:
 def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "screenshots")
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TUIORCH_DEMO_DELAY", "0.15")
+    os.environ.setdefault("TUIORCH_DEMO_DELAY", "0.4")
     to_png(asyncio.run(capture(out)))
     return 0
 
