@@ -11,6 +11,7 @@ id, title, type and body, and follows the body's directives:
 
     exit: N      exit with N after the writes (no commit unless N is 0)
     sleep: S     sleep S seconds midway            hang         sleep forever midway
+    linger: S    after committing, stay S seconds before exiting (a branch with commits, still running)
     lines: N     print N filler lines midway       rate: N      ... at N lines a second
     no-commit    leave the changes uncommitted     nothing      change nothing
 
@@ -51,7 +52,7 @@ IDENTITY_ENV = {
 
 _HEADING = re.compile(r"^## Your Task: (?P<title>.*) \(Task (?P<id>[^()\s]+)\)\s*$")
 _FENCE_OPEN = re.compile(r"^(?P<fence>`{3,})(?P<mode>write|append)[ \t]+(?P<path>\S.*?)\s*$")
-_VALUE_DIRECTIVE = re.compile(r"^(?P<key>exit|sleep|lines|rate):[ \t]*(?P<value>\S+)$")
+_VALUE_DIRECTIVE = re.compile(r"^(?P<key>exit|sleep|linger|lines|rate):[ \t]*(?P<value>\S+)$")
 _FLAG_DIRECTIVES = ("no-commit", "nothing", "hang")
 
 
@@ -73,6 +74,7 @@ class Plan:
     edits: list[FileEdit] = field(default_factory=list)
     exit_code: int | None = None
     sleep: float = 0.0
+    linger: float = 0.0
     lines: int = 0
     rate: float | None = None
     no_commit: bool = False
@@ -191,9 +193,9 @@ def parse_body(body: str) -> Plan:
 
 def _apply_value(plan: Plan, key: str, value: str) -> None:
     try:
-        number = float(value) if key in ("sleep", "rate") else int(value)
+        number = float(value) if key in ("sleep", "linger", "rate") else int(value)
     except ValueError:
-        kind = "a number" if key in ("sleep", "rate") else "a whole number"
+        kind = "a number" if key in ("sleep", "linger", "rate") else "a whole number"
         raise DemoError(f"'{key}: {value}': expected {kind}") from None
     if number < 0 or (key == "exit" and number > 255) or (key == "rate" and number == 0):
         raise DemoError(f"'{key}: {value}': out of range")
@@ -201,6 +203,8 @@ def _apply_value(plan: Plan, key: str, value: str) -> None:
         plan.exit_code = int(number)
     elif key == "sleep":
         plan.sleep = float(number)
+    elif key == "linger":
+        plan.linger = float(number)
     elif key == "lines":
         plan.lines = int(number)
     else:
@@ -343,6 +347,9 @@ def run_task(prompt: TaskPrompt) -> int:
     sha = git(worktree, "rev-parse", "--short", "HEAD").stdout.strip()
     say(f"committed {sha}")
     say(f"PROGRESS: {total}/{total} committed")
+    if plan.linger:
+        say(f"reviewing the work for {plan.linger:g} s")
+        time.sleep(plan.linger)
     return 0
 
 

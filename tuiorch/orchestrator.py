@@ -30,12 +30,14 @@ from tuiorch.config import (
 )
 from tuiorch.events import TaskStatus
 from tuiorch.gitops import GitError, GitRepo
-from tuiorch.prompt import load_template, render_prompt
+from tuiorch.prompt import RESOLVE_TEMPLATE, load_template, render_prompt, render_resolve_prompt
 from tuiorch.scheduler import pick_tasks, wait_reasons
 from tuiorch.state import StateError, load_state, log_dir, save_state
 from tuiorch.tasks import Priority, Task
 
 OUTPUT_FLUSH_SECONDS = 0.05
+#: How often running branches are test-merged against main (only when a tip moved).
+PREDICT_SECONDS = 0.5
 #: How often a merge blocked by the user's uncommitted changes is tried again.
 BLOCKED_RETRY_SECONDS = 1.0
 TAIL_LINES = 200
@@ -86,6 +88,8 @@ class TaskRecord:
     pgid: int | None = None
     #: The branch holds earlier work to build on (a retry, or a run interrupted by a crash).
     keep_commits: bool = False
+    #: Resolver-agent attempts spent on the current conflict.
+    resolve_attempts: int = 0
 
     @property
     def elapsed(self) -> float | None:
@@ -123,6 +127,9 @@ class Orchestrator:
         self.logs = log_dir(self.git.git_dir)
         self.preset = agent_preset(config)
         self.template = load_template(config.prompt_template, root=self.root)
+        self.resolve_template = (
+            load_template(config.resolve_template, root=self.root) if config.resolve_template else RESOLVE_TEMPLATE
+        )
         self.records: dict[str, TaskRecord] = {t.id: TaskRecord(task=t) for t in tasks}
         self.order: list[str] = [t.id for t in tasks]
         self.workers = config.workers
@@ -138,6 +145,8 @@ class Orchestrator:
         self._restore_notice: str | None = None
         self._saved: dict | None = None
         self._resume_merges: list[TaskRecord] = []
+        #: task id -> (branch tip, base tip) last test-merged, so unchanged pairs are not redone.
+        self._prediction_checked: dict[str, tuple[str, str]] = {}
         self._restore_state()
 
     # ------------------------------------------------------------------ views
@@ -185,6 +194,7 @@ class Orchestrator:
             self._runners[rec.task.id] = asyncio.create_task(self._merge_only(rec), name=f"merge-{rec.task.id}")
         self._resume_merges.clear()
         flusher = asyncio.create_task(self._flush_output_loop())
+        predictor = asyncio.create_task(self._predict_conflicts_loop())
         try:
             while True:
                 self._start_eligible()
@@ -200,6 +210,7 @@ class Orchestrator:
         finally:
             await self._stop_runners()
             flusher.cancel()
+            predictor.cancel()
             self._flush_output()
             await self._cleanup_slots()
         summary = self._summary()
@@ -334,22 +345,6 @@ class Orchestrator:
         argv = render_argv(
             agent_argv(self.config), prompt=prompt, prompt_file=str(prompt_file), worktree=str(rec.worktree)
         )
-        parser = make_output_parser(self.preset.output)
-
-        def on_line(line: str) -> None:
-            parsed = parser.feed(line)
-            rec.last_output = time.time()
-            rec.lines += 1
-            if parsed.display is not None:
-                rec.tail.append(parsed.display)
-                self._pending_output.setdefault(task.id, []).append(parsed.display)
-            if parsed.progress is not None:
-                rec.progress = _as_progress(parsed.progress)
-                p = rec.progress
-                self._emit(ev.TaskProgress(task=task.id, percent=p.percent, done=p.done, total=p.total, text=p.text))
-            if rec.status is TaskStatus.STUCK:
-                self._set_status(rec, TaskStatus.RUNNING)
-
         def on_stuck(idle: float) -> None:
             self._set_status(rec, TaskStatus.STUCK, ev.TaskStuck(task=task.id, idle_seconds=round(idle, 1)))
 
@@ -357,7 +352,7 @@ class Orchestrator:
             argv,
             rec.worktree,
             rec.log_path,
-            on_line=on_line,
+            on_line=self._line_handler(rec),
             timeout=self.config.agent.timeout or None,
             stuck_after=self.config.agent.stuck_after or None,
             on_stuck=on_stuck,
@@ -383,13 +378,18 @@ class Orchestrator:
         rec.pgid = None
         self._flush_output()
         self._emit(ev.TaskFinished(task=task.id, exit=exit_.code, signal=exit_.signal, timed_out=exit_.timed_out))
+        if not _succeeded(exit_):
+            # An interrupted attempt's edits are kept on its branch: a retry builds on them.
+            with contextlib.suppress(GitError):
+                await asyncio.to_thread(
+                    self.git.commit_leftovers, rec.worktree, f"wip: {task.title} (attempt {rec.attempts} stopped)"
+                )
+            await self._leave_worktree(rec)
         if exit_.cancelled:
-            await asyncio.to_thread(self.git.release_worktree, rec.worktree)
             rec.reason = "cancelled"
             self._set_status(rec, TaskStatus.CANCELLED, ev.TaskCancelled(task=task.id))
             return
         if not _succeeded(exit_):
-            await asyncio.to_thread(self.git.release_worktree, rec.worktree)
             reason = _failure_reason(exit_)
             if rec.attempts <= self.config.agent.retries:
                 rec.reason = f"attempt {rec.attempts} {reason}; retrying"
@@ -406,7 +406,7 @@ class Orchestrator:
         await asyncio.to_thread(self.git.commit_leftovers, rec.worktree, message)
         has_commits = await asyncio.to_thread(self.git.has_new_commits, rec.branch, rec.base_sha)
         rec.tip = await asyncio.to_thread(self.git.branch_tip, rec.branch)
-        await asyncio.to_thread(self.git.release_worktree, rec.worktree)
+        await self._leave_worktree(rec)
         if not has_commits:
             rec.reason = "agent exited 0 without changing anything"
             self._set_status(rec, TaskStatus.EMPTY, ev.TaskEmpty(task=task.id))
@@ -416,6 +416,37 @@ class Orchestrator:
         # The slot is free as soon as the branch holds the work: the merge needs no worktree.
         self._free_slot(rec, slot)
         await self._merge(rec)
+
+    def _line_handler(self, rec: TaskRecord) -> Callable[[str], None]:
+        """Per agent run: parse each output line into the pane's tail and progress."""
+        parser = make_output_parser(self.preset.output)
+        task_id = rec.task.id
+
+        def on_line(line: str) -> None:
+            parsed = parser.feed(line)
+            rec.last_output = time.time()
+            rec.lines += 1
+            if parsed.display is not None:
+                for shown in parsed.display.splitlines() or [""]:
+                    rec.tail.append(shown)
+                    self._pending_output.setdefault(task_id, []).append(shown)
+            if parsed.progress is not None:
+                rec.progress = _as_progress(parsed.progress)
+                p = rec.progress
+                self._emit(ev.TaskProgress(task=task_id, percent=p.percent, done=p.done, total=p.total, text=p.text))
+            if rec.status is TaskStatus.STUCK:
+                self._set_status(rec, TaskStatus.RUNNING)
+
+        return on_line
+
+    async def _leave_worktree(self, rec: TaskRecord) -> None:
+        """The agent is done with its worktree: detach a warm slot, or remove a per-task one."""
+        if rec.worktree is None:
+            return
+        if self.config.slots.reuse:
+            await asyncio.to_thread(self.git.release_worktree, rec.worktree)
+        else:
+            await asyncio.to_thread(self.git.remove_worktree, rec.worktree)
 
     def _record_pgid(self, rec: TaskRecord, pgid: int) -> None:
         rec.pgid = pgid
@@ -450,7 +481,8 @@ class Orchestrator:
 
     # ------------------------------------------------------------------ merging
 
-    async def _merge(self, rec: TaskRecord) -> None:
+    async def _merge(self, rec: TaskRecord, *, apply_policy: bool = True) -> None:
+        """Merge the task's branch into base; on conflict apply [merge] on_conflict (unless told not to)."""
         task = rec.task
         assert rec.branch is not None
         was_blocked_on = rec.paths if rec.status is TaskStatus.BLOCKED else None
@@ -466,8 +498,8 @@ class Orchestrator:
             rec.reason = ""
             self._set_status(rec, TaskStatus.MERGED, ev.Merged(task=task.id, commit=outcome.commit or ""))
             await asyncio.to_thread(functools.partial(self.git.delete_branch, rec.branch, base=self.base))
-            if rec.worktree is not None and not self.config.slots.reuse:
-                await asyncio.to_thread(self.git.remove_worktree, rec.worktree)
+            # main moved: re-test running branches before the scheduler picks what to start next.
+            await self._predict_conflicts()
         elif outcome.status == "conflict":
             rec.paths = outcome.paths
             rec.kinds = dict(outcome.kinds)
@@ -477,8 +509,12 @@ class Orchestrator:
                 TaskStatus.CONFLICT,
                 ev.ConflictFound(task=task.id, paths=outcome.paths, kinds=dict(outcome.kinds)),
             )
-            if self.config.merge.on_conflict == "requeue" and rec.requeues < 1:
+            if not apply_policy:
+                pass
+            elif self.config.merge.on_conflict == "requeue" and rec.requeues < 1:
                 await self.requeue(task.id)
+            elif self.config.merge.on_conflict == "agent":
+                await self._resolve_with_agent(rec)
         elif was_blocked_on == outcome.paths:
             return  # still blocked on the same files: nothing new to say
         else:
@@ -488,6 +524,121 @@ class Orchestrator:
                 rec, TaskStatus.BLOCKED, ev.MergeBlocked(task=task.id, paths=outcome.paths, reason=outcome.message)
             )
         self._wake.set()
+
+    async def _resolve_with_agent(self, rec: TaskRecord) -> None:
+        """Hand a conflict to the configured agent: main merged into the task's worktree, markers and all.
+
+        Done when the agent exits 0, no markers remain and the merge is committed; then the merge into
+        main is retried. Past [merge] resolve_attempts the task stays `conflict` for a human.
+        """
+        task = rec.task
+        assert rec.branch is not None
+        path = self._resolve_path(rec)
+        while rec.status is TaskStatus.CONFLICT and rec.resolve_attempts < self.config.merge.resolve_attempts:
+            rec.resolve_attempts += 1
+            self._emit(
+                ev.Notice(
+                    message=f"task {task.id}: agent resolving the conflict "
+                    f"(attempt {rec.resolve_attempts} of {self.config.merge.resolve_attempts})"
+                )
+            )
+            failure = await self._one_resolve_attempt(rec, path)
+            with contextlib.suppress(GitError):
+                await asyncio.to_thread(self.git.remove_worktree, path)
+            rec.worktree = None
+            if failure is None:
+                await self._merge(rec, apply_policy=False)
+                continue
+            rec.reason = f"resolver agent: {failure}"
+            self._set_status(
+                rec, TaskStatus.CONFLICT, ev.ConflictFound(task=task.id, paths=rec.paths, kinds=dict(rec.kinds))
+            )
+        if rec.status is TaskStatus.CONFLICT and rec.resolve_attempts >= self.config.merge.resolve_attempts:
+            rec.reason = f"conflict in {', '.join(rec.paths)}; the agent could not resolve it, over to you"
+            self._persist()
+            self._emit(ev.QueueChanged())
+
+    async def _one_resolve_attempt(self, rec: TaskRecord, path: Path) -> str | None:
+        """Run the resolver agent once; None when the branch now holds a committed, marker-free merge."""
+        task = rec.task
+        assert rec.branch is not None
+        await asyncio.to_thread(
+            functools.partial(self.git.prepare_worktree, path, rec.branch, self.base, keep_commits=True)
+        )
+        conflicted = await asyncio.to_thread(functools.partial(self.git.start_manual_merge, path, base=self.base))
+        rec.worktree = path
+        files = []
+        for conflict_path in conflicted:
+            ours, theirs, ancestor = await asyncio.to_thread(self.git.conflict_sides, rec.branch, self.base, conflict_path)
+            files.append((conflict_path, ancestor, ours, theirs))
+        prompt = render_resolve_prompt(
+            self.resolve_template,
+            task=task,
+            worktree=path,
+            branch=rec.branch,
+            files=files,
+            base_branch=self.base,
+            agent_name=self.preset.agent_name,
+            agent_email=self.preset.agent_email,
+        )
+        prompt_file = self.state_dir / "prompts" / f"{task.id}-resolve.md"
+        prompt_file.parent.mkdir(parents=True, exist_ok=True)
+        prompt_file.write_text(prompt, encoding="utf-8")
+        argv = render_argv(agent_argv(self.config), prompt=prompt, prompt_file=str(prompt_file), worktree=str(path))
+        self._set_status(rec, TaskStatus.RESOLVING)
+        process = AgentProcess(
+            argv,
+            path,
+            self.logs / f"{task.id}.log",
+            on_line=self._line_handler(rec),
+            timeout=self.config.agent.timeout or None,
+            env={"TUIORCH_TASK": task.id, "TUIORCH_BRANCH": rec.branch},
+            on_spawn=lambda pgid: self._record_pgid(rec, pgid),
+        )
+        self._processes[task.id] = process
+        try:
+            exit_ = await process.run()
+        finally:
+            self._processes.pop(task.id, None)
+            rec.pgid = None
+            self._flush_output()
+        rec.status = TaskStatus.CONFLICT
+        if not _succeeded(exit_):
+            return _failure_reason(exit_)
+        message = f"Merge {self.base} into {rec.branch}\n\nResolves conflicts for TASKS.md#task-{task.id}"
+        try:
+            await asyncio.to_thread(self.git.finish_manual_merge, path, message)
+        except GitError as exc:
+            if "no merge in progress" not in str(exc):
+                return str(exc)
+        marked = [p for p in conflicted if _has_conflict_markers(path / p)]
+        if marked:
+            return "conflict markers remain in " + ", ".join(marked)
+        if not await asyncio.to_thread(self.git.is_merged, self.base, rec.branch):
+            return f"the agent did not commit the merge of {self.base}"
+        return None
+
+    async def hand_to_agent(self, task_id: str) -> None:
+        """The conflict modal's `g`: the resolver agent gets a fresh set of attempts."""
+        rec = self._record(task_id)
+        if rec.status not in (TaskStatus.CONFLICT, TaskStatus.RESOLVING):
+            raise CommandError(f"task {task_id} is not in conflict")
+        if task_id in self._runners:
+            raise CommandError(f"task {task_id} is busy")
+        if rec.status is TaskStatus.RESOLVING and rec.worktree is not None:
+            await asyncio.to_thread(self.git.remove_worktree, rec.worktree)
+            rec.worktree = None
+            rec.status = TaskStatus.CONFLICT
+        rec.resolve_attempts = 0
+
+        async def resolve() -> None:
+            try:
+                await self._resolve_with_agent(rec)
+            finally:
+                self._runners.pop(task_id, None)
+                self._wake.set()
+
+        self._runners[task_id] = asyncio.create_task(resolve(), name=f"resolve-{task_id}")
 
     async def _retry_blocked_merges(self) -> None:
         for rec in list(self.records.values()):
@@ -702,6 +853,40 @@ class Orchestrator:
         while True:
             await asyncio.sleep(OUTPUT_FLUSH_SECONDS)
             self._flush_output()
+
+    async def _predict_conflicts_loop(self) -> None:
+        """Test-merge each running branch against main whenever either side moves (no worktree touched)."""
+        while True:
+            await asyncio.sleep(PREDICT_SECONDS)
+            await self._predict_conflicts()
+
+    async def _predict_conflicts(self) -> None:
+        running = [r for r in self.records.values() if r.status in SLOT_STATUSES and r.branch and r.base_sha]
+        checked = self._prediction_checked
+        if not running:
+            checked.clear()
+            return
+        # A branch may vanish under us (cancel, cleanup): the next round sees the new state.
+        with contextlib.suppress(GitError):
+            await self._predict_running(running, checked)
+
+    async def _predict_running(self, running: list[TaskRecord], checked: dict[str, tuple[str, str]]) -> None:
+        base_tip = await asyncio.to_thread(self.git.tip, self.base)
+        for rec in running:
+            assert rec.branch is not None
+            tip = await asyncio.to_thread(self.git.branch_tip, rec.branch)
+            if tip is None or tip == rec.base_sha or checked.get(rec.task.id) == (tip, base_tip):
+                continue
+            checked[rec.task.id] = (tip, base_tip)
+            paths = tuple(await asyncio.to_thread(self.git.test_merge, rec.branch, self.base))
+            if paths == rec.predicted or rec.status not in SLOT_STATUSES:
+                continue
+            rec.predicted = paths
+            if paths:
+                self._emit(ev.ConflictPredicted(task=rec.task.id, paths=paths))
+            else:
+                self._emit(ev.ConflictCleared(task=rec.task.id))
+            self._wake.set()  # queued tasks touching these paths now wait (or may start)
 
     def _flush_output(self) -> None:
         pending, self._pending_output = self._pending_output, {}
@@ -919,6 +1104,14 @@ _MERGE_PHASE = frozenset(
         TaskStatus.CHECK_FAILED,
     )
 )
+
+
+def _has_conflict_markers(path: Path) -> bool:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    return any(line.startswith((b"<<<<<<< ", b">>>>>>> ")) for line in data.splitlines())
 
 
 def _succeeded(exit_: AgentExit) -> bool:
