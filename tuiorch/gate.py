@@ -1,0 +1,201 @@
+"""The "main is always green" gate: run `[merge] check` on the exact merge result before main moves.
+
+`run_check` runs the check command (an argv list, never a shell) in a scratch worktree through
+`AgentProcess` (own process group, streamed to the task's log, group killed on timeout).
+`gated_merge` is the whole gate: prepare the merge in memory, check out that commit in the scratch
+worktree, run the check, and land exactly the checked commit by compare-and-swap; if main moved
+meanwhile, recompute and check again, so main only ever points at commits that passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pygit2
+
+from tuiorch.agent import AgentProcess
+from tuiorch.gitops import GitRepo, MergeOutcome, PreparedMerge
+
+#: Lines of check output kept for the task's pane and the check_failed event.
+TAIL_LINES = 50
+#: Recomputations when main keeps moving while the check runs, before giving up for now.
+MAX_ROUNDS = 5
+
+GateStatus = Literal["merged", "already", "conflict", "blocked", "check_failed"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    passed: bool
+    exit: int | None  # None when a signal or the timeout ended it
+    output_tail: str  # the last TAIL_LINES lines, newline-joined
+    timed_out: bool = False
+    reason: str = ""  # one line for the user: "exit 1", "timed out after 5s", "command not found: x"
+
+
+@dataclass(frozen=True)
+class GatedMerge:
+    """How a gated merge ended.
+
+    merged/already/conflict: as MergeOutcome. check_failed: main untouched, `check` says why.
+    blocked: the user's dirty files (or locks) stopped the landing of a commit that passed; retry
+    with `GitRepo.land_merge(prepared)` (no re-check needed) or, if that says "moved", gated_merge.
+    """
+
+    status: GateStatus
+    merge: MergeOutcome | None  # the last gitops outcome (None for check_failed)
+    check: CheckResult | None  # the last check run; None when none was needed (conflict, already)
+    prepared: PreparedMerge | None  # the last merge computed (the one checked)
+    checks_run: int = 0
+
+    @property
+    def commit(self) -> str | None:
+        return self.merge.commit if self.merge is not None else None
+
+
+def _start_problem(argv0: str, cwd: Path) -> str | None:
+    """Why the check could not start at all, worded for the user; None when it looks startable."""
+    if not cwd.is_dir():
+        return f"cannot start check: working directory does not exist: {cwd}"
+    if "/" in argv0:
+        program = Path(argv0) if os.path.isabs(argv0) else cwd / argv0
+        if not program.is_file():
+            return f"cannot start check: command not found: {argv0}"
+        if not os.access(program, os.X_OK):
+            return f"cannot start check: permission denied: {argv0}"
+        return None
+    if shutil.which(argv0) is None:
+        return f"cannot start check: command not found: {argv0}"
+    return None
+
+
+def _head_of(worktree: Path) -> str:
+    try:
+        return str(pygit2.Repository(str(worktree)).head.target)
+    except (pygit2.GitError, KeyError):
+        return "(unknown commit)"
+
+
+def _append(log_path: Path, line: str) -> None:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(line + "\n")
+
+
+async def run_check(
+    argv: Sequence[str],
+    worktree: Path,
+    log_path: Path,
+    timeout: float | None,
+    *,
+    commit: str | None = None,
+    env: Mapping[str, str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> CheckResult:
+    """Run the check command in `worktree`, appending its output to `log_path` under a header line.
+
+    `argv` is already split (shlex) by the caller and is never given to a shell. `commit` names the
+    checked commit in the header (default: the worktree's HEAD). Passed means exit status 0 within
+    `timeout` seconds (None or <= 0: no limit); on timeout the process group is killed.
+    """
+    if not argv:
+        raise ValueError("check command is empty")
+    argv = [str(arg) for arg in argv]
+    worktree = Path(worktree)
+    log_path = Path(log_path)
+    sha = commit or await asyncio.to_thread(_head_of, worktree)
+    _append(log_path, f"== check: {shlex.join(argv)} on {sha} ==")
+    problem = _start_problem(argv[0], worktree)
+    if problem is not None:
+        _append(log_path, f"tuiorch: {problem}")
+        _append(log_path, f"== check failed: {problem} ==")
+        return CheckResult(False, 127, f"tuiorch: {problem}", reason=problem)
+
+    process = AgentProcess(
+        argv, worktree, log_path, env=env, tail_lines=TAIL_LINES, on_line=on_line, timeout=timeout
+    )
+    started = time.monotonic()
+    ended = await process.run()
+    took = time.monotonic() - started
+    tail = list(process.tail)
+    if ended.error:
+        reason = ended.error.replace("cannot start agent", "cannot start check")
+    elif ended.timed_out:
+        reason = f"timed out after {timeout:g}s"
+    elif ended.cancelled:
+        reason = "cancelled"
+    elif ended.signal:
+        reason = f"killed by {ended.signal}"
+    else:
+        reason = f"exit {ended.code}"
+    passed = ended.ok
+    if not passed and not ended.error:
+        # Say why in the tail too: the pane and the event show the tail, not the log's footer.
+        tail = [*tail[-(TAIL_LINES - 1) :], f"tuiorch: check {reason}"]
+    _append(log_path, f"== check {'passed' if passed else 'failed: ' + reason} ({took:.1f}s) ==")
+    return CheckResult(
+        passed=passed,
+        exit=ended.code,
+        output_tail="\n".join(tail),
+        timed_out=ended.timed_out,
+        reason="" if passed else reason,
+    )
+
+
+async def gated_merge(
+    repo: GitRepo,
+    branch: str,
+    base: str,
+    message: str,
+    argv: Sequence[str],
+    scratch: Path,
+    log_path: Path,
+    timeout: float | None,
+    *,
+    keep: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    on_check: Callable[[PreparedMerge], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
+    max_rounds: int = MAX_ROUNDS,
+) -> GatedMerge:
+    """Merge `branch` into `base` only if `argv` passes on the exact merge commit.
+
+    Per round: prepare the merge against base's tip (conflict/already end here), check it out
+    detached in `scratch`, call `on_check` (emit check_started there), run the check, and land that
+    very commit only if base has not moved; if it has, recompute and check again.
+    """
+    last_check: CheckResult | None = None
+    prepared: PreparedMerge | None = None
+    checks = 0
+    for _round in range(max_rounds):
+        computed = await asyncio.to_thread(repo.prepare_merge, branch, base, message)
+        if isinstance(computed, MergeOutcome):
+            return GatedMerge(computed.status, computed, last_check, prepared, checks)  # type: ignore[arg-type]
+        prepared = computed
+        await asyncio.to_thread(repo.checkout_detached, scratch, prepared.commit, keep)
+        if on_check is not None:
+            on_check(prepared)
+        last_check = await run_check(
+            argv, scratch, log_path, timeout, commit=prepared.commit, env=env, on_line=on_line
+        )
+        checks += 1
+        if not last_check.passed:
+            return GatedMerge("check_failed", None, last_check, prepared, checks)
+        landed = await asyncio.to_thread(repo.land_merge, prepared)
+        if landed.status != "moved":
+            return GatedMerge(landed.status, landed, last_check, prepared, checks)  # type: ignore[arg-type]
+        _append(log_path, f"tuiorch: {landed.message}")
+    gave_up = MergeOutcome(
+        "blocked",
+        None,
+        message=f"{base} kept moving while the check ran ({max_rounds} tries); tuiorch retries",
+    )
+    return GatedMerge("blocked", gave_up, last_check, prepared, checks)
