@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import shlex
 import time
 from collections import deque
 from collections.abc import Callable
@@ -191,6 +192,9 @@ class Orchestrator:
         await asyncio.to_thread(self.git.prune)
         await self._reconcile()
         for rec in self._resume_merges:
+            if not self.config.merge.auto:
+                rec.reason = "finished; waiting for your word to merge"
+                continue
             self._runners[rec.task.id] = asyncio.create_task(self._merge_only(rec), name=f"merge-{rec.task.id}")
         self._resume_merges.clear()
         flusher = asyncio.create_task(self._flush_output_loop())
@@ -200,7 +204,8 @@ class Orchestrator:
                 self._start_eligible()
                 if self._stopping and not self._runners:
                     break
-                if not self.keep_alive and not self._runners and not self._can_progress():
+                # Nothing running and nothing startable: nothing will change without the user.
+                if not self.keep_alive and not self._runners:
                     break
                 self._wake.clear()
                 try:
@@ -228,15 +233,6 @@ class Orchestrator:
         for process in self._processes.values():
             process.cancel()
         self._wake.set()
-
-    def _can_progress(self) -> bool:
-        if self.paused:
-            return False
-        queued = [r for r in self.records.values() if r.status is TaskStatus.QUEUED]
-        if not queued:
-            return False
-        # Something queued may still start once running work merges; with nothing running it never will.
-        return any(r.status.is_active for r in self.records.values())
 
     def _schedule_inputs(self) -> tuple[list[Task], set[str], int, set[str]]:
         running = [r.task for r in self.records.values() if r.status in UNMERGED_STATUSES]
@@ -319,6 +315,7 @@ class Orchestrator:
         rec.branch = self._branch_name(task)
         rec.worktree = self._slot_path(slot, task)
         rec.log_path = self.logs / f"{task.id}.log"
+        fresh_worktree = not rec.worktree.exists()
         # An earlier attempt's commits are kept: the retry builds on them.
         rec.base_sha = await asyncio.to_thread(
             functools.partial(
@@ -330,6 +327,14 @@ class Orchestrator:
                 keep_commits=rec.attempts > 1 or rec.keep_commits,
             )
         )
+        if fresh_worktree and self.config.slots.setup:
+            failure = await self._run_setup(rec)
+            if failure:
+                await asyncio.to_thread(self.git.remove_worktree, rec.worktree)  # set up again next time
+                rec.reason = failure
+                rec.ended = time.time()
+                self._set_status(rec, TaskStatus.FAILED, ev.TaskFailed(task=task.id, reason=failure))
+                return
         prompt = render_prompt(
             self.template,
             task=task,
@@ -415,7 +420,43 @@ class Orchestrator:
         self._set_status(rec, TaskStatus.FINISHED)
         # The slot is free as soon as the branch holds the work: the merge needs no worktree.
         self._free_slot(rec, slot)
+        if not self.config.merge.auto:
+            rec.reason = "finished; waiting for your word to merge"
+            self._persist()
+            self._emit(ev.Notice(message=f"task {task.id} finished; merge it when you are ready"))
+            return
         await self._merge(rec)
+
+    async def _run_setup(self, rec: TaskRecord) -> str | None:
+        """[slots] setup, once in a newly made worktree (argv split, never a shell); a failure message or None."""
+        assert rec.worktree is not None and rec.log_path is not None
+        argv = shlex.split(self.config.slots.setup)
+        with open(rec.log_path, "a", encoding="utf-8") as log:
+            log.write(f"== setup: {shlex.join(argv)} in {rec.worktree} ==\n")
+        process = AgentProcess(argv, rec.worktree, rec.log_path, timeout=self.config.agent.timeout or None)
+        self._processes[rec.task.id] = process
+        try:
+            exit_ = await process.run()
+        finally:
+            self._processes.pop(rec.task.id, None)
+        if _succeeded(exit_):
+            return None
+        return f"slot setup `{self.config.slots.setup}` {_failure_reason(exit_).replace('agent ', '')}"
+
+    async def approve_merge(self, task_id: str) -> None:
+        """With [merge] auto = false: the user's word to merge a finished task."""
+        rec = self._record(task_id)
+        if rec.status is not TaskStatus.FINISHED or task_id in self._runners:
+            raise CommandError(f"task {task_id} is not waiting to be merged")
+
+        async def merge() -> None:
+            try:
+                await self._merge(rec)
+            finally:
+                self._runners.pop(task_id, None)
+                self._wake.set()
+
+        self._runners[task_id] = asyncio.create_task(merge(), name=f"merge-{task_id}")
 
     def _line_handler(self, rec: TaskRecord) -> Callable[[str], None]:
         """Per agent run: parse each output line into the pane's tail and progress."""
