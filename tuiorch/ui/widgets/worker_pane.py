@@ -47,6 +47,8 @@ class WorkerPane(Vertical, can_focus=True):
         self._max_lines = max_lines
         self._buffer: list[str] = []
         self._shown: tuple[Any, ...] = ()
+        #: Snapshot mode: agent output holds temp paths and shas, so the tail stays empty.
+        self._redact = False
         self.border_title = f"slot {slot + 1} · idle"
 
     def compose(self) -> ComposeResult:
@@ -66,6 +68,8 @@ class WorkerPane(Vertical, can_focus=True):
             del self._buffer[: -self._max_lines]
 
     def flush(self) -> None:
+        if self._buffer and self._redact:
+            self._buffer = []
         if self._buffer:
             lines, self._buffer = self._buffer, []
             self.query_one(Log).write_lines(lines)
@@ -73,8 +77,9 @@ class WorkerPane(Vertical, can_focus=True):
     def show(self, record: Any | None, now: float, *, redact: bool = False) -> None:
         """Render `record` (an orchestrator TaskRecord, or None for an idle slot) as of `now`.
 
-        `redact` hides the timings, which differ run to run (snapshot tests).
+        `redact` hides the timings and the log, which differ run to run (snapshot tests).
         """
+        self._redact = redact
         if record is None:
             if self.task_id is not None or not self._shown:
                 self.task_id = None
@@ -94,7 +99,8 @@ class WorkerPane(Vertical, can_focus=True):
             self._buffer = []
             log = self.query_one(Log)
             log.clear()
-            log.write_lines(list(record.tail))
+            if not redact:
+                log.write_lines(list(record.tail))
         status = TaskStatus(record.status)
         elapsed = None if record.started is None else (record.ended or now) - record.started
         quiet = None if record.last_output is None else now - record.last_output
