@@ -35,6 +35,7 @@ QUICK = {"tasks": 4, "workers": 2, "files": 50}
 class ArmResult:
     wall: float  # seconds, end to end
     first_merge: float | None  # seconds from start to the first merge landing on main
+    retries: int = 0  # git-cli: commands retried after colliding with another thread's git
 
 
 def tasks_md(count: int) -> str:
@@ -111,6 +112,8 @@ def _event_name(line: str) -> str | None:
 
 def run_git_cli(repo: Path, tasks: int, workers: int, agent: Path) -> ArmResult:
     """The seed workflow, automated as a pool of `workers` threads calling the git CLI."""
+    global retries
+    retries = 0
     initial = git(repo, "rev-parse", "main")
     worktrees = repo.parent / f"{repo.name}-worktrees"
     worktrees.mkdir(exist_ok=True)
@@ -140,17 +143,24 @@ def run_git_cli(repo: Path, tasks: int, workers: int, agent: Path) -> ArmResult:
     merges = two_parent_merges(repo, initial)
     if merges != tasks:
         raise BenchError(f"git-cli: expected {tasks} two-parent merges on main, found {merges}")
-    return ArmResult(wall, first_merge[0] if first_merge else None)
+    return ArmResult(wall, first_merge[0] if first_merge else None, retries)
+
+
+_TRANSIENT = (".lock", "/worktrees/")
+retries = 0  # how often _git_retrying had to retry, reported with the figures
 
 
 def _git_retrying(repo: Path, env: dict[str, str], *args: str, attempts: int = 20) -> str:
-    """git, retried while another thread's git holds a lock file (parallel git commands do collide)."""
+    """git, retried while another thread's git holds a lock file or has a worktree half made: parallel
+    git commands on one repository do collide (`git branch -d` reads every worktree's admin dir)."""
+    global retries
     for attempt in range(attempts):
         try:
             return git(repo, *args, env=env)
         except BenchError as exc:
-            if ".lock" not in str(exc) or attempt == attempts - 1:
+            if not any(mark in str(exc) for mark in _TRANSIENT) or attempt == attempts - 1:
                 raise
+            retries += 1
             time.sleep(0.02)
     raise AssertionError("unreachable")
 
@@ -178,7 +188,7 @@ def bench_size(files: int, tasks: int, workers: int, *, keep: bool, profile: boo
         )
         print(
             f"  first merge: tuiorch {_maybe(tuiorch_result.first_merge)}  git-cli {_maybe(cli_result.first_merge)}"
-            f"  (repo generation {setup:.2f}s for both, not timed)"
+            f"  git-cli retries {cli_result.retries}  (repo generation {setup:.2f}s for both, not timed)"
         )
         if profile:
             _profile(base, files, tasks, workers, agent)
