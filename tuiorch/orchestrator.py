@@ -30,7 +30,8 @@ from tuiorch.config import (
     render_commit_message,
 )
 from tuiorch.events import TaskStatus
-from tuiorch.gitops import GitError, GitRepo
+from tuiorch.gate import GatedMerge, gated_merge
+from tuiorch.gitops import GitError, GitRepo, PreparedMerge
 from tuiorch.prompt import RESOLVE_TEMPLATE, load_template, render_prompt, render_resolve_prompt
 from tuiorch.scheduler import pick_tasks, wait_reasons
 from tuiorch.state import StateError, load_state, log_dir, save_state
@@ -91,6 +92,11 @@ class TaskRecord:
     keep_commits: bool = False
     #: Resolver-agent attempts spent on the current conflict.
     resolve_attempts: int = 0
+    #: Times the agent was sent back to fix a failed [merge] check, and that check's last output.
+    check_fixes: int = 0
+    check_output: str = ""
+    #: A merge commit that passed the check but could not land yet (merge_blocked).
+    prepared: PreparedMerge | None = None
 
     @property
     def elapsed(self) -> float | None:
@@ -195,7 +201,7 @@ class Orchestrator:
             if not self.config.merge.auto:
                 rec.reason = "finished; waiting for your word to merge"
                 continue
-            self._runners[rec.task.id] = asyncio.create_task(self._merge_only(rec), name=f"merge-{rec.task.id}")
+            self._start_merge_runner(rec)
         self._resume_merges.clear()
         flusher = asyncio.create_task(self._flush_output_loop())
         predictor = asyncio.create_task(self._predict_conflicts_loop())
@@ -446,17 +452,14 @@ class Orchestrator:
     async def approve_merge(self, task_id: str) -> None:
         """With [merge] auto = false: the user's word to merge a finished task."""
         rec = self._record(task_id)
-        if rec.status is not TaskStatus.FINISHED or task_id in self._runners:
+        if rec.status is not TaskStatus.FINISHED:
             raise CommandError(f"task {task_id} is not waiting to be merged")
+        self._start_merge_runner(rec)
 
-        async def merge() -> None:
-            try:
-                await self._merge(rec)
-            finally:
-                self._runners.pop(task_id, None)
-                self._wake.set()
-
-        self._runners[task_id] = asyncio.create_task(merge(), name=f"merge-{task_id}")
+    def _start_merge_runner(self, rec: TaskRecord) -> None:
+        if rec.task.id in self._runners:
+            raise CommandError(f"task {rec.task.id} is busy")
+        self._runners[rec.task.id] = asyncio.create_task(self._merge_only(rec), name=f"merge-{rec.task.id}")
 
     def _line_handler(self, rec: TaskRecord) -> Callable[[str], None]:
         """Per agent run: parse each output line into the pane's tail and progress."""
@@ -505,6 +508,12 @@ class Orchestrator:
             self._wake.set()
 
     def _retry_note(self, rec: TaskRecord) -> str:
+        if rec.check_output and rec.keep_commits:
+            return (
+                f"Your branch already holds your earlier work, but merged with {self.base} it fails the "
+                f"check `{self.config.merge.check}`. Fix that and commit. The check's last output:\n"
+                f"```\n{rec.check_output}\n```\n"
+            )
         if rec.attempts <= 1 or not rec.tail:
             return ""
         last = "\n".join(list(rec.tail)[-20:])
@@ -530,9 +539,24 @@ class Orchestrator:
         async with self._merge_lock:
             if was_blocked_on is None:
                 self._set_status(rec, TaskStatus.MERGING, ev.MergeStarted(task=task.id))
-            outcome = await asyncio.to_thread(
-                self.git.merge, rec.branch, self.base, self._commit_message(task)
-            )
+            landed = None
+            if self.config.merge.check and rec.prepared is not None and was_blocked_on is not None:
+                # This exact commit passed the check already; only the user's files stopped it.
+                landed = await asyncio.to_thread(self.git.land_merge, rec.prepared)
+                if landed.status == "moved":
+                    landed = None
+            if landed is not None:
+                outcome = landed
+            elif self.config.merge.check:
+                gated = await self._gated_merge(rec)
+                rec.prepared = gated.prepared if gated.status == "blocked" else None
+                if gated.status == "check_failed":
+                    await self._check_failed(rec, gated)
+                    return
+                assert gated.merge is not None
+                outcome = gated.merge
+            else:
+                outcome = await asyncio.to_thread(self.git.merge, rec.branch, self.base, self._commit_message(task))
         if outcome.status in ("merged", "already"):
             rec.commit = outcome.commit
             rec.paths = ()
@@ -660,8 +684,16 @@ class Orchestrator:
         return None
 
     async def hand_to_agent(self, task_id: str) -> None:
-        """The conflict modal's `g`: the resolver agent gets a fresh set of attempts."""
+        """The conflict modal's `g`: the resolver agent gets a fresh set of attempts.
+
+        For a failed check, the task's agent gets its branch back with the check's output in its prompt.
+        """
         rec = self._record(task_id)
+        if rec.status is TaskStatus.CHECK_FAILED:
+            rec.keep_commits = True
+            rec.attempts = 0
+            self._requeue_front(rec)
+            return
         if rec.status not in (TaskStatus.CONFLICT, TaskStatus.RESOLVING):
             raise CommandError(f"task {task_id} is not in conflict")
         if task_id in self._runners:
@@ -680,6 +712,48 @@ class Orchestrator:
                 self._wake.set()
 
         self._runners[task_id] = asyncio.create_task(resolve(), name=f"resolve-{task_id}")
+
+    async def _gated_merge(self, rec: TaskRecord) -> GatedMerge:
+        """[merge] check: main moves only to the exact merge commit that passed the check."""
+        task = rec.task
+        assert rec.branch is not None
+
+        def on_check(prepared: PreparedMerge) -> None:
+            self._set_status(rec, TaskStatus.CHECKING, ev.CheckStarted(task=task.id, commit=prepared.commit))
+
+        return await gated_merge(
+            self.git,
+            rec.branch,
+            self.base,
+            self._commit_message(task),
+            shlex.split(self.config.merge.check),
+            self._worktree_dir() / ".check",
+            self.logs / f"{task.id}.log",
+            self.config.agent.timeout or None,
+            keep=tuple(self.config.slots.keep),
+            on_check=on_check,
+            on_line=self._line_handler(rec),
+        )
+
+    async def _check_failed(self, rec: TaskRecord, gated: GatedMerge) -> None:
+        task = rec.task
+        check = gated.check
+        assert check is not None
+        rec.reason = f"check failed: {check.reason or 'exit ' + str(check.exit)}"
+        rec.check_output = check.output_tail
+        self._set_status(
+            rec, TaskStatus.CHECK_FAILED, ev.CheckFailed(task=task.id, exit=check.exit, output=check.output_tail)
+        )
+        policy = self.config.merge.on_check_fail
+        if policy == "requeue" and rec.requeues < 1:
+            await self.requeue(task.id)
+        elif policy == "agent" and rec.check_fixes < self.config.agent.retries + 1:
+            # The agent gets its branch back with the failure in its prompt.
+            rec.check_fixes += 1
+            rec.keep_commits = True
+            rec.attempts = 0
+            self._requeue_front(rec)
+        self._wake.set()
 
     async def _retry_blocked_merges(self) -> None:
         for rec in list(self.records.values()):
@@ -729,6 +803,9 @@ class Orchestrator:
 
     def retry(self, task_id: str) -> None:
         rec = self._record(task_id)
+        if rec.status is TaskStatus.CHECK_FAILED:
+            self._start_merge_runner(rec)  # main may have moved, or the check was flaky
+            return
         if rec.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EMPTY, TaskStatus.CHECK_FAILED):
             raise CommandError(f"task {task_id} is {rec.status.value}; only failed or cancelled tasks are retried")
         rec.attempts = 0
@@ -940,6 +1017,7 @@ class Orchestrator:
         paths = {self._slot_path(i, self.records[t].task) for i, t in enumerate(self.slots) if t}
         if self.config.slots.reuse:
             paths |= {self._slot_path(i, Task(id="_", title="_")) for i in range(max(len(self.slots), self.workers))}
+        paths.add(self._worktree_dir() / ".check")
         for path in paths:
             if path.exists():
                 await asyncio.to_thread(self.git.remove_worktree, path)
