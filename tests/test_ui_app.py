@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import textwrap
@@ -52,12 +53,12 @@ def statuses(app: TuiorchApp) -> dict[str, str]:
 
 
 def agent_processes() -> list[psutil.Process]:
-    """Demo agents started by this test process that are still alive."""
+    """Demo agents started by this test process (other test runs may share the machine)."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info.get("cmdline") or []
-        if "tuiorch.demo_agent" in cmdline and proc.pid != os.getpid():
-            found.append(proc)
+    for proc in psutil.Process(os.getpid()).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "tuiorch.demo_agent" in proc.cmdline():
+                found.append(proc)
     return found
 
 
@@ -175,12 +176,13 @@ async def test_pool_keys_add_and_remove_panes_and_running_workers(repo: Path) ->
 
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        assert agent_processes(), "quitting must ask before it stops running agents"
+        agents = agent_processes()
+        assert agents, "quitting must ask before it stops running agents"
         await pilot.press("y")
         await wait_for(pilot, lambda: not app.is_running)
     assert app.return_value == 1  # tasks were cancelled, not merged
     await asyncio.sleep(0.2)
-    assert agent_processes() == []
+    assert [proc.pid for proc in agents if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE] == []
 
 
 async def test_the_conflict_modal_opens_itself_and_take_ours_lands_the_merge(repo: Path) -> None:

@@ -146,6 +146,8 @@ class TuiorchApp(App[int]):
 
     def render_state(self) -> None:
         """Re-read the orchestrator into the widgets (attributes down)."""
+        if not self.screen_stack:
+            return  # shutting down: the interval may fire once more after the screens are gone
         orch = self.orch
         now = self.clock()
         with self.batch_update():

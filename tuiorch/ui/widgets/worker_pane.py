@@ -49,6 +49,7 @@ class WorkerPane(Vertical, can_focus=True):
         self._shown: tuple[Any, ...] = ()
         #: Snapshot mode: agent output holds temp paths and shas, so the tail stays empty.
         self._redact = False
+        self._ready = False
         self.border_title = f"slot {slot + 1} · idle"
 
     def compose(self) -> ComposeResult:
@@ -60,6 +61,7 @@ class WorkerPane(Vertical, can_focus=True):
         yield log
 
     def on_mount(self) -> None:
+        self._ready = True
         self.set_interval(FLUSH_SECONDS, self.flush)
 
     def queue_lines(self, lines: Iterable[str]) -> None:
@@ -79,6 +81,8 @@ class WorkerPane(Vertical, can_focus=True):
 
         `redact` hides the timings and the log, which differ run to run (snapshot tests).
         """
+        if not self._ready or not self.is_attached:
+            return  # just mounted (or being removed) by a pool resize; the next tick draws it
         self._redact = redact
         if record is None:
             if self.task_id is not None or not self._shown:
