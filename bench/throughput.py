@@ -112,8 +112,7 @@ def _event_name(line: str) -> str | None:
 
 def run_git_cli(repo: Path, tasks: int, workers: int, agent: Path) -> ArmResult:
     """The seed workflow, automated as a pool of `workers` threads calling the git CLI."""
-    global retries
-    retries = 0
+    retries: list[int] = []  # one entry per retried git command (thread-safe: list.append)
     initial = git(repo, "rev-parse", "main")
     worktrees = repo.parent / f"{repo.name}-worktrees"
     worktrees.mkdir(exist_ok=True)
@@ -125,7 +124,7 @@ def run_git_cli(repo: Path, tasks: int, workers: int, agent: Path) -> ArmResult:
     def one_task(number: int) -> None:
         branch = f"task-{number}"
         path = worktrees / branch
-        _git_retrying(repo, env, "worktree", "add", "-q", "-b", branch, str(path))
+        _add_worktree(repo, env, retries, branch, path)
         done = subprocess.run([sys.executable, str(agent), str(path)], cwd=path, env=env, capture_output=True)
         if done.returncode != 0:
             raise BenchError(f"bench agent failed in {path}: {done.stderr.decode(errors='replace')}")
@@ -133,8 +132,8 @@ def run_git_cli(repo: Path, tasks: int, workers: int, agent: Path) -> ArmResult:
             git(repo, "merge", "--no-ff", "-q", "-m", f"feat: bench task {number}", branch, env=env)
             if not first_merge:
                 first_merge.append(time.perf_counter() - start)
-        _git_retrying(repo, env, "worktree", "remove", str(path))
-        _git_retrying(repo, env, "branch", "-d", "-q", branch)
+        _git_retrying(repo, env, retries, "worktree", "remove", str(path))
+        _git_retrying(repo, env, retries, "branch", "-d", "-q", branch)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for future in [pool.submit(one_task, number) for number in range(1, tasks + 1)]:
@@ -143,26 +142,42 @@ def run_git_cli(repo: Path, tasks: int, workers: int, agent: Path) -> ArmResult:
     merges = two_parent_merges(repo, initial)
     if merges != tasks:
         raise BenchError(f"git-cli: expected {tasks} two-parent merges on main, found {merges}")
-    return ArmResult(wall, first_merge[0] if first_merge else None, retries)
+    return ArmResult(wall, first_merge[0] if first_merge else None, len(retries))
 
 
 _TRANSIENT = (".lock", "/worktrees/")
-retries = 0  # how often _git_retrying had to retry, reported with the figures
 
 
-def _git_retrying(repo: Path, env: dict[str, str], *args: str, attempts: int = 20) -> str:
+def _git_retrying(repo: Path, env: dict[str, str], retries: list[int], *args: str, attempts: int = 20) -> str:
     """git, retried while another thread's git holds a lock file or has a worktree half made: parallel
     git commands on one repository do collide (`git branch -d` reads every worktree's admin dir)."""
-    global retries
     for attempt in range(attempts):
         try:
             return git(repo, *args, env=env)
         except BenchError as exc:
             if not any(mark in str(exc) for mark in _TRANSIENT) or attempt == attempts - 1:
                 raise
-            retries += 1
+            retries.append(attempt)
             time.sleep(0.02)
     raise AssertionError("unreachable")
+
+
+def _add_worktree(repo: Path, env: dict[str, str], retries: list[int], branch: str, path: Path) -> None:
+    """`git worktree add -b`, retried like _git_retrying; a failed attempt may have made the branch or part
+    of the worktree already, so those are removed before the next one."""
+    for attempt in range(20):
+        try:
+            git(repo, "worktree", "add", "-q", "-b", branch, str(path), env=env)
+            return
+        except BenchError as exc:
+            if not any(mark in str(exc) for mark in _TRANSIENT) or attempt == 19:
+                raise
+            retries.append(attempt)
+            time.sleep(0.02)
+            shutil.rmtree(path, ignore_errors=True)
+            _git_retrying(repo, env, retries, "worktree", "prune")
+            if git(repo, "branch", "--list", branch, env=env):
+                _git_retrying(repo, env, retries, "branch", "-D", "-q", branch)
 
 
 def profiler_available() -> bool:
@@ -180,6 +195,8 @@ def bench_size(files: int, tasks: int, workers: int, *, keep: bool, profile: boo
             raise BenchError("the two generated repos differ")
         setup = time.perf_counter() - start
         tuiorch_result = run_tuiorch(tuiorch_repo, tasks, workers, agent)
+        # Progress on stderr: the git-CLI arm can take minutes on a big repo.
+        print(f"  (tuiorch arm done in {tuiorch_result.wall:.2f}s; git-cli arm running)", file=sys.stderr)
         cli_result = run_git_cli(cli_repo, tasks, workers, agent)
         speedup = cli_result.wall / tuiorch_result.wall
         print(
