@@ -55,7 +55,7 @@ AGENT_SCRIPT = textwrap.dedent(
     elif mode == "checkout_other":
         subprocess.run(["git", "checkout", "-q", "-b", f"other-{task}"], cwd=worktree, check=True)
         commit(f"other-{task}.txt", "elsewhere\\n", f"feat: on another branch for {task}")
-    elif mode == "commit_then_hang":
+    elif mode in ("commit_then_hang", "lock_then_hang"):
         # First attempt: commit part A and hang (the orchestrator is killed meanwhile). A resumed
         # attempt finds A already on its branch, adds part B and finishes.
         if (worktree / f"{task}-a.txt").exists():
@@ -63,6 +63,14 @@ AGENT_SCRIPT = textwrap.dedent(
         else:
             commit(f"{task}-a.txt", "a\\n", f"feat: task {task} part A")
             print("part A committed", flush=True)
+            if mode == "lock_then_hang":
+                # As if killed in the middle of a `git add`: index.lock outlives its holder.
+                lock = subprocess.run(
+                    ["git", "rev-parse", "--git-path", "index.lock"],
+                    cwd=worktree, capture_output=True, text=True, check=True,
+                ).stdout.strip()
+                (worktree / f"{task}-half.txt").write_text("half done\\n")
+                Path(worktree, lock).write_text("")
             time.sleep(300)
     """
 )
@@ -228,6 +236,8 @@ import random  # noqa: E402  (kept with the tests that use it)
 
 import pytest  # noqa: E402
 
+from tuiorch.state import load_state  # noqa: E402
+
 RESUME_PENDING = "resume after a crash (kill the recorded agent groups, keep commits, finish a landed merge) is being added"
 
 
@@ -358,10 +368,24 @@ def branch_ahead(repo: Path, branch: str) -> bool:
     return done.returncode == 0 and done.stdout.strip() not in ("", "0")
 
 
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "commit_then_hang",
+        pytest.param(
+            "lock_then_hang",
+            marks=pytest.mark.xfail(
+                strict=False,
+                reason="resume bug: the killed agent's stale index.lock in its worktree is not cleared, so the "
+                "resumed tasks fail ('the index is locked'; 'task-1 is checked out in slot-1')",
+            ),
+        ),
+    ],
+)
 def test_kill9_while_an_agent_runs_then_resume_keeps_its_commits_and_merges_once(
-    repo: Path, tmp_path: Path, reaper: None
+    repo: Path, tmp_path: Path, reaper: None, mode: str
 ) -> None:
-    agent = custom_agent(tmp_path, {"1": "commit_then_hang", "2": "write"})
+    agent = custom_agent(tmp_path, {"1": mode, "2": "write"})
     write_project(repo, "## Task 1: Two parts\n\n## Task 2: Works\n", agent=agent, workers=2)
     proc = start_headless(repo)
     wait_for(lambda: branch_ahead(repo, "task-1"))
@@ -371,6 +395,7 @@ def test_kill9_while_an_agent_runs_then_resume_keeps_its_commits_and_merges_once
     assert old_groups and any(alive(g) for g in old_groups)  # the crash left the agent running
 
     code, events, stderr = run_headless(repo)
+    assert "Traceback" not in stderr, stderr[-2000:]
     assert code == 0, stderr + json.dumps(events)[:2000]
     assert not any(alive(g) for g in old_groups), "resume did not kill the crashed run's agent"
     assert git(repo, "merge-base", "--is-ancestor", part_a, "main") == ""  # part A kept, not redone
@@ -411,7 +436,10 @@ def test_kill9_at_random_moments_never_loses_or_doubles_a_merge(repo: Path, reap
         if proc.poll() is None:
             kills += 1
         kill9(proc)
+        # A kill in the middle of a state write leaves the old file or the new one, never a torn one.
+        assert load_state(repo / ".git") is not None
     code, events, stderr = run_headless(repo)
+    assert "Traceback" not in stderr
     counts = merges_per_task(repo)
     assert all(n <= 1 for n in counts.values()), f"a task merged twice: {counts}"
     assert not main_has_markers(repo)
