@@ -124,6 +124,17 @@ def _task_branch_with_other_commits(tmp: Path) -> Path:
     return repo
 
 
+def _crashed_run_branch(tmp: Path) -> Path:
+    """A crashed run's task-1 with commits, named in its saved state (resumed unless --fresh)."""
+    repo = _task_branch_with_other_commits(tmp)
+    state = repo / ".git" / "tuiorch" / "state.toml"
+    state.parent.mkdir(parents=True)
+    state.write_text(
+        'version = 1\nbase = "main"\norder = ["1"]\n\n[tasks.1]\nstatus = "running"\nbranch = "task-1"\n'
+    )
+    return repo
+
+
 def _tasks_md_is_a_folder(tmp: Path) -> Path:
     repo = project(tmp, tasks=None)
     (repo / "TASKS.md").mkdir()
@@ -163,6 +174,11 @@ CASES: dict[str, Case] = {
     "detached HEAD": Case(_detached, ("detached", "git switch")),
     "task branch exists with other commits": Case(
         _task_branch_with_other_commits, ("task-1", "commits not in main", "tuiorch clean --force")
+    ),
+    "--fresh with a crashed run's task branch holding commits": Case(
+        _crashed_run_branch,
+        ("task-1", "commits not in main", "tuiorch clean --force"),
+        args=("run", "--headless", "--fresh"),
     ),
     "worktree folder under a regular file": Case(_worktrees_under_a_file, ("worktrees", "README.md")),
     # task file
