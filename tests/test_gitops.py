@@ -850,3 +850,26 @@ def test_start_manual_merge_refuses_a_dirty_worktree(gr: GitRepo, repo: Path, tm
     (wt / "b.txt").write_text("uncommitted\n")
     with pytest.raises(GitError, match="uncommitted changes"):
         gr.start_manual_merge(wt, "main")
+
+
+def test_files_already_holding_the_merge_result_do_not_block_it(tmp_path: Path) -> None:
+    """What a crash between the checkout and the ref move leaves behind: main's files ahead of main."""
+    from tests.conftest import git as run_git
+    from tests.conftest import make_repo
+
+    repo = make_repo(tmp_path / "r", {"a.txt": "a\n", "gone.txt": "g\n"})
+    run_git(repo, "branch", "t")
+    wt = tmp_path / "wt"
+    run_git(repo, "worktree", "add", "-q", str(wt), "t")
+    (wt / "new.txt").write_text("new\n")
+    (wt / "a.txt").write_text("a2\n")
+    (wt / "gone.txt").unlink()
+    run_git(wt, "add", "-A")
+    run_git(wt, "commit", "-qm", "task work")
+    (repo / "new.txt").write_text("new\n")
+    (repo / "a.txt").write_text("a2\n")
+    (repo / "gone.txt").unlink()
+    outcome = GitRepo(repo).merge("t", "main", "merge t")
+    assert outcome.status == "merged"
+    assert run_git(repo, "status", "--porcelain") == ""
+    assert run_git(repo, "rev-list", "--parents", "-n", "1", "main").count(" ") == 2

@@ -77,7 +77,11 @@ def _locked(method: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         self = args[0]
         with self._lock:  # type: ignore[attr-defined]
-            return method(*args, **kwargs)
+            try:
+                return method(*args, **kwargs)
+            except pygit2.GitError as exc:
+                # libgit2's own errors (a worktree deleted under us, a corrupt ref) reach the user as ours.
+                raise GitError(f"git: {exc}") from exc
 
     return wrapper
 
@@ -256,6 +260,15 @@ class GitRepo:
             return None
         return admin
 
+    def _clear_dead_agent_lock(self, path: Path) -> None:
+        """Remove an index.lock left in one of our worktrees by a killed agent.
+
+        Called only when no agent runs there (its whole process group is gone), so the lock is stale.
+        """
+        admin = self._worktree_admin(path)
+        if admin is not None:
+            (admin / "index.lock").unlink(missing_ok=True)
+
     def _registered_admin(self, path: Path) -> Path | None:
         """The admin dir registered for `path`, even when the directory itself is gone."""
         target = path.resolve()
@@ -401,6 +414,7 @@ class GitRepo:
 
     def _reuse_worktree(self, path: Path, branch: str, keep: Sequence[str]) -> None:
         """Warm slot reuse: switch the worktree to `branch`, writing only files that differ."""
+        self._clear_dead_agent_lock(path)
         wt_repo = pygit2.Repository(str(path))
         wt_repo.state_cleanup()  # drop MERGE_HEAD etc. left by an abandoned manual merge
         wt_repo.checkout(f"refs/heads/{branch}", strategy=CheckoutStrategy.FORCE)
@@ -568,9 +582,21 @@ class GitRepo:
     # ---------------------------------------------------------------- commits
 
     @_locked
-    def commit_leftovers(self, worktree: Path, message: str) -> str | None:
-        """Commit everything uncommitted in `worktree` (like `git add -A`); None when it is clean."""
+    def commit_leftovers(self, worktree: Path, message: str, branch: str | None = None) -> str | None:
+        """Commit everything uncommitted in `worktree` (like `git add -A`); None when it is clean.
+
+        With `branch`, refuses (GitError) unless the worktree still has that branch checked out: an agent
+        that switched branches must not have its leftovers committed somewhere else.
+        """
+        if not Path(worktree).is_dir():
+            raise GitError(f"the worktree {worktree} is gone (did the agent delete it?)")
+        self._clear_dead_agent_lock(Path(worktree).absolute())
         wt_repo = pygit2.Repository(str(worktree))
+        if branch is not None:
+            head = None if wt_repo.head_is_detached else wt_repo.head.shorthand
+            if head != branch:
+                where = f"branch {head}" if head else "a detached HEAD"
+                raise GitError(f"the agent left {branch} for {where} in {worktree}; its work there is kept")
         changes = wt_repo.status(untracked_files="all")
         if not changes:
             return None
@@ -745,16 +771,23 @@ class GitRepo:
                         )
                     )
                 workdirs = self._checkouts(base)
-                blocked = self._blocked_by_user(base, workdirs, changed)
+                blocked = self._blocked_by_user(base, workdirs, changed, self._repo[tree_id].peel(pygit2.Tree))
                 if blocked is not None:
                     raise _Refused(blocked)
+                new_tree = self._repo[tree_id].peel(pygit2.Tree)
                 for workdir in workdirs:
                     wt_repo = pygit2.Repository(str(workdir))
+                    # Files already holding the merge's content (left by a crash mid-merge, or written by
+                    # the user) are not checked out again, which SAFE would refuse; only the index follows.
+                    already = {p for p in changed if _file_matches(Path(workdir) / p, _tree_entry(new_tree, p))}
+                    to_write = sorted(changed - already)
                     touched.append(wt_repo)  # before the checkout: a failed one may have written files
-                    if changed:
+                    if to_write:
                         # libgit2 wants objects looked up through the Repository doing the checkout.
                         wt_tree = wt_repo[tree_id]
-                        wt_repo.checkout_tree(wt_tree, strategy=CheckoutStrategy.SAFE, paths=sorted(changed))
+                        wt_repo.checkout_tree(wt_tree, strategy=CheckoutStrategy.SAFE, paths=to_write)
+                    if already:
+                        _index_follows(wt_repo, new_tree, already)
                 # Reflog signature None: pygit2 1.21 cannot pass a Signature here (TypeError).
                 txn.set_target(refname, commit_id, None, f"tuiorch: merge {prepared.branch_tip} (--no-ff)")
         except _LockBusy:
@@ -773,8 +806,14 @@ class GitRepo:
             )
         return MergeOutcome("merged", prepared.commit, message=f"merged {prepared.branch_tip} into {base}")
 
-    def _blocked_by_user(self, base: str, workdirs: list[Path], changed: set[str]) -> MergeOutcome | None:
-        """A 'blocked' outcome if a working tree on base has user changes the merge would touch."""
+    def _blocked_by_user(
+        self, base: str, workdirs: list[Path], changed: set[str], new_tree: pygit2.Tree
+    ) -> MergeOutcome | None:
+        """A 'blocked' outcome if a working tree on base has user changes the merge would touch.
+
+        A dirty file that already holds exactly what the merge writes does not block: nothing of the
+        user's would be overwritten (this is also what a merge interrupted by a crash leaves behind).
+        """
         for workdir in workdirs:
             wt_repo = pygit2.Repository(str(workdir))
             if wt_repo.state() != RepositoryState.NONE:
@@ -787,14 +826,20 @@ class GitRepo:
                 return MergeOutcome(
                     "blocked",
                     None,
-                    message=f"{base} in {workdir} is busy (another git process holds its index); tuiorch retries",
+                    message=(
+                        f"{base} in {workdir} is busy (another git process holds its index); tuiorch retries. "
+                        f"If no git process is running, delete {Path(wt_repo.path) / 'index.lock'}"
+                    ),
                 )
             if not changed:
                 continue
             dirty = [
                 p for p, flags in wt_repo.status(untracked_files="all").items() if flags != FileStatus.IGNORED
             ]
-            hits = sorted({d for d in dirty for c in changed if _paths_collide(d, c)})
+            hits = sorted(
+                {d for d in dirty for c in changed if _paths_collide(d, c)}
+                - {d for d in dirty if d in changed and _file_matches(workdir / d, _tree_entry(new_tree, d))}
+            )
             if hits:
                 return MergeOutcome(
                     "blocked",
@@ -953,6 +998,20 @@ def _file_matches(target: Path, entry: pygit2.Object | None) -> bool:
     if entry.filemode == FileMode.LINK:
         return target.is_symlink() and os.readlink(target).encode() == entry.data
     return target.is_file() and not target.is_symlink() and pygit2.hashfile(str(target)) == entry.id
+
+
+def _index_follows(wt_repo: pygit2.Repository, tree: pygit2.Tree, paths: set[str]) -> None:
+    """Point the index entries of `paths` at `tree`'s blobs (or drop them) without touching files."""
+    index = wt_repo.index
+    index.read()
+    for path in paths:
+        entry = _tree_entry(tree, path)
+        if entry is None:
+            if path in index:
+                index.remove(path)
+        else:
+            index.add(pygit2.IndexEntry(path, entry.id, entry.filemode))
+    index.write()
 
 
 def _undo_checkout(

@@ -295,9 +295,10 @@ class Orchestrator:
                 rec.reason = "cancelled"
                 self._set_status(rec, TaskStatus.CANCELLED, ev.TaskCancelled(task=task.id))
             raise
-        except GitError as exc:
-            rec.reason = str(exc)
-            self._set_status(rec, TaskStatus.FAILED, ev.TaskFailed(task=task.id, reason=str(exc)))
+        except (GitError, OSError) as exc:
+            await self._fail_after_error(rec, str(exc))
+        except Exception as exc:  # a bug must fail one task, not take the pool down
+            await self._fail_after_error(rec, f"internal error: {type(exc).__name__}: {exc}")
         finally:
             self._free_slot(rec, slot)
             self._runners.pop(task.id, None)
@@ -393,7 +394,10 @@ class Orchestrator:
             # An interrupted attempt's edits are kept on its branch: a retry builds on them.
             with contextlib.suppress(GitError):
                 await asyncio.to_thread(
-                    self.git.commit_leftovers, rec.worktree, f"wip: {task.title} (attempt {rec.attempts} stopped)"
+                    self.git.commit_leftovers,
+                    rec.worktree,
+                    f"wip: {task.title} (attempt {rec.attempts} stopped)",
+                    rec.branch,
                 )
             await self._leave_worktree(rec)
         if exit_.cancelled:
@@ -414,7 +418,7 @@ class Orchestrator:
             )
             return
         message = self._commit_message(task)
-        await asyncio.to_thread(self.git.commit_leftovers, rec.worktree, message)
+        await asyncio.to_thread(self.git.commit_leftovers, rec.worktree, message, rec.branch)
         has_commits = await asyncio.to_thread(self.git.has_new_commits, rec.branch, rec.base_sha)
         rec.tip = await asyncio.to_thread(self.git.branch_tip, rec.branch)
         await self._leave_worktree(rec)
@@ -482,6 +486,13 @@ class Orchestrator:
                 self._set_status(rec, TaskStatus.RUNNING)
 
         return on_line
+
+    async def _fail_after_error(self, rec: TaskRecord, reason: str) -> None:
+        rec.reason = reason
+        rec.ended = rec.ended or time.time()
+        self._set_status(rec, TaskStatus.FAILED, ev.TaskFailed(task=rec.task.id, reason=reason))
+        with contextlib.suppress(GitError, OSError):
+            await self._leave_worktree(rec)
 
     async def _leave_worktree(self, rec: TaskRecord) -> None:
         """The agent is done with its worktree: detach a warm slot, or remove a per-task one."""
@@ -921,6 +932,15 @@ class Orchestrator:
         rec.paths = tuple(p for p in rec.paths if p != path)
         self._emit(ev.QueueChanged())
 
+    async def mark_resolved(self, task_id: str, path: str) -> None:
+        """A path edited by hand (the modal's `e`) is accepted once its markers are gone."""
+        rec = self._record(task_id)
+        if rec.status is not TaskStatus.RESOLVING or rec.worktree is None:
+            raise CommandError(f"task {task_id} has no resolution in progress")
+        await asyncio.to_thread(self.git.mark_resolved, rec.worktree, path)
+        rec.paths = tuple(p for p in rec.paths if p != path)
+        self._emit(ev.QueueChanged())
+
     async def unresolved_paths(self, task_id: str) -> tuple[str, ...]:
         rec = self._record(task_id)
         if rec.status is not TaskStatus.RESOLVING or rec.worktree is None:
@@ -1153,14 +1173,18 @@ class Orchestrator:
                 else:
                     self._reset_to_queue(rec, data)
                 continue
-            worked = tip != rec.base_sha
-            if worked and await asyncio.to_thread(self.git.is_merged, rec.branch, self.base):
+            if await asyncio.to_thread(self.git.is_merged, rec.branch, self.base):
+                # In main already: either our merge landed just before the crash (a merge commit has
+                # this tip as its second parent), or the branch never got past main's old tip.
                 merge = await asyncio.to_thread(self.git.find_merge_of, tip, self.base)
-                self._recovered_merge(rec, merge)
+                if merge:
+                    self._recovered_merge(rec, merge)
                 with contextlib.suppress(GitError):
                     if old_worktree is not None and old_worktree.exists():
                         await asyncio.to_thread(self.git.release_worktree, old_worktree)
                     await asyncio.to_thread(functools.partial(self.git.delete_branch, rec.branch, base=self.base))
+                if not merge:
+                    self._reset_to_queue(rec, data, front=status in {s.value for s in SLOT_STATUSES})
                 continue
             if old_worktree is not None and old_worktree.exists():
                 with contextlib.suppress(GitError):
