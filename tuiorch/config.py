@@ -176,6 +176,8 @@ MAIN_KEYMAP: dict[str, str] = {
     "toggle_pause": "p",
     "cancel": "x",
     "retry": "r",
+    "merge_now": "m",
+    "send_back": "g",
     "conflicts": "c",
     "log": "l",
     "summary": "s",
