@@ -228,10 +228,15 @@ class TuiorchApp(App[int]):
             self.action_open()
 
     def on_descendant_focus(self, _event: object) -> None:
-        self.refresh_bindings()
+        self._refresh_footer()
 
     def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
-        self.refresh_bindings()
+        self._refresh_footer()
+
+    def _refresh_footer(self) -> None:
+        # A table redrawn on the last tick posts RowHighlighted, which may arrive after the screens are gone.
+        if self.screen_stack:
+            self.refresh_bindings()
 
     # ------------------------------------------------------------------ workers
 

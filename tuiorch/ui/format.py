@@ -76,6 +76,41 @@ def status_label(status: str, held: bool = False) -> str:
     return STATUS_LABELS.get(status, str(status))
 
 
+#: Statuses whose task holds a worker slot (its agent runs).
+IN_SLOT = frozenset({TaskStatus.STARTING, TaskStatus.RUNNING, TaskStatus.STUCK})
+
+#: How loud a note is: the pane and the queue colour it by this.
+WARNING, ERROR, INFO = "warning", "error", "info"
+
+
+def task_note(record: Any) -> tuple[str, str]:
+    """(text, level) saying what a task waits on or why it stopped, beyond its status label; ("", "") if nothing.
+
+    With warm slots a task leaves its pane when its agent exits, so merging, the [merge] check and what went
+    wrong must read the same in the queue table as in a pane.
+    """
+    status = TaskStatus(record.status)
+    reason = str(getattr(record, "reason", "") or "")
+    predicted = tuple(getattr(record, "predicted", ()) or ())
+    if status in IN_SLOT:
+        if predicted:
+            return "⚠ predicted conflict: " + ", ".join(predicted), WARNING
+        return "", ""
+    if status is TaskStatus.MERGING:
+        return "merging into main", INFO
+    if status is TaskStatus.CHECKING:
+        return "running the [merge] check on the merge result", INFO
+    if status is TaskStatus.RESOLVING:
+        return reason or "resolving the conflict", INFO
+    if status is TaskStatus.CHECK_FAILED:
+        return reason or "check failed", ERROR
+    if status in (TaskStatus.CONFLICT, TaskStatus.FAILED):
+        return reason or status_label(status), ERROR
+    if status in (TaskStatus.BLOCKED, TaskStatus.FINISHED):
+        return reason, WARNING if reason else ""
+    return reason, INFO if reason else ""
+
+
 @dataclass(frozen=True)
 class QueueLine:
     """One row of the queue table, as text."""
@@ -87,6 +122,8 @@ class QueueLine:
     deps: str
     state: str
     reason: str
+    #: How loud `reason` is (task_note's level); "" for a plain wait reason.
+    level: str = ""
 
 
 def queue_lines(queue_rows: Iterable[Any], records: Mapping[str, Any], slots: Iterable[str | None]) -> list[QueueLine]:
@@ -117,7 +154,11 @@ def queue_lines(queue_rows: Iterable[Any], records: Mapping[str, Any], slots: It
     rest.sort(key=lambda rec: 0 if TaskStatus(rec.status).is_active else 1)
     for rec in rest:
         task = rec.task
-        where = f"slot {slot_of[task.id] + 1}" if task.id in slot_of else (rec.reason or "")
+        note, level = task_note(rec)
+        if task.id in slot_of:
+            where = " · ".join(part for part in (f"slot {slot_of[task.id] + 1}", note) if part)
+        else:
+            where = note
         lines.append(
             QueueLine(
                 id=task.id,
@@ -127,6 +168,7 @@ def queue_lines(queue_rows: Iterable[Any], records: Mapping[str, Any], slots: It
                 deps=format_deps(task.depends, merged),
                 state=status_label(rec.status, getattr(rec, "held", False)),
                 reason=where,
+                level=level,
             )
         )
     return lines

@@ -85,6 +85,8 @@ class ConflictScreen(ModalScreen[str]):
         yield Footer()
 
     def on_mount(self) -> None:
+        if not self.query(OptionList):
+            return  # pushed while the app was closing: nothing was composed, nothing to show
         self._sync_paths()
         self._render_paths()
         options = self.query_one(OptionList)

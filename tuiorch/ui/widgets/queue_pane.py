@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable
 
-from tuiorch.ui.format import QueueLine
+from tuiorch.ui.format import ERROR, WARNING, QueueLine
 
 COLUMNS = (("#", "order"), ("id", "id"), ("title", "title"), ("priority", "priority"),
            ("deps", "deps"), ("state", "state"), ("waits on / where", "reason"))
+#: Rich styles for a row's note by level: what went wrong must stand out in a long table.
+LEVEL_STYLES = {WARNING: "bold yellow", ERROR: "bold red"}
 
 
 class QueuePane(Vertical):
@@ -57,8 +60,9 @@ class QueuePane(Vertical):
         table = self.table
         table.clear()
         for line in lines:
-            table.add_row(line.order, line.id, line.title, line.priority, line.deps, line.state, line.reason,
-                          key=line.id)
+            style = LEVEL_STYLES.get(line.level, "")
+            table.add_row(line.order, line.id, line.title, line.priority, line.deps, Text(line.state, style=style),
+                          Text(line.reason, style=style), key=line.id)
         self._lines = list(lines)
         queued = sum(1 for line in lines if line.order != "—")
         self.border_title = f"queue · {queued} waiting"

@@ -10,7 +10,16 @@ from textual.containers import Vertical
 from textual.widgets import Label, Log, ProgressBar
 
 from tuiorch.events import TaskStatus
-from tuiorch.ui.format import format_duration, progress_text, progress_values, status_label
+from tuiorch.ui.format import (
+    ERROR,
+    INFO,
+    WARNING,
+    format_duration,
+    progress_text,
+    progress_values,
+    status_label,
+    task_note,
+)
 
 #: Lines kept in a pane's tail; the full log is one key away (l).
 PANE_MAX_LINES = 500
@@ -35,8 +44,13 @@ class WorkerPane(Vertical, can_focus=True):
     WorkerPane .status { height: 1; color: $text-muted; }
     WorkerPane ProgressBar { height: 1; }
     WorkerPane ProgressBar Bar { width: 1fr; }
-    WorkerPane .predicted { height: auto; color: $warning; display: none; }
-    WorkerPane .predicted.-shown { display: block; }
+    WorkerPane.-warning { border: round $warning; }
+    WorkerPane.-error { border: round $error; }
+    WorkerPane .note { height: auto; display: none; }
+    WorkerPane .note.-shown { display: block; }
+    WorkerPane .note.-info { color: $text-accent; }
+    WorkerPane .note.-warning { color: $text-warning; background: $warning-muted; text-style: bold; }
+    WorkerPane .note.-error { color: $text-error; background: $error-muted; text-style: bold; }
     WorkerPane Log { height: 1fr; width: 1fr; background: $surface; scrollbar-size-vertical: 1; overflow-x: hidden; }
     """
 
@@ -55,7 +69,7 @@ class WorkerPane(Vertical, can_focus=True):
     def compose(self) -> ComposeResult:
         yield Label("", classes="status", markup=False)
         yield ProgressBar(total=None, show_eta=False, show_percentage=True)
-        yield Label("", classes="predicted", markup=False)
+        yield Label("", classes="note", markup=False)
         log = Log(max_lines=self._max_lines, auto_scroll=True)
         log.can_focus = False  # tab moves between panes, not into their logs
         yield log
@@ -91,10 +105,10 @@ class WorkerPane(Vertical, can_focus=True):
                 self.border_title = f"slot {self.slot + 1} · idle"
                 self.border_subtitle = ""
                 self.set_class(True, "-idle")
-                self.set_class(False, "-stuck")
+                self.set_class(False, "-stuck", "-warning", "-error")
                 self.query_one(".status", Label).update("waiting for a task")
                 self.query_one(ProgressBar).update(total=100, progress=0)
-                self.query_one(".predicted", Label).set_class(False, "-shown")
+                self.query_one(".note", Label).set_class(False, "-shown")
             return
         task = record.task
         if task.id != self.task_id:
@@ -111,6 +125,7 @@ class WorkerPane(Vertical, can_focus=True):
         if redact:
             elapsed = quiet = None
         total, done = progress_values(record.progress, status)
+        note, level = task_note(record)
         state = (
             task.id,
             task.title,
@@ -120,7 +135,8 @@ class WorkerPane(Vertical, can_focus=True):
             total,
             done,
             progress_text(record.progress),
-            tuple(record.predicted),
+            note,
+            level,
             record.attempts,
         )
         if state == self._shown:
@@ -128,6 +144,8 @@ class WorkerPane(Vertical, can_focus=True):
         self._shown = state
         self.set_class(False, "-idle")
         self.set_class(status is TaskStatus.STUCK, "-stuck")
+        self.set_class(level == WARNING, "-warning")
+        self.set_class(level == ERROR, "-error")
         self.border_title = f"slot {self.slot + 1} · {task.id} {task.title}"
         self.border_subtitle = status_label(status)
         parts = [status_label(status), f"elapsed {format_duration(elapsed)}"]
@@ -140,7 +158,9 @@ class WorkerPane(Vertical, can_focus=True):
             parts.append(words)
         self.query_one(".status", Label).update(" · ".join(parts))
         self.query_one(ProgressBar).update(total=total, progress=done)
-        predicted = self.query_one(".predicted", Label)
-        if record.predicted:
-            predicted.update("⚠ predicted conflict with main: " + ", ".join(record.predicted))
-        predicted.set_class(bool(record.predicted), "-shown")
+        # The gate, a predicted conflict, or why the task stopped: one line, coloured by how much it matters.
+        shown = self.query_one(".note", Label)
+        shown.update(note)
+        shown.set_class(bool(note), "-shown")
+        for name in (INFO, WARNING, ERROR):
+            shown.set_class(level == name, f"-{name}")
