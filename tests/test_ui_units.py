@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from textual.binding import Binding
 
 from tuiorch import events as ev
 from tuiorch.config import DEFAULT_KEYMAP
+from tuiorch.tasks import TaskFileError, load_tasks
 from tuiorch.ui import messages
 from tuiorch.ui.bindings import MAIN_BINDINGS, KeymapError, validate_keymap
 from tuiorch.ui.bridge import Bridge
 from tuiorch.ui.format import exit_code_for, format_deps, format_duration, has_conflict_markers
+from tuiorch.ui.screens.add_task import append_task, build_task
 from tuiorch.ui.screens.conflict import ConflictScreen
 
 
@@ -72,3 +76,33 @@ def test_keymap_rejects_unknown_actions_with_a_clear_message() -> None:
     assert validate_keymap({"move_up": "u"}) == {"move_up": "u"}
     with pytest.raises(KeymapError, match=r"\[keymap\] fly: unknown action"):
         validate_keymap({"fly": "f"})
+
+
+def test_the_add_task_form_checks_like_the_task_file() -> None:
+    task = build_task("7", " Add docs ", "polish", "1, 2 2", "docs/, README.md", "body\n", {"1", "2"})
+    assert (task.id, task.title, task.priority.label) == ("7", "Add docs", "polish")
+    assert task.depends == ("1", "2") and task.touches == ("docs/", "README.md")
+    for fields, message in [
+        (("", "t", "feature", "", "", ""), "needs an id"),
+        (("a b", "t", "feature", "", "", ""), "unsafe task id"),
+        (("1", "t", "feature", "", "", ""), "exists already"),
+        (("8", " ", "feature", "", "", ""), "needs a title"),
+        (("8", "t", "feature", "9", "", ""), "unknown task '9'"),
+        (("8", "t", "feature", "8", "", ""), "depends on itself"),
+        (("8", "t", "feature", "", "a #b", ""), "touches path"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            build_task(*fields, {"1", "2"})
+
+
+def test_a_task_added_to_tasks_toml_loads_back(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.toml"
+    path.write_text('[[task]]\nid = "1"\ntitle = "One"\n')
+    append_task(path, build_task("2", "Two", "foundation", "1", "src/", "line one\nline two", {"1"}))
+    loaded = load_tasks(path)
+    assert [(t.id, t.depends, t.priority.label, t.description) for t in loaded] == [
+        ("1", (), "feature", ""), ("2", ("1",), "foundation", "line one\nline two")]
+    before = path.read_text()
+    with pytest.raises(TaskFileError, match="duplicate"):
+        append_task(path, build_task("2", "Again", "feature", "", "", "", set()))
+    assert path.read_text() == before

@@ -39,7 +39,8 @@ from tuiorch.ui.format import (
     short_sha,
     status_label,
 )
-from tuiorch.ui.screens import ConfirmScreen, ConflictScreen, LogScreen, SummaryScreen
+from tuiorch.ui.screens import AddTaskScreen, ConfirmScreen, ConflictScreen, LogScreen, SummaryScreen
+from tuiorch.ui.screens.add_task import append_task
 from tuiorch.ui.watch import task_file_changes
 from tuiorch.ui.widgets import PoolHeader, QueuePane, WorkerPane
 from tuiorch.ui.widgets.worker_pane import PANE_MAX_LINES
@@ -55,6 +56,8 @@ QUEUE_ACTIONS = frozenset({"move_up", "move_down", "move_top", "priority", "togg
 RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EMPTY, TaskStatus.CHECK_FAILED})
 CANCELLABLE = frozenset({TaskStatus.STARTING, TaskStatus.RUNNING, TaskStatus.STUCK})
 IN_CONFLICT = frozenset({TaskStatus.CONFLICT, TaskStatus.RESOLVING})
+#: What `g` applies to: a failed check goes back to the task's agent, a conflict to the resolver agent.
+SENDABLE = IN_CONFLICT | {TaskStatus.CHECK_FAILED}
 
 
 class TuiorchApp(App[int]):
@@ -322,14 +325,17 @@ class TuiorchApp(App[int]):
             return status in CANCELLABLE
         if action == "retry":
             return status in RETRYABLE
+        if action == "merge_now":
+            return status is TaskStatus.FINISHED and not self.config.merge.auto
+        if action == "send_back":
+            return status in SENDABLE
         if action == "conflicts":
             return self._conflict_task() is not None
         if action == "log":
             return record is not None and record.log_path is not None
         if action == "open":
             return record is not None
-        # add_task is not built yet; it stays in the keymap so a user's [keymap] entry remains valid.
-        return action != "add_task"
+        return True
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action not in {b.action.partition("(")[0] for b in MAIN_BINDINGS}:
@@ -366,7 +372,37 @@ class TuiorchApp(App[int]):
             self.command(self.orch.toggle_hold, task_id)
 
     def action_add_task(self) -> None:
-        self.notify("adding a task from the TUI is not built yet: edit the task file", severity="warning")
+        where = self.task_file.name if self.task_file is not None else "this run only (no task file)"
+
+        def added(task: Task | None) -> None:
+            if task is not None:
+                self.notify(f"task {task.id} added to {where}")
+                self.render_state()  # draw its row now, so the cursor can go to it
+                self.query_one(QueuePane).select(task.id)
+
+        self.push_screen(AddTaskScreen(self.orch.records.keys(), self.save_new_task, where), added)
+
+    def save_new_task(self, task: Task) -> str | None:
+        """Append `task` to the task file and queue it; an error message (and nothing changed) on failure."""
+        if task.id in self.orch.records:
+            return f"a task {task.id} exists already"
+        unknown = [dep for dep in task.depends if dep not in self.orch.records]
+        if unknown:
+            return f"task {task.id} depends on unknown task {', '.join(unknown)}"
+        if self.task_file is not None:
+            try:
+                append_task(self.task_file, task)
+            except TaskFileError as exc:
+                return str(exc)
+            # The watcher will see our own write: it must not count as an edit to reload.
+            with contextlib.suppress(OSError):
+                self._last_task_text = self.task_file.read_text(encoding="utf-8", errors="replace")
+        try:
+            self.orch.add_task(task)
+        except CommandError as exc:
+            return str(exc)
+        self._dirty = True
+        return None
 
     # ------------------------------------------------------------------ actions: the pool
 
@@ -394,6 +430,21 @@ class TuiorchApp(App[int]):
     def action_retry(self) -> None:
         if task_id := self.selected_task():
             self.command(self.orch.retry, task_id)
+
+    def action_merge_now(self) -> None:
+        record = self._selected_record()
+        if record is None or record.status is not TaskStatus.FINISHED:
+            return
+        self.run_command(self.orch.approve_merge(record.task.id))
+
+    def action_send_back(self) -> None:
+        record = self._selected_record()
+        if record is None or record.status not in SENDABLE:
+            return
+        task_id = record.task.id
+        to = "its agent with the check's output" if record.status is TaskStatus.CHECK_FAILED else "the resolver agent"
+        self.run_command(self.orch.hand_to_agent(task_id))
+        self.notify(f"task {task_id} sent back to {to}")
 
     # ------------------------------------------------------------------ actions: screens
 

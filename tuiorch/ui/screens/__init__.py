@@ -1,8 +1,9 @@
 """Modal screens: confirm, conflict triage, full log, summary, add a task."""
 
+from tuiorch.ui.screens.add_task import AddTaskScreen
 from tuiorch.ui.screens.confirm import ConfirmScreen
 from tuiorch.ui.screens.conflict import ConflictScreen
 from tuiorch.ui.screens.log import LogScreen
 from tuiorch.ui.screens.summary import SummaryScreen
 
-__all__ = ["ConfirmScreen", "ConflictScreen", "LogScreen", "SummaryScreen"]
+__all__ = ["AddTaskScreen", "ConfirmScreen", "ConflictScreen", "LogScreen", "SummaryScreen"]

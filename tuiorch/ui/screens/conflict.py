@@ -175,9 +175,7 @@ class ConflictScreen(ModalScreen[str]):
             if target.exists() and has_conflict_markers(target.read_text(encoding="utf-8", errors="replace")):
                 self.notify(f"{path} still has conflict markers", severity="warning")
                 return
-            mark_resolved = getattr(self.orch, "mark_resolved", None)
-            if mark_resolved is not None:  # stage the hand edit so the merge can be finished
-                await mark_resolved(self.task_id, path)
+            await self.orch.mark_resolved(self.task_id, path)  # stage the hand edit so the merge can finish
             self._mark(path, "edited")
         finally:
             self._set_busy(False)
