@@ -38,7 +38,10 @@ def test_a_running_branch_that_will_conflict_is_flagged_before_it_finishes(repo:
 def test_a_queued_task_touching_a_predicted_conflict_waits(repo: Path) -> None:
     write_project(
         repo,
-        README_CLASH.replace("## Task 1: Hello README\n", "## Task 1: Hello README\n    sleep: 1\n")
+        # Task 1 merges well after task 2 has committed (margins for a loaded 2-core machine).
+        README_CLASH.replace("## Task 1: Hello README\n", "## Task 1: Hello README\n    sleep: 3\n").replace(
+            "linger: 2", "linger: 5"
+        )
         + """
     ## Task 3: Docs next to README
     depends: 1

@@ -292,7 +292,8 @@ class GitRepo:
         worktrees = self.git_dir / "worktrees"
         if worktrees.is_dir():
             for admin in worktrees.iterdir():
-                if admin.is_dir() and not (admin / "gitdir").exists():
+                # `locked` marks a worktree git is still creating (another slot's `worktree add`).
+                if admin.is_dir() and not (admin / "gitdir").exists() and not (admin / "locked").exists():
                     shutil.rmtree(admin, ignore_errors=True)
         self._run_git(["worktree", "prune"])
 
@@ -349,7 +350,6 @@ class GitRepo:
         with exclude.open("a") as out:
             out.write(("\n" if text and not text.endswith("\n") else "") + line + "\n")
 
-    @_locked
     def prepare_worktree(
         self, path: Path, branch: str, base: str, keep: Sequence[str] = (), *, keep_commits: bool = False
     ) -> str:
@@ -359,22 +359,30 @@ class GitRepo:
         a conflict being resolved) is checked out as it is instead of refused.
         """
         path = Path(path).absolute()
-        base_commit = self._commit_of(base)
-        admin = self._worktree_admin(path) if path.exists() else None
-        self._point_branch(
-            branch, base, base_commit, reuse_path=path.resolve() if admin else None, keep_commits=keep_commits
-        )
-        if admin is not None:
-            self._reuse_worktree(path, branch, keep)
-        else:
-            if path.exists() and (not path.is_dir() or any(path.iterdir())):
-                raise GitError(
-                    f"{path} already exists and is not a tuiorch worktree of {self.root}; move it away"
+        with self._lock:
+            try:
+                base_commit = self._commit_of(base)
+                admin = self._worktree_admin(path) if path.exists() else None
+                self._point_branch(
+                    branch, base, base_commit, reuse_path=path.resolve() if admin else None, keep_commits=keep_commits
                 )
-            self._prune()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._run_git(["worktree", "add", "--quiet", "--", str(path), branch])
-        self._exclude_if_inside(path)
+                if admin is not None:
+                    self._reuse_worktree(path, branch, keep)
+                    self._exclude_if_inside(path)
+                    return str(base_commit.id)
+                if path.exists() and (not path.is_dir() or any(path.iterdir())):
+                    raise GitError(
+                        f"{path} already exists and is not a tuiorch worktree of {self.root}; move it away"
+                    )
+                self._prune()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._exclude_if_inside(path)
+            except pygit2.GitError as exc:
+                raise GitError(f"git: {exc}") from exc
+        # A full checkout takes seconds on a big repo: git does it outside our lock, so merges and the
+        # other slots go on meanwhile (nothing else uses this new path or branch; git locks the new
+        # worktree against `worktree prune` while it is being made).
+        self._run_git(["worktree", "add", "--quiet", "--", str(path), branch])
         return str(base_commit.id)
 
     def _point_branch(

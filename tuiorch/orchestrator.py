@@ -42,6 +42,8 @@ OUTPUT_FLUSH_SECONDS = 0.05
 PREDICT_SECONDS = 0.5
 #: How often a merge blocked by the user's uncommitted changes is tried again.
 BLOCKED_RETRY_SECONDS = 1.0
+#: Queue edits are saved this long after the last one (a burst of J/K presses is one save).
+QUEUE_SAVE_DELAY = 0.3
 TAIL_LINES = 200
 #: Statuses whose task holds a worker slot.
 SLOT_STATUSES = frozenset({TaskStatus.STARTING, TaskStatus.RUNNING, TaskStatus.STUCK})
@@ -95,6 +97,8 @@ class TaskRecord:
     #: Times the agent was sent back to fix a failed [merge] check, and that check's last output.
     check_fixes: int = 0
     check_output: str = ""
+    #: The user changed the priority from the task file's (saved, and kept on reload).
+    priority_override: bool = False
     #: A merge commit that passed the check but could not land yet (merge_blocked).
     prepared: PreparedMerge | None = None
 
@@ -154,6 +158,7 @@ class Orchestrator:
         self._resume_merges: list[TaskRecord] = []
         #: task id -> (branch tip, base tip) last test-merged, so unchanged pairs are not redone.
         self._prediction_checked: dict[str, tuple[str, str]] = {}
+        self._persist_handle: asyncio.TimerHandle | None = None
         self._restore_state()
 
     # ------------------------------------------------------------------ views
@@ -224,6 +229,9 @@ class Orchestrator:
             predictor.cancel()
             self._flush_output()
             await self._cleanup_slots()
+        if self._persist_handle is not None:
+            self._persist_handle.cancel()
+            self._persist_handle = None
         summary = self._summary()
         self._persist(finished=not self._stopping or not self.has_active_work())
         self.sink(summary)
@@ -857,6 +865,7 @@ class Orchestrator:
     def set_priority(self, task_id: str, priority: Priority) -> None:
         rec = self._record(task_id)
         rec.task = dataclasses.replace(rec.task, priority=priority)
+        rec.priority_override = True
         self._queue_changed()
 
     def toggle_hold(self, task_id: str) -> None:
@@ -884,7 +893,9 @@ class Orchestrator:
             if rec.status is not TaskStatus.QUEUED:
                 continue
             if task_id in fresh:
-                rec.task = fresh[task_id]
+                edited = fresh[task_id]
+                # A priority set from the keyboard wins over the file until the user changes it again.
+                rec.task = dataclasses.replace(edited, priority=rec.task.priority) if rec.priority_override else edited
             else:
                 self.order.remove(task_id)
                 del self.records[task_id]
@@ -895,7 +906,7 @@ class Orchestrator:
         self._queue_changed()
 
     def _queue_changed(self) -> None:
-        self._persist()
+        self._persist_soon()
         self._emit(ev.QueueChanged())
         self._wake.set()
 
@@ -1078,28 +1089,55 @@ class Orchestrator:
             "finished": finished,
             "order": self.order,
             "workers": self.workers,
-            "tasks": {
-                task_id: {
-                    "status": rec.status.value,
-                    "attempts": rec.attempts,
-                    "branch": rec.branch,
-                    "worktree": str(rec.worktree) if rec.worktree else None,
-                    "base_sha": rec.base_sha,
-                    "tip": rec.tip,
-                    "pgid": rec.pgid,
-                    "commit": rec.commit,
-                    "held": rec.held,
-                    "priority": rec.task.priority.label,
-                    "started": rec.started,
-                    "ended": rec.ended,
-                    "reason": rec.reason,
-                    "paths": list(rec.paths),
-                    "requeues": rec.requeues,
-                }
-                for task_id, rec in self.records.items()
-            },
+            # A task still waiting untouched in the queue needs no entry: 10,000 of them would make
+            # every save slow. The order above keeps its place.
+            "tasks": {task_id: self._task_state(rec) for task_id, rec in self.records.items() if self._worth_saving(rec)},
         }
         save_state(self.git.git_dir, data)
+
+    @staticmethod
+    def _worth_saving(rec: TaskRecord) -> bool:
+        return (
+            rec.status is not TaskStatus.QUEUED
+            or rec.held
+            or rec.priority_override
+            or rec.attempts > 0
+            or rec.branch is not None
+        )
+
+    @staticmethod
+    def _task_state(rec: TaskRecord) -> dict[str, object]:
+        return {
+            "status": rec.status.value,
+            "attempts": rec.attempts,
+            "branch": rec.branch,
+            "worktree": str(rec.worktree) if rec.worktree else None,
+            "base_sha": rec.base_sha,
+            "tip": rec.tip,
+            "pgid": rec.pgid,
+            "commit": rec.commit,
+            "held": rec.held,
+            "priority": rec.task.priority.label if rec.priority_override else None,
+            "started": rec.started,
+            "ended": rec.ended,
+            "reason": rec.reason,
+            "paths": list(rec.paths),
+            "requeues": rec.requeues,
+        }
+
+    def _persist_soon(self) -> None:
+        """Queue edits (order, holds, priorities) come in bursts of keys: save once they settle."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._persist()
+            return
+        if self._persist_handle is None:
+            self._persist_handle = loop.call_later(QUEUE_SAVE_DELAY, self._persist_deferred)
+
+    def _persist_deferred(self) -> None:
+        self._persist_handle = None
+        self._persist()
 
     def _restore_state(self) -> None:
         """Keep the user's queue order, holds and priorities; remember the rest for `_reconcile`."""
@@ -1122,6 +1160,7 @@ class Orchestrator:
             priority = data.get("priority")
             if priority:
                 rec.task = dataclasses.replace(rec.task, priority=Priority.parse(priority))
+                rec.priority_override = True
             if data.get("status") == TaskStatus.MERGED.value:
                 rec.status = TaskStatus.MERGED
                 rec.commit = data.get("commit")
