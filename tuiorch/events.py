@@ -79,7 +79,7 @@ class Event:
     time: datetime = field(default_factory=_now)
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"event": self.name, "time": self.time.isoformat(timespec="seconds")}
+        data: dict[str, Any] = {"event": self.name, "time": self.time.isoformat(timespec="milliseconds")}
         for f in dataclasses.fields(self):
             if f.name == "time":
                 continue

@@ -194,6 +194,8 @@ class GitRepo:
             self._repo = discovered
         self.root = Path(discovered.workdir).resolve()
         self._lock = threading.Lock()
+        #: Worktrees being made by `git worktree add` outside the lock (see prepare_worktree).
+        self._creating: set[Path] = set()
 
     # ----------------------------------------------------------------- basics
 
@@ -289,6 +291,8 @@ class GitRepo:
     def _prune(self) -> None:
         # `git worktree prune` drops admin dirs of vanished worktrees and empty leftovers (facts §2:
         # leftover admin dirs make libgit2 think brand-new branches are checked out).
+        if self._creating:
+            return  # another slot's `git worktree add` is under way: its admin dir is not a leftover
         worktrees = self.git_dir / "worktrees"
         if worktrees.is_dir():
             for admin in worktrees.iterdir():
@@ -377,12 +381,17 @@ class GitRepo:
                 self._prune()
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._exclude_if_inside(path)
+                self._creating.add(path)
             except pygit2.GitError as exc:
                 raise GitError(f"git: {exc}") from exc
         # A full checkout takes seconds on a big repo: git does it outside our lock, so merges and the
-        # other slots go on meanwhile (nothing else uses this new path or branch; git locks the new
-        # worktree against `worktree prune` while it is being made).
-        self._run_git(["worktree", "add", "--quiet", "--", str(path), branch])
+        # other slots go on meanwhile (nothing else uses this new path or branch, and no prune runs
+        # while a worktree is being made).
+        try:
+            self._run_git(["worktree", "add", "--quiet", "--", str(path), branch])
+        finally:
+            with self._lock:
+                self._creating.discard(path)
         return str(base_commit.id)
 
     def _point_branch(
