@@ -11,6 +11,7 @@ Paths: "./src/", "src/" and "src" are the same; a path covers everything under i
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from collections.abc import Collection, Iterable, Sequence
 
@@ -76,7 +77,9 @@ def touches_overlap(a: Sequence[str], b: Sequence[str]) -> bool:
     return index.overlap(normalise_path(p) for p in a) is not None
 
 
-def _normalised(paths: Iterable[str]) -> tuple[str, ...]:
+@functools.lru_cache(maxsize=1 << 16)
+def _normalised(paths: tuple[str, ...]) -> tuple[str, ...]:
+    # Cached: the same tasks' touches are normalised again on every scheduling round.
     return tuple(dict.fromkeys(normalise_path(p) for p in paths))
 
 
@@ -87,16 +90,19 @@ def plan(
     free_slots: int,
     held: Collection[str] = (),
     avoid_paths: Collection[str] = (),
+    *,
+    stop_when_full: bool = False,
 ) -> tuple[list[Task], dict[str, str | None]]:
     """The tasks to start now (in start order) and every queued task's wait reason (None: starts now).
 
-    One pass over the queue: O(len(queue) * path depth), plus a sort by priority.
+    One pass over the queue: O(len(queue) * path depth), plus a sort by priority. With stop_when_full
+    the pass ends once the free slots are taken (reasons then cover only the tasks looked at).
     """
     merged_ids = set(merged)
     held_ids = set(held)
     running_paths = _PathIndex()
     for task in running:
-        running_paths.add(_normalised(task.touches), task.id)
+        running_paths.add(_normalised(tuple(task.touches)), task.id)
     avoid = _PathIndex()
     for path in avoid_paths:
         avoid.add([normalise_path(path)], path)
@@ -112,7 +118,9 @@ def plan(
         reasons[task.id] = reason
         if reason is None:
             picked.append(task)
-            picked_paths.add(_normalised(task.touches), task.id)
+            picked_paths.add(_normalised(tuple(task.touches)), task.id)
+            if stop_when_full and len(picked) >= free_slots:
+                break
     return picked, reasons
 
 
@@ -129,7 +137,7 @@ def _blocker(
     unmerged = [dep for dep in task.depends if dep not in merged]
     if unmerged:
         return f"waiting for {', '.join(unmerged)} (not merged)"
-    paths = _normalised(task.touches)
+    paths = _normalised(tuple(task.touches))
     if (owner := running_paths.overlap(paths)) is not None:
         return f"touches overlap with running task {owner}"
     if (conflict := avoid.overlap(paths)) is not None:
@@ -150,7 +158,7 @@ def pick_tasks(
     """The queued tasks to start now, in start order (priority tier, then queue order)."""
     if free_slots <= 0:
         return []
-    return plan(queue, running, merged, free_slots, held, avoid_paths)[0]
+    return plan(queue, running, merged, free_slots, held, avoid_paths, stop_when_full=True)[0]
 
 
 def wait_reasons(
