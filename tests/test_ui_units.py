@@ -106,3 +106,12 @@ def test_a_task_added_to_tasks_toml_loads_back(tmp_path: Path) -> None:
     with pytest.raises(TaskFileError, match="duplicate"):
         append_task(path, build_task("2", "Again", "feature", "", "", "", set()))
     assert path.read_text() == before
+
+
+def test_bridge_counts_the_lines_a_flood_pushed_past_the_pane() -> None:
+    bridge = Bridge(lambda _message: None, tail_lines=3)
+    bridge.sink(ev.TaskOutput(task="1", lines=tuple("abcde")))
+    bridge.sink(ev.TaskOutput(task="1", lines=("f",)))
+    assert bridge.waiting_tasks() == ["1"]
+    assert bridge.take_output_counted("1") == (["d", "e", "f"], 3)
+    assert bridge.take_output_counted("1") == ([], 0)

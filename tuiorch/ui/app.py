@@ -47,6 +47,9 @@ from tuiorch.ui.widgets.worker_pane import PANE_MAX_LINES
 
 #: How often panes, queue and header are redrawn from the orchestrator's state.
 TICK_SECONDS = 0.1
+#: How often new output is written into the panes: a scrolling tail reads the same at 4 Hz, and each write
+#: repaints whole panes, which under a flood from every slot is most of what the UI loop does.
+OUTPUT_SECONDS = 0.25
 #: Panes per row before the grid wraps.
 PANE_COLUMNS = 3
 #: Exit status for ctrl+c (DESIGN §1).
@@ -95,6 +98,11 @@ class TuiorchApp(App[int]):
         #: task -> {path: how} resolved in the conflict modal, kept across closing and reopening it.
         self._resolutions: dict[str, dict[str, str]] = {}
         self._last_task_text: str | None = None
+        #: What the footer last showed as enabled, so it is rebuilt only when that changes.
+        self._footer_state: tuple[object, ...] = ()
+        self._pane_cache: list[WorkerPane] | None = None
+        self._output_written = 0.0
+        self._main_actions = tuple(dict.fromkeys(b.action.partition("(")[0] for b in MAIN_BINDINGS))
 
     # ------------------------------------------------------------------ layout
 
@@ -122,11 +130,19 @@ class TuiorchApp(App[int]):
     def panes(self) -> list[WorkerPane]:
         return list(self.query(WorkerPane))
 
+    @property
+    def _panes(self) -> list[WorkerPane]:
+        # The tick runs ten times a second: keep the DOM query for when the pool changes.
+        if self._pane_cache is None:
+            self._pane_cache = self.panes
+        return self._pane_cache
+
     def _pane_count(self) -> int:
         # A shrunk pool keeps its trailing slots until their tasks end, so show those too.
         return max(self.orch.workers, len(self.orch.slots))
 
     def _layout_panes(self) -> None:
+        self._pane_cache = None  # panes mounted or removed since sync_panes are settled now
         grid = self.query_one("#workers", Grid)
         count = len(self.panes)
         columns = max(1, min(PANE_COLUMNS, count))
@@ -142,19 +158,29 @@ class TuiorchApp(App[int]):
             grid.mount_all(WorkerPane(i) for i in range(len(panes), wanted))
         for pane in panes[wanted:]:
             pane.remove()
+        self._pane_cache = None
         self.call_after_refresh(self._layout_panes)
         self._dirty = True
 
     # ------------------------------------------------------------------ rendering
 
     def render_state(self) -> None:
-        """Re-read the orchestrator into the widgets (attributes down)."""
+        """Re-read the orchestrator into the widgets (attributes down), and write waiting output.
+
+        Everything happens in one batch per tick, so a flood of output from every slot costs one frame
+        per tick, not one per pane per line burst.
+        """
         if not self.screen_stack:
             return  # shutting down: the interval may fire once more after the screens are gone
         orch = self.orch
         now = self.clock()
+        tick = time.monotonic()
+        write_output = tick - self._output_written >= OUTPUT_SECONDS
+        if write_output:
+            self._output_written = tick
         with self.batch_update():
-            for pane in self.panes:
+            shown: set[str] = set()
+            for pane in self._panes:
                 task_id = orch.slots[pane.slot] if pane.slot < len(orch.slots) else None
                 if task_id is None and pane.task_id is not None:
                     # Keep showing the slot's last task (merging, merged, failed) until another one starts.
@@ -162,23 +188,31 @@ class TuiorchApp(App[int]):
                 record = orch.records.get(task_id) if task_id else None
                 if record is not None and record.status is TaskStatus.QUEUED:
                     record = None
+                before = pane.task_id
                 pane.show(record, now, redact=self.redact)
+                if pane.task_id is None:
+                    continue
+                shown.add(pane.task_id)
+                if pane.task_id != before:
+                    self.bridge.take_output(pane.task_id)  # the pane started from record.tail, which has these
+                elif write_output:
+                    pane.write_output(*self.bridge.take_output_counted(pane.task_id))
+            for task_id in self.bridge.waiting_tasks():
+                if task_id not in shown:
+                    self.bridge.take_output(task_id)  # no pane shows it; the log file has every line
             if self._dirty:
                 self._dirty = False
                 self.query_one(QueuePane).show(queue_lines(orch.queue_view(), orch.records, orch.slots))
                 self.query_one(PoolHeader).show(pool_counts(orch.records, orch.workers, orch.paused))
-                self.refresh_bindings()
+                self._refresh_footer()
 
     def mark_dirty(self) -> None:
         self._dirty = True
 
     # ------------------------------------------------------------------ messages up
 
-    def on_output_ready(self, message: messages.OutputReady) -> None:
-        lines = self.bridge.take_output(message.task)
-        for pane in self.panes:
-            if pane.task_id == message.task:
-                pane.queue_lines(lines)
+    def on_output_ready(self, _message: messages.OutputReady) -> None:
+        pass  # the bridge holds the lines; the tick writes them into the panes in one batch
 
     def on_progress_changed(self, _message: messages.ProgressChanged) -> None:
         pass  # the tick re-reads progress from the record
@@ -237,8 +271,14 @@ class TuiorchApp(App[int]):
         self._refresh_footer()
 
     def _refresh_footer(self) -> None:
+        """Grey out or light up keys, only when that changes: the Footer rebuilds all its keys each time,
+        which costs tens of milliseconds and would otherwise follow every cursor move and state change."""
         # A table redrawn on the last tick posts RowHighlighted, which may arrive after the screens are gone.
-        if self.screen_stack:
+        if not self.screen_stack:
+            return
+        enabled = (self.screen, tuple(self.check_action(name, ()) for name in self._main_actions))
+        if enabled != self._footer_state:
+            self._footer_state = enabled
             self.refresh_bindings()
 
     # ------------------------------------------------------------------ workers

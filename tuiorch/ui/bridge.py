@@ -33,11 +33,22 @@ class Bridge:
         self._post = post
         self._tail_lines = tail_lines
         self._pending: dict[str, deque[str]] = {}
+        #: Lines that fell out of a full buffer before they were taken (they are in the log file).
+        self._skipped: dict[str, int] = {}
 
     def take_output(self, task: str) -> list[str]:
         """The lines that arrived for `task` since the last call (at most `tail_lines`)."""
         pending = self._pending.pop(task, None)
+        self._skipped.pop(task, None)
         return list(pending) if pending else []
+
+    def take_output_counted(self, task: str) -> tuple[list[str], int]:
+        """Like take_output, plus how many older lines since the last call did not fit the buffer."""
+        skipped = self._skipped.pop(task, 0)
+        return self.take_output(task), skipped
+
+    def waiting_tasks(self) -> list[str]:
+        return list(self._pending)
 
     def sink(self, event: Event) -> None:
         """The orchestrator's sink: translate one event and post it."""
@@ -49,6 +60,9 @@ class Bridge:
         match event:
             case TaskOutput(task=task, lines=lines):
                 buffer = self._pending.setdefault(task, deque(maxlen=self._tail_lines))
+                overflow = len(buffer) + len(lines) - self._tail_lines
+                if overflow > 0:
+                    self._skipped[task] = self._skipped.get(task, 0) + overflow
                 buffer.extend(lines)
                 return messages.OutputReady(task)
             case TaskProgress(task=task):

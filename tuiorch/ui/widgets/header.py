@@ -12,6 +12,7 @@ class PoolHeader(Static):
     PoolHeader {
         dock: top;
         height: 1;
+        width: 1fr;
         padding: 0 1;
         background: $panel;
         color: $text;
@@ -28,4 +29,4 @@ class PoolHeader(Static):
         text = header_text(self.repo_name, counts)
         if text != self._shown:
             self._shown = text
-            self.update(text)
+            self.update(text, layout=False)  # one fixed line: nothing around it moves

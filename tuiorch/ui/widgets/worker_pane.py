@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 from textual.app import ComposeResult
@@ -21,14 +21,13 @@ from tuiorch.ui.format import (
     task_note,
 )
 
-#: Lines kept in a pane's tail; the full log is one key away (l).
-PANE_MAX_LINES = 500
-#: Output is buffered and written at most this often (toolong / memray do the same).
-FLUSH_SECONDS = 0.075
+#: Lines kept in a pane's tail; the full log is one key away (l). Also the most written per tick: a pane
+#: shows a dozen lines, and every line written costs the UI loop time under a flood.
+PANE_MAX_LINES = 200
 
 
 class WorkerPane(Vertical, can_focus=True):
-    """Shows one slot. The app calls `show(record, now)`; lines arrive through `queue_lines`."""
+    """Shows one slot. The app calls `show(record, now)` and `write_output(lines, skipped)` on its tick."""
 
     DEFAULT_CSS = """
     WorkerPane {
@@ -41,7 +40,7 @@ class WorkerPane(Vertical, can_focus=True):
     WorkerPane:focus { border: round $accent; }
     WorkerPane.-idle { border: round $panel-lighten-2; }
     WorkerPane.-stuck { border: round $warning; }
-    WorkerPane .status { height: 1; color: $text-muted; }
+    WorkerPane .status { height: 1; width: 1fr; color: $text-muted; }
     WorkerPane ProgressBar { height: 1; }
     WorkerPane ProgressBar Bar { width: 1fr; }
     WorkerPane.-warning { border: round $warning; }
@@ -59,11 +58,11 @@ class WorkerPane(Vertical, can_focus=True):
         self.slot = slot
         self.task_id: str | None = None
         self._max_lines = max_lines
-        self._buffer: list[str] = []
         self._shown: tuple[Any, ...] = ()
         #: Snapshot mode: agent output holds temp paths and shas, so the tail stays empty.
         self._redact = False
         self._ready = False
+        self._note = ""
         self.border_title = f"slot {slot + 1} · idle"
 
     def compose(self) -> ComposeResult:
@@ -76,19 +75,18 @@ class WorkerPane(Vertical, can_focus=True):
 
     def on_mount(self) -> None:
         self._ready = True
-        self.set_interval(FLUSH_SECONDS, self.flush)
 
-    def queue_lines(self, lines: Iterable[str]) -> None:
-        self._buffer.extend(lines)
-        if len(self._buffer) > self._max_lines:
-            del self._buffer[: -self._max_lines]
-
-    def flush(self) -> None:
-        if self._buffer and self._redact:
-            self._buffer = []
-        if self._buffer:
-            lines, self._buffer = self._buffer, []
-            self.query_one(Log).write_lines(lines)
+    def write_output(self, lines: Sequence[str], skipped: int = 0) -> None:
+        """Append new output to the tail. `skipped` older lines never reached the pane: say so, so a flood
+        never looks like a quiet agent, and point at the full log, which has every line."""
+        if self._redact or not self._ready or not self.is_attached or not (lines or skipped):
+            return
+        overflow = max(0, len(lines) - self._max_lines)
+        skipped += overflow
+        shown = list(lines[overflow:])
+        if skipped:
+            shown.insert(0, f"… {skipped:,} more lines (l: full log)")
+        self.query_one(Log).write_lines(shown)
 
     def show(self, record: Any | None, now: float, *, redact: bool = False) -> None:
         """Render `record` (an orchestrator TaskRecord, or None for an idle slot) as of `now`.
@@ -114,7 +112,6 @@ class WorkerPane(Vertical, can_focus=True):
         if task.id != self.task_id:
             # A new task in this slot: start its tail from what the engine kept, not the previous task's.
             self.task_id = task.id
-            self._buffer = []
             log = self.query_one(Log)
             log.clear()
             if not redact:
@@ -156,11 +153,14 @@ class WorkerPane(Vertical, can_focus=True):
         words = progress_text(record.progress)
         if words:
             parts.append(words)
-        self.query_one(".status", Label).update(" · ".join(parts))
+        # A fixed-size line: no layout pass for what changes every second in every pane.
+        self.query_one(".status", Label).update(" · ".join(parts), layout=False)
         self.query_one(ProgressBar).update(total=total, progress=done)
         # The gate, a predicted conflict, or why the task stopped: one line, coloured by how much it matters.
         shown = self.query_one(".note", Label)
-        shown.update(note)
+        if note != self._note:
+            self._note = note
+            shown.update(note)  # may wrap to more lines: a layout pass, but only when the note changes
         shown.set_class(bool(note), "-shown")
         for name in (INFO, WARNING, ERROR):
             shown.set_class(level == name, f"-{name}")
