@@ -178,10 +178,23 @@ def _check_stale_branches(repo: GitRepo, config: Config, tasks: list[Task], *, f
             )
 
 
+def _refuse_if_running(repo: GitRepo) -> None:
+    """Before anything is touched: one orchestrator per repository (the engine holds the lock itself)."""
+    from tuiorch.runlock import RunLock, RunLockError
+
+    probe = RunLock(repo.git_dir)
+    try:
+        probe.acquire()
+    except RunLockError as exc:
+        raise UsageError(str(exc)) from None
+    probe.release()
+
+
 def _run(root: Path, *, headless: bool, as_json: bool, workers: int | None, fresh: bool) -> int:
     repo = _open_repo(root)
     root = repo.root
     config, tasks, task_file = _load(root, workers)
+    _refuse_if_running(repo)
     _check_repository(repo, config, tasks, fresh=fresh)
     if fresh:
         from tuiorch.state import state_path

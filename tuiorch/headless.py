@@ -12,8 +12,10 @@ from typing import TextIO
 from tuiorch import events as ev
 from tuiorch.config import Config
 from tuiorch.orchestrator import Orchestrator
+from tuiorch.runlock import RunLockError
 from tuiorch.tasks import Task
 
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
@@ -140,7 +142,11 @@ def run_headless(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        summary = await orchestrator.run()
+        try:
+            summary = await orchestrator.run()
+        except RunLockError as exc:
+            print(f"tuiorch: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         return EXIT_INTERRUPTED if interrupted else summary.exit_code
 
     return asyncio.run(main())

@@ -33,6 +33,7 @@ from tuiorch.events import TaskStatus
 from tuiorch.gate import GatedMerge, gated_merge
 from tuiorch.gitops import GitError, GitRepo, PreparedMerge
 from tuiorch.prompt import RESOLVE_TEMPLATE, load_template, render_prompt, render_resolve_prompt
+from tuiorch.runlock import RunLock, clear_stale_git_locks
 from tuiorch.scheduler import pick_tasks, wait_reasons
 from tuiorch.state import StateError, load_state, log_dir, save_state
 from tuiorch.tasks import Priority, Task
@@ -211,6 +212,18 @@ class Orchestrator:
     # ------------------------------------------------------------------ run loop
 
     async def run(self) -> ev.RunFinished:
+        """Run the pool until nothing can progress (or stop()). Raises RunLockError if another runs."""
+        run_lock = RunLock(self.git.git_dir)
+        run_lock.acquire()
+        try:
+            return await self._run()
+        finally:
+            run_lock.release()
+
+    async def _run(self) -> ev.RunFinished:
+        if self._saved is not None and not self._saved.get("finished"):
+            for lock in clear_stale_git_locks(self.git.git_dir, self.base):
+                self._emit(ev.Notice(message=f"removed {lock}, left by the tuiorch run that stopped", level="warning"))
         self._base_at_start = await asyncio.to_thread(self.git.tip, self.base)
         if self._restore_notice:
             self._emit(ev.Notice(message=self._restore_notice, level="warning"))

@@ -1,0 +1,64 @@
+"""One orchestrator per repository; a killed one's git locks do not block the next run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import git
+from tests.test_headless import run, write_project
+
+
+def test_a_second_tuiorch_on_the_same_repo_is_refused(repo: Path) -> None:
+    write_project(repo, "## Task 1: Slow\nsleep: 3\n```write a.txt\na\n```\n")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "tuiorch", "run", "--headless", "--json"], cwd=repo, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert first.stdout is not None
+        for line in first.stdout:
+            if json.loads(line)["event"] == "task_started":
+                break
+        second = subprocess.run(
+            [sys.executable, "-m", "tuiorch", "run", "--headless"], cwd=repo, capture_output=True, text=True
+        )
+        assert second.returncode == 2
+        assert "another tuiorch" in second.stderr and str(first.pid) in second.stderr
+        assert "Traceback" not in second.stderr
+        first.stdout.read()
+        assert first.wait(timeout=60) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert git(repo, "show", "main:a.txt") == "a"
+
+
+def test_locks_left_by_a_killed_run_are_cleared_on_resume(repo: Path) -> None:
+    write_project(repo, "## Task 1: One\n```write one.txt\none\n```\n")
+    # What a tuiorch killed mid-merge leaves: an unfinished run state and git's lock on main's index.
+    state_dir = repo / ".git" / "tuiorch"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "state.toml").write_text('version = 1\nbase = "main"\nfinished = false\norder = ["1"]\n')
+    lock = repo / ".git" / "index.lock"
+    lock.write_text("")
+    old = time.time() - 60
+    os.utime(lock, (old, old))
+    code, events = run(repo)
+    assert code == 0
+    assert not lock.exists()
+    assert any(e["event"] == "notice" and "index.lock" in e["message"] for e in events)
+    assert git(repo, "show", "main:one.txt") == "one"
+
+
+def test_a_fresh_git_lock_is_left_to_its_owner(repo: Path) -> None:
+    from tuiorch.runlock import clear_stale_git_locks
+
+    lock = repo / ".git" / "index.lock"
+    lock.write_text("")
+    assert clear_stale_git_locks(repo / ".git", "main") == []
+    assert lock.exists()
