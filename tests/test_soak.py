@@ -95,7 +95,8 @@ def soak(repo: Path, *, kill_count: int, seed: int) -> list[str]:
     started = time.monotonic()
     queue, faults = build_queue(rng, TASKS)
     task_ids = [line.split()[2].rstrip(":") for line in queue.splitlines() if line.startswith("## Task ")]
-    write_project(repo, queue, workers=4, timeout="2s")
+    # Long enough that a healthy demo agent never times out on a loaded 2-core CI machine.
+    write_project(repo, queue, workers=4, timeout="5s")
     worktree_dir = repo.parent / "repo-worktrees"
 
     kills = 0
@@ -164,7 +165,8 @@ def soak(repo: Path, *, kill_count: int, seed: int) -> list[str]:
     # The faults really happened, and every healthy task landed.
     if by_state.get("failed", 0) != faults["failures"] + faults["hangs"]:
         problems.append(
-            f"{by_state.get('failed', 0)} failed, expected {faults['failures'] + faults['hangs']}"
+            f"{by_state.get('failed', 0)} failed, expected {faults['failures'] + faults['hangs']}; "
+            f"reasons: {reasons}"
         )
     healthy = len(task_ids) - faults["failures"] - faults["hangs"] - faults["conflict_pairs"]
     if by_state.get("merged", 0) < healthy:
