@@ -202,3 +202,21 @@ def test_demo_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "not an empty folder" in done.stderr
     assert (tmp_path / "busy" / "file.txt").read_text() == "mine\n"
+
+
+def test_report_prints_the_last_runs_summary_with_main_commits(repo: Path) -> None:
+    from tests.test_headless import write_project
+
+    write_project(repo, "## Task 1: Add alpha\n```write alpha.txt\nalpha\n```\n")
+    done = subprocess.run([sys.executable, "-m", "tuiorch", "run", "--headless"], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = subprocess.run([sys.executable, "-m", "tuiorch", "report"], cwd=repo, capture_output=True, text=True)
+    assert report.returncode == 0
+    merge = git(repo, "rev-parse", "--short=7", "main")
+    assert "1  merged" in report.stdout and "Add alpha" in report.stdout
+    assert f"{merge} feat: Add alpha" in report.stdout
+    as_json = subprocess.run(
+        [sys.executable, "-m", "tuiorch", "report", "--json"], cwd=repo, capture_output=True, text=True
+    )
+    data = json.loads(as_json.stdout)
+    assert data["merged"] == 1 and data["tasks"][0]["commit"].startswith(merge)

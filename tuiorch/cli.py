@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -230,29 +231,73 @@ def _init(root: Path, preset: str, force: bool) -> int:
     return EXIT_OK
 
 
-def _status(root: Path, as_json: bool) -> int:
+def _saved_run(repo: GitRepo) -> dict | None:
     from tuiorch.state import StateError, load_state
 
-    repo = _open_repo(root)
     try:
         state = load_state(repo.git_dir)
     except StateError as exc:
         raise UsageError(str(exc)) from None
     if state is None:
+        return None
+    # Tasks still waiting untouched have no entry of their own in the saved state.
+    saved = state.get("tasks", {})
+    state["tasks"] = {task_id: saved.get(task_id, {"status": "queued"}) for task_id in state.get("order", [])}
+    return state
+
+
+def _status(root: Path, as_json: bool) -> int:
+    repo = _open_repo(root)
+    state = _saved_run(repo)
+    if state is None:
         print(json.dumps({"run": None}) if as_json else "no run recorded in this repository")
         return EXIT_OK
-    tasks = state.get("tasks", {})
+    tasks = state["tasks"]
     if as_json:
-        print(json.dumps({"order": state.get("order", []), "tasks": tasks}))
+        print(json.dumps({"finished": state.get("finished", False), "order": state.get("order", []), "tasks": tasks}))
         return EXIT_OK
     counts: dict[str, int] = {}
     for data in tasks.values():
         counts[data.get("status", "?")] = counts.get(data.get("status", "?"), 0) + 1
-    print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks")
-    for task_id in state.get("order", []):
-        data = tasks.get(task_id, {})
+    where = "finished" if state.get("finished") else "not finished (run tuiorch to pick it up)"
+    print(f"run {where}: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks"))
+    for task_id, data in tasks.items():
         commit = str(data.get("commit", ""))[:7]
         print(f"  {task_id:<8} {data.get('status', '?'):<13} {commit:<7} {data.get('reason', '')}")
+    return EXIT_OK
+
+
+def _report(root: Path, as_json: bool) -> int:
+    """The final summary of the last run: every task, its end state, duration, merge commit; main's commits."""
+    from tuiorch.events import RunFinished
+    from tuiorch.headless import format_summary
+
+    repo = _open_repo(root)
+    state = _saved_run(repo)
+    if state is None:
+        print(json.dumps({"run": None}) if as_json else "no run recorded in this repository")
+        return EXIT_OK
+    rows = []
+    for task_id, data in state["tasks"].items():
+        row = {"id": task_id, "title": data.get("title", ""), "status": data.get("status", "queued")}
+        if data.get("started") and data.get("ended"):
+            row["duration"] = round(data["ended"] - data["started"], 1)
+        for key in ("commit", "reason"):
+            if data.get(key):
+                row[key] = data[key]
+        rows.append(row)
+    commits: list[dict[str, str]] = []
+    if state.get("base_at_start"):
+        with contextlib.suppress(GitError):
+            commits = [
+                {"commit": sha, "subject": subject}
+                for sha, subject in repo.commits_since(state.get("base", "main"), state["base_at_start"])
+            ]
+    merged = sum(1 for r in rows if r["status"] == "merged")
+    summary = RunFinished(
+        tasks=rows, commits=commits, merged=merged, failed=len(rows) - merged, exit_code=int(merged != len(rows))
+    )
+    print(json.dumps(summary.to_dict()) if as_json else format_summary(summary).lstrip("\n"))
     return EXIT_OK
 
 
@@ -303,8 +348,10 @@ def main(argv: list[str] | None = None) -> int:
                 return _run(cwd, headless=args.headless, as_json=args.json, workers=args.workers, fresh=args.fresh)
             case "init":
                 return _init(cwd, args.preset, args.force)
-            case "status" | "report":
+            case "status":
                 return _status(cwd, args.json)
+            case "report":
+                return _report(cwd, args.json)
             case "clean":
                 return _clean(cwd, args.force)
             case "demo":
@@ -316,4 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader (`| head`) went away: not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     return EXIT_USAGE

@@ -1138,6 +1138,7 @@ class Orchestrator:
     def _task_state(rec: TaskRecord) -> dict[str, object]:
         return {
             "status": rec.status.value,
+            "title": rec.task.title,
             "attempts": rec.attempts,
             "branch": rec.branch,
             "worktree": str(rec.worktree) if rec.worktree else None,
