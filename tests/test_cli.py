@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 from tests.conftest import git
+from tests.test_faults import merges_per_task
 from tuiorch.config import load_config
 from tuiorch.tasks import load_tasks
 
@@ -61,18 +62,6 @@ def worktree_paths(repo: Path) -> list[str]:
         for line in git(repo, "worktree", "list", "--porcelain").splitlines()
         if line.startswith("worktree ")
     ]
-
-
-def merges_per_task(repo: Path, branch: str = "main") -> dict[str, int]:
-    """How many merge commits on `branch`'s first-parent line cite each task."""
-    counts: dict[str, int] = {}
-    log = git(repo, "log", "--first-parent", "--merges", "--format=%B%x00", branch)
-    for message in log.split("\x00"):
-        for line in message.splitlines():
-            if line.startswith("Refs: TASKS.md#task-"):
-                task = line.removeprefix("Refs: TASKS.md#task-").strip()
-                counts[task] = counts.get(task, 0) + 1
-    return counts
 
 
 # -- init --------------------------------------------------------------------------------------------------

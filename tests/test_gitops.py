@@ -6,30 +6,15 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import pygit2
 import pytest
-from pygit2.enums import ConfigLevel
 
 from tests.conftest import git, make_repo
 from tuiorch.gitops import IDENTITY_FALLBACK, GitError, GitRepo, MergeOutcome, PreparedMerge, _undo_checkout
-
-
-@pytest.fixture(autouse=True)
-def _no_global_config_for_libgit2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """libgit2 fixes its global config path when pygit2 is imported, so HOME changes do not reach it."""
-    empty = str(tmp_path_factory.mktemp("libgit2-home"))
-    levels = (ConfigLevel.GLOBAL, ConfigLevel.XDG, ConfigLevel.SYSTEM)
-    saved = {level: pygit2.settings.search_path[level] for level in levels}
-    for level in levels:
-        pygit2.settings.search_path[level] = empty
-    yield
-    for level, value in saved.items():
-        pygit2.settings.search_path[level] = value
 
 
 def write(root: Path, files: dict[str, str]) -> None:
