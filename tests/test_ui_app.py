@@ -48,6 +48,20 @@ async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0
         await pilot.pause(0.05)
 
 
+async def quit_app(pilot, app: TuiorchApp, timeout: float = 30.0) -> None:  # noqa: ANN001
+    """Close whatever dialog is up (a conflict modal may open at any moment), quit, confirm if asked."""
+    deadline = time.monotonic() + timeout
+    while app.is_running:
+        assert time.monotonic() < deadline, f"could not quit: {app.screen}"
+        if isinstance(app.screen, ConfirmScreen):
+            await pilot.press("y")
+        elif app.screen is app.screen_stack[0]:
+            await pilot.press("q")
+        else:
+            await pilot.press("escape")
+        await pilot.pause(0.1)
+
+
 def statuses(app: TuiorchApp) -> dict[str, str]:
     return {tid: rec.status.value for tid, rec in app.orch.records.items()}
 
@@ -60,6 +74,13 @@ def agent_processes() -> list[psutil.Process]:
             if "tuiorch.demo_agent" in proc.cmdline():
                 found.append(proc)
     return found
+
+
+def alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def main_merges(repo: Path) -> list[str]:
@@ -139,8 +160,7 @@ async def test_reordering_the_queue_changes_the_start_order_and_survives_a_resta
         await pilot.pause(0.2)
         assert [row.task.id for row in app.orch.queue_view()] == ["3", "2", "1"]
         assert app.query_one(QueuePane).selected_id == "3"
-        await pilot.press("q")
-        await wait_for(pilot, lambda: not app.is_running)
+        await quit_app(pilot, app)
 
     again = make_app(repo, paused=True)
     async with again.run_test(size=SIZE) as pilot:
@@ -157,21 +177,23 @@ async def test_reordering_the_queue_changes_the_start_order_and_survives_a_resta
 
 async def test_pool_keys_add_and_remove_panes_and_running_workers(repo: Path) -> None:
     write_project(repo, SLOW_TASKS, workers=1)
-    app = make_app(repo)
+    app = make_app(repo, watch_tasks=False)
     async with app.run_test(size=SIZE) as pilot:
+        def header_text() -> str:
+            return str(app.query_one("#header").render())
+
         await wait_for(pilot, lambda: app.orch.running_count() == 1)
         assert len(app.query(WorkerPane)) == 1
         await pilot.press("plus")
+        # Each step waits for what the user would see, never for a guessed time (the machine may be busy).
         await wait_for(pilot, lambda: app.orch.running_count() == 2)
-        await pilot.pause(0.2)
-        assert len(app.query(WorkerPane)) == 2
-        assert "pool 2" in str(app.query_one("#header").render())
+        await wait_for(pilot, lambda: len(app.query(WorkerPane)) == 2 and "pool 2" in header_text())
         await pilot.press("minus")
-        await pilot.pause(0.2)
-        assert app.orch.workers == 1
-        # A shrunk pool lets running work finish; no new task starts in the dropped slot.
+        await wait_for(pilot, lambda: app.orch.workers == 1 and "pool 1" in header_text())
+        # A shrunk pool lets running work finish: both agents still run, and the dropped slot keeps its pane.
+        assert app.orch.running_count() == 2 and len(app.query(WorkerPane)) == 2
         await pilot.press("p", "plus", "plus")
-        await wait_for(pilot, lambda: len(app.query(WorkerPane)) == 3)
+        await wait_for(pilot, lambda: len(app.query(WorkerPane)) == 3 and "pool 3 (paused)" in header_text())
         assert app.orch.running_count() == 2  # paused: the third slot stays empty
 
         await pilot.press("q")
@@ -181,8 +203,10 @@ async def test_pool_keys_add_and_remove_panes_and_running_workers(repo: Path) ->
         await pilot.press("y")
         await wait_for(pilot, lambda: not app.is_running)
     assert app.return_value == 1  # tasks were cancelled, not merged
-    await asyncio.sleep(0.2)
-    assert [proc.pid for proc in agents if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE] == []
+    deadline = time.monotonic() + 10
+    while [proc.pid for proc in agents if alive(proc)]:
+        assert time.monotonic() < deadline, "agents outlived the app"
+        await asyncio.sleep(0.05)
 
 
 async def test_the_conflict_modal_opens_itself_and_take_ours_lands_the_merge(repo: Path) -> None:
@@ -201,8 +225,7 @@ async def test_the_conflict_modal_opens_itself_and_take_ours_lands_the_merge(rep
         await pilot.press("o")
         await wait_for(pilot, lambda: app.orch.records[loser].status is TaskStatus.MERGED, timeout=30)
         await wait_for(pilot, lambda: not isinstance(app.screen, ConflictScreen))
-        await pilot.press("q")
-        await wait_for(pilot, lambda: not app.is_running)
+        await quit_app(pilot, app)
     assert app.return_value == 0
     assert git(repo, "show", "main:shared.txt") == winner_text
     assert len(main_merges(repo)) == 2
@@ -216,8 +239,7 @@ async def test_take_theirs_keeps_the_tasks_version(repo: Path) -> None:
         loser = app.screen.task_id  # type: ignore[attr-defined]
         await pilot.press("t")
         await wait_for(pilot, lambda: app.orch.records[loser].status is TaskStatus.MERGED, timeout=30)
-        await pilot.press("q")
-        await wait_for(pilot, lambda: not app.is_running)
+        await quit_app(pilot, app)
     assert git(repo, "show", "main:shared.txt") == {"1": "hello from one", "2": "hi from two"}[loser]
 
 
@@ -232,8 +254,7 @@ async def test_abort_and_requeue_redoes_the_task_from_the_new_main(repo: Path) -
         # Redone on top of the winner's merge, the task now merges cleanly.
         await wait_for(pilot, lambda: app.orch.records[loser].status is TaskStatus.MERGED, timeout=60)
         assert app.orch.records[loser].attempts == 1
-        await pilot.press("q")
-        await wait_for(pilot, lambda: not app.is_running)
+        await quit_app(pilot, app)
     assert git(repo, "show", "main:shared.txt") == {"1": "hello from one", "2": "hi from two"}[loser]
 
 
@@ -249,8 +270,7 @@ async def test_editing_the_task_file_live_adds_tasks_and_a_broken_edit_changes_n
         task_file.write_text(task_file.read_text().replace("depends: 9", "depends: 1"))
         await wait_for(pilot, lambda: "4" in app.orch.records, timeout=10)
         assert app.orch.records["4"].task.depends == ("1",)
-        await pilot.press("q")
-        await wait_for(pilot, lambda: not app.is_running)
+        await quit_app(pilot, app)
 
 
 async def test_summary_lists_every_task_and_the_commits_on_main(repo: Path) -> None:
@@ -266,8 +286,7 @@ async def test_summary_lists_every_task_and_the_commits_on_main(repo: Path) -> N
         assert all(row[2] == "merged" and len(row[4]) == 7 for row in screen.task_rows)
         subjects = {subject for _sha, subject in screen.commit_rows}
         assert {"feat: Add alpha", "feat: Add beta", "feat: Add gamma"} <= subjects
-        await pilot.press("escape", "q")
-        await wait_for(pilot, lambda: not app.is_running)
+        await quit_app(pilot, app)
 
 
 @pytest.fixture(autouse=True)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from textual.widgets import Label
 
-from tests.test_ui_app import SIZE, make_app, wait_for, write_project
+from tests.test_ui_app import SIZE, make_app, quit_app, wait_for, write_project
 from tuiorch.events import TaskStatus
 from tuiorch.ui.app import TuiorchApp
-from tuiorch.ui.screens import ConfirmScreen, ConflictScreen
+from tuiorch.ui.screens import ConflictScreen
 from tuiorch.ui.widgets import QueuePane, WorkerPane
 
 GATED = """\
@@ -67,16 +67,6 @@ def pane_note(pane: WorkerPane) -> str:
     return str(label.render()) if label.has_class("-shown") else ""
 
 
-async def quit_app(pilot, app: TuiorchApp) -> None:  # noqa: ANN001
-    while isinstance(app.screen, ConflictScreen):
-        await pilot.press("escape")
-    await pilot.press("q")
-    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) or not app.is_running)
-    if app.is_running:
-        await pilot.press("y")
-    await wait_for(pilot, lambda: not app.is_running)
-
-
 async def test_checking_and_check_failed_stay_visible_in_the_queue_after_the_pane_moves_on(
     repo: Path, tmp_path: Path
 ) -> None:
@@ -121,4 +111,5 @@ async def test_a_predicted_conflict_shows_in_the_running_tasks_pane_before_it_fi
         state, note = queue_row(app, "2")
         assert state == "running" and "predicted conflict: README.md" in note
         await wait_for(pilot, lambda: queue_row(app, "2") == ("conflict", "conflict in README.md"), timeout=30)
+        await wait_for(pilot, lambda: isinstance(app.screen, ConflictScreen))
         await quit_app(pilot, app)

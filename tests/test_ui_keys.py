@@ -11,22 +11,11 @@ from textual.widgets import Input, Label, TextArea
 
 from tests.conftest import git
 from tests.test_ui_app import CONFLICTING, SIZE, THREE_TASKS, main_merges, make_app, wait_for, write_project
-from tests.test_ui_gate import GATED, gate_config, queue_row
+from tests.test_ui_gate import GATED, gate_config, queue_row, quit_app
 from tuiorch.events import TaskStatus
 from tuiorch.tasks import load_tasks
-from tuiorch.ui.app import TuiorchApp
-from tuiorch.ui.screens import AddTaskScreen, ConfirmScreen, ConflictScreen
+from tuiorch.ui.screens import AddTaskScreen, ConflictScreen
 from tuiorch.ui.widgets import QueuePane
-
-
-async def quit_app(pilot, app: TuiorchApp) -> None:  # noqa: ANN001
-    while isinstance(app.screen, ConflictScreen | AddTaskScreen):
-        await pilot.press("escape")
-    await pilot.press("q")
-    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) or not app.is_running)
-    if app.is_running:
-        await pilot.press("y")
-    await wait_for(pilot, lambda: not app.is_running)
 
 
 async def type_into(pilot, selector: str, text: str) -> None:  # noqa: ANN001

@@ -235,7 +235,16 @@ class TuiorchApp(App[int]):
         elif isinstance(screen, ModalScreen):
             self.notify(f"task {message.task} conflicts with main: press c", severity="warning")
         else:
-            self.open_conflict(message.task)
+            # Draw the conflict on the main screen first: behind a modal it is not laid out again, so it
+            # would otherwise keep whatever the last tick showed (the task still "running").
+            self.render_state()
+            self.call_after_refresh(self._open_conflict_from_engine, message.task)
+
+    def _open_conflict_from_engine(self, task_id: str) -> None:
+        record = self.orch.records.get(task_id)
+        if self.screen_stack and not isinstance(self.screen, ModalScreen) and record is not None \
+                and record.status in IN_CONFLICT:
+            self.open_conflict(task_id)
 
     def on_notice_arrived(self, message: messages.NoticeArrived) -> None:
         severity = {"error": "error", "warning": "warning"}.get(message.level, "information")

@@ -114,6 +114,8 @@ class ConflictScreen(ModalScreen[str]):
         )
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        # o/t/e apply to the highlighted path: grey them out or light them up now, not on some later refresh.
+        self.refresh_bindings()
         path = event.option.id
         if path is None:
             return

@@ -45,8 +45,7 @@ class WorkerPane(Vertical, can_focus=True):
     WorkerPane ProgressBar Bar { width: 1fr; }
     WorkerPane.-warning { border: round $warning; }
     WorkerPane.-error { border: round $error; }
-    WorkerPane .note { height: auto; display: none; }
-    WorkerPane .note.-shown { display: block; }
+    WorkerPane .note { height: 1; width: 1fr; }
     WorkerPane .note.-info { color: $text-accent; }
     WorkerPane .note.-warning { color: $text-warning; background: $warning-muted; text-style: bold; }
     WorkerPane .note.-error { color: $text-error; background: $error-muted; text-style: bold; }
@@ -106,7 +105,7 @@ class WorkerPane(Vertical, can_focus=True):
                 self.set_class(False, "-stuck", "-warning", "-error")
                 self.query_one(".status", Label).update("waiting for a task")
                 self.query_one(ProgressBar).update(total=100, progress=0)
-                self.query_one(".note", Label).set_class(False, "-shown")
+                self._set_note("", "")
             return
         task = record.task
         if task.id != self.task_id:
@@ -156,11 +155,18 @@ class WorkerPane(Vertical, can_focus=True):
         # A fixed-size line: no layout pass for what changes every second in every pane.
         self.query_one(".status", Label).update(" · ".join(parts), layout=False)
         self.query_one(ProgressBar).update(total=total, progress=done)
-        # The gate, a predicted conflict, or why the task stopped: one line, coloured by how much it matters.
-        shown = self.query_one(".note", Label)
+        self._set_note(note, level)
+
+    def _set_note(self, note: str, level: str) -> None:
+        """The gate, a predicted conflict, or why the task stopped: one line, coloured by how much it matters.
+
+        The line is always there, empty when there is nothing to say, so a note never moves the log below
+        it: no layout pass, and a modal opened over the pane never catches it half laid out.
+        """
+        label = self.query_one(".note", Label)
         if note != self._note:
             self._note = note
-            shown.update(note)  # may wrap to more lines: a layout pass, but only when the note changes
-        shown.set_class(bool(note), "-shown")
+            label.update(note, layout=False)
+        label.set_class(bool(note), "-shown")
         for name in (INFO, WARNING, ERROR):
-            shown.set_class(level == name, f"-{name}")
+            label.set_class(level == name, f"-{name}")
