@@ -240,9 +240,10 @@ def test_a_users_dirty_file_survives_while_unrelated_merges_land(tmp_path: Path)
     dirty = b"my unsaved work\n\x00 bytes \r\n kept\n"
     (repo / "notes.txt").write_bytes(dirty)
     code, events = run(repo)
-    assert code == 1
+    assert code == 1, events
     assert (repo / "notes.txt").read_bytes() == dirty
     assert git(repo, "show", "main:other.txt") == "other"
+    assert of(events, "merge_blocked", "2"), events
     blocked = of(events, "merge_blocked", "2")[0]
     assert blocked["paths"] == ["notes.txt"]
     assert "notes.txt" not in git(repo, "show", "--stat", "main")

@@ -43,11 +43,11 @@ def test_locks_left_by_a_killed_run_are_cleared_on_resume(repo: Path) -> None:
     # What a tuiorch killed mid-merge leaves: an unfinished run state and git's lock on main's index.
     state_dir = repo / ".git" / "tuiorch"
     state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / "state.toml").write_text('version = 1\nbase = "main"\nfinished = false\norder = ["1"]\n')
+    (state_dir / "state.toml").write_text(
+        'version = 1\nbase = "main"\nfinished = false\norder = ["1"]\n\n[tasks.1]\nstatus = "merging"\n'
+    )
     lock = repo / ".git" / "index.lock"
     lock.write_text("")
-    old = time.time() - 60
-    os.utime(lock, (old, old))
     code, events = run(repo)
     assert code == 0
     assert not lock.exists()
@@ -55,10 +55,32 @@ def test_locks_left_by_a_killed_run_are_cleared_on_resume(repo: Path) -> None:
     assert git(repo, "show", "main:one.txt") == "one"
 
 
-def test_a_fresh_git_lock_is_left_to_its_owner(repo: Path) -> None:
+def test_mains_lock_is_left_to_its_owner_unless_the_dead_run_was_merging(repo: Path) -> None:
     from tuiorch.runlock import clear_stale_git_locks
 
     lock = repo / ".git" / "index.lock"
     lock.write_text("")
-    assert clear_stale_git_locks(repo / ".git", "main") == []
+    assert clear_stale_git_locks(repo / ".git", "main", was_merging=False) == []
     assert lock.exists()
+    assert clear_stale_git_locks(repo / ".git", "main", was_merging=True) == [lock]
+    assert not lock.exists()
+
+
+def test_a_resumed_run_ends_agents_whose_group_the_dead_run_never_recorded(repo: Path) -> None:
+    from tuiorch.runlock import kill_orphan_agents
+
+    env = dict(os.environ, TUIORCH_GIT_DIR=str((repo / ".git").resolve()))
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], env=env, start_new_session=True
+    )
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        time.sleep(0.2)
+        assert kill_orphan_agents(repo / ".git") == [orphan.pid]
+        assert orphan.wait(timeout=5) == -9
+        assert bystander.poll() is None
+    finally:
+        for proc in (orphan, bystander):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

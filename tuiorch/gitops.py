@@ -673,7 +673,15 @@ class GitRepo:
             if outcome.status == "moved":
                 continue
             return outcome
-        raise GitError(f"could not merge {branch}: {base} kept changing (or stayed locked); try again")
+        # Not a failure of the task's work: the caller keeps it and tries again later.
+        return MergeOutcome(
+            "blocked",
+            None,
+            message=(
+                f"{base} kept changing or stayed locked (refs/heads/{base}.lock held by another git process); "
+                "tuiorch retries"
+            ),
+        )
 
     @_locked
     def prepare_merge(self, branch: str, base: str, message: str) -> PreparedMerge | MergeOutcome:

@@ -33,7 +33,7 @@ from tuiorch.events import TaskStatus
 from tuiorch.gate import GatedMerge, gated_merge
 from tuiorch.gitops import GitError, GitRepo, PreparedMerge
 from tuiorch.prompt import RESOLVE_TEMPLATE, load_template, render_prompt, render_resolve_prompt
-from tuiorch.runlock import RunLock, clear_stale_git_locks
+from tuiorch.runlock import RunLock, clear_stale_git_locks, kill_orphan_agents
 from tuiorch.scheduler import pick_tasks, wait_reasons
 from tuiorch.state import StateError, load_state, log_dir, save_state
 from tuiorch.tasks import Priority, Task
@@ -98,6 +98,8 @@ class TaskRecord:
     #: Times the agent was sent back to fix a failed [merge] check, and that check's last output.
     check_fixes: int = 0
     check_output: str = ""
+    #: The task's agent owns its slot worktree (set while it is prepared and used; cleared on leaving).
+    holds_worktree: bool = False
     #: The user changed the priority from the task file's (saved, and kept on reload).
     priority_override: bool = False
     #: A merge commit that passed the check but could not land yet (merge_blocked).
@@ -222,8 +224,7 @@ class Orchestrator:
 
     async def _run(self) -> ev.RunFinished:
         if self._saved is not None and not self._saved.get("finished"):
-            for lock in clear_stale_git_locks(self.git.git_dir, self.base):
-                self._emit(ev.Notice(message=f"removed {lock}, left by the tuiorch run that stopped", level="warning"))
+            await self._clean_up_after_dead_run(self._saved)
         self._base_at_start = await asyncio.to_thread(self.git.tip, self.base)
         if self._restore_notice:
             self._emit(ev.Notice(message=self._restore_notice, level="warning"))
@@ -358,6 +359,7 @@ class Orchestrator:
         rec.worktree = self._slot_path(slot, task)
         rec.log_path = self.logs / f"{task.id}.log"
         fresh_worktree = not rec.worktree.exists()
+        rec.holds_worktree = True
         # An earlier attempt's commits are kept: the retry builds on them.
         rec.base_sha = await asyncio.to_thread(
             functools.partial(
@@ -404,7 +406,7 @@ class Orchestrator:
             stuck_after=self.config.agent.stuck_after or None,
             on_stuck=on_stuck,
             watch_dir=rec.worktree,
-            env={"TUIORCH_TASK": task.id, "TUIORCH_BRANCH": rec.branch},
+            env=self._agent_env(rec),
             on_spawn=lambda pgid: self._record_pgid(rec, pgid),
         )
         if self._stopping:
@@ -478,7 +480,9 @@ class Orchestrator:
         argv = shlex.split(self.config.slots.setup)
         with open(rec.log_path, "a", encoding="utf-8") as log:
             log.write(f"== setup: {shlex.join(argv)} in {rec.worktree} ==\n")
-        process = AgentProcess(argv, rec.worktree, rec.log_path, timeout=self.config.agent.timeout or None)
+        process = AgentProcess(
+            argv, rec.worktree, rec.log_path, timeout=self.config.agent.timeout or None, env=self._agent_env(rec)
+        )
         self._processes[rec.task.id] = process
         try:
             exit_ = await process.run()
@@ -530,13 +534,26 @@ class Orchestrator:
             await self._leave_worktree(rec)
 
     async def _leave_worktree(self, rec: TaskRecord) -> None:
-        """The agent is done with its worktree: detach a warm slot, or remove a per-task one."""
-        if rec.worktree is None:
+        """The agent is done with its worktree: detach a warm slot, or remove a per-task one.
+
+        Only once, and only while the task still holds it: a freed slot may already serve another task.
+        """
+        if rec.worktree is None or not rec.holds_worktree:
             return
+        rec.holds_worktree = False
         if self.config.slots.reuse:
             await asyncio.to_thread(self.git.release_worktree, rec.worktree)
         else:
             await asyncio.to_thread(self.git.remove_worktree, rec.worktree)
+
+    def _agent_env(self, rec: TaskRecord) -> dict[str, str]:
+        # TUIORCH_GIT_DIR marks the process as ours: a resumed run finds and ends it even if this run
+        # dies before recording its process group.
+        return {
+            "TUIORCH_TASK": rec.task.id,
+            "TUIORCH_BRANCH": rec.branch or "",
+            "TUIORCH_GIT_DIR": str(self.git.git_dir.resolve()),
+        }
 
     def _record_pgid(self, rec: TaskRecord, pgid: int) -> None:
         rec.pgid = pgid
@@ -703,7 +720,7 @@ class Orchestrator:
             self.logs / f"{task.id}.log",
             on_line=self._line_handler(rec),
             timeout=self.config.agent.timeout or None,
-            env={"TUIORCH_TASK": task.id, "TUIORCH_BRANCH": rec.branch},
+            env=self._agent_env(rec),
             on_spawn=lambda pgid: self._record_pgid(rec, pgid),
         )
         self._processes[task.id] = process
@@ -1196,6 +1213,16 @@ class Orchestrator:
                 rec.commit = data.get("commit")
                 rec.started, rec.ended = data.get("started"), data.get("ended")
                 rec.attempts = int(data.get("attempts", 0))
+
+    async def _clean_up_after_dead_run(self, state: dict) -> None:
+        """The last run died: end its agents, then drop the git locks only it could have held."""
+        for pgid in await asyncio.to_thread(kill_orphan_agents, self.git.git_dir):
+            self._emit(ev.Notice(message=f"ended agent process group {pgid} left by the tuiorch run that stopped"))
+        await asyncio.sleep(0.1)  # let the killed agents go before their locks are judged
+        merging = {TaskStatus.MERGING.value, TaskStatus.CHECKING.value, TaskStatus.FINISHED.value}
+        was_merging = any(data.get("status") in merging for data in state.get("tasks", {}).values())
+        for lock in clear_stale_git_locks(self.git.git_dir, self.base, was_merging=was_merging):
+            self._emit(ev.Notice(message=f"removed {lock}, left by the tuiorch run that stopped", level="warning"))
 
     async def _reconcile(self) -> None:
         """Pick up where a dead or finished run left off, trusting git over the saved state.

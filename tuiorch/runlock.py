@@ -6,13 +6,11 @@ however it dies, so a lock that can be taken means no tuiorch is running on this
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
-import time
+import signal
 from pathlib import Path
-
-#: A git lock file this old, found when the previous run died, is that run's and not a live git's.
-STALE_LOCK_SECONDS = 5.0
 
 
 class RunLockError(Exception):
@@ -47,26 +45,57 @@ class RunLock:
             self._fd = None
 
 
-def clear_stale_git_locks(git_dir: Path, base: str, now: float | None = None) -> list[Path]:
+def clear_stale_git_locks(git_dir: Path, base: str, *, was_merging: bool) -> list[Path]:
     """Remove the lock files a killed tuiorch could have held; return what was removed.
 
-    Only called when the saved run did not finish and no tuiorch holds the run lock. A lock younger
-    than STALE_LOCK_SECONDS may be a live git command of the user's, and is left alone.
+    Called only when the saved run did not finish and we hold the run lock, so no tuiorch and none of
+    its agents (killed first) is alive. Locks in tuiorch's own worktrees are therefore stale. main's index
+    and ref locks are taken as ours only if the dead run was in the middle of a merge; otherwise they may
+    be a live git command of the user's and are left alone.
     """
-    now = time.time() if now is None else now
     git_dir = Path(git_dir)
-    candidates = [git_dir / "index.lock", git_dir / "HEAD.lock", git_dir / "refs" / "heads" / f"{base}.lock"]
+    candidates: list[Path] = []
     worktrees = git_dir / "worktrees"
     if worktrees.is_dir():
-        for admin in worktrees.iterdir():
-            candidates += [admin / "index.lock", admin / "HEAD.lock"]
+        candidates += [admin / name for admin in worktrees.iterdir() for name in ("index.lock", "HEAD.lock")]
+    if was_merging:
+        candidates += [git_dir / "index.lock", git_dir / "refs" / "heads" / f"{base}.lock"]
     removed = []
     for lock in candidates:
-        try:
-            age = now - lock.stat().st_mtime
-        except OSError:
-            continue
-        if age >= STALE_LOCK_SECONDS:
+        if lock.is_file():
             lock.unlink(missing_ok=True)
             removed.append(lock)
     return removed
+
+
+def kill_orphan_agents(git_dir: Path) -> list[int]:
+    """Kill the process groups of agents a dead run started for this repository; return their pgids.
+
+    Agents carry TUIORCH_GIT_DIR in their environment, which identifies them even when the dead run
+    never got to record their process group.
+    """
+    marker = f"TUIORCH_GIT_DIR={Path(git_dir).resolve()}".encode()
+    own = os.getpgid(0)
+    killed: list[int] = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return killed
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker not in environ.split(b"\0"):
+            continue
+        try:
+            pgid = os.getpgid(int(entry.name))
+        except ProcessLookupError:
+            continue
+        if pgid in killed or pgid == own:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+            killed.append(pgid)
+    return killed
