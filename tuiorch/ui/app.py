@@ -111,7 +111,7 @@ class TuiorchApp(App[int]):
         with Vertical(id="main"):
             yield Grid(*(WorkerPane(i) for i in range(self._pane_count())), id="workers")
             yield QueuePane(id="queue")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)  # ctrl+p still opens it; the room goes to keys
 
     def on_mount(self) -> None:
         self._layout_panes()

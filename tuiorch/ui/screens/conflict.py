@@ -82,7 +82,7 @@ class ConflictScreen(ModalScreen[str]):
                         with VerticalScroll():
                             yield Static("", id="theirs", markup=False)
             yield Label("", id="conflict-status", markup=False)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         if not self.query(OptionList):

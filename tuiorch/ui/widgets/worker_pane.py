@@ -49,7 +49,7 @@ class WorkerPane(Vertical, can_focus=True):
     WorkerPane .note.-info { color: $text-accent; }
     WorkerPane .note.-warning { color: $text-warning; background: $warning-muted; text-style: bold; }
     WorkerPane .note.-error { color: $text-error; background: $error-muted; text-style: bold; }
-    WorkerPane Log { height: 1fr; width: 1fr; background: $surface; scrollbar-size-vertical: 1; overflow-x: hidden; }
+    WorkerPane Log { height: 1fr; width: 1fr; background: $surface; scrollbar-size-vertical: 1; overflow-x: hidden; overflow-y: auto; }
     """
 
     def __init__(self, slot: int, *, max_lines: int = PANE_MAX_LINES) -> None:
