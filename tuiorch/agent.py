@@ -68,6 +68,7 @@ class AgentProcess:
         on_unstuck: Callable[[], None] | None = None,
         kill_grace: float = 3.0,
         on_spawn: Callable[[int], None] | None = None,
+        on_lines: Callable[[list[str]], None] | None = None,
     ) -> None:
         if not argv:
             raise ValueError("agent command is empty")
@@ -84,6 +85,8 @@ class AgentProcess:
         self.kill_grace = kill_grace
         #: Told the process group id as soon as the process exists (the run state records it for resume).
         self.on_spawn = on_spawn
+        #: Takes each burst of lines at once (preferred over on_line for busy agents).
+        self.on_lines = on_lines
 
         self.pid: int | None = None
         self.pgid: int | None = None
@@ -128,7 +131,7 @@ class AgentProcess:
             except OSError as exc:
                 message = _start_error(self.argv[0], self.cwd, exc)
                 log.write(f"tuiorch: {message}\n".encode())
-                self._emit(f"tuiorch: {message}")
+                self._emit_lines([f"tuiorch: {message}"])
                 return AgentExit(code=127, error=message)
 
             self.pid = self.pgid = proc.pid
@@ -212,9 +215,13 @@ class AgentProcess:
             await asyncio.sleep(0.01)
 
     async def _pump(self, stream: asyncio.StreamReader, log: BinaryIO) -> None:
-        """Copy raw output to the log (every byte, flushed per read burst) and split it into lines."""
-        pending = bytearray()
-        dropped = 0  # bytes of an over-long line not kept in `pending` (they are in the log)
+        """Copy raw output to the log (every byte, flushed per read burst) and split it into lines.
+
+        A burst is decoded and split in one go (a flooding agent prints thousands of lines a read);
+        a line longer than MAX_LINE_CHARS is cut in what reaches `on_line`/`tail`, never in the log.
+        """
+        pending = bytearray()  # the start of a line whose end has not arrived yet (bounded)
+        dropped = 0  # bytes of that line not kept in `pending` (they are in the log)
         while True:
             chunk = await stream.read(READ_CHUNK)
             if not chunk:
@@ -223,34 +230,30 @@ class AgentProcess:
             log.flush()
             self._activity(time.monotonic())
             self.last_output = self.last_activity
-            start = 0
-            while True:
-                newline = chunk.find(b"\n", start)
-                piece = chunk[start:] if newline < 0 else chunk[start:newline]
-                room = MAX_LINE_CHARS - len(pending)
-                if room > 0:
-                    pending += piece[:room]
-                dropped += max(0, len(piece) - max(room, 0))
-                if newline < 0:
-                    break
-                self._emit_bytes(pending, dropped)
-                pending.clear()
-                dropped = 0
-                start = newline + 1
+            last_newline = chunk.rfind(b"\n")
+            if last_newline < 0:
+                dropped += _append_bounded(pending, chunk)
+                continue
+            first_newline = chunk.find(b"\n")
+            dropped += _append_bounded(pending, chunk[:first_newline])
+            lines = [_line_text(pending, dropped)]
+            if first_newline < last_newline:
+                body = chunk[first_newline + 1 : last_newline].decode("utf-8", errors="replace")
+                lines += [_cut(line.rstrip("\r")) for line in body.split("\n")]
+            self._emit_lines(lines)
+            pending.clear()
+            dropped = _append_bounded(pending, chunk[last_newline + 1 :])
         if pending or dropped:
-            self._emit_bytes(pending, dropped)
+            self._emit_lines([_line_text(pending, dropped)])
 
-    def _emit_bytes(self, data: bytearray, dropped: int) -> None:
-        text = data.decode("utf-8", errors="replace").rstrip("\r")
-        if dropped:
-            text += f" [… {dropped} more bytes in the log]"
-        self._emit(text)
-
-    def _emit(self, text: str) -> None:
-        self.lines += 1
-        self.tail.append(text)
-        if self.on_line:
-            self.on_line(text)
+    def _emit_lines(self, lines: list[str]) -> None:
+        self.lines += len(lines)
+        self.tail.extend(lines)
+        if self.on_lines is not None:
+            self.on_lines(lines)
+        elif self.on_line is not None:
+            for line in lines:
+                self.on_line(line)
 
     def _activity(self, now: float) -> None:
         self.last_activity = now
@@ -265,6 +268,24 @@ async def _wait_exit(proc: asyncio.subprocess.Process) -> None:
     # surviving child can hold open forever.
     while proc.returncode is None:
         await asyncio.sleep(TICK)
+
+
+def _append_bounded(pending: bytearray, data: bytes) -> int:
+    """Append what fits under MAX_LINE_CHARS; return how many bytes did not fit."""
+    room = max(0, MAX_LINE_CHARS - len(pending))
+    pending += data[:room]
+    return max(0, len(data) - room)
+
+
+def _line_text(data: bytearray, dropped: int) -> str:
+    text = data.decode("utf-8", errors="replace").rstrip("\r")
+    return text + f" [… {dropped} more bytes in the log]" if dropped else text
+
+
+def _cut(line: str) -> str:
+    if len(line) <= MAX_LINE_CHARS:
+        return line
+    return line[:MAX_LINE_CHARS] + f" [… {len(line) - MAX_LINE_CHARS} more characters in the log]"
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> bool:

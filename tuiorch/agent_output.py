@@ -148,7 +148,8 @@ def _failure(tool: str, message: str) -> str:
 
 
 def _with_progress(result: ParsedLine, text: str) -> ParsedLine:
-    progress = last_progress(text)
+    # One line is the common case (and a flooding agent's every line): skip the split.
+    progress = last_progress(text) if "\n" in text else parse_progress(text)
     if progress is not None:
         result.progress = progress.value
     return result

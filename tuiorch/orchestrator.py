@@ -401,7 +401,7 @@ class Orchestrator:
             argv,
             rec.worktree,
             rec.log_path,
-            on_line=self._line_handler(rec),
+            on_lines=self._line_handler(rec),
             timeout=self.config.agent.timeout or None,
             stuck_after=self.config.agent.stuck_after or None,
             on_stuck=on_stuck,
@@ -504,27 +504,36 @@ class Orchestrator:
             raise CommandError(f"task {rec.task.id} is busy")
         self._runners[rec.task.id] = asyncio.create_task(self._merge_only(rec), name=f"merge-{rec.task.id}")
 
-    def _line_handler(self, rec: TaskRecord) -> Callable[[str], None]:
-        """Per agent run: parse each output line into the pane's tail and progress."""
+    def _line_handler(self, rec: TaskRecord) -> Callable[[list[str]], None]:
+        """Per agent run: parse each burst of output lines into the pane's tail and progress."""
         parser = make_output_parser(self.preset.output)
         task_id = rec.task.id
 
-        def on_line(line: str) -> None:
-            parsed = parser.feed(line)
+        def on_lines(lines: list[str]) -> None:
             rec.last_output = time.time()
-            rec.lines += 1
-            if parsed.display is not None:
-                for shown in parsed.display.splitlines() or [""]:
-                    rec.tail.append(shown)
-                    self._pending_output.setdefault(task_id, []).append(shown)
-            if parsed.progress is not None:
-                rec.progress = _as_progress(parsed.progress)
-                p = rec.progress
+            rec.lines += len(lines)
+            shown: list[str] = []
+            progress = None
+            for line in lines:
+                parsed = parser.feed(line)
+                display = parsed.display
+                if display is not None:
+                    if "\n" in display:
+                        shown.extend(display.splitlines())
+                    else:
+                        shown.append(display)
+                if parsed.progress is not None:
+                    progress = parsed.progress
+            rec.tail.extend(shown)
+            self._pending_output.setdefault(task_id, []).extend(shown)
+            if progress is not None:
+                # One progress event per burst: a flood of PROGRESS lines needs only the latest.
+                rec.progress = p = _as_progress(progress)
                 self._emit(ev.TaskProgress(task=task_id, percent=p.percent, done=p.done, total=p.total, text=p.text))
             if rec.status is TaskStatus.STUCK:
                 self._set_status(rec, TaskStatus.RUNNING)
 
-        return on_line
+        return on_lines
 
     async def _fail_after_error(self, rec: TaskRecord, reason: str) -> None:
         rec.reason = reason
@@ -718,7 +727,7 @@ class Orchestrator:
             argv,
             path,
             self.logs / f"{task.id}.log",
-            on_line=self._line_handler(rec),
+            on_lines=self._line_handler(rec),
             timeout=self.config.agent.timeout or None,
             env=self._agent_env(rec),
             on_spawn=lambda pgid: self._record_pgid(rec, pgid),
@@ -784,6 +793,8 @@ class Orchestrator:
         def on_check(prepared: PreparedMerge) -> None:
             self._set_status(rec, TaskStatus.CHECKING, ev.CheckStarted(task=task.id, commit=prepared.commit))
 
+        show_lines = self._line_handler(rec)
+
         return await gated_merge(
             self.git,
             rec.branch,
@@ -795,7 +806,7 @@ class Orchestrator:
             self.config.agent.timeout or None,
             keep=tuple(self.config.slots.keep),
             on_check=on_check,
-            on_line=self._line_handler(rec),
+            on_line=lambda line: show_lines([line]),
         )
 
     async def _check_failed(self, rec: TaskRecord, gated: GatedMerge) -> None:
