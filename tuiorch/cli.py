@@ -181,14 +181,13 @@ def _check_stale_branches(repo: GitRepo, config: Config, tasks: list[Task], *, f
 
 def _refuse_if_running(repo: GitRepo) -> None:
     """Before anything is touched: one orchestrator per repository (the engine holds the lock itself)."""
-    from tuiorch.runlock import RunLock, RunLockError
+    from tuiorch.runlock import RunLock
 
-    probe = RunLock(repo.git_dir)
-    try:
-        probe.acquire()
-    except RunLockError as exc:
-        raise UsageError(str(exc)) from None
-    probe.release()
+    holder = RunLock(repo.git_dir).holder()
+    if holder is not None:
+        raise UsageError(
+            f"another tuiorch (pid {holder}) is running on this repository; wait for it to finish or stop it first"
+        )
 
 
 def _run(root: Path, *, headless: bool, as_json: bool, workers: int | None, fresh: bool) -> int:

@@ -196,6 +196,7 @@ class GitRepo:
         self._lock = threading.Lock()
         #: Worktrees being made by `git worktree add` outside the lock (see prepare_worktree).
         self._creating: set[Path] = set()
+        self._add_lock = threading.Lock()
 
     # ----------------------------------------------------------------- basics
 
@@ -388,7 +389,11 @@ class GitRepo:
         # other slots go on meanwhile (nothing else uses this new path or branch, and no prune runs
         # while a worktree is being made).
         try:
-            self._run_git(["worktree", "add", "--quiet", "--", str(path), branch])
+            # `git worktree add` reads every other worktree's admin dir, so two at once can trip over a
+            # half-made one: registering is serialised (fast with --no-checkout), the checkout is not.
+            with self._add_lock:
+                self._run_git(["worktree", "add", "--quiet", "--no-checkout", "--", str(path), branch])
+            self._run_git(["-C", str(path), "reset", "--hard", "--quiet"])
         finally:
             with self._lock:
                 self._creating.discard(path)
