@@ -238,11 +238,6 @@ import pytest  # noqa: E402
 
 from tuiorch.state import load_state  # noqa: E402
 
-RESUME_PENDING = (
-    "resume bug: lock files the killed orchestrator held are not cleared on resume (main's .git/index.lock while "
-    "it updated main's checkout: 'main kept changing (or stayed locked)'; .git/worktrees/slot-N/HEAD.lock)"
-)
-
 
 @pytest.fixture
 def reaper(tmp_path: Path):  # noqa: ANN201
@@ -415,8 +410,6 @@ def test_kill9_around_a_merge_then_resume_merges_each_task_exactly_once(
         kill_leftovers(worktree_dir(repo))  # stand-in for the resume's own killing, so runs don't overlap
     code, events, stderr = run_headless(repo)
     problems = end_state_problems(repo, [str(i) for i in range(1, 7)], worktree_dir(repo))
-    if problems and not any(merges_per_task(repo).get(str(i), 0) > 1 for i in range(1, 7)):
-        pytest.xfail(f"{RESUME_PENDING}: {problems}")
     assert problems == [] and code == 0, (problems, stderr)
 
 
@@ -438,6 +431,5 @@ def test_kill9_at_random_moments_never_loses_or_doubles_a_merge(repo: Path, reap
     assert all(n <= 1 for n in counts.values()), f"a task merged twice: {counts}"
     assert not main_has_markers(repo)
     problems = end_state_problems(repo, [str(i) for i in range(1, 7)], worktree_dir(repo))
-    if problems:
-        pytest.xfail(f"{RESUME_PENDING}: after {kills} kills: {problems}")
+    assert problems == [], f"after {kills} kills: {problems}"
     assert code == 0, stderr
