@@ -53,9 +53,9 @@ def gate_config(sentinel: Path) -> str:
 
 def queue_row(app: TuiorchApp, task_id: str) -> tuple[str, str]:
     """(state, note) as drawn in the queue table's cells for `task_id`."""
-    table = app.query_one(QueuePane).table
-    cells = table.get_row(task_id)
-    return str(cells[5]), str(cells[6])
+    line = app.query_one(QueuePane).line_of(task_id)
+    assert line is not None, f"task {task_id} has no row in the queue table"
+    return line.state, line.reason
 
 
 def pane_of(app: TuiorchApp, task_id: str) -> WorkerPane | None:

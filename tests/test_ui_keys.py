@@ -35,7 +35,7 @@ async def test_a_adds_a_task_that_is_queued_written_to_the_file_and_run(repo: Pa
         app.screen.query_one("#add-description", TextArea).load_text("```write delta.txt\ndelta\n```\n")
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: not isinstance(app.screen, AddTaskScreen))
-        await wait_for(pilot, lambda: "4" in app.query_one(QueuePane).table.rows)
+        await wait_for(pilot, lambda: app.query_one(QueuePane).row_of("4") is not None)
         assert queue_row(app, "4")[0] == "queued"
         assert app.query_one(QueuePane).selected_id == "4"
         on_file = {task.id: task for task in load_tasks(repo / "TASKS.md")}

@@ -19,7 +19,7 @@ from textual import work
 from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer
+from textual.widgets import Footer
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from tuiorch.config import Config
@@ -43,6 +43,7 @@ from tuiorch.ui.screens import AddTaskScreen, ConfirmScreen, ConflictScreen, Log
 from tuiorch.ui.screens.add_task import append_task
 from tuiorch.ui.watch import task_file_changes
 from tuiorch.ui.widgets import PoolHeader, QueuePane, WorkerPane
+from tuiorch.ui.widgets.queue_table import QueueTable
 from tuiorch.ui.widgets.worker_pane import PANE_MAX_LINES
 
 #: How often panes, queue and header are redrawn from the orchestrator's state.
@@ -50,6 +51,12 @@ TICK_SECONDS = 0.1
 #: How often new output is written into the panes: a scrolling tail reads the same at 4 Hz, and each write
 #: repaints whole panes, which under a flood from every slot is most of what the UI loop does.
 OUTPUT_SECONDS = 0.25
+#: After a reorder key the queue pane shows the move at once and re-reads the engine's queue view this much
+#: later: at 10,000 tasks that read costs the engine ~100 ms, which a burst of J/K presses must not wait for.
+QUEUE_SETTLE_SECONDS = 0.3
+#: A queue re-read that took t seconds waits this many t before the next, so a big queue under a busy pool
+#: never takes more than a fraction of the UI loop.
+QUEUE_READ_SPACING = 4.0
 #: Panes per row before the grid wraps.
 PANE_COLUMNS = 3
 #: Exit status for ctrl+c (DESIGN §1).
@@ -103,6 +110,13 @@ class TuiorchApp(App[int]):
         self._pane_cache: list[WorkerPane] | None = None
         self._output_written = 0.0
         self._main_actions = tuple(dict.fromkeys(b.action.partition("(")[0] for b in MAIN_BINDINGS))
+        #: The engine's queue version the queue pane shows (None: never read).
+        self._queue_version: int | None = None
+        #: monotonic time before which the queue is not re-read (after a previewed move, or a slow read).
+        self._queue_read_after = 0.0
+        #: The first task in conflict (for `c` and the footer), found again when the queue is re-read.
+        self._first_conflict: str | None = None
+        self._conflicts_scanned = False
 
     # ------------------------------------------------------------------ layout
 
@@ -120,7 +134,7 @@ class TuiorchApp(App[int]):
         if self.task_file is not None and self.task_file.exists():
             self._last_task_text = self.task_file.read_text(encoding="utf-8", errors="replace")
         self.render_state()
-        self.query_one("#queue-table", DataTable).focus()
+        self.query_one("#queue-table", QueueTable).focus()
         self.set_interval(TICK_SECONDS, self.render_state)
         self._engine = self._run_engine()
         if self._watch:
@@ -202,9 +216,27 @@ class TuiorchApp(App[int]):
                     self.bridge.take_output(task_id)  # no pane shows it; the log file has every line
             if self._dirty:
                 self._dirty = False
-                self.query_one(QueuePane).show(queue_lines(orch.queue_view(), orch.records, orch.slots))
                 self.query_one(PoolHeader).show(pool_counts(orch.records, orch.workers, orch.paused))
                 self._refresh_footer()
+            self._refresh_queue(tick)
+
+    @property
+    def queue_in_sync(self) -> bool:
+        """Whether the queue pane shows the engine's current queue (not a previewed move or an older read)."""
+        return self._queue_version == self.orch._version
+
+    def _refresh_queue(self, now: float, *, force: bool = False) -> None:
+        """Rebuild the queue lines only when the engine's state changed since the last read."""
+        orch = self.orch
+        if self.queue_in_sync or (not force and now < self._queue_read_after):
+            return
+        version = orch._version
+        started = time.perf_counter()
+        self.query_one(QueuePane).show(queue_lines(orch.queue_view(), orch.records, orch.slots))
+        self._queue_version = version
+        self._first_conflict = self._scan_conflicts()
+        self._queue_read_after = now + QUEUE_READ_SPACING * (time.perf_counter() - started)
+        self._refresh_footer()  # the row under the cursor may have changed state
 
     def mark_dirty(self) -> None:
         self._dirty = True
@@ -238,6 +270,7 @@ class TuiorchApp(App[int]):
             # Draw the conflict on the main screen first: behind a modal it is not laid out again, so it
             # would otherwise keep whatever the last tick showed (the task still "running").
             self.render_state()
+            self._refresh_queue(time.monotonic(), force=True)
             self.call_after_refresh(self._open_conflict_from_engine, message.task)
 
     def _open_conflict_from_engine(self, task_id: str) -> None:
@@ -269,14 +302,13 @@ class TuiorchApp(App[int]):
             self.notify(f"{type(error).__name__}: {error}", severity="error")
         self._dirty = True
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id == "queue-table":
-            self.action_open()
+    def on_queue_table_row_selected(self, _event: QueueTable.RowSelected) -> None:
+        self.action_open()
 
     def on_descendant_focus(self, _event: object) -> None:
         self._refresh_footer()
 
-    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+    def on_queue_table_row_highlighted(self, _event: QueueTable.RowHighlighted) -> None:
         self._refresh_footer()
 
     def _refresh_footer(self) -> None:
@@ -359,8 +391,17 @@ class TuiorchApp(App[int]):
         record = self._selected_record()
         if record is not None and record.status in IN_CONFLICT:
             return record.task.id
-        return next((tid for tid in self.orch.order
-                     if self.orch.records[tid].status in IN_CONFLICT), None)
+        # The footer asks on every cursor move: the scan of every task is redone with the queue's re-read.
+        if not self._conflicts_scanned:
+            self._first_conflict = self._scan_conflicts()
+        found = self._first_conflict
+        if found is not None and self.orch.records[found].status not in IN_CONFLICT:
+            found = self._first_conflict = self._scan_conflicts()
+        return found
+
+    def _scan_conflicts(self) -> str | None:
+        self._conflicts_scanned = True
+        return next((tid for tid in self.orch.order if self.orch.records[tid].status in IN_CONFLICT), None)
 
     def applies(self, action: str, parameters: tuple[object, ...] = ()) -> bool:
         """Whether a main-screen action does something for the current selection."""
@@ -398,19 +439,30 @@ class TuiorchApp(App[int]):
     # ------------------------------------------------------------------ actions: the queue
 
     def action_move_up(self) -> None:
-        if task_id := self.selected_task():
-            self.command(self.orch.move, task_id, -1)
-            self.render_state()
+        self._move_queued(-1)
 
     def action_move_down(self) -> None:
-        if task_id := self.selected_task():
-            self.command(self.orch.move, task_id, 1)
-            self.render_state()
+        self._move_queued(1)
 
     def action_move_top(self) -> None:
-        if task_id := self.selected_task():
-            self.command(self.orch.move_top, task_id)
-            self.render_state()
+        self._move_queued(None)
+
+    def _move_queued(self, delta: int | None) -> None:
+        """Reorder in the engine, then show the move at once (delta None: to the top)."""
+        task_id = self.selected_task()
+        if not task_id:
+            return
+        moved = self.command(self.orch.move_top, task_id) if delta is None \
+            else self.command(self.orch.move, task_id, delta)
+        if not moved:
+            return
+        queue = self.query_one(QueuePane)
+        row = queue.row_of(task_id)
+        if row is None:
+            self._refresh_queue(time.monotonic(), force=True)
+            return
+        queue.preview_move(task_id, 0 if delta is None else row + delta)
+        self._queue_read_after = time.monotonic() + QUEUE_SETTLE_SECONDS
 
     def action_priority(self, name: str) -> None:
         if task_id := self.selected_task():
@@ -426,7 +478,7 @@ class TuiorchApp(App[int]):
         def added(task: Task | None) -> None:
             if task is not None:
                 self.notify(f"task {task.id} added to {where}")
-                self.render_state()  # draw its row now, so the cursor can go to it
+                self._refresh_queue(time.monotonic(), force=True)  # draw its row now, so the cursor can go to it
                 self.query_one(QueuePane).select(task.id)
 
         self.push_screen(AddTaskScreen(self.orch.records.keys(), self.save_new_task, where), added)

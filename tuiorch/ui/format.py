@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from tuiorch.events import TaskStatus
 
@@ -111,9 +112,8 @@ def task_note(record: Any) -> tuple[str, str]:
     return reason, INFO if reason else ""
 
 
-@dataclass(frozen=True)
-class QueueLine:
-    """One row of the queue table, as text."""
+class QueueLine(NamedTuple):
+    """One row of the queue table, as text. A tuple: 10,000 of them are built and compared per queue change."""
 
     id: str
     order: str
@@ -189,15 +189,19 @@ FAILED_STATES = frozenset({TaskStatus.FAILED, TaskStatus.CHECK_FAILED, TaskStatu
 
 
 def pool_counts(records: Mapping[str, Any], workers: int, paused: bool) -> PoolCounts:
-    statuses = [TaskStatus(rec.status) for rec in records.values()]
+    # Count each status once, then classify the few distinct ones: 10,000 records stay about a millisecond.
+    by_status = Counter(rec.status for rec in records.values())
+    counts = Counter[TaskStatus]()
+    for status, number in by_status.items():
+        counts[TaskStatus(status)] += number
     return PoolCounts(
         workers=workers,
         paused=paused,
-        running=sum(1 for s in statuses if s.is_active),
-        queued=sum(1 for s in statuses if s == TaskStatus.QUEUED),
-        merged=sum(1 for s in statuses if s == TaskStatus.MERGED),
-        failed=sum(1 for s in statuses if s in FAILED_STATES),
-        conflict=sum(1 for s in statuses if s in (TaskStatus.CONFLICT, TaskStatus.BLOCKED)),
+        running=sum(n for s, n in counts.items() if s.is_active),
+        queued=counts[TaskStatus.QUEUED],
+        merged=counts[TaskStatus.MERGED],
+        failed=sum(n for s, n in counts.items() if s in FAILED_STATES),
+        conflict=counts[TaskStatus.CONFLICT] + counts[TaskStatus.BLOCKED],
     )
 
 
