@@ -91,13 +91,12 @@ def peak_rss_mb() -> float:
 
 async def flood(repo: Path, slots: int) -> Figures:
     from textual import events
-    from textual.widgets import DataTable
 
     from tuiorch.config import load_config
     from tuiorch.events import TaskStatus
     from tuiorch.tasks import load_tasks
     from tuiorch.ui.app import TuiorchApp
-    from tuiorch.ui.widgets import QueuePane
+    from tuiorch.ui.widgets import QueuePane, QueueTable
 
     task_file = repo / "TASKS.md"
     app = TuiorchApp(repo, load_config(repo), load_tasks(task_file), task_file, watch_tasks=False)
@@ -113,7 +112,7 @@ async def flood(repo: Path, slots: int) -> Figures:
         figures.frames += 1
         if waiting:
             row, _sent, done = waiting[0]
-            table = app.query_one("#queue-table", DataTable)
+            table = app.query_one("#queue-table", QueueTable)
             if table.cursor_row == row and not done.done():
                 done.set_result(time.perf_counter())
 
@@ -123,7 +122,7 @@ async def flood(repo: Path, slots: int) -> Figures:
         return any(rec.status.is_active or rec.status is TaskStatus.QUEUED for rec in app.orch.records.values())
 
     async with app.run_test(size=SIZE) as pilot:
-        table = app.query_one("#queue-table", DataTable)
+        table = app.query_one("#queue-table", QueueTable)
         queue = app.query_one(QueuePane)
         deadline = time.monotonic() + 60
         # Measured from when every agent has started (the pool fills one worktree at a time).
@@ -142,7 +141,7 @@ async def flood(repo: Path, slots: int) -> Figures:
                 if not 0 <= target < table.row_count:
                     step = -step
                     target = table.cursor_row + step
-                rows_before = queue._lines  # replaced (not mutated) whenever the table is rebuilt
+                rows_before = queue.lines  # replaced (not mutated) whenever the table is rebuilt
                 done: asyncio.Future[float] = loop.create_future()
                 sent = time.perf_counter()
                 waiting[:] = [(target, sent, done)]
@@ -156,7 +155,7 @@ async def flood(repo: Path, slots: int) -> Figures:
                 except TimeoutError:
                     latency = KEY_TIMEOUT_SECONDS
                 waiting.clear()
-                if queue._lines is not rows_before:
+                if queue.lines is not rows_before:
                     # A task changed state and the rows were redrawn under the key: the cursor followed its
                     # task, so the row aimed at is not the one to wait for. Not a latency; press again.
                     figures.discarded += 1

@@ -894,19 +894,25 @@ class Orchestrator:
         self._wake.set()
 
     def move(self, task_id: str, delta: int) -> None:
-        """Move a queued task up (delta < 0) or down among the queued tasks."""
-        self._record(task_id)
-        queued = [i for i in self.order if self.records[i].status is TaskStatus.QUEUED]
-        if task_id not in queued:
+        """Move a queued task up (delta < 0) or down past `abs(delta)` other queued tasks."""
+        rec = self._record(task_id)
+        if rec.status is not TaskStatus.QUEUED:
             raise CommandError(f"task {task_id} is not queued")
-        pos = queued.index(task_id)
-        target = max(0, min(len(queued) - 1, pos + delta))
+        # Step through `order` from the task's place: a 10,000-task queue is not rebuilt per key press.
+        pos = self.order.index(task_id)
+        step = -1 if delta < 0 else 1
+        target = pos
+        remaining = abs(delta)
+        i = pos + step
+        while remaining and 0 <= i < len(self.order):
+            if self.records[self.order[i]].status is TaskStatus.QUEUED:
+                target = i
+                remaining -= 1
+            i += step
         if target == pos:
             return
-        neighbour = queued[target]
-        self.order.remove(task_id)
-        at = self.order.index(neighbour)
-        self.order.insert(at if delta < 0 else at + 1, task_id)
+        del self.order[pos]
+        self.order.insert(target, task_id)
         self._queue_changed()
 
     def move_top(self, task_id: str) -> None:
