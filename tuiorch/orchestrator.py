@@ -137,6 +137,9 @@ class Orchestrator:
         self.task_file = task_file
         self.keep_alive = keep_alive
         self.git = GitRepo(self.root)
+        # A second handle for the conflict predictions' read-only queries: they run every half second
+        # and must not queue behind worktree checkouts and merges on the main handle's lock.
+        self.git_reads = GitRepo(self.root)
         self.state_dir = self.git.git_dir / "tuiorch"
         self.logs = log_dir(self.git.git_dir)
         self.preset = agent_preset(config)
@@ -1083,14 +1086,14 @@ class Orchestrator:
             await self._predict_running(running, checked)
 
     async def _predict_running(self, running: list[TaskRecord], checked: dict[str, tuple[str, str]]) -> None:
-        base_tip = await asyncio.to_thread(self.git.tip, self.base)
+        base_tip = await asyncio.to_thread(self.git_reads.tip, self.base)
         for rec in running:
             assert rec.branch is not None
-            tip = await asyncio.to_thread(self.git.branch_tip, rec.branch)
+            tip = await asyncio.to_thread(self.git_reads.branch_tip, rec.branch)
             if tip is None or tip == rec.base_sha or checked.get(rec.task.id) == (tip, base_tip):
                 continue
             checked[rec.task.id] = (tip, base_tip)
-            paths = tuple(await asyncio.to_thread(self.git.test_merge, rec.branch, self.base))
+            paths = tuple(await asyncio.to_thread(self.git_reads.test_merge, rec.branch, self.base))
             if paths == rec.predicted or rec.status not in SLOT_STATUSES:
                 continue
             rec.predicted = paths
