@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import sys
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ import psutil
 import pytest
 
 from tests.conftest import git
+from tests.test_headless import write_project
 from tuiorch.config import load_config
 from tuiorch.events import TaskStatus
 from tuiorch.tasks import load_tasks
@@ -23,16 +23,6 @@ from tuiorch.ui.screens import ConfirmScreen, ConflictScreen, SummaryScreen
 from tuiorch.ui.widgets import QueuePane, WorkerPane
 
 SIZE = (120, 40)
-
-
-def write_project(repo: Path, tasks_md: str, *, workers: int = 2, extra: str = "") -> None:
-    """tuiorch.toml (demo agent) and TASKS.md, committed so main's working tree starts clean."""
-    (repo / "tuiorch.toml").write_text(
-        f'workers = {workers}\n\n[agent]\npreset = "demo"\ntimeout = "60s"\nstuck_after = "0"\n{extra}'
-    )
-    (repo / "TASKS.md").write_text(textwrap.dedent(tasks_md))
-    git(repo, "add", "tuiorch.toml", "TASKS.md")
-    git(repo, "commit", "-q", "-m", "add tasks")
 
 
 def make_app(repo: Path, **options: bool) -> TuiorchApp:

@@ -89,9 +89,7 @@ class QueueTable(ScrollView, can_focus=True):
     }
     """
 
-    class RowHighlighted(Message):
-        """The cursor moved to another row (or the row under it changed task)."""
-
+    class _RowMessage(Message):
         def __init__(self, table: QueueTable, row: int, task_id: str | None) -> None:
             super().__init__()
             self.table = table
@@ -102,18 +100,11 @@ class QueueTable(ScrollView, can_focus=True):
         def control(self) -> QueueTable:
             return self.table
 
-    class RowSelected(Message):
+    class RowHighlighted(_RowMessage):
+        """The cursor moved to another row (or the row under it changed task)."""
+
+    class RowSelected(_RowMessage):
         """The row under the cursor was clicked again."""
-
-        def __init__(self, table: QueueTable, row: int, task_id: str) -> None:
-            super().__init__()
-            self.table = table
-            self.row = row
-            self.task_id = task_id
-
-        @property
-        def control(self) -> QueueTable:
-            return self.table
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id, classes=classes)
