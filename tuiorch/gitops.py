@@ -487,18 +487,24 @@ class GitRepo:
         wt_repo = pygit2.Repository(str(path))
         wt_repo.set_head(wt_repo.head.target)
 
-    @_locked
     def remove_worktree(self, path: Path) -> None:
         """Delete the worktree directory and its admin dir; fine if the directory is already gone."""
         path = Path(path).absolute()
-        admin = self._worktree_admin(path) if path.exists() else self._registered_admin(path)
-        if path.exists():
-            if admin is None:
-                # Never rmtree a directory we cannot prove is one of this repository's worktrees.
-                raise GitError(f"{path} is not a tuiorch worktree of {self.root}; not removing it")
-            shutil.rmtree(path)
-        if admin is not None and admin.exists():
-            shutil.rmtree(admin)
+        doomed: Path | None = None
+        with self._lock:
+            admin = self._worktree_admin(path) if path.exists() else self._registered_admin(path)
+            if path.exists():
+                if admin is None:
+                    # Never rmtree a directory we cannot prove is one of this repository's worktrees.
+                    raise GitError(f"{path} is not a tuiorch worktree of {self.root}; not removing it")
+                # Renamed away under the lock (instant), deleted outside it: removing a big checkout
+                # takes seconds, and merges and other slots need not wait for it.
+                doomed = path.with_name(f".{path.name}.removing-{os.getpid()}-{threading.get_ident()}")
+                path.rename(doomed)
+            if admin is not None and admin.exists():
+                shutil.rmtree(admin)
+        if doomed is not None:
+            shutil.rmtree(doomed, ignore_errors=True)
 
     @_locked
     def delete_branch(self, branch: str, *, force: bool = False, base: str = "main") -> None:
@@ -564,7 +570,11 @@ class GitRepo:
         report: list[str] = []
         if worktree_dir.is_dir():
             for child in sorted(worktree_dir.iterdir()):
-                if child.is_dir() and self._worktree_admin_locked(child) is not None:
+                if child.is_dir() and child.name.startswith(".") and ".removing-" in child.name:
+                    # A removal that a crash interrupted (see remove_worktree).
+                    shutil.rmtree(child, ignore_errors=True)
+                    report.append(f"removed leftover {child}")
+                elif child.is_dir() and self._worktree_admin_locked(child) is not None:
                     self.remove_worktree(child)
                     report.append(f"removed worktree {child}")
         self.prune()

@@ -1115,9 +1115,8 @@ class Orchestrator:
         if self.config.slots.reuse:
             paths |= {self._slot_path(i, Task(id="_", title="_")) for i in range(max(len(self.slots), self.workers))}
         paths.add(self._worktree_dir() / ".check")
-        for path in paths:
-            if path.exists():
-                await asyncio.to_thread(self.git.remove_worktree, path)
+        # In parallel: deleting several big checkouts is disk-bound.
+        await asyncio.gather(*(asyncio.to_thread(self.git.remove_worktree, p) for p in paths if p.exists()))
         await asyncio.to_thread(self.git.prune)
 
     def _summary(self) -> ev.RunFinished:
