@@ -7,6 +7,7 @@ with the `git worktree add` CLI because pygit2's `add_worktree` holds the GIL fo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -532,6 +533,16 @@ class GitRepo:
         if commit is None:
             return []  # `since` is no longer on base's first-parent line (history rewritten)
         return found[::-1]
+
+    def files_with_markers(self, worktree: Path, paths: Sequence[str]) -> list[str]:
+        """Those of `paths` whose file in `worktree` still holds a conflict marker line."""
+        marked = []
+        for path in paths:
+            target = Path(worktree) / path
+            with contextlib.suppress(OSError):
+                if target.is_file() and _has_markers(target.read_bytes()):
+                    marked.append(path)
+        return marked
 
     @_locked
     def find_merge_of(self, tip: str, base: str, limit: int = 10_000) -> str | None:

@@ -13,7 +13,7 @@ import functools
 import shlex
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -503,9 +503,34 @@ class Orchestrator:
         self._start_merge_runner(rec)
 
     def _start_merge_runner(self, rec: TaskRecord) -> None:
-        if rec.task.id in self._runners:
-            raise CommandError(f"task {rec.task.id} is busy")
-        self._runners[rec.task.id] = asyncio.create_task(self._merge_only(rec), name=f"merge-{rec.task.id}")
+        self._spawn(rec, "merge", self._merge)
+
+    def _spawn(self, rec: TaskRecord, kind: str, work: Callable[[TaskRecord], Awaitable[None]]) -> None:
+        """Run merge or resolve work for a task outside the pool loop, as one of its runners.
+
+        A git error ends it as the user would expect: a merge that cannot be done fails the task; a
+        resolution that cannot be done leaves the conflict (and the branch) for the user.
+        """
+        task_id = rec.task.id
+        if task_id in self._runners:
+            raise CommandError(f"task {task_id} is busy")
+
+        async def run() -> None:
+            try:
+                await work(rec)
+            except GitError as exc:
+                rec.reason = str(exc)
+                if kind == "merge":
+                    self._set_status(rec, TaskStatus.FAILED, ev.TaskFailed(task=task_id, reason=str(exc)))
+                else:
+                    self._set_status(
+                        rec, TaskStatus.CONFLICT, ev.ConflictFound(task=task_id, paths=rec.paths, kinds=dict(rec.kinds))
+                    )
+            finally:
+                self._runners.pop(task_id, None)
+                self._wake.set()
+
+        self._runners[task_id] = asyncio.create_task(run(), name=f"{kind}-{task_id}")
 
     def _line_handler(self, rec: TaskRecord) -> Callable[[list[str]], None]:
         """Per agent run: parse each burst of output lines into the pane's tail and progress."""
@@ -570,17 +595,6 @@ class Orchestrator:
     def _record_pgid(self, rec: TaskRecord, pgid: int) -> None:
         rec.pgid = pgid
         self._persist()
-
-    async def _merge_only(self, rec: TaskRecord) -> None:
-        """A branch whose agent finished before a restart: merge it, nothing more."""
-        try:
-            await self._merge(rec)
-        except GitError as exc:
-            rec.reason = str(exc)
-            self._set_status(rec, TaskStatus.FAILED, ev.TaskFailed(task=rec.task.id, reason=str(exc)))
-        finally:
-            self._runners.pop(rec.task.id, None)
-            self._wake.set()
 
     def _retry_note(self, rec: TaskRecord) -> str:
         if rec.check_output and rec.keep_commits:
@@ -751,7 +765,7 @@ class Orchestrator:
         except GitError as exc:
             if "no merge in progress" not in str(exc):
                 return str(exc)
-        marked = [p for p in conflicted if _has_conflict_markers(path / p)]
+        marked = await asyncio.to_thread(self.git.files_with_markers, path, conflicted)
         if marked:
             return "conflict markers remain in " + ", ".join(marked)
         if not await asyncio.to_thread(self.git.is_merged, self.base, rec.branch):
@@ -778,15 +792,7 @@ class Orchestrator:
             rec.worktree = None
             rec.status = TaskStatus.CONFLICT
         rec.resolve_attempts = 0
-
-        async def resolve() -> None:
-            try:
-                await self._resolve_with_agent(rec)
-            finally:
-                self._runners.pop(task_id, None)
-                self._wake.set()
-
-        self._runners[task_id] = asyncio.create_task(resolve(), name=f"resolve-{task_id}")
+        self._spawn(rec, "resolve", self._resolve_with_agent)
 
     async def _gated_merge(self, rec: TaskRecord) -> GatedMerge:
         """[merge] check: main moves only to the exact merge commit that passed the check."""
@@ -1015,12 +1021,6 @@ class Orchestrator:
         await asyncio.to_thread(self.git.mark_resolved, rec.worktree, path)
         rec.paths = tuple(p for p in rec.paths if p != path)
         self._emit(ev.QueueChanged())
-
-    async def unresolved_paths(self, task_id: str) -> tuple[str, ...]:
-        rec = self._record(task_id)
-        if rec.status is not TaskStatus.RESOLVING or rec.worktree is None:
-            return rec.paths
-        return tuple(await asyncio.to_thread(self.git.conflicted_paths, rec.worktree))
 
     async def finish_resolution(self, task_id: str) -> None:
         rec = self._record(task_id)
@@ -1262,7 +1262,7 @@ class Orchestrator:
                 continue
             status = data.get("status", "queued")
             pgid = data.get("pgid")
-            was_running = status in {s.value for s in SLOT_STATUSES | {TaskStatus.RESOLVING}}
+            was_running = status in _AGENT_RUNNING_VALUES
             if pgid and was_running and kill_stale_group(int(pgid), worktrees):
                 self._emit(ev.Notice(message=f"task {task_id}: ended agent process group {pgid} of the dead run"))
             if status == TaskStatus.MERGED.value:
@@ -1299,7 +1299,7 @@ class Orchestrator:
                         await asyncio.to_thread(self.git.release_worktree, old_worktree)
                     await asyncio.to_thread(functools.partial(self.git.delete_branch, rec.branch, base=self.base))
                 if not merge:
-                    self._reset_to_queue(rec, data, front=status in {s.value for s in SLOT_STATUSES})
+                    self._reset_to_queue(rec, data, front=status in _SLOT_STATUS_VALUES)
                 continue
             if old_worktree is not None and old_worktree.exists():
                 with contextlib.suppress(GitError):
@@ -1319,7 +1319,7 @@ class Orchestrator:
             elif worked:
                 # Interrupted mid-run (or failed before): run again on top of its commits.
                 rec.keep_commits = True
-                if status in {s.value for s in SLOT_STATUSES}:
+                if status in _SLOT_STATUS_VALUES:
                     rec.attempts = max(0, rec.attempts - 1)  # the crash does not use up a retry
                     self._reset_to_queue(rec, data, front=True)
                 else:
@@ -1328,7 +1328,7 @@ class Orchestrator:
             else:
                 with contextlib.suppress(GitError):
                     await asyncio.to_thread(functools.partial(self.git.delete_branch, rec.branch, base=self.base))
-                self._reset_to_queue(rec, data, front=status in {s.value for s in SLOT_STATUSES})
+                self._reset_to_queue(rec, data, front=status in _SLOT_STATUS_VALUES)
         self._persist()
         self._emit(ev.QueueChanged())
 
@@ -1349,6 +1349,10 @@ class Orchestrator:
             self.order.insert(0, rec.task.id)
 
 
+#: Saved statuses (as strings) of a task whose agent held a slot, or was running at all, when the run died.
+_SLOT_STATUS_VALUES = frozenset(s.value for s in SLOT_STATUSES)
+_AGENT_RUNNING_VALUES = _SLOT_STATUS_VALUES | {TaskStatus.RESOLVING.value}
+
 #: Saved statuses whose agent had finished: their branch only needs merging.
 _MERGE_PHASE = frozenset(
     s.value
@@ -1362,14 +1366,6 @@ _MERGE_PHASE = frozenset(
         TaskStatus.CHECK_FAILED,
     )
 )
-
-
-def _has_conflict_markers(path: Path) -> bool:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return False
-    return any(line.startswith((b"<<<<<<< ", b">>>>>>> ")) for line in data.splitlines())
 
 
 def _succeeded(exit_: AgentExit) -> bool:
