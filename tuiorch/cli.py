@@ -18,9 +18,9 @@ from tuiorch.config import (
     ConfigError,
     branch_name,
     default_config_toml,
-    expand_path_template,
     load_config,
     missing_agent_program,
+    worktree_dir,
 )
 from tuiorch.gitops import GitError, GitRepo
 from tuiorch.prompt import PromptError, load_template
@@ -114,12 +114,6 @@ def _load(root: Path, workers: int | None):  # noqa: ANN202 - a small private tu
     return config, tasks, task_file
 
 
-def worktree_root(repo_root: Path, config: Config) -> Path:
-    """The folder every task worktree goes under (the template's part before any {id})."""
-    folder = Path(expand_path_template(config.worktrees.split("{id}")[0], repo=repo_root.name, id=""))
-    return folder if folder.is_absolute() else (repo_root / folder).resolve()
-
-
 def _check_repository(repo: GitRepo, config: Config, tasks: list[Task], *, fresh: bool) -> None:
     """Refuse, before anything is touched, a repository state the run would trip over halfway."""
     if shutil.which("git") is None:
@@ -137,7 +131,7 @@ def _check_repository(repo: GitRepo, config: Config, tasks: list[Task], *, fresh
             f"HEAD is detached in {repo.root}; finish what you are doing and switch to a branch "
             f"(git switch {config.base}) before running tuiorch"
         )
-    _check_worktree_folder(worktree_root(repo.root, config))
+    _check_worktree_folder(worktree_dir(config, repo.root))
     _check_stale_branches(repo, config, tasks, fresh=fresh)
 
 
@@ -306,11 +300,8 @@ def _clean(root: Path, force: bool) -> int:
         config = load_config(repo.root)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    worktree_dir = Path(expand_path_template(config.worktrees, repo=repo.root.name, id=""))
-    if not worktree_dir.is_absolute():
-        worktree_dir = (repo.root / worktree_dir).resolve()
     try:
-        lines = repo.clean(config.base, config.branch, worktree_dir, force=force)
+        lines = repo.clean(config.base, config.branch, worktree_dir(config, repo.root), force=force)
     except GitError as exc:
         raise UsageError(str(exc)) from None
     for line in lines:

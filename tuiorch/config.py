@@ -691,6 +691,14 @@ def expand_path_template(template: str, *, repo: str, id: str) -> str:
     return _substitute(template, {"repo": repo, "id": id})
 
 
+def worktree_dir(config: Config, repo_root: Path, task_id: str = "") -> Path:
+    """Where task worktrees go: the `worktrees` template for one task, or (no id) the folder under every
+    task's, i.e. the template's part before any {id}; relative templates are taken from the repo root."""
+    template = config.worktrees if task_id else config.worktrees.split("{id}")[0]
+    folder = Path(expand_path_template(template, repo=repo_root.name, id=task_id))
+    return folder if folder.is_absolute() else (repo_root / folder).resolve()
+
+
 def branch_name(config: Config, task_id: str, repo: str) -> str:
     return expand_path_template(config.branch, repo=repo, id=task_id)
 

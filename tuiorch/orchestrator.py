@@ -25,9 +25,9 @@ from tuiorch.config import (
     agent_argv,
     agent_preset,
     branch_name,
-    expand_path_template,
     render_argv,
     render_commit_message,
+    worktree_dir,
 )
 from tuiorch.events import TaskStatus
 from tuiorch.gate import GatedMerge, gated_merge
@@ -314,8 +314,7 @@ class Orchestrator:
     # ------------------------------------------------------------------ one task
 
     def _worktree_dir(self, task_id: str = "") -> Path:
-        base = Path(expand_path_template(self.config.worktrees, repo=self.root.name, id=task_id))
-        return base if base.is_absolute() else (self.root / base).resolve()
+        return worktree_dir(self.config, self.root, task_id)
 
     def _slot_path(self, slot: int, task: Task) -> Path:
         if self.config.slots.reuse:
