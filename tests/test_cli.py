@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.conftest import git
+from tests.conftest import git, make_repo
 from tests.test_faults import merges_per_task
 from tuiorch.config import load_config
 from tuiorch.tasks import load_tasks
@@ -96,6 +96,15 @@ def test_init_refuses_to_overwrite_without_force(repo: Path) -> None:
     assert (repo / "TASKS.md").read_text() == "## Task 9: Mine\n"  # an existing task file is never replaced
 
 
+def test_init_writes_the_checked_out_branch_as_base(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "old", branch="master")
+    done = tuiorch(repo, "init", "--preset", "demo")
+    assert done.returncode == 0, done.stderr
+    assert 'base = "master"' in (repo / "tuiorch.toml").read_text()
+    assert load_config(repo).base == "master"
+    assert 'base = "master"' in done.stdout
+
+
 def test_init_with_an_unknown_preset_exits_2_and_writes_nothing(repo: Path) -> None:
     done = tuiorch(repo, "init", "--preset", "hal9000")
     assert done.returncode == 2
@@ -160,6 +169,43 @@ def test_clean_removes_worktrees_and_merged_branches_and_keeps_unmerged_work(rep
     assert "task-2" not in branches(repo)
     assert "feat: Says goodbye" in forced.stdout  # the dropped commit is named
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_clean_refuses_a_live_run_and_status_shows_it_live(repo: Path) -> None:
+    write_project(repo, "## Task 1: Slow\nsleep: 4\n```write a.txt\na\n```\n")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "tuiorch", "run", "--headless", "--json"], cwd=repo, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert run.stdout is not None
+        for line in run.stdout:
+            if json.loads(line)["event"] == "task_started":
+                break
+        before = worktree_paths(repo), branches(repo)
+        assert "task-1" in before[1]
+
+        status = tuiorch(repo, "status")
+        assert status.returncode == 0
+        assert f"run live (pid {run.pid})" in status.stdout, status.stdout
+        assert "running" in status.stdout
+        data = json.loads(tuiorch(repo, "status", "--json").stdout)
+        assert data["live"] is True and data["pid"] == str(run.pid)
+
+        for args in (("clean",), ("clean", "--force")):
+            clean = tuiorch(repo, *args)
+            assert clean.returncode == 2, clean.stdout
+            assert f"pid {run.pid}" in clean.stderr and "Traceback" not in clean.stderr
+            assert (worktree_paths(repo), branches(repo)) == before
+
+        run.stdout.read()
+        assert run.wait(timeout=60) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert git(repo, "show", "main:a.txt") == "a"
+    after = tuiorch(repo, "status")
+    assert "live" not in after.stdout and "run finished" in after.stdout
 
 
 def test_clean_with_nothing_to_clean(repo: Path) -> None:

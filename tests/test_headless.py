@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -221,7 +222,7 @@ def test_uncommitted_leftovers_are_committed_and_merged(repo: Path) -> None:
     assert git(repo, "show", "-s", "--format=%s", task_commit) == "feat: Forgets to commit"
 
 
-def test_a_users_dirty_file_survives_while_unrelated_merges_land(tmp_path: Path) -> None:
+def test_a_users_dirty_file_survives_and_the_blocked_merge_waits_until_it_is_put_away(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", {"notes.txt": "committed\n", "README.md": "# r\n"})
     write_project(
         repo,
@@ -239,14 +240,35 @@ def test_a_users_dirty_file_survives_while_unrelated_merges_land(tmp_path: Path)
     )
     dirty = b"my unsaved work\n\x00 bytes \r\n kept\n"
     (repo / "notes.txt").write_bytes(dirty)
-    code, events = run(repo)
-    assert code == 1, events
-    assert (repo / "notes.txt").read_bytes() == dirty
-    assert git(repo, "show", "main:other.txt") == "other"
-    assert of(events, "merge_blocked", "2"), events
-    blocked = of(events, "merge_blocked", "2")[0]
-    assert blocked["paths"] == ["notes.txt"]
-    assert "notes.txt" not in git(repo, "show", "--stat", "main")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuiorch", "run", "--headless", "--json"], cwd=repo, stdout=subprocess.PIPE, text=True
+    )
+    events: list[dict] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            events.append(json.loads(line))
+            if events[-1]["event"] == "merge_blocked":
+                break
+        blocked = of(events, "merge_blocked", "2")[0]
+        assert blocked["paths"] == ["notes.txt"] and "tuiorch retries" in blocked["reason"]
+        # Blocked, the run keeps waiting (it does not give up and exit 1) and the user's bytes are untouched.
+        time.sleep(2.5)
+        assert proc.poll() is None
+        assert (repo / "notes.txt").read_bytes() == dirty
+        assert git(repo, "show", "main:other.txt") == "other"
+        assert "notes.txt" not in git(repo, "show", "--stat", "main")
+        # The user puts their change away; the next retry lands the merge and the run ends well.
+        git(repo, "stash")
+        events += [json.loads(line) for line in proc.stdout]
+        assert proc.wait(timeout=60) == 0, events
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert of(events, "merged", "2")
+    assert git(repo, "show", "main:notes.txt") == "from the agent"
+    assert git(repo, "stash", "list")  # the user's work is in their stash
 
 
 def test_shell_metacharacters_in_titles_and_bodies_are_never_executed(repo: Path, tmp_path: Path) -> None:

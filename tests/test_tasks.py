@@ -21,6 +21,7 @@ from tuiorch.tasks import (
     parse_tasks_toml,
     render_tasks_md,
     validate_tasks,
+    write_priority,
 )
 
 DESIGN_EXAMPLE = """\
@@ -357,7 +358,7 @@ def test_toml_tasks() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('[[task]]\nid = 1\ntitle = "a"\nowner = "me"\n', "tasks.toml:1: unknown key 'owner' in [[task]]"),
+        ('[[task]]\nid = 1\ntitle = "a"\nowner = "me"\n', "tasks.toml:4: unknown key 'owner' in [[task]]"),
         (
             '[[task]]\nid = 1\ntitle = "a"\n\n[[task]]\nid = 1\ntitle = "b"\n',
             "tasks.toml:5: duplicate task id '1' (first at line 1)",
@@ -417,3 +418,94 @@ def test_validate_tasks_on_programmatic_tasks() -> None:
         validate_tasks([Task("1", "two\nlines")], "ui")
     with pytest.raises(TaskFileError, match="can't contain a comma"):
         validate_tasks([Task("1", "A", touches=("a,b",))], "ui")
+
+
+# -- mistakes a newcomer makes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "near"),
+    [
+        ("## Task 1: A\npriorty: polish\n\nbody\n", 2, "priority"),
+        ("## Task 1: A\n\ndepend: 2\n\n## Task 2: B\n", 3, "depends"),
+        ("## Task 1: A\npriority: polish\ntouch: src/\n", 3, "touches"),
+        ("## Task 1: A\nDeps: 2\n\n## Task 2: B\n", 2, "depends"),
+    ],
+)
+def test_a_misspelt_key_under_a_heading_names_the_line_and_the_key_meant(text: str, line: int, near: str) -> None:
+    with pytest.raises(TaskFileError) as caught:
+        parse_tasks_md(text)
+    assert str(caught.value).startswith(f"TASKS.md:{line}: ")
+    assert f"did you mean `{near}`?" in str(caught.value)
+
+
+def test_prose_under_a_heading_is_still_the_description() -> None:
+    (task,) = parse_tasks_md("## Task 1: A\nNote: keep the API stable.\n")
+    assert task.description == "Note: keep the API stable."
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("## Task 1: A\nbody\n\n### Task 3: Swallowed\nmore\n", 4),
+        ("# Task 3\n\n## Task 1: A\n", 1),
+        ("## Task 1: A\n#### task 2: deep\n", 2),
+    ],
+)
+def test_a_heading_that_looks_like_a_task_but_is_not_level_two_is_an_error(text: str, line: int) -> None:
+    with pytest.raises(TaskFileError) as caught:
+        parse_tasks_md(text)
+    assert str(caught.value).startswith(f"TASKS.md:{line}: ")
+    assert "## Task <id>: <title>" in str(caught.value)
+
+
+def test_other_headings_and_fenced_lookalikes_are_fine_and_round_trip() -> None:
+    tasks = parse_tasks_md("# Tasks\n\n# Task list\n\n## Task 1: A\n```\n### Task 2: in code\n```\n")
+    assert [t.id for t in tasks] == ["1"]
+    task = Task(id="1", title="A", description="### Task 3: quoted\n# Task 4")
+    assert parse_tasks_md(render_tasks_md([task]))[0].description == task.description
+
+
+def test_a_misspelt_key_in_tasks_toml_names_its_line_and_the_key_meant() -> None:
+    with pytest.raises(TaskFileError) as caught:
+        parse_tasks_toml('[[task]]\nid = 1\ntitle = "a"\n\n[[task]]\nid = 2\ntitle = "b"\ndepend = [1]\n')
+    assert str(caught.value).startswith("tasks.toml:8: unknown key 'depend'")
+    assert "did you mean `depends`?" in str(caught.value)
+
+
+MD_WITH_STYLE = """\
+# My tasks   <!-- keep -->
+
+## Task 1: First
+
+depends: 2   # after two
+
+Body of one.
+
+## Task 2: Second
+PRIORITY:   polish   # later
+Body of two.
+"""
+
+
+def test_a_priority_written_back_keeps_the_users_formatting(tmp_path: Path) -> None:
+    path = tmp_path / "TASKS.md"
+    path.write_text(MD_WITH_STYLE)
+    write_priority(path, "2", Priority.FOUNDATION)
+    write_priority(path, "1", Priority.POLISH)
+    text = path.read_text()
+    assert text == MD_WITH_STYLE.replace("PRIORITY:   polish", "PRIORITY:   foundation").replace(
+        "depends: 2   # after two", "priority: polish\ndepends: 2   # after two"
+    )
+    assert {t.id: t.priority for t in load_tasks(path)} == {"1": Priority.POLISH, "2": Priority.FOUNDATION}
+
+
+def test_a_priority_written_back_to_tasks_toml_changes_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.toml"
+    original = '# mine\n[[task]]\nid = 1\ntitle = "A"   # first\n\n[[task]]\nid = 2\ntitle = "B"\npriority = "polish"  # p\n'
+    path.write_text(original)
+    write_priority(path, "2", Priority.FEATURE)
+    write_priority(path, "1", Priority.FOUNDATION)
+    assert path.read_text() == original.replace('"polish"  # p', '"feature"  # p').replace(
+        'title = "A"   # first\n', 'title = "A"   # first\npriority = "foundation"\n'
+    )

@@ -211,17 +211,29 @@ def _init(root: Path, preset: str, force: bool) -> int:
     config_path = repo.root / "tuiorch.toml"
     if config_path.exists() and not force:
         raise UsageError(f"{config_path} exists; pass --force to overwrite it")
+    branch = _current_branch(repo)
     try:
-        text = default_config_toml(preset)
+        text = default_config_toml(preset, base=branch or "main")
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     config_path.write_text(text, encoding="utf-8")
-    print(f"wrote {config_path}")
+    print(f"wrote {config_path}" + (f" (base = \"{branch}\", the branch checked out)" if branch else ""))
     tasks_path = repo.root / "TASKS.md"
     if not tasks_path.exists():
         tasks_path.write_text(TASKS_TEMPLATE, encoding="utf-8")
         print(f"wrote {tasks_path}")
     return EXIT_OK
+
+
+def _current_branch(repo: GitRepo) -> str | None:
+    """The branch checked out in the repository (the one `init` makes the base), None when detached."""
+    head = pygit2.Repository(str(repo.root))
+    if head.head_is_detached:
+        return None
+    try:
+        return head.head.shorthand
+    except pygit2.GitError:
+        return None  # an unborn branch
 
 
 def _saved_run(repo: GitRepo) -> dict | None:
@@ -240,19 +252,35 @@ def _saved_run(repo: GitRepo) -> dict | None:
 
 
 def _status(root: Path, as_json: bool) -> int:
+    from tuiorch.runlock import RunLock
+
     repo = _open_repo(root)
+    live = RunLock(repo.git_dir).holder()
     state = _saved_run(repo)
     if state is None:
-        print(json.dumps({"run": None}) if as_json else "no run recorded in this repository")
+        if as_json:
+            print(json.dumps({"run": None, **({"live": True, "pid": live} if live else {})}))
+        elif live:
+            print(f"run live (pid {live}): starting, nothing recorded yet")
+        else:
+            print("no run recorded in this repository")
         return EXIT_OK
     tasks = state["tasks"]
     if as_json:
-        print(json.dumps({"finished": state.get("finished", False), "order": state.get("order", []), "tasks": tasks}))
+        print(json.dumps({
+            "finished": state.get("finished", False), "live": live is not None, "pid": live,
+            "order": state.get("order", []), "tasks": tasks,
+        }))
         return EXIT_OK
     counts: dict[str, int] = {}
     for data in tasks.values():
         counts[data.get("status", "?")] = counts.get(data.get("status", "?"), 0) + 1
-    where = "finished" if state.get("finished") else "not finished (run tuiorch to pick it up)"
+    if live:
+        where = f"live (pid {live})"
+    elif state.get("finished"):
+        where = "finished"
+    else:
+        where = "not finished (run tuiorch to pick it up)"
     print(f"run {where}: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks"))
     for task_id, data in tasks.items():
         commit = str(data.get("commit", ""))[:7]
@@ -295,15 +323,26 @@ def _report(root: Path, as_json: bool) -> int:
 
 
 def _clean(root: Path, force: bool) -> int:
+    from tuiorch.runlock import RunLock, RunLockError
+
     repo = _open_repo(root)
     try:
         config = load_config(repo.root)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    # Held while cleaning: a run's worktrees and branches are its agents' work, and a run starting
+    # meanwhile must not find them half deleted.
+    lock = RunLock(repo.git_dir)
+    try:
+        lock.acquire()
+    except RunLockError as exc:
+        raise UsageError(f"{exc}; clean removes nothing while a run is live") from None
     try:
         lines = repo.clean(config.base, config.branch, worktree_dir(config, repo.root), force=force)
     except GitError as exc:
         raise UsageError(str(exc)) from None
+    finally:
+        lock.release()
     for line in lines:
         print(line)
     return EXIT_OK

@@ -601,8 +601,9 @@ def write_config(path: Path, config: Config) -> None:
     Path(path).write_text(tomli_w.dumps(config_to_dict(config)), encoding="utf-8")
 
 
-def default_config_toml(preset: str = "claude") -> str:
-    """The commented tuiorch.toml that `tuiorch init` writes; it loads back to Config() with this preset."""
+def default_config_toml(preset: str = "claude", base: str = "main") -> str:
+    """The commented tuiorch.toml that `tuiorch init` writes; it loads back to Config() with this preset
+    (and `base`, the branch finished work merges into)."""
     if preset not in PRESETS:
         raise ConfigError(
             CONFIG_FILE, "agent", "preset", f"expected one of {', '.join(PRESETS)}, got {preset!r}"
@@ -612,7 +613,7 @@ def default_config_toml(preset: str = "claude") -> str:
     return f"""\
 # tuiorch settings. Durations: "90s", "10m", "1h30m" or seconds; 0 turns a limit off.
 
-base = "main"                         # the branch finished work merges into
+{tomli_w.dumps({"base": base}).strip().ljust(37)} # the branch finished work merges into
 workers = 3                           # pool size, changeable live
 tasks = "TASKS.md"                    # task file: TASKS.md or tasks.toml
 worktrees = "../{{repo}}-worktrees"     # where task worktrees are made ({{repo}}, {{id}})

@@ -60,8 +60,20 @@ UNMERGED_STATUSES = SLOT_STATUSES | {
 }
 
 
+#: Statuses `retry` starts again.
+RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EMPTY, TaskStatus.CHECK_FAILED})
+#: Statuses `requeue` drops the branch of and starts over.
+REQUEUEABLE = frozenset({TaskStatus.CONFLICT, TaskStatus.RESOLVING, TaskStatus.CHECK_FAILED, TaskStatus.BLOCKED})
+#: The commands `refusal` judges.
+COMMANDS = frozenset({"cancel", "retry", "move", "hold", "priority", "merge", "send_back", "requeue"})
+
+
 class CommandError(Exception):
     """A UI command that does not apply to the task in its current state."""
+
+
+def _words(status: TaskStatus) -> str:
+    return status.value.replace("_", " ")
 
 
 @dataclass
@@ -100,6 +112,8 @@ class TaskRecord:
     check_output: str = ""
     #: The task's agent owns its slot worktree (set while it is prepared and used; cleared on leaving).
     holds_worktree: bool = False
+    #: Why the attempt the user retried stopped: the next attempt continues its work on the branch.
+    continued: str = ""
     #: The user changed the priority from the task file's (saved, and kept on reload).
     priority_override: bool = False
     #: A merge commit that passed the check but could not land yet (merge_blocked).
@@ -246,8 +260,9 @@ class Orchestrator:
                 self._start_eligible()
                 if self._stopping and not self._runners:
                     break
-                # Nothing running and nothing startable: nothing will change without the user.
-                if not self.keep_alive and not self._runners:
+                # Nothing running and nothing startable: nothing will change without the user. A merge
+                # blocked by the user's files is different: it is retried until they commit or stash.
+                if not self.keep_alive and not self._runners and not self._blocked():
                     break
                 self._wake.clear()
                 try:
@@ -285,6 +300,9 @@ class Orchestrator:
         free = sum(1 for i, s in enumerate(self.slots) if s is None and i < self.workers)
         held = {i for i, r in self.records.items() if r.held}
         return running, merged, free, held
+
+    def _blocked(self) -> bool:
+        return any(r.status is TaskStatus.BLOCKED for r in self.records.values())
 
     def _predicted_paths(self) -> set[str]:
         return {p for r in self.records.values() if r.status in SLOT_STATUSES for p in r.predicted}
@@ -498,7 +516,7 @@ class Orchestrator:
         """With [merge] auto = false: the user's word to merge a finished task."""
         rec = self._record(task_id)
         if rec.status is not TaskStatus.FINISHED:
-            raise CommandError(f"task {task_id} is not waiting to be merged")
+            raise CommandError(self.refusal("merge", task_id) or f"task {task_id} is not waiting to be merged")
         self._start_merge_runner(rec)
 
     def _start_merge_runner(self, rec: TaskRecord) -> None:
@@ -601,6 +619,12 @@ class Orchestrator:
                 f"Your branch already holds your earlier work, but merged with {self.base} it fails the "
                 f"check `{self.config.merge.check}`. Fix that and commit. The check's last output:\n"
                 f"```\n{rec.check_output}\n```\n"
+            )
+        if rec.continued and rec.attempts <= 1:
+            return (
+                f"An earlier attempt at this task was stopped ({rec.continued}). Your branch "
+                f"{rec.branch} already holds what it committed (and any edits it left, committed as "
+                "\"wip\"): look at them (git log, git diff) and continue from there rather than start over.\n"
             )
         if rec.attempts <= 1 or not rec.tail:
             return ""
@@ -871,11 +895,46 @@ class Orchestrator:
         self._emit(ev.PoolChanged(workers=self.workers, paused=False))
         self._wake.set()
 
+    def refusal(self, command: str, task_id: str | None) -> str | None:
+        """Why `command` does not apply to `task_id` right now, in the user's words, or None if it does.
+
+        The one place these rules live: the commands raise these words, and a front end asks before
+        offering a key. `command` is one of COMMANDS.
+        """
+        if command not in COMMANDS:
+            raise ValueError(f"unknown command {command!r}")
+        if task_id is None:
+            return "no task selected"
+        rec = self.records.get(task_id)
+        if rec is None:
+            return f"no task {task_id!r}"
+        status = rec.status
+        now = f"task {task_id} is {_words(status)}"
+        if command == "cancel" and status not in SLOT_STATUSES:
+            return f"{now}; only a running task can be cancelled"
+        if command == "retry" and status not in RETRYABLE:
+            return f"{now}; only a failed, cancelled, empty or check-failed task is retried"
+        if command in ("move", "hold", "priority") and status is not TaskStatus.QUEUED:
+            return f"{now}, not queued; only waiting tasks are reordered, held or reprioritised"
+        if command == "merge" and status is not TaskStatus.FINISHED:
+            return f"{now}; only a finished task waiting for your word is merged by hand"
+        if command == "merge" and self.config.merge.auto:
+            return "finished tasks merge by themselves ([merge] auto = true)"
+        if command == "send_back" and status not in (TaskStatus.CONFLICT, TaskStatus.RESOLVING, TaskStatus.CHECK_FAILED):
+            return f"{now}; only a conflict or a failed check goes back to an agent"
+        if command == "requeue" and status not in REQUEUEABLE:
+            return f"{now}; nothing to requeue"
+        return None
+
+    def _refuse(self, command: str, task_id: str) -> TaskRecord:
+        """The task's record, or CommandError with refusal()'s words."""
+        if (why := self.refusal(command, task_id)) is not None:
+            raise CommandError(why)
+        return self.records[task_id]
+
     def cancel(self, task_id: str) -> None:
-        rec = self._record(task_id)
+        self._refuse("cancel", task_id)
         process = self._processes.get(task_id)
-        if rec.status not in SLOT_STATUSES:
-            raise CommandError(f"task {task_id} is not running")
         if process is not None:
             process.cancel()
         else:
@@ -884,13 +943,15 @@ class Orchestrator:
                 runner.cancel()
 
     def retry(self, task_id: str) -> None:
-        rec = self._record(task_id)
+        """Start a stopped task again; its branch keeps what earlier attempts committed, and the agent
+        continues from there (the work of a cancelled or timed-out attempt is never thrown away)."""
+        rec = self._refuse("retry", task_id)
         if rec.status is TaskStatus.CHECK_FAILED:
             self._start_merge_runner(rec)  # main may have moved, or the check was flaky
             return
-        if rec.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EMPTY, TaskStatus.CHECK_FAILED):
-            raise CommandError(f"task {task_id} is {rec.status.value}; only failed or cancelled tasks are retried")
         rec.attempts = 0
+        rec.keep_commits = True
+        rec.continued = rec.reason or rec.status.value
         self._requeue_front(rec)
 
     def _requeue_front(self, rec: TaskRecord) -> None:
@@ -903,9 +964,7 @@ class Orchestrator:
 
     def move(self, task_id: str, delta: int) -> None:
         """Move a queued task up (delta < 0) or down past `abs(delta)` other queued tasks."""
-        rec = self._record(task_id)
-        if rec.status is not TaskStatus.QUEUED:
-            raise CommandError(f"task {task_id} is not queued")
+        self._refuse("move", task_id)
         # Step through `order` from the task's place: a 10,000-task queue is not rebuilt per key press.
         pos = self.order.index(task_id)
         step = -1 if delta < 0 else 1
@@ -923,24 +982,30 @@ class Orchestrator:
         self.order.insert(target, task_id)
         self._queue_changed()
 
-    def move_top(self, task_id: str) -> None:
-        rec = self._record(task_id)
-        if rec.status is not TaskStatus.QUEUED:
-            raise CommandError(f"task {task_id} is not queued")
+    def move_top(self, task_id: str) -> Priority:
+        """Make a queued task the next to start: first in the queue, and raised to the best priority tier
+        among the queued tasks (the scheduler starts by tier first). Returns its priority now."""
+        rec = self._refuse("move", task_id)
         self.order.remove(task_id)
         self.order.insert(0, task_id)
+        best = min(
+            (self.records[i].task.priority for i in self.order if self.records[i].status is TaskStatus.QUEUED),
+            default=rec.task.priority,
+        )
+        if best < rec.task.priority:
+            rec.task = dataclasses.replace(rec.task, priority=best)
+            rec.priority_override = True
         self._queue_changed()
+        return rec.task.priority
 
     def set_priority(self, task_id: str, priority: Priority) -> None:
-        rec = self._record(task_id)
+        rec = self._refuse("priority", task_id)
         rec.task = dataclasses.replace(rec.task, priority=priority)
         rec.priority_override = True
         self._queue_changed()
 
     def toggle_hold(self, task_id: str) -> None:
-        rec = self._record(task_id)
-        if rec.status is not TaskStatus.QUEUED:
-            raise CommandError(f"task {task_id} is not queued")
+        rec = self._refuse("hold", task_id)
         rec.held = not rec.held
         self._queue_changed()
 
@@ -1034,9 +1099,7 @@ class Orchestrator:
 
     async def requeue(self, task_id: str) -> None:
         """Abort: drop branch and worktree, redo the task from the new main, at the head of the queue."""
-        rec = self._record(task_id)
-        if rec.status not in (TaskStatus.CONFLICT, TaskStatus.RESOLVING, TaskStatus.CHECK_FAILED, TaskStatus.BLOCKED):
-            raise CommandError(f"task {task_id} is {rec.status.value}; nothing to requeue")
+        rec = self._refuse("requeue", task_id)
         if rec.status is TaskStatus.RESOLVING and rec.worktree is not None:
             await asyncio.to_thread(self.git.remove_worktree, rec.worktree)
         if rec.branch:
@@ -1227,10 +1290,16 @@ class Orchestrator:
                 rec.task = dataclasses.replace(rec.task, priority=Priority.parse(priority))
                 rec.priority_override = True
             if data.get("status") == TaskStatus.MERGED.value:
+                rec.log_path = self._existing_log(task_id)
                 rec.status = TaskStatus.MERGED
                 rec.commit = data.get("commit")
                 rec.started, rec.ended = data.get("started"), data.get("ended")
                 rec.attempts = int(data.get("attempts", 0))
+
+    def _existing_log(self, task_id: str) -> Path | None:
+        """The log an earlier run wrote for the task, if any (`l` shows it for a carried-over task)."""
+        path = self.logs / f"{task_id}.log"
+        return path if path.is_file() else None
 
     async def _clean_up_after_dead_run(self, state: dict) -> None:
         """The last run died: end its agents, then drop the git locks only it could have held."""
@@ -1271,6 +1340,7 @@ class Orchestrator:
                             functools.partial(self.git.delete_branch, data["branch"], base=self.base)
                         )
                 continue
+            rec.log_path = self._existing_log(task_id)
             rec.branch = data.get("branch") or self._branch_name(rec.task)
             rec.base_sha = data.get("base_sha")
             rec.requeues = int(data.get("requeues", 0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from collections.abc import Collection, Iterable
@@ -174,7 +175,14 @@ def find_cycle(tasks: Iterable[Task]) -> list[str] | None:
 _TASK_HEADING_START = re.compile(r" {0,3}##[ \t]+task\b", re.IGNORECASE)
 _TASK_HEADING = re.compile(r" {0,3}##[ \t]+task[ \t]+(?P<id>[^:]*?)[ \t]*:(?P<title>.*)$", re.IGNORECASE)
 _FENCE = re.compile(r" {0,3}(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+_METADATA_KEYS = ("depends", "priority", "touches", "type")
 _METADATA = re.compile(r"(?P<key>depends|priority|touches|type)[ \t]*:(?P<value>.*)$", re.IGNORECASE)
+#: A `key: value` line: where metadata belongs, one whose key is close to a known one is a typo.
+_KEY_LIKE = re.compile(r"(?P<key>[A-Za-z][A-Za-z_-]*)[ \t]*:(?:[ \t]|$)")
+#: A heading of another level that reads like a task: `# Task 3`, `### Task 3: Title`, `#### task a1: x`.
+_OTHER_LEVEL_TASK = re.compile(
+    r" {0,3}(?P<hashes>#{1,6})[ \t]+task[ \t]+(?:\d[\w.-]*[ \t]*(?::.*)?|[\w.-]+[ \t]*:.*)$", re.IGNORECASE
+)
 #: "# comment" after a value: a '#' at the start or after a space, followed by a space or the end.
 _COMMENT = re.compile(r"(?:^|\s)#(?:\s|$).*$")
 _PRIORITIES = ", ".join(p.label for p in Priority)
@@ -209,6 +217,17 @@ class _FenceTracker:
 
 def _is_task_heading_line(line: str) -> bool:
     return _TASK_HEADING_START.match(line) is not None
+
+
+def _looks_like_task_heading(line: str) -> bool:
+    """A task heading, or a heading of another level that would be mistaken for one."""
+    return _is_task_heading_line(line) or _OTHER_LEVEL_TASK.match(line) is not None
+
+
+def nearest_key(key: str, known: Iterable[str]) -> str | None:
+    """The known key `key` most likely misspells ("priorty" -> "priority"), or None if none is close."""
+    close = difflib.get_close_matches(key.lower(), list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _strip_blank_edges(lines: list[str]) -> str:
@@ -260,7 +279,17 @@ def parse_tasks_md(
     fences = _FenceTracker()
     for index, line in enumerate(lines):
         number = index + 1
-        if fences.feed(line, number) or not _is_task_heading_line(line):
+        if fences.feed(line, number):
+            continue
+        if not _is_task_heading_line(line):
+            if (other := _OTHER_LEVEL_TASK.match(line)) is not None:
+                # Read as text, it would silently become part of the task above it.
+                raise TaskFileError(
+                    path,
+                    number,
+                    f"{line.strip()!r} looks like a task heading but starts with {other['hashes']!r}; "
+                    "a task heading is '## Task <id>: <title>' (escape it as '\\' + the line to keep it as text)",
+                )
             continue
         match = _TASK_HEADING.match(line)
         if not match or not match["id"].strip():
@@ -313,6 +342,16 @@ def _parse_task_block(
         elif value:  # type
             fields[key] = value
         index += 1
+    if index < end and (typo := _KEY_LIKE.match(lines[index].strip())) and lines[index].strip()[:1].isalpha():
+        # Read as text, a misspelt key would drop a dependency or a priority without a word.
+        key = typo["key"]
+        if (near := nearest_key(key, _METADATA_KEYS)) is not None:
+            raise TaskFileError(
+                path,
+                index + 1,
+                f"task {task_id}: unknown key {key!r}; did you mean `{near}`? "
+                f"(keys under a task heading: {', '.join(_METADATA_KEYS)})",
+            )
     body = [_unescape_heading(line) for line in lines[index:end]]
     return Task(
         id=task_id,
@@ -327,7 +366,7 @@ def _parse_task_block(
 def _is_escaped_heading(line: str) -> bool:
     """`\\## Task ...` (any number of backslashes): a task heading escaped by render, read as text."""
     stripped = line.lstrip(" ")
-    return stripped.startswith("\\") and _is_task_heading_line(stripped.lstrip("\\"))
+    return stripped.startswith("\\") and _looks_like_task_heading(stripped.lstrip("\\"))
 
 
 def _unescape_heading(line: str) -> str:
@@ -344,7 +383,7 @@ def _escape_description(description: str) -> list[str]:
     out: list[str] = []
     for number, line in enumerate(lines, 1):
         inside = fences.feed(line, number)
-        if not inside and (_is_task_heading_line(line) or _is_escaped_heading(line)):
+        if not inside and (_looks_like_task_heading(line) or _is_escaped_heading(line)):
             indent = len(line) - len(line.lstrip(" "))
             line = line[:indent] + "\\" + line[indent:]
         out.append(line)
@@ -432,19 +471,42 @@ def parse_tasks_toml(
     header_lines = _task_header_lines(text)
     if len(header_lines) != len(tables):
         header_lines = [0] * len(tables)  # unusual spelling (e.g. inline tables): no line numbers
-    tasks = [_task_from_table(table, path, line) for table, line in zip(tables, header_lines, strict=True)]
+    text_lines = text.splitlines()
+    tasks = [
+        _task_from_table(table, path, line, _key_lines(text_lines, line) if line else None)
+        for table, line in zip(tables, header_lines, strict=True)
+    ]
     if validate:
         validate_tasks(tasks, path, known_ids)
     return tasks
 
 
-def _task_from_table(table: dict[str, object], path: str, line: int) -> Task:
+def _key_lines(lines: list[str], header: int) -> dict[str, int]:
+    """Line number of each bare `key =` in the [[task]] table whose header is at line `header` (1-based)."""
+    found: dict[str, int] = {}
+    for number in range(header + 1, len(lines) + 1):
+        text = lines[number - 1]
+        if text.lstrip().startswith("["):
+            break
+        if (match := re.match(r"\s*([A-Za-z0-9_-]+)\s*=", text)) is not None:
+            found.setdefault(match[1], number)
+    return found
+
+
+def _task_from_table(
+    table: dict[str, object], path: str, line: int, key_lines: dict[str, int] | None = None
+) -> Task:
     def fail(message: str) -> TaskFileError:
         return TaskFileError(path, line or None, message)
 
     for key in table:
         if key not in _TOML_KEYS:
-            raise fail(f"unknown key {key!r} in [[task]] (expected {', '.join(_TOML_KEYS)})")
+            near = nearest_key(key, _TOML_KEYS)
+            hint = f"; did you mean `{near}`?" if near else ""
+            where = key_lines.get(key, line) if key_lines else line
+            raise TaskFileError(
+                path, where or None, f"unknown key {key!r} in [[task]]{hint} (keys: {', '.join(_TOML_KEYS)})"
+            )
     raw_id = table.get("id")
     if raw_id is None:
         raise fail("[[task]] without an id")
@@ -503,3 +565,88 @@ def load_tasks(path: Path, *, validate: bool = True, known_ids: Collection[str] 
         raise TaskFileError(path, None, f"cannot read: {_reason(exc)}") from None
     parse = parse_tasks_toml if path.suffix.lower() == ".toml" else parse_tasks_md
     return parse(text, str(path), validate=validate, known_ids=known_ids)
+
+
+# --- writing a priority back ---------------------------------------------------------------------------
+
+_PRIORITY_LINE_MD = re.compile(r"(?P<head>\s*priority[ \t]*:[ \t]*)(?P<value>.*?)(?P<tail>(?:[ \t]+#(?:\s.*)?)?)$", re.IGNORECASE)
+_PRIORITY_LINE_TOML = re.compile(r"(?P<head>\s*priority\s*=\s*)(?P<value>\"[^\"]*\"|'[^']*')(?P<tail>.*)$")
+
+
+def with_priority_md(text: str, task_id: str, priority: Priority, path: str = "TASKS.md") -> str:
+    """`text` with task `task_id`'s priority set, everything else (comments, spacing, order) as it was."""
+    lines = text.split("\n")
+    fences = _FenceTracker()
+    heading = None
+    for index, line in enumerate(lines):
+        if fences.feed(line, index + 1) or not _is_task_heading_line(line):
+            continue
+        match = _TASK_HEADING.match(line)
+        if match and match["id"].strip() == task_id:
+            heading = index
+            break
+    if heading is None:
+        raise TaskFileError(path, None, f"no task {task_id} in the file to set its priority")
+    start = heading + 1
+    while start < len(lines) and not lines[start].strip():
+        start += 1
+    index = start
+    while index < len(lines) and _METADATA.match(lines[index].strip()):
+        if (found := _PRIORITY_LINE_MD.fullmatch(lines[index])) is not None:
+            lines[index] = found["head"] + priority.label + found["tail"]
+            return "\n".join(lines)
+        index += 1
+    # No priority line: the new one opens the metadata block (below the heading when there is none).
+    at = start if index > start else heading + 1
+    lines.insert(at, f"priority: {priority.label}")
+    return "\n".join(lines)
+
+
+def with_priority_toml(text: str, task_id: str, priority: Priority, path: str = "tasks.toml") -> str:
+    """tasks.toml's counterpart of with_priority_md: one line changed or added in the task's table."""
+    tables = parse_tasks_toml(text, path, validate=False)
+    headers = _task_header_lines(text)
+    position = next((i for i, task in enumerate(tables) if task.id == task_id), None)
+    if position is None or len(headers) != len(tables):
+        raise TaskFileError(path, None, f"no [[task]] table with id {task_id} to set its priority")
+    lines = text.split("\n")
+    header = headers[position]  # 1-based
+    key_lines = _key_lines(lines, header)
+    if "priority" in key_lines and (found := _PRIORITY_LINE_TOML.fullmatch(lines[key_lines["priority"] - 1])):
+        lines[key_lines["priority"] - 1] = f'{found["head"]}"{priority.label}"{found["tail"]}'
+    else:
+        after = key_lines.get("title", key_lines.get("id", header))
+        lines.insert(after, f'priority = "{priority.label}"')
+    return "\n".join(lines)
+
+
+def write_priority(path: Path, task_id: str, priority: Priority) -> str:
+    """Set a task's priority in its task file, keeping the user's formatting; return the new text.
+
+    The result is read back first: if it would not give the same tasks with the new priority, nothing
+    is written and TaskFileError says why.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TaskFileError(path, None, f"cannot read: {_reason(exc)}") from None
+    toml = path.suffix.lower() == ".toml"
+    parse = parse_tasks_toml if toml else parse_tasks_md
+    before = {t.id: t for t in parse(text, str(path), validate=False)}
+    edited = (with_priority_toml if toml else with_priority_md)(text, task_id, priority, str(path))
+    after = {t.id: t for t in parse(edited, str(path), validate=False)}
+    expected = {tid: (task.priority if tid != task_id else priority) for tid, task in before.items()}
+    unchanged = all(
+        after.get(tid) is not None and after[tid].priority == expected[tid]
+        and (after[tid].description, after[tid].depends, after[tid].touches)
+        == (before[tid].description, before[tid].depends, before[tid].touches)
+        for tid in before
+    )
+    if not unchanged or set(after) != set(before):
+        raise TaskFileError(path, None, f"could not set task {task_id}'s priority without changing other text")
+    if edited != text:
+        try:
+            path.write_text(edited, encoding="utf-8")
+        except OSError as exc:
+            raise TaskFileError(path, None, f"cannot write: {_reason(exc)}") from None
+    return edited
