@@ -66,8 +66,13 @@ def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def cli_env(preset: str, url: str, home: Path, *, base_env: dict[str, str] | None = None) -> dict[str, str]:
+def cli_env(
+    preset: str, url: str, home: Path, *, max_turns: int | None = None, base_env: dict[str, str] | None = None
+) -> dict[str, str]:
     """The environment for `preset`'s CLI: HOME and XDG folders in `home`, its config there, the model at `url`.
+
+    `max_turns` sets the CLI's own turn limit where its config has one (gemini, opencode); claude's is in
+    the preset's argv, codex and aider have none.
 
     Keeps PATH (with the CLIs' folders first) and the git identity variables of `base_env` (default: ours),
     and nothing else of it: no key or setting of the user's can reach the CLI.
@@ -99,11 +104,11 @@ def cli_env(preset: str, url: str, home: Path, *, base_env: dict[str, str] | Non
     setup = {"claude": _claude, "codex": _codex, "opencode": _opencode, "gemini": _gemini, "aider": _aider}[
         preset
     ]
-    env.update(setup(url, home))
+    env.update(setup(url, home, max_turns))
     return env
 
 
-def _claude(url: str, home: Path) -> dict[str, str]:
+def _claude(url: str, home: Path, max_turns: int | None) -> dict[str, str]:
     (home / ".claude").mkdir(parents=True, exist_ok=True)
     return {
         "ANTHROPIC_BASE_URL": url,
@@ -117,7 +122,7 @@ def _claude(url: str, home: Path) -> dict[str, str]:
     }
 
 
-def _codex(url: str, home: Path) -> dict[str, str]:
+def _codex(url: str, home: Path, max_turns: int | None) -> dict[str, str]:
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True, exist_ok=True)
     (codex_home / "config.toml").write_text(
@@ -138,10 +143,12 @@ def _codex(url: str, home: Path) -> dict[str, str]:
     return {"CODEX_HOME": str(codex_home), "FAKE_MODEL_API_KEY": "test-key", "TMPDIR": str(tmp)}
 
 
-def _opencode(url: str, home: Path) -> dict[str, str]:
+def _opencode(url: str, home: Path, max_turns: int | None) -> dict[str, str]:
+    limits = {"agent": {"build": {"steps": max_turns}}} if max_turns else {}
     _write_json(
         home / ".config" / "opencode" / "opencode.json",
         {
+            **limits,
             "$schema": "https://opencode.ai/config.json",
             "autoupdate": False,
             "share": "disabled",
@@ -164,7 +171,10 @@ def _opencode(url: str, home: Path) -> dict[str, str]:
     }
 
 
-def _gemini(url: str, home: Path) -> dict[str, str]:
+def _gemini(url: str, home: Path, max_turns: int | None) -> dict[str, str]:
+    model: dict[str, object] = {"name": MODELS["gemini"]}
+    if max_turns:
+        model["maxSessionTurns"] = max_turns
     _write_json(
         home / ".gemini" / "settings.json",
         {
@@ -172,13 +182,13 @@ def _gemini(url: str, home: Path) -> dict[str, str]:
             "privacy": {"usageStatisticsEnabled": False},
             "telemetry": {"enabled": False},
             "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
-            "model": {"name": MODELS["gemini"]},
+            "model": model,
         },
     )
     return {"GOOGLE_GEMINI_BASE_URL": url, "GEMINI_API_KEY": "test-key", "GEMINI_MODEL": MODELS["gemini"]}
 
 
-def _aider(url: str, home: Path) -> dict[str, str]:
+def _aider(url: str, home: Path, max_turns: int | None) -> dict[str, str]:
     (home / ".aider.conf.yml").write_text(
         f"model: openai/{MODELS['aider']}\ncheck-update: false\nanalytics: false\nanalytics-disable: true\n"
         "show-release-notes: false\n"

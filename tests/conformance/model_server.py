@@ -21,7 +21,7 @@ keeps no session state. The task body may steer it with lines of its own:
     model: loop                   call a harmless shell tool forever (for turn limits)
     model: hang                   accept the call and never answer
     model: no-commit              write, but do not commit
-    model: think                  start with a thinking-only turn (where the vendor format has one)
+    model: think                  think first (a thinking block in the first answer, where the format has one)
 
 Without tools in the request (aider, or a side request such as opencode's title), the model answers in text:
 whole-file edit blocks for a task prompt, a short title otherwise.
@@ -37,7 +37,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -149,8 +149,6 @@ def plan_for_prompt(prompt: str) -> Plan:
         return Plan(turns=(Turn(text=f"I cannot follow this task: {exc}"),), task_id=parsed.task_id)
     writes = [edit for edit in body_plan.edits if edit.mode == "write"]
     turns: list[Turn] = []
-    if "think" in directives:
-        turns.append(Turn(thinking="Let me think about which files to write."))
     total = len(writes) + (0 if "no-commit" in directives else 1)
     for number, edit in enumerate(writes, start=1):
         turns.append(
@@ -160,6 +158,9 @@ def plan_for_prompt(prompt: str) -> Plan:
         message = commit_message(prompt)
         turns.append(Turn(text=f"PROGRESS: {total}/{total} committing", shell=commit_command(message)))
     turns.append(Turn(text=f"Done: task {parsed.task_id} is written and committed."))
+    if "think" in directives:
+        # Thinking comes in the first answer's own block (a thinking-only answer makes some CLIs ask again).
+        turns[0] = replace(turns[0], thinking="Let me think about which files to write.")
     fail = directives.get("fail", "")
     return Plan(
         turns=tuple(turns),
@@ -316,6 +317,13 @@ class _Vendor:
     def streaming(self) -> bool:
         return bool(self.body.get("stream"))
 
+    def tools_refused(self) -> bool:
+        """The request offers tools but says not to use them (tool_choice none, or a step-limit notice)."""
+        if self.body.get("tool_choice") == "none":
+            return True
+        messages = self.body.get("messages") or []
+        return bool(messages) and "MAXIMUM STEPS REACHED" in "".join(_texts(messages[-1]))
+
     def error_body(self, status: int) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -358,7 +366,7 @@ class _Anthropic(_Vendor):
         blocks: list[dict[str, Any]] = []
         if turn.thinking:
             blocks.append({"type": "thinking", "thinking": turn.thinking, "signature": "c2lnbmF0dXJl"})
-        if turn.text and not (turn.thinking and call is None):
+        if turn.text:
             blocks.append({"type": "text", "text": turn.text})
         if call:
             blocks.append(
@@ -791,9 +799,11 @@ class _Handler(BaseHTTPRequestHandler):
             data += self.rfile.read(size)
             self.rfile.readline()
 
-    def _json(self, status: int, payload: Any) -> None:
+    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -895,7 +905,10 @@ class ModelServer:
         self.record(record)
         if plan.fail:
             record.status = plan.fail
-            handler._json(plan.fail, vendor.error_body(plan.fail))
+            # A short retry-after, as real APIs send with their errors: the CLIs that honour it retry quickly.
+            handler._json(
+                plan.fail, vendor.error_body(plan.fail), {"retry-after-ms": "50", "retry-after": "0"}
+            )
             return
         if plan.hang:
             self._hang(handler, vendor)
@@ -903,6 +916,9 @@ class ModelServer:
         if not tools:
             turn = self._tool_less_turn(vendor, plan)
             call = None
+        elif vendor.tools_refused():
+            # The CLI's own step limit: it asks for a text-only answer, as a real model would give.
+            turn, call = Turn(text="I stopped: the step limit was reached before the task was done."), None
         else:
             turn = plan.turn(vendor.tool_results())
             call = tool_call(turn, tools)
