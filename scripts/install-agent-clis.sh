@@ -68,7 +68,7 @@ if [ "$check_only" -eq 0 ] && ! { [ -f "$aider_stamp" ] && [ "$(cat "$aider_stam
     rm -f "$aider_stamp"
     if "$python" -m venv "$venv" &&
       PIP_CACHE_DIR=$root/pip-cache "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "aider-chat==$aider_version"; then
+        "aider-chat==$aider_version" 2> >(grep -v '^WARNING: Location ' >&2); then
       echo "$aider_version" > "$aider_stamp"
     else
       failed+=("pip install aider-chat==$aider_version")
