@@ -229,3 +229,55 @@ async def test_runs_in_the_given_directory_with_no_stdin(tmp_path: Path) -> None
     agent = AgentProcess(py(code), tmp_path, tmp_path / "t.log")
     await agent.run()
     assert list(agent.tail) == [str(tmp_path), "''"]
+
+
+# A program that writes half a JSON line to stdout, a warning line to stderr, then the rest of the JSON line.
+SPLIT_WRITER = """
+import json, sys, time
+line = json.dumps({"type": "message", "content": "x" * 5000})
+for _ in range(3):
+    sys.stdout.write(line[:2000]); sys.stdout.flush()
+    sys.stderr.write("[STARTUP] warning in the middle\\n"); sys.stderr.flush()
+    time.sleep(0.05)
+    sys.stdout.write(line[2000:] + "\\n"); sys.stdout.flush()
+"""
+
+
+async def test_a_stderr_line_never_splits_a_stdout_line(tmp_path: Path) -> None:
+    import json
+
+    out: list[str] = []
+    err: list[str] = []
+    log = tmp_path / "t.log"
+    agent = AgentProcess(py(SPLIT_WRITER), tmp_path, log, on_lines=out.extend, on_stderr=err.extend)
+    assert (await agent.run()).code == 0
+    assert [json.loads(line)["content"] for line in out] == ["x" * 5000] * 3
+    assert err == ["[STARTUP] warning in the middle"] * 3
+    logged = log.read_text().splitlines()
+    assert sorted(logged) == sorted([json.dumps({"type": "message", "content": "x" * 5000})] * 3 + ["[stderr] [STARTUP] warning in the middle"] * 3)
+
+
+async def test_without_a_stderr_handler_stderr_lines_join_the_output(tmp_path: Path) -> None:
+    seen: list[str] = []
+    code = "import sys; print('out', flush=True); sys.stderr.write('err one\\nerr two'); sys.stderr.flush()"
+    log = tmp_path / "t.log"
+    await AgentProcess(py(code), tmp_path, log, on_line=seen.append).run()
+    assert sorted(seen) == ["err one", "err two", "out"]
+    assert sorted(log.read_text().splitlines()) == ["[stderr] err one", "[stderr] err two", "out"]
+
+
+async def test_a_prompt_file_is_the_process_stdin(tmp_path: Path) -> None:
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text("p" * 300_000 + "\nend of prompt\n")
+    code = "import sys; text = sys.stdin.read(); print(len(text), text.splitlines()[-1])"
+    agent = AgentProcess(py(code), tmp_path, tmp_path / "t.log", stdin_path=prompt)
+    assert (await agent.run()).code == 0
+    assert list(agent.tail) == ["300015 end of prompt"]
+
+
+async def test_pwd_names_the_agent_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PWD", "/somewhere/else")
+    (tmp_path / "wt").mkdir()
+    agent = AgentProcess(py("import os; print(os.environ['PWD'])"), tmp_path / "wt", tmp_path / "t.log")
+    await agent.run()
+    assert list(agent.tail) == [str(tmp_path / "wt")]

@@ -2,6 +2,10 @@
 
 The whole process group is the unit of control: a timeout, a cancel, or the main process exiting while
 children still hold the pipe all end with the group killed, so `run()` never leaves anything behind.
+
+stdout and stderr are read through two pipes: CLIs print warnings on stderr in the middle of a streamed
+JSON line, and one shared pipe would cut that line in two. Both reach the log file whole, line by line,
+stderr lines marked with STDERR_MARK.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ TICK = 0.05
 SKIP_DIRS = frozenset({".git", "node_modules", ".venv", "__pycache__", ".mypy_cache", ".pytest_cache"})
 #: Upper bound on entries looked at per scan, so a huge worktree cannot stall stuck detection.
 MAX_SCAN_ENTRIES = 50_000
+#: Prefix of each stderr line in the log file.
+STDERR_MARK = "[stderr] "
+#: An unfinished line is held back from the log (so the other stream cannot land inside it) up to this size.
+LOG_HOLD_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,8 @@ class AgentProcess:
         kill_grace: float = 3.0,
         on_spawn: Callable[[int], None] | None = None,
         on_lines: Callable[[list[str]], None] | None = None,
+        on_stderr: Callable[[list[str]], None] | None = None,
+        stdin_path: Path | str | None = None,
     ) -> None:
         if not argv:
             raise ValueError("agent command is empty")
@@ -87,6 +97,10 @@ class AgentProcess:
         self.on_spawn = on_spawn
         #: Takes each burst of lines at once (preferred over on_line for busy agents).
         self.on_lines = on_lines
+        #: Takes each burst of stderr lines; without it they go where stdout lines go.
+        self.on_stderr = on_stderr
+        #: A file given to the process as its stdin (a prompt too long for argv); else stdin is empty.
+        self.stdin_path = Path(stdin_path) if stdin_path is not None else None
 
         self.pid: int | None = None
         self.pgid: int | None = None
@@ -118,13 +132,21 @@ class AgentProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             try:
+                stdin = open(self.stdin_path, "rb") if self.stdin_path is not None else None  # noqa: SIM115
+            except OSError as exc:
+                message = f"cannot read the prompt file {self.stdin_path}: {exc.strerror or exc}"
+                log.write(f"tuiorch: {message}\n".encode())
+                self._emit_lines([f"tuiorch: {message}"])
+                return AgentExit(code=127, error=message)
+            try:
                 proc = await asyncio.create_subprocess_exec(
                     *self.argv,
                     cwd=self.cwd,
-                    stdin=asyncio.subprocess.DEVNULL,
+                    stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.STDOUT,
-                    env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
+                    stderr=asyncio.subprocess.PIPE,
+                    # PWD: some CLIs take their project folder from it rather than from their cwd.
+                    env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1", "PWD": str(self.cwd.absolute())},
                     start_new_session=True,
                     limit=READ_CHUNK,
                 )
@@ -133,14 +155,17 @@ class AgentProcess:
                 log.write(f"tuiorch: {message}\n".encode())
                 self._emit_lines([f"tuiorch: {message}"])
                 return AgentExit(code=127, error=message)
+            finally:
+                if stdin is not None:
+                    stdin.close()
 
             self.pid = self.pgid = proc.pid
             if self.on_spawn is not None:
                 self.on_spawn(proc.pid)
             if self._cancel_requested:  # cancel() came while the process was being spawned
                 _signal_group(proc.pid, signal.SIGTERM)
-            assert proc.stdout is not None
-            pump = asyncio.create_task(self._pump(proc.stdout, log))
+            assert proc.stdout is not None and proc.stderr is not None
+            pump = asyncio.create_task(self._pump_both(proc.stdout, proc.stderr, log))
             try:
                 return await self._supervise(proc, pump)
             except BaseException:
@@ -214,42 +239,55 @@ class AgentProcess:
         while _group_alive(pgid) and time.monotonic() < give_up:
             await asyncio.sleep(0.01)
 
-    async def _pump(self, stream: asyncio.StreamReader, log: BinaryIO) -> None:
-        """Copy raw output to the log (every byte, flushed per read burst) and split it into lines.
+    async def _pump_both(self, stdout: asyncio.StreamReader, stderr: asyncio.StreamReader, log: BinaryIO) -> None:
+        out = asyncio.ensure_future(self._pump(stdout, _LogLines(log, b""), stderr=False))
+        err = asyncio.ensure_future(self._pump(stderr, _LogLines(log, STDERR_MARK.encode()), stderr=True))
+        try:
+            await asyncio.gather(out, err)
+        finally:
+            out.cancel()
+            err.cancel()
+
+    async def _pump(self, stream: asyncio.StreamReader, log: _LogLines, *, stderr: bool) -> None:
+        """Copy one stream to the log (whole lines, flushed per read burst) and split it into lines.
 
         A burst is decoded and split in one go (a flooding agent prints thousands of lines a read);
         a line longer than MAX_LINE_CHARS is cut in what reaches `on_line`/`tail`, never in the log.
         """
         pending = bytearray()  # the start of a line whose end has not arrived yet (bounded)
         dropped = 0  # bytes of that line not kept in `pending` (they are in the log)
-        while True:
-            chunk = await stream.read(READ_CHUNK)
-            if not chunk:
-                break
-            log.write(chunk)
-            log.flush()
-            self._activity(time.monotonic())
-            self.last_output = self.last_activity
-            last_newline = chunk.rfind(b"\n")
-            if last_newline < 0:
-                dropped += _append_bounded(pending, chunk)
-                continue
-            first_newline = chunk.find(b"\n")
-            dropped += _append_bounded(pending, chunk[:first_newline])
-            lines = [_line_text(pending, dropped)]
-            if first_newline < last_newline:
-                body = chunk[first_newline + 1 : last_newline].decode("utf-8", errors="replace")
-                lines += [_cut(line.rstrip("\r")) for line in body.split("\n")]
-            self._emit_lines(lines)
-            pending.clear()
-            dropped = _append_bounded(pending, chunk[last_newline + 1 :])
-        if pending or dropped:
-            self._emit_lines([_line_text(pending, dropped)])
+        try:
+            while True:
+                chunk = await stream.read(READ_CHUNK)
+                if not chunk:
+                    break
+                log.write(chunk)
+                self._activity(time.monotonic())
+                self.last_output = self.last_activity
+                last_newline = chunk.rfind(b"\n")
+                if last_newline < 0:
+                    dropped += _append_bounded(pending, chunk)
+                    continue
+                first_newline = chunk.find(b"\n")
+                dropped += _append_bounded(pending, chunk[:first_newline])
+                lines = [_line_text(pending, dropped)]
+                if first_newline < last_newline:
+                    body = chunk[first_newline + 1 : last_newline].decode("utf-8", errors="replace")
+                    lines += [_cut(line.rstrip("\r")) for line in body.split("\n")]
+                self._emit_lines(lines, stderr=stderr)
+                pending.clear()
+                dropped = _append_bounded(pending, chunk[last_newline + 1 :])
+            if pending or dropped:
+                self._emit_lines([_line_text(pending, dropped)], stderr=stderr)
+        finally:
+            log.close()
 
-    def _emit_lines(self, lines: list[str]) -> None:
+    def _emit_lines(self, lines: list[str], *, stderr: bool = False) -> None:
         self.lines += len(lines)
         self.tail.extend(lines)
-        if self.on_lines is not None:
+        if stderr and self.on_stderr is not None:
+            self.on_stderr(lines)
+        elif self.on_lines is not None:
             self.on_lines(lines)
         elif self.on_line is not None:
             for line in lines:
@@ -261,6 +299,48 @@ class AgentProcess:
             self.stuck = False
             if self.on_unstuck:
                 self.on_unstuck()
+
+
+class _LogLines:
+    """One stream's bytes into the shared log file, a whole line at a time.
+
+    The unfinished end of a line is held back (up to LOG_HOLD_BYTES), so the other stream's lines land
+    between lines, never inside one. `mark` starts every line (stderr's).
+    """
+
+    def __init__(self, log: BinaryIO, mark: bytes) -> None:
+        self.log = log
+        self.mark = mark
+        self.held = bytearray()
+        self.at_line_start = True
+
+    def write(self, chunk: bytes) -> None:
+        self.held += chunk
+        cut = self.held.rfind(b"\n") + 1
+        if len(self.held) - cut > LOG_HOLD_BYTES:
+            cut = len(self.held)  # a line this long is written as it comes
+        self._out(cut)
+
+    def close(self) -> None:
+        """The stream ended: write what is held (a marked line gets its newline)."""
+        if self.held and self.mark:
+            self.held += b"\n"
+        self._out(len(self.held))
+
+    def _out(self, cut: int) -> None:
+        if cut <= 0 or self.log.closed:  # closed: the run was cancelled and has gone
+            return
+        data = bytes(self.held[:cut])
+        del self.held[:cut]
+        if self.mark:
+            ends_line = data.endswith(b"\n")
+            body = data[:-1] if ends_line else data
+            data = body.replace(b"\n", b"\n" + self.mark) + (b"\n" if ends_line else b"")
+            if self.at_line_start:
+                data = self.mark + data
+            self.at_line_start = ends_line
+        self.log.write(data)
+        self.log.flush()
 
 
 async def _wait_exit(proc: asyncio.subprocess.Process) -> None:
