@@ -1,8 +1,10 @@
 """Turn agents' machine-readable output into what a person wants to see: text, tool activity, progress.
 
-One parser per output format (config.Preset.output). Each takes the agent's stdout line by line and
-returns a ParsedLine: the text for the log pane (None hides noise such as tool results), reported
-progress, a short status ("running tool Edit") and whether the line says the run failed. The log file
+One parser per output format (config.Preset.output). Each takes the agent's stdout line by line (and its
+stderr lines apart) and returns a ParsedLine: the text for the log pane (None hides noise such as tool
+results), reported progress, a short status ("running tool Edit", "retrying API 3/10 after 529") and
+whether the line says the run failed. The parser also keeps what the run cost (`usage`), the error that
+ended the run in the agent's own words (`error`) and the last recoverable one (`warning`). The log file
 keeps every raw line; this only shapes what the panes show. Nothing here raises on bad input: a line
 that is not the JSON we expect is shown as it is.
 """
@@ -66,6 +68,47 @@ def parse_progress(line: str) -> Progress | None:
     return Progress(None, int(done), int(total), text.strip())
 
 
+@dataclass(frozen=True)
+class Usage:
+    """Tokens and money an agent run reported. `cost_usd` is None when the CLI does not price its calls."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        cost = None if self.cost_usd is None and other.cost_usd is None else (self.cost_usd or 0) + (other.cost_usd or 0)
+        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens, cost)
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def to_dict(self) -> dict[str, int | float]:
+        data: dict[str, int | float] = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        if self.cost_usd is not None:
+            data["cost_usd"] = round(self.cost_usd, 6)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: object) -> Usage | None:
+        if not isinstance(data, dict):
+            return None
+        cost = _number(data.get("cost_usd"))
+        return cls(int(_number(data.get("input_tokens")) or 0), int(_number(data.get("output_tokens")) or 0), cost)
+
+
+def format_usage(usage: Usage | None) -> str:
+    """ "12.3k tokens · $0.041", "850 tokens", or "" when nothing was reported."""
+    if usage is None or (usage.tokens == 0 and usage.cost_usd is None):
+        return ""
+    tokens = usage.tokens
+    text = f"{tokens / 1000:.1f}k tokens" if tokens >= 1000 else f"{tokens} tokens"
+    if usage.cost_usd is not None:
+        text += f" · ${usage.cost_usd:.3f}" if usage.cost_usd < 1 else f" · ${usage.cost_usd:.2f}"
+    return text
+
+
 def last_progress(text: str) -> Progress | None:
     """The last PROGRESS line in a block of text (assistant messages hold several lines)."""
     found = None
@@ -82,8 +125,8 @@ def last_progress(text: str) -> Progress | None:
 class ParsedLine:
     #: Text for the log pane (may hold several lines); None: nothing worth showing.
     display: str | None = None
-    #: (done, total) or percent, when the line reported progress.
-    progress: tuple[int, int] | float | None = None
+    #: When the line reported progress: "PROGRESS: 3/5 writing tests", with its words.
+    progress: Progress | None = None
     #: Short state for the worker pane: "running tool Edit", "thinking", "done", "failed: ...".
     status: str | None = None
     #: The agent reports that its run failed (whatever its exit code will be).
@@ -91,10 +134,16 @@ class ParsedLine:
 
 
 class OutputParser(Protocol):
-    #: Set when the stream reported a failed run; the last error message seen.
+    #: Set when the stream reported a failed run: why, in the agent's own words.
     error: str | None
+    #: The last recoverable error (a retried API call): the best words for a run that dies without `error`.
+    warning: str | None
+    #: What the run has cost so far, as the agent reported it; None when it reports nothing.
+    usage: Usage | None
 
     def feed(self, line: str) -> ParsedLine: ...
+
+    def feed_stderr(self, line: str) -> ParsedLine: ...
 
     def flush(self) -> ParsedLine: ...
 
@@ -151,8 +200,13 @@ def _with_progress(result: ParsedLine, text: str) -> ParsedLine:
     # One line is the common case (and a flooding agent's every line): skip the split.
     progress = last_progress(text) if "\n" in text else parse_progress(text)
     if progress is not None:
-        result.progress = progress.value
+        result.progress = progress
     return result
+
+
+def _int(value: Any) -> int:
+    number = _number(value)
+    return int(number) if number is not None else 0
 
 
 def _load_json(line: str) -> dict[str, Any] | None:
@@ -176,24 +230,88 @@ def _plain(line: str) -> ParsedLine:
 # Formats
 
 
-class TextParser:
-    """Plain output (aider, demo, custom commands): every line shown, PROGRESS lines read."""
+class _Parser:
+    """What every parser keeps: the run's error, its last recoverable error, its usage."""
 
     def __init__(self) -> None:
         self.error: str | None = None
+        self.warning: str | None = None
+        self.usage: Usage | None = None
 
     def feed(self, line: str) -> ParsedLine:
         return _plain(line)
 
+    def feed_stderr(self, line: str) -> ParsedLine:
+        """A stderr line: shown as it is (warnings, tracebacks), never read as the JSON stream."""
+        text = line.rstrip("\r\n")
+        return ParsedLine(display=text or None)
+
     def flush(self) -> ParsedLine:
         return ParsedLine()
 
+    def fail(self, message: str, display: str) -> ParsedLine:
+        self.error = message
+        return ParsedLine(display=display, status=_clip(f"failed: {message}", 80), is_error=True)
 
-class _JsonParser:
-    """Shared plumbing: non-JSON lines are shown as they are; a handler per event type."""
+
+class TextParser(_Parser):
+    """Plain output (demo, custom commands): every line shown, PROGRESS lines read."""
+
+
+# aider's lines: "litellm.AuthenticationError: ...", "Retrying in 0.5 seconds...",
+# "Tokens: 1.2k sent, 80 received. Cost: $0.0036 message, $0.0036 session."
+_AIDER_ERROR = re.compile(r"^\s*(litellm\.[A-Za-z]+Error\b.*)$")
+_AIDER_RETRY = re.compile(r"^Retrying in ([\d.]+) seconds")
+_AIDER_TOKENS = re.compile(r"^Tokens: ([\d.]+)([kM]?) sent,.*?([\d.]+)([kM]?) received\.")
+_AIDER_COST = re.compile(r"Cost: \$[\d.]+ message, \$([\d.]+) session\.")
+_AIDER_EDIT = re.compile(r"^Applied edit to (.+)$")
+
+
+def _aider_count(number: str, unit: str) -> int:
+    return round(float(number) * {"": 1, "k": 1_000, "M": 1_000_000}[unit])
+
+
+class AiderTextParser(_Parser):
+    """aider's plain output. aider exits 0 when its model calls fail, so a litellm error that no later
+    answer made good is the run's error; its usage line per answer gives tokens and the session's cost."""
 
     def __init__(self) -> None:
-        self.error: str | None = None
+        super().__init__()
+        self._answers = Usage()
+
+    def feed(self, line: str) -> ParsedLine:
+        text = line.rstrip("\r\n")
+        result = _plain(text)
+        if error := _AIDER_ERROR.match(text):
+            self.error = self.warning = _clip(error.group(1), 300)
+            result.status = _clip(f"model call failed: {error.group(1)}", 80)
+        elif retry := _AIDER_RETRY.match(text):
+            result.status = f"retrying the model call in {retry.group(1)}s"
+        elif tokens := _AIDER_TOKENS.match(text):
+            self.error = None  # an answer came: earlier errors were retried away
+            sent = _aider_count(tokens.group(1), tokens.group(2))
+            received = _aider_count(tokens.group(3), tokens.group(4))
+            self._answers = Usage(self._answers.input_tokens + sent, self._answers.output_tokens + received)
+            self.usage = Usage(self._answers.input_tokens, self._answers.output_tokens, self._session_cost(text))
+            result.status = "thinking"
+        elif cost := _AIDER_COST.match(text):
+            self.usage = Usage(self._answers.input_tokens, self._answers.output_tokens, float(cost.group(1)))
+        elif edit := _AIDER_EDIT.match(text):
+            result.status = f"edited {_clip(edit.group(1), 60)}"
+        return result
+
+    def feed_stderr(self, line: str) -> ParsedLine:
+        return self.feed(line)  # aider's errors may come on either stream
+
+    def _session_cost(self, text: str) -> float | None:
+        found = _AIDER_COST.search(text)
+        if found:
+            return float(found.group(1))
+        return self.usage.cost_usd if self.usage else None
+
+
+class _JsonParser(_Parser):
+    """Shared plumbing: non-JSON lines are shown as they are; a handler per event type."""
 
     def feed(self, line: str) -> ParsedLine:
         event = _load_json(line)
@@ -207,30 +325,20 @@ class _JsonParser:
     def handle(self, event: dict[str, Any]) -> ParsedLine:
         raise NotImplementedError
 
-    def flush(self) -> ParsedLine:
-        return ParsedLine()
-
-    def fail(self, message: str, display: str) -> ParsedLine:
-        self.error = message
-        return ParsedLine(display=display, status=_clip(f"failed: {message}", 80), is_error=True)
-
 
 class ClaudeStreamParser(_JsonParser):
-    """`claude -p --output-format stream-json --verbose`: system/init, assistant, user, result."""
+    """`claude -p --output-format stream-json --verbose`: system/init, api_retry, assistant, user, result."""
 
     def __init__(self) -> None:
         super().__init__()
         self.tools: dict[str, str] = {}
+        #: Usage of each assistant message so far (one message comes as several events, one per block).
+        self._messages: dict[str, Usage] = {}
 
     def handle(self, event: dict[str, Any]) -> ParsedLine:
         kind = event.get("type")
         if kind == "system":
-            if event.get("subtype") == "init":
-                model = _str(event.get("model"))
-                return ParsedLine(
-                    display=f"session started{f' ({model})' if model else ''}", status="starting"
-                )
-            return ParsedLine()
+            return self._system(event)
         if kind == "assistant":
             return self._assistant(_dict(event.get("message")))
         if kind == "user":
@@ -239,10 +347,29 @@ class ClaudeStreamParser(_JsonParser):
             return self._result(event)
         return ParsedLine()  # stream_event deltas and anything newer: the full message follows
 
+    def _system(self, event: dict[str, Any]) -> ParsedLine:
+        subtype = event.get("subtype")
+        if subtype == "init":
+            model = _str(event.get("model"))
+            return ParsedLine(display=f"session started{f' ({model})' if model else ''}", status="starting")
+        if subtype == "api_retry":
+            attempt, most = _int(event.get("attempt")), _int(event.get("max_retries"))
+            cause = event.get("error_status") or _str(event.get("error")) or "an error"
+            delay = _number(event.get("retry_delay_ms"))
+            status = f"retrying API {attempt}/{most} after {cause}"
+            self.warning = f"API error {cause} (retried {attempt} of {most} times)"
+            wait = f" in {delay / 1000:.0f}s" if delay is not None else ""
+            return ParsedLine(display=f"{status}{wait}", status=status)
+        if subtype == "thinking_tokens":
+            return ParsedLine(status="thinking")
+        return ParsedLine()
+
     def _assistant(self, message: dict[str, Any]) -> ParsedLine:
         shown: list[str] = []
         texts: list[str] = []
         status = None
+        self._count(message)
+        synthetic = message.get("model") == "<synthetic>"
         for block in _list(message.get("content")):
             block = _dict(block)
             if block.get("type") == "text" and _str(block.get("text")).strip():
@@ -253,10 +380,26 @@ class ClaudeStreamParser(_JsonParser):
                 self.tools[_str(block.get("id"))] = name
                 shown.append("→ " + _tool_summary(name, block.get("input")))
                 status = f"running tool {name}"
+            elif block.get("type") in ("thinking", "redacted_thinking"):
+                status = status or "thinking"
+        if synthetic and texts:
+            # Claude Code's own words for a failed API call ("API Error: 529 ..."), not the model's.
+            self.warning = _first_line(texts[0])
+            return ParsedLine(display="\n".join(shown), status=_clip(self.warning, 80))
         result = ParsedLine(
             display="\n".join(shown) or None, status=status or ("thinking" if texts else None)
         )
         return _with_progress(result, "\n".join(texts))
+
+    def _count(self, message: dict[str, Any]) -> None:
+        usage = _dict(message.get("usage"))
+        if not usage or message.get("model") == "<synthetic>":
+            return
+        self._messages[_str(message.get("id")) or str(len(self._messages))] = _claude_usage(usage, None)
+        total = Usage()
+        for counted in self._messages.values():
+            total = total + counted
+        self.usage = total
 
     def _tool_results(self, message: dict[str, Any]) -> ParsedLine:
         # Tool output is noise in a pane (the log file has it), except when a tool failed.
@@ -270,6 +413,8 @@ class ClaudeStreamParser(_JsonParser):
 
     def _result(self, event: dict[str, Any]) -> ParsedLine:
         subtype = _str(event.get("subtype")) or "success"
+        if isinstance(event.get("usage"), dict) or _number(event.get("total_cost_usd")) is not None:
+            self.usage = _claude_usage(_dict(event.get("usage")), _number(event.get("total_cost_usd")))
         details = []
         if (turns := _number(event.get("num_turns"))) is not None:
             details.append(f"{int(turns)} turns")
@@ -279,12 +424,18 @@ class ClaudeStreamParser(_JsonParser):
             details.append(f"{millis / 1000:.0f}s")
         suffix = f" ({', '.join(details)})" if details else ""
         if event.get("is_error") is True or subtype != "success":
-            reason = _first_line(_str(event.get("result"))) or subtype
-            message = subtype if reason == subtype else f"{subtype}: {reason}"
+            errors = [_first_line(_str(item)) for item in _list(event.get("errors")) if _str(item).strip()]
+            message = "; ".join(errors) or _first_line(_str(event.get("result"))) or self.warning or subtype
             return self.fail(message, f"agent failed: {message}{suffix}")
         final = _str(event.get("result")).strip()
         display = (final + "\n" if final else "") + f"done{suffix}"
         return _with_progress(ParsedLine(display=display, status="done"), final)
+
+
+def _claude_usage(usage: dict[str, Any], cost: float | None) -> Usage:
+    # Anthropic counts cached prompt tokens apart from the rest; all of them were sent.
+    sent = sum(_int(usage.get(key)) for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+    return Usage(sent, _int(usage.get("output_tokens")), cost)
 
 
 def _content_text(content: Any) -> str:
@@ -304,15 +455,18 @@ class CodexJsonParser(_JsonParser):
             return ParsedLine(status="thinking")
         if kind == "turn.completed":
             usage = _dict(event.get("usage"))
-            tokens = [_number(usage.get(key)) for key in ("input_tokens", "output_tokens")]
-            detail = f" ({int(tokens[0])} in / {int(tokens[1])} out tokens)" if None not in tokens else ""
+            turn = Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")))
+            self.usage = turn if self.usage is None else self.usage + turn
+            detail = f" ({turn.input_tokens} in / {turn.output_tokens} out tokens)" if usage else ""
             return ParsedLine(display=f"done{detail}", status="done")
         if kind == "turn.failed":
-            message = _str(_dict(event.get("error")).get("message")) or "turn failed"
+            message = _str(_dict(event.get("error")).get("message")) or self.warning or "turn failed"
             return self.fail(message, f"agent failed: {_first_line(message)}")
         if kind == "error":
-            message = _str(event.get("message")) or "error"
-            return self.fail(message, f"error: {_first_line(message)}")
+            # Often recoverable ("Reconnecting... 2/5"): turn.failed says when the run failed.
+            message = _first_line(_str(event.get("message"))) or "error"
+            self.warning = message
+            return ParsedLine(display=f"error: {message}", status=_clip(message, 80))
         if kind in ("item.started", "item.updated", "item.completed"):
             return self._item(kind.split(".")[1], _dict(event.get("item")))
         return ParsedLine()
@@ -322,7 +476,7 @@ class CodexJsonParser(_JsonParser):
         if kind == "todo_list":
             todos = [_dict(todo) for todo in _list(item.get("items"))]
             done = sum(1 for todo in todos if todo.get("completed") is True)
-            return ParsedLine(progress=(done, len(todos)) if todos else None)
+            return ParsedLine(progress=Progress(None, done, len(todos), "") if todos else None)
         if kind == "command_execution":
             command = _clip(_str(item.get("command")))
             if phase != "completed":
@@ -412,7 +566,10 @@ class GeminiStreamParser(_JsonParser):
         if kind == "error":
             # Reported errors are often recoverable; the final result says whether the run failed.
             severity = _str(event.get("severity")) or "error"
-            return ParsedLine(display=f"{severity}: {_first_line(_str(event.get('message')))}")
+            message = _first_line(_str(event.get("message")))
+            if severity == "error" and message:
+                self.warning = message
+            return ParsedLine(display=f"{severity}: {message}")
         if kind == "result":
             return self._result(event)
         return ParsedLine()
@@ -438,20 +595,32 @@ class GeminiStreamParser(_JsonParser):
         if (millis := _number(stats.get("duration_ms"))) is not None:
             details.append(f"{millis / 1000:.0f}s")
         suffix = f" ({', '.join(details)})" if details else ""
+        if stats:
+            sent = _int(stats.get("input_tokens")) or _int(stats.get("input"))
+            received = _int(stats.get("output_tokens")) or _int(stats.get("output"))
+            if not (sent or received) and (total := _int(stats.get("total_tokens"))):
+                sent = total  # only a total reported: count it once, as sent
+            self.usage = Usage(sent, received)
         if event.get("status") == "error" or event.get("error"):
             error = event.get("error")
-            message = _str(_dict(error).get("message")) or _str(error) or "error"
+            message = _str(_dict(error).get("message")) or _str(error) or self.warning or "error"
             return self.fail(message, f"agent failed: {_first_line(message)}{suffix}")
         return ParsedLine(display=f"done{suffix}", status="done")
 
 
 class OpencodeJsonParser(_JsonParser):
-    """`opencode run --format json`: step_start, text, reasoning, tool_use, step_finish, error, done."""
+    """`opencode run --format json`: step_start, text, reasoning, tool_use, step_finish, error.
+
+    The stream ends with the last step_finish (no end event of its own); each step_finish reports that
+    step's tokens and cost.
+    """
 
     def handle(self, event: dict[str, Any]) -> ParsedLine:
         kind = event.get("type")
         part = _dict(event.get("part"))
         if kind == "step_start":
+            if self.error is not None:  # a new step after an error: it was retried away
+                self.warning, self.error = self.error, None
             return ParsedLine(status="thinking")
         if kind == "text":
             text = _str(part.get("text"))
@@ -468,13 +637,25 @@ class OpencodeJsonParser(_JsonParser):
                 display="→ " + _tool_summary(name, state.get("input")), status=f"ran tool {name}"
             )
         if kind == "step_finish":
-            return ParsedLine()
+            tokens = _dict(part.get("tokens"))
+            cache = _dict(tokens.get("cache"))
+            step = Usage(
+                _int(tokens.get("input")) + _int(cache.get("read")) + _int(cache.get("write")),
+                _int(tokens.get("output")) + _int(tokens.get("reasoning")),
+                _number(part.get("cost")),
+            )
+            self.usage = step if self.usage is None else self.usage + step
+            if part.get("reason") in ("stop", "end_turn", "length"):
+                return ParsedLine(status="done")
+            return ParsedLine(status="thinking")
         if kind == "error":
             error = event.get("error")
             data = _dict(_dict(error).get("data"))
             message = _str(data.get("message")) or _str(_dict(error).get("name")) or _str(error) or "error"
+            if (code := _number(data.get("statusCode"))) is not None and str(int(code)) not in message:
+                message = f"{message} (HTTP {int(code)})"
             return self.fail(message, f"agent failed: {_first_line(message)}")
-        if kind == "done":
+        if kind == "done":  # older versions end with it
             rejected = [str(item) for item in _list(event.get("rejected"))]
             if rejected:
                 return ParsedLine(display=f"done; permissions refused: {', '.join(rejected)}", status="done")
@@ -482,8 +663,9 @@ class OpencodeJsonParser(_JsonParser):
         return ParsedLine()
 
 
-PARSERS: dict[str, type[TextParser] | type[_JsonParser]] = {
+PARSERS: dict[str, type[_Parser]] = {
     "text": TextParser,
+    "aider-text": AiderTextParser,
     "claude-stream": ClaudeStreamParser,
     "codex-json": CodexJsonParser,
     "gemini-stream": GeminiStreamParser,
