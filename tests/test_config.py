@@ -23,9 +23,11 @@ from tuiorch.config import (
     format_duration,
     load_config,
     parse_duration,
+    prompt_on_stdin,
     render_argv,
     render_commit_message,
     resolved_keymap,
+    too_long_argument,
     write_config,
 )
 
@@ -287,24 +289,41 @@ def test_cli_style_error_has_no_traceback(tmp_path: Path) -> None:
 # --- presets and argv -------------------------------------------------------------------------------------
 
 
-def test_presets_use_the_documented_headless_flags() -> None:
+def test_presets_use_the_headless_flags_the_real_clis_need() -> None:
     claude = PRESETS["claude"]
-    assert claude.argv[:3] == ("claude", "-p", "{prompt}")
+    assert claude.argv[:2] == ("claude", "-p") and claude.stdin
     assert {"stream-json", "--verbose", "acceptEdits", "--allowedTools", "--max-turns"} <= set(claude.argv)
     assert (claude.agent_name, claude.agent_email, claude.output) == (
         "Claude",
         "noreply@anthropic.com",
         "claude-stream",
     )
-    assert PRESETS["codex"].argv[:3] == ("codex", "exec", "--json")
-    assert "workspace-write" in PRESETS["codex"].argv
-    assert {"--yes-always", "--no-auto-commits", "--no-pretty"} <= set(PRESETS["aider"].argv)
-    assert "yolo" in PRESETS["gemini"].argv and PRESETS["gemini"].output == "gemini-stream"
-    assert PRESETS["opencode"].argv[:4] == ("opencode", "run", "--format", "json")
+    codex = PRESETS["codex"]
+    assert codex.argv == ("codex", "exec", "--json", "--sandbox", "workspace-write", "-")
+    assert codex.stdin and not codex.commits  # its sandbox keeps .git read-only
+    aider = PRESETS["aider"]
+    assert {"--yes-always", "--no-auto-commits", "--no-pretty", "--no-gitignore"} <= set(aider.argv)
+    assert "{prompt_file}" in aider.argv and aider.output == "aider-text" and not aider.commits
+    gemini = PRESETS["gemini"]
+    assert "yolo" in gemini.argv and gemini.output == "gemini-stream" and gemini.stdin
+    assert ("GEMINI_CLI_TRUST_WORKSPACE", "true") in gemini.env
+    assert PRESETS["opencode"].argv == ("opencode", "run", "--format", "json", "--dir", "{worktree}")
     for preset in PRESETS.values():
-        assert preset.summary, preset.name
+        assert preset.summary and preset.needs_text and preset.sets_text, preset.name
         if preset.name != "custom":
-            assert any("{prompt" in argument for argument in preset.argv), preset.name
+            # The prompt reaches every preset: on stdin or through a file, never as one huge argument.
+            assert preset.stdin or any("{prompt_file}" in argument for argument in preset.argv), preset.name
+            assert not any("{prompt}" in argument for argument in preset.argv), preset.name
+
+
+def test_a_custom_command_without_a_prompt_placeholder_reads_stdin() -> None:
+    config = config_from_dict({"agent": {"preset": "custom", "command": ["bot", "--cwd", "{worktree}"]}})
+    assert prompt_on_stdin(config)
+    config = config_from_dict({"agent": {"preset": "custom", "command": ["bot", "{prompt}"]}})
+    assert not prompt_on_stdin(config)
+    assert too_long_argument(["bot", "x" * 1000]) is None
+    message = too_long_argument(["bot", "x" * 200_000])
+    assert message and "195 KB" in message and "{prompt_file}" in message
 
 
 def test_demo_preset_runs_this_python() -> None:

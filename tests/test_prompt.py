@@ -39,7 +39,7 @@ def test_builtin_prompt_tells_the_agent_everything_the_seed_template_does() -> N
     assert "You are working in a git worktree at: /wt/slot-1\n" in text
     assert "on branch task-3." in text
     assert "## Your Task: Conflict modal (Task 3)\n" in text
-    assert "From TASKS.md:\nShow ours and theirs side by side.\nKeys: o, t, e.\n" in text
+    assert "The task:\nShow ours and theirs side by side.\nKeys: o, t, e.\n" in text
     assert "- Work ONLY in /wt/slot-1" in text
     assert "- Commit to your task-3 branch" in text
     assert "Do NOT merge to main" in text
@@ -49,6 +49,29 @@ def test_builtin_prompt_tells_the_agent_everything_the_seed_template_does() -> N
     assert "Depends on (already merged into your branch's base): 1, 2" in text
     assert "tuiorch/ui/screens/, tuiorch/ui/app.tcss" in text
     assert re.findall(r"\{[a-z_]+\}", text) == []  # no placeholder left behind
+
+
+def test_an_agent_that_cannot_commit_is_not_asked_to_and_never_sees_the_task_file_named() -> None:
+    text = render(commits=False)
+    assert "4. Leave your changes uncommitted: tuiorch commits them for you" in text
+    assert "Do NOT commit, merge or push: tuiorch commits your changes on task-3" in text
+    assert "Commit your changes" not in text and "commit message format" not in text
+    # aider adds every file a prompt names to its chat as editable: the task list must not be one of them.
+    assert "TASKS.md" not in text
+    assert re.findall(r"\{[a-z_]+\}", text) == []
+
+
+def test_the_configured_commit_message_is_the_one_asked_for() -> None:
+    text = render(commit_message="feat(ui): Conflict modal\n\nTask: 3")
+    assert "  ```\n  feat(ui): Conflict modal\n\n  Task: 3\n  ```" in text
+
+
+def test_a_resolver_that_cannot_commit_leaves_the_merge_to_tuiorch() -> None:
+    files = [("README.md", "a\n", "b\n", "c\n")]
+    text = render_resolve_prompt(
+        RESOLVE_TEMPLATE, task=TASK, worktree="/wt/r", branch="task-3", files=files, commits=False
+    )
+    assert "tuiorch stages it and commits the merge" in text and "git commit --no-edit" not in text
 
 
 def test_braces_and_placeholders_in_task_text_are_kept_verbatim() -> None:

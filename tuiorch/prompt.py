@@ -27,7 +27,8 @@ BRANCH_MARKER = "This is an isolated copy of the repository on branch "
 TASK_HEADING = "## Your Task: "
 TASK_ID_MARKER = "- Task id: "
 TYPE_MARKER = "- Commit type: "
-BODY_START = "From TASKS.md:"
+# The task list is never named in a prompt: aider pulls files a prompt names into its chat as editable.
+BODY_START = "The task:"
 BODY_END = "## Requirements:"
 RESOLVE_MARKER = "You are resolving a merge conflict in a git worktree at: "
 PATHS_HEADING = "## Conflicting paths"
@@ -45,7 +46,7 @@ You can freely edit files without affecting other parallel agents.
 - Depends on (already merged into your branch's base): {depends}
 - Files and folders it is expected to touch: {touches}
 
-From TASKS.md:
+The task:
 {task_description}
 
 ## Requirements:
@@ -55,7 +56,7 @@ From TASKS.md:
 1. Read relevant existing code to understand patterns
 2. Implement the task following existing conventions
 3. Build and run the project's tests to verify your work
-4. Commit your changes
+{commit_step}
 
 ## Reporting progress:
 While you work, print a progress line on its own line now and then, in one of these forms:
@@ -64,16 +65,7 @@ PROGRESS: 60%
 
 ## Important:
 - Work ONLY in {worktree_path}
-- Commit to your {branch_name} branch
-- Do NOT merge to main - the orchestrator handles that
-- Do NOT push - orchestrator handles that
-- Use commit message format:
-  ```
-  {type}: {task_title}
-
-  Refs: TASKS.md#task-{task_id}
-  Co-Authored-By: {agent_name} <{agent_email}>
-  ```
+{commit_rules}
 """
 
 RESOLVE_TEMPLATE = """\
@@ -89,8 +81,7 @@ The base branch has been merged into it and the merge stopped with conflicts; th
 1. For each conflicting path, edit the file in {worktree_path} so that it combines BOTH sides: keep
    the intent of the base branch's changes and of the task's changes.
 2. Remove every conflict marker (lines starting with <<<<<<<, =======, |||||||, >>>>>>>).
-3. `git add` each resolved path.
-4. Commit the merge with `git commit --no-edit` (keep the prepared merge message).
+{resolve_commit_step}
 5. Print progress on its own line as you go, e.g. `PROGRESS: 1/3 resolved README.md`.
 
 Work ONLY in {worktree_path}. Do NOT push, do NOT switch branches, do NOT abort the merge.
@@ -98,6 +89,29 @@ Work ONLY in {worktree_path}. Do NOT push, do NOT switch branches, do NOT abort 
 ## The versions of each file
 {conflict_files}
 """
+
+# What the prompts say about committing: the agent commits itself where its CLI lets it, otherwise
+# tuiorch commits for it and the prompt must not ask for what the agent's sandbox forbids.
+_COMMIT_STEP = "4. Commit your changes"
+_NO_COMMIT_STEP = "4. Leave your changes uncommitted: tuiorch commits them for you"
+_COMMIT_RULES = """\
+- Commit to your {branch_name} branch
+- Do NOT merge to main - the orchestrator handles that
+- Do NOT push - orchestrator handles that
+- Use commit message format:
+  ```
+{commit_message_indented}
+  ```"""
+_NO_COMMIT_RULES = """\
+- Do NOT commit, merge or push: tuiorch commits your changes on {branch_name} with the task's message
+  and merges them"""
+_RESOLVE_COMMIT_STEP = """\
+3. `git add` each resolved path.
+4. Commit the merge with `git commit --no-edit` (keep the prepared merge message)."""
+_RESOLVE_NO_COMMIT_STEP = """\
+3. Leave the result unstaged and uncommitted: tuiorch stages it and commits the merge.
+4. Do NOT run git add, git commit or git merge."""
+
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -143,8 +157,24 @@ def substitute(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
-def task_values(task: Task, *, worktree: Path | str, branch: str, agent_name: str = "", agent_email: str = "") -> dict[str, str]:
-    return {
+def default_commit_message(task: Task, agent_name: str, agent_email: str) -> str:
+    """The message the built-in prompt asks for when the caller does not pass the configured one."""
+    trailer = f"\nCo-Authored-By: {agent_name} <{agent_email}>" if agent_name and agent_email else ""
+    return f"{task.type}: {task.title}\n\nRefs: TASKS.md#task-{task.id}{trailer}"
+
+
+def task_values(
+    task: Task,
+    *,
+    worktree: Path | str,
+    branch: str,
+    agent_name: str = "",
+    agent_email: str = "",
+    commits: bool = True,
+    commit_message: str = "",
+) -> dict[str, str]:
+    message = commit_message or default_commit_message(task, agent_name, agent_email)
+    values = {
         "worktree_path": str(worktree),
         "branch_name": branch,
         "task_title": task.title,
@@ -157,7 +187,14 @@ def task_values(task: Task, *, worktree: Path | str, branch: str, agent_name: st
         "touches": ", ".join(task.touches) or "not declared",
         "agent_name": agent_name,
         "agent_email": agent_email,
+        "commit_message": message,
+        "commit_step": _COMMIT_STEP if commits else _NO_COMMIT_STEP,
+        "resolve_commit_step": _RESOLVE_COMMIT_STEP if commits else _RESOLVE_NO_COMMIT_STEP,
     }
+    indented = "\n".join(f"  {line}" if line else "" for line in message.split("\n"))
+    rules = _COMMIT_RULES if commits else _NO_COMMIT_RULES
+    values["commit_rules"] = rules.replace("{branch_name}", branch).replace("{commit_message_indented}", indented)
+    return values
 
 
 def render_prompt(
@@ -169,10 +206,21 @@ def render_prompt(
     agent_name: str = "",
     agent_email: str = "",
     extra: str = "",
+    commits: bool = True,
+    commit_message: str = "",
 ) -> str:
     """The prompt for one task attempt. `extra` (e.g. what went wrong last time) fills {requirements}
-    and {extra}; a template that has neither gets it appended at the end."""
-    values = task_values(task, worktree=worktree, branch=branch, agent_name=agent_name, agent_email=agent_email)
+    and {extra}; a template that has neither gets it appended at the end. `commits`: whether the agent
+    can commit (else the prompt tells it tuiorch will); `commit_message`: the configured message."""
+    values = task_values(
+        task,
+        worktree=worktree,
+        branch=branch,
+        agent_name=agent_name,
+        agent_email=agent_email,
+        commits=commits,
+        commit_message=commit_message,
+    )
     extra = extra.strip("\n")
     values["extra"] = extra
     values["requirements"] = extra or "Do what the task above describes; keep the change focused on it."
@@ -192,10 +240,13 @@ def render_resolve_prompt(
     base_branch: str = "main",
     agent_name: str = "",
     agent_email: str = "",
+    commits: bool = True,
 ) -> str:
     """The prompt for an agent resolving a conflict. `files` holds (path, base, ours, theirs) texts, where
     ours is the base branch (main) and theirs the task branch; None means the file is absent there."""
-    values = task_values(task, worktree=worktree, branch=branch, agent_name=agent_name, agent_email=agent_email)
+    values = task_values(
+        task, worktree=worktree, branch=branch, agent_name=agent_name, agent_email=agent_email, commits=commits
+    )
     values["base_branch"] = base_branch
     values["conflict_paths"] = "\n".join(f"- {path}" for path, *_ in files) or "- (none listed)"
     values["conflict_files"] = "\n".join(
