@@ -290,6 +290,7 @@ def _status(root: Path, as_json: bool) -> int:
 
 def _report(root: Path, as_json: bool) -> int:
     """The final summary of the last run: every task, its end state, duration, merge commit; main's commits."""
+    from tuiorch.agent_output import Usage
     from tuiorch.events import RunFinished
     from tuiorch.headless import format_summary
 
@@ -303,7 +304,7 @@ def _report(root: Path, as_json: bool) -> int:
         row = {"id": task_id, "title": data.get("title", ""), "status": data.get("status", "queued")}
         if data.get("started") and data.get("ended"):
             row["duration"] = round(data["ended"] - data["started"], 1)
-        for key in ("commit", "reason"):
+        for key in ("commit", "reason", "usage"):
             if data.get(key):
                 row[key] = data[key]
         rows.append(row)
@@ -315,8 +316,15 @@ def _report(root: Path, as_json: bool) -> int:
                 for sha, subject in repo.commits_since(state.get("base", "main"), state["base_at_start"])
             ]
     merged = sum(1 for r in rows if r["status"] == "merged")
+    spent = [usage for r in rows if (usage := Usage.from_dict(r.get("usage"))) is not None]
+    total = sum(spent, Usage()) if spent else None
     summary = RunFinished(
-        tasks=rows, commits=commits, merged=merged, failed=len(rows) - merged, exit_code=int(merged != len(rows))
+        tasks=rows,
+        commits=commits,
+        merged=merged,
+        failed=len(rows) - merged,
+        exit_code=int(merged != len(rows)),
+        usage=total.to_dict() if total is not None else None,
     )
     print(json.dumps(summary.to_dict()) if as_json else format_summary(summary).lstrip("\n"))
     return EXIT_OK

@@ -130,6 +130,14 @@ class TaskProgress(TaskEvent):
 
 
 @dataclass(kw_only=True)
+class TaskActivity(TaskEvent):
+    """What the agent says it is doing, when that changes: "running tool Edit", "retrying API 3/10 after 529"."""
+
+    name: ClassVar[str] = "task_activity"
+    activity: str = ""
+
+
+@dataclass(kw_only=True)
 class TaskFinished(TaskEvent):
     name: ClassVar[str] = "task_finished"
     exit: int | None = None
@@ -255,3 +263,5 @@ class RunFinished(Event):
     merged: int = 0
     failed: int = 0
     exit_code: int = 0
+    #: Tokens and cost of every agent run, summed over the tasks whose agents reported them.
+    usage: dict[str, Any] | None = None

@@ -8,6 +8,7 @@ with the `git worktree add` CLI because pygit2's `add_worktree` holds the GIL fo
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import functools
 import os
 import shutil
@@ -626,11 +627,14 @@ class GitRepo:
     # ---------------------------------------------------------------- commits
 
     @_locked
-    def commit_leftovers(self, worktree: Path, message: str, branch: str | None = None) -> str | None:
+    def commit_leftovers(
+        self, worktree: Path, message: str, branch: str | None = None, scratch: Sequence[str] = ()
+    ) -> str | None:
         """Commit everything uncommitted in `worktree` (like `git add -A`); None when it is clean.
 
         With `branch`, refuses (GitError) unless the worktree still has that branch checked out: an agent
-        that switched branches must not have its leftovers committed somewhere else.
+        that switched branches must not have its leftovers committed somewhere else. Untracked paths
+        matching a `scratch` pattern (an agent CLI's own files, matched on any path component) are left out.
         """
         if not Path(worktree).is_dir():
             raise GitError(f"the worktree {worktree} is gone (did the agent delete it?)")
@@ -642,6 +646,12 @@ class GitRepo:
                 where = f"branch {head}" if head else "a detached HEAD"
                 raise GitError(f"the agent left {branch} for {where} in {worktree}; its work there is kept")
         changes = wt_repo.status(untracked_files="all")
+        if scratch:
+            changes = {
+                path: flags
+                for path, flags in changes.items()
+                if not (flags & FileStatus.WT_NEW and _is_scratch(path, scratch))
+            }
         if not changes:
             return None
         index = wt_repo.index
@@ -925,11 +935,12 @@ class GitRepo:
         return sides[0], sides[1], sides[2]
 
     @_locked
-    def start_manual_merge(self, worktree: Path, base: str = "main") -> tuple[str, ...]:
+    def start_manual_merge(self, worktree: Path, base: str = "main", message: str | None = None) -> tuple[str, ...]:
         """Merge `base` into the task branch checked out in `worktree`, leaving conflict markers.
 
         Returns the conflicted paths. The worktree is left mid-merge (MERGE_HEAD) for a human or
-        an agent to edit; finish with finish_manual_merge.
+        an agent to edit; finish with finish_manual_merge. `message` replaces the prepared merge message
+        (libgit2's "Merge branch ..." with "#Conflicts:" lines), which `git commit --no-edit` would keep.
         """
         wt_repo = pygit2.Repository(str(worktree))
         if wt_repo.head_is_detached:
@@ -943,7 +954,24 @@ class GitRepo:
         conflicted = _conflicts_of(wt_repo)
         for rel in conflicted:
             _relabel_markers(Path(worktree) / rel, task_branch)
+        if message is not None and wt_repo.listall_mergeheads():
+            Path(wt_repo.path, "MERGE_MSG").write_text(message.rstrip("\n") + "\n", encoding="utf-8")
         return conflicted
+
+    @_locked
+    def merge_head(self, worktree: Path) -> str | None:
+        """The commit being merged in `worktree` (MERGE_HEAD), or None when no merge is under way."""
+        heads = pygit2.Repository(str(worktree)).listall_mergeheads()
+        return str(heads[0]) if heads else None
+
+    @_locked
+    def branch_contains(self, branch: str, commit: str) -> bool:
+        """True if `commit` is `branch`'s tip or one of its ancestors."""
+        try:
+            wanted = pygit2.Oid(hex=commit)
+        except ValueError:
+            raise GitError(f"{commit!r} is not a commit sha") from None
+        return self._contains(self._commit_of(branch).id, wanted)
 
     @_locked
     def conflicted_paths(self, worktree: Path) -> tuple[str, ...]:
@@ -1030,6 +1058,10 @@ class GitRepo:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _is_scratch(path: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(part, pattern) for part in path.split("/") for pattern in patterns)
 
 
 def _changed_paths(old: pygit2.Tree, new: pygit2.Tree) -> set[str]:

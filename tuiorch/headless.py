@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tuiorch import events as ev
+from tuiorch.agent_output import Usage, format_usage
 from tuiorch.config import Config
 from tuiorch.orchestrator import Orchestrator
 from tuiorch.runlock import RunLockError
@@ -40,6 +41,8 @@ def format_event(event: ev.Event) -> str | None:
                 detail = "progress"
             if event.text:
                 detail += f" {event.text}"
+        case ev.TaskActivity():
+            detail = event.activity
         case ev.TaskFinished():
             if event.timed_out:
                 detail = "finished: timed out"
@@ -90,15 +93,18 @@ def format_summary(summary: ev.RunFinished) -> str:
         duration = f"{row['duration']:.1f}s" if "duration" in row else "-"
         commit = str(row.get("commit", ""))[:7] or "-"
         reason = f"  {row['reason']}" if row.get("reason") and row["status"] != "merged" else ""
+        usage = format_usage(Usage.from_dict(row.get("usage")))
+        spent = f"  [{usage}]" if usage else ""
         lines.append(
-            f"  {row['id']:<{width}}  {row['status']:<13} {duration:>8}  {commit:<7}  {row['title']}{reason}"
+            f"  {row['id']:<{width}}  {row['status']:<13} {duration:>8}  {commit:<7}  {row['title']}{spent}{reason}"
         )
     lines.append("")
     lines.append(f"Commits on main this run ({len(summary.commits)}):")
     for commit in summary.commits:
         lines.append(f"  {commit['commit']} {commit['subject']}")
     lines.append("")
-    lines.append(f"{summary.merged} merged, {summary.failed} not merged")
+    total = format_usage(Usage.from_dict(summary.usage))
+    lines.append(f"{summary.merged} merged, {summary.failed} not merged" + (f"; agents used {total}" if total else ""))
     return "\n".join(lines)
 
 

@@ -19,14 +19,17 @@ from pathlib import Path
 
 from tuiorch import events as ev
 from tuiorch.agent import AgentExit, AgentProcess, kill_stale_group
-from tuiorch.agent_output import Progress, make_output_parser
+from tuiorch.agent_output import OutputParser, ParsedLine, Progress, Usage, make_output_parser
 from tuiorch.config import (
     Config,
+    Preset,
     agent_argv,
     agent_preset,
     branch_name,
+    prompt_on_stdin,
     render_argv,
     render_commit_message,
+    too_long_argument,
     worktree_dir,
 )
 from tuiorch.events import TaskStatus
@@ -46,6 +49,7 @@ BLOCKED_RETRY_SECONDS = 1.0
 #: Queue edits are saved this long after the last one (a burst of J/K presses is one save).
 QUEUE_SAVE_DELAY = 0.3
 TAIL_LINES = 200
+STDERR_TAIL_LINES = 20
 #: Statuses whose task holds a worker slot.
 SLOT_STATUSES = frozenset({TaskStatus.STARTING, TaskStatus.RUNNING, TaskStatus.STUCK})
 #: Statuses whose branch is not in main yet: their `touches` still count as busy.
@@ -118,6 +122,14 @@ class TaskRecord:
     priority_override: bool = False
     #: A merge commit that passed the check but could not land yet (merge_blocked).
     prepared: PreparedMerge | None = None
+    #: What the agent is doing now, in its own output's words ("running tool Edit", "retrying API 3/10 after 529").
+    activity: str = ""
+    #: Tokens and cost of every agent run for this task so far (attempts and resolver runs), where reported.
+    usage: Usage | None = None
+    #: Why the last attempt failed: what the retry prompt tells the agent.
+    last_failure: str = ""
+    #: The agent's last stderr lines: its words when it dies without saying why on stdout.
+    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
 
     @property
     def elapsed(self) -> float | None:
@@ -407,6 +419,8 @@ class Orchestrator:
             agent_name=self.preset.agent_name,
             agent_email=self.preset.agent_email,
             extra=self._retry_note(rec),
+            commits=self.preset.commits,
+            commit_message=self._commit_message(task),
         )
         prompt_file = self.state_dir / "prompts" / f"{task.id}.md"
         prompt_file.parent.mkdir(parents=True, exist_ok=True)
@@ -414,14 +428,23 @@ class Orchestrator:
         argv = render_argv(
             agent_argv(self.config), prompt=prompt, prompt_file=str(prompt_file), worktree=str(rec.worktree)
         )
+        if too_long := too_long_argument(argv):
+            await self._leave_worktree(rec)
+            await self._fail_after_error(rec, too_long)
+            return
+
         def on_stuck(idle: float) -> None:
             self._set_status(rec, TaskStatus.STUCK, ev.TaskStuck(task=task.id, idle_seconds=round(idle, 1)))
 
+        parser = make_output_parser(self.preset.output)
+        on_stdout, on_stderr, finish_output = self._line_handler(rec, parser)
         process = AgentProcess(
             argv,
             rec.worktree,
             rec.log_path,
-            on_lines=self._line_handler(rec),
+            on_lines=on_stdout,
+            on_stderr=on_stderr,
+            stdin_path=prompt_file if prompt_on_stdin(self.config) else None,
             timeout=self.config.agent.timeout or None,
             stuck_after=self.config.agent.stuck_after or None,
             on_stuck=on_stuck,
@@ -443,11 +466,14 @@ class Orchestrator:
             exit_ = await process.run()
         finally:
             self._processes.pop(task.id, None)
+        finish_output()
         rec.ended = time.time()
         rec.pgid = None
         self._flush_output()
         self._emit(ev.TaskFinished(task=task.id, exit=exit_.code, signal=exit_.signal, timed_out=exit_.timed_out))
-        if not _succeeded(exit_):
+        # A CLI may exit 0 although its model calls failed (aider does): its own words decide.
+        failed = not _succeeded(exit_) or parser.error is not None
+        if failed:
             # An interrupted attempt's edits are kept on its branch: a retry builds on them.
             with contextlib.suppress(GitError):
                 await asyncio.to_thread(
@@ -455,16 +481,19 @@ class Orchestrator:
                     rec.worktree,
                     f"wip: {task.title} (attempt {rec.attempts} stopped)",
                     rec.branch,
+                    self.preset.scratch,
                 )
             await self._leave_worktree(rec)
         if exit_.cancelled:
             rec.reason = "cancelled"
             self._set_status(rec, TaskStatus.CANCELLED, ev.TaskCancelled(task=task.id))
             return
-        if not _succeeded(exit_):
-            reason = _failure_reason(exit_)
+        if failed:
+            reason = failure_reason(exit_, parser, list(rec.stderr_tail), self.preset)
+            rec.last_failure = reason
+            rec.activity = ""
             if rec.attempts <= self.config.agent.retries:
-                rec.reason = f"attempt {rec.attempts} {reason}; retrying"
+                rec.reason = f"attempt {rec.attempts} failed: {reason}; retrying"
                 self._requeue_front(rec)
                 return
             rec.reason = reason
@@ -475,10 +504,11 @@ class Orchestrator:
             )
             return
         message = self._commit_message(task)
-        await asyncio.to_thread(self.git.commit_leftovers, rec.worktree, message, rec.branch)
+        await asyncio.to_thread(self.git.commit_leftovers, rec.worktree, message, rec.branch, self.preset.scratch)
         has_commits = await asyncio.to_thread(self.git.has_new_commits, rec.branch, rec.base_sha)
         rec.tip = await asyncio.to_thread(self.git.branch_tip, rec.branch)
         await self._leave_worktree(rec)
+        rec.activity = ""
         if not has_commits:
             rec.reason = "agent exited 0 without changing anything"
             self._set_status(rec, TaskStatus.EMPTY, ev.TaskEmpty(task=task.id))
@@ -510,7 +540,7 @@ class Orchestrator:
             self._processes.pop(rec.task.id, None)
         if _succeeded(exit_):
             return None
-        return f"slot setup `{self.config.slots.setup}` {_failure_reason(exit_).replace('agent ', '')}"
+        return f"slot setup `{self.config.slots.setup}` {_exit_words(exit_)}"
 
     async def approve_merge(self, task_id: str) -> None:
         """With [merge] auto = false: the user's word to merge a finished task."""
@@ -549,18 +579,22 @@ class Orchestrator:
 
         self._runners[task_id] = asyncio.create_task(run(), name=f"{kind}-{task_id}")
 
-    def _line_handler(self, rec: TaskRecord) -> Callable[[list[str]], None]:
-        """Per agent run: parse each burst of output lines into the pane's tail and progress."""
-        parser = make_output_parser(self.preset.output)
+    def _line_handler(
+        self, rec: TaskRecord, parser: OutputParser
+    ) -> tuple[Callable[[list[str]], None], Callable[[list[str]], None], Callable[[], None]]:
+        """Per agent run: parse each burst of stdout (and, apart, stderr) lines into the pane's tail, the
+        task's progress, its live activity and its usage. Returns the stdout and stderr handlers and
+        `finish`, which takes what the parser held back once the run has ended."""
         task_id = rec.task.id
+        usage_before = rec.usage
 
-        def on_lines(lines: list[str]) -> None:
+        def take(parsed_lines: list[ParsedLine], count: int) -> None:
             rec.last_output = time.time()
-            rec.lines += len(lines)
+            rec.lines += count
             shown: list[str] = []
             progress = None
-            for line in lines:
-                parsed = parser.feed(line)
+            activity = None
+            for parsed in parsed_lines:
                 display = parsed.display
                 if display is not None:
                     if "\n" in display:
@@ -569,16 +603,33 @@ class Orchestrator:
                         shown.append(display)
                 if parsed.progress is not None:
                     progress = parsed.progress
+                if parsed.status:
+                    activity = parsed.status
             rec.tail.extend(shown)
             self._pending_output.setdefault(task_id, []).extend(shown)
+            if parser.usage is not None:
+                rec.usage = parser.usage if usage_before is None else usage_before + parser.usage
             if progress is not None:
                 # One progress event per burst: a flood of PROGRESS lines needs only the latest.
-                rec.progress = p = _as_progress(progress)
+                rec.progress = p = progress
                 self._emit(ev.TaskProgress(task=task_id, percent=p.percent, done=p.done, total=p.total, text=p.text))
+            if activity is not None and activity != rec.activity:
+                rec.activity = activity
+                self._emit(ev.TaskActivity(task=task_id, activity=activity))
             if rec.status is TaskStatus.STUCK:
                 self._set_status(rec, TaskStatus.RUNNING)
 
-        return on_lines
+        def on_stdout(lines: list[str]) -> None:
+            take([parser.feed(line) for line in lines], len(lines))
+
+        def on_stderr(lines: list[str]) -> None:
+            rec.stderr_tail.extend(line for line in lines if line.strip())
+            take([parser.feed_stderr(line) for line in lines], len(lines))
+
+        def finish() -> None:
+            take([parser.flush()], 0)
+
+        return on_stdout, on_stderr, finish
 
     async def _fail_after_error(self, rec: TaskRecord, reason: str) -> None:
         rec.reason = reason
@@ -629,7 +680,8 @@ class Orchestrator:
         if rec.attempts <= 1 or not rec.tail:
             return ""
         last = "\n".join(list(rec.tail)[-20:])
-        return f"A previous attempt failed ({rec.reason}). Its last output lines:\n```\n{last}\n```\n"
+        why = rec.last_failure or "no reason given"
+        return f"A previous attempt failed ({why}). Its last output lines:\n```\n{last}\n```\n"
 
     def _commit_message(self, task: Task) -> str:
         return render_commit_message(
@@ -736,14 +788,24 @@ class Orchestrator:
             self._emit(ev.QueueChanged())
 
     async def _one_resolve_attempt(self, rec: TaskRecord, path: Path) -> str | None:
-        """Run the resolver agent once; None when the branch now holds a committed, marker-free merge."""
+        """Run the resolver agent once; None when the branch now holds a marker-free merge of the base tip
+        the agent was given (main may have moved on since: the usual merge takes it from there).
+
+        When nothing conflicts any more (main moved since the merge stopped), no agent is started.
+        """
         task = rec.task
         assert rec.branch is not None
         await asyncio.to_thread(
             functools.partial(self.git.prepare_worktree, path, rec.branch, self.base, keep_commits=True)
         )
-        conflicted = await asyncio.to_thread(functools.partial(self.git.start_manual_merge, path, base=self.base))
+        message = self._resolution_message(rec)
+        conflicted = await asyncio.to_thread(
+            functools.partial(self.git.start_manual_merge, path, base=self.base, message=message)
+        )
         rec.worktree = path
+        given = await asyncio.to_thread(self.git.merge_head, path)
+        if not conflicted:
+            return None  # main moved and nothing conflicts now: no agent needed, the merge is retried
         files = []
         for conflict_path in conflicted:
             ours, theirs, ancestor = await asyncio.to_thread(self.git.conflict_sides, rec.branch, self.base, conflict_path)
@@ -757,17 +819,24 @@ class Orchestrator:
             base_branch=self.base,
             agent_name=self.preset.agent_name,
             agent_email=self.preset.agent_email,
+            commits=self.preset.commits,
         )
         prompt_file = self.state_dir / "prompts" / f"{task.id}-resolve.md"
         prompt_file.parent.mkdir(parents=True, exist_ok=True)
         prompt_file.write_text(prompt, encoding="utf-8")
         argv = render_argv(agent_argv(self.config), prompt=prompt, prompt_file=str(prompt_file), worktree=str(path))
+        if too_long := too_long_argument(argv):
+            return too_long
         self._set_status(rec, TaskStatus.RESOLVING)
+        parser = make_output_parser(self.preset.output)
+        on_stdout, on_stderr, finish_output = self._line_handler(rec, parser)
         process = AgentProcess(
             argv,
             path,
             self.logs / f"{task.id}.log",
-            on_lines=self._line_handler(rec),
+            on_lines=on_stdout,
+            on_stderr=on_stderr,
+            stdin_path=prompt_file if prompt_on_stdin(self.config) else None,
             timeout=self.config.agent.timeout or None,
             env=self._agent_env(rec),
             on_spawn=lambda pgid: self._record_pgid(rec, pgid),
@@ -778,12 +847,14 @@ class Orchestrator:
         finally:
             self._processes.pop(task.id, None)
             rec.pgid = None
+            finish_output()
             self._flush_output()
+            rec.activity = ""
         rec.status = TaskStatus.CONFLICT
-        if not _succeeded(exit_):
-            return _failure_reason(exit_)
-        message = f"Merge {self.base} into {rec.branch}\n\nResolves conflicts for TASKS.md#task-{task.id}"
+        if not _succeeded(exit_) or parser.error is not None:
+            return failure_reason(exit_, parser, list(rec.stderr_tail), self.preset)
         try:
+            # Commits the resolution when the agent left it uncommitted (its sandbox may forbid committing).
             await asyncio.to_thread(self.git.finish_manual_merge, path, message)
         except GitError as exc:
             if "no merge in progress" not in str(exc):
@@ -791,9 +862,17 @@ class Orchestrator:
         marked = await asyncio.to_thread(self.git.files_with_markers, path, conflicted)
         if marked:
             return "conflict markers remain in " + ", ".join(marked)
-        if not await asyncio.to_thread(self.git.is_merged, self.base, rec.branch):
+        if given and not await asyncio.to_thread(self.git.branch_contains, rec.branch, given):
             return f"the agent did not commit the merge of {self.base}"
         return None
+
+    def _resolution_message(self, rec: TaskRecord) -> str:
+        """The task's own commit message (subject and trailers), saying which conflicts the merge resolves."""
+        subject, _, rest = self._commit_message(rec.task).partition("\n")
+        paths = ", ".join(sorted(rec.kinds) or rec.paths) or "no path"
+        note = f"Merge {self.base} into {rec.branch}; conflicts resolved in {paths}."
+        rest = rest.strip("\n")
+        return f"{subject}\n\n{note}" + (f"\n\n{rest}" if rest else "")
 
     async def hand_to_agent(self, task_id: str) -> None:
         """The conflict modal's `g`: the resolver agent gets a fresh set of attempts.
@@ -825,7 +904,7 @@ class Orchestrator:
         def on_check(prepared: PreparedMerge) -> None:
             self._set_status(rec, TaskStatus.CHECKING, ev.CheckStarted(task=task.id, commit=prepared.commit))
 
-        show_lines = self._line_handler(rec)
+        show_lines, _stderr, _finish = self._line_handler(rec, make_output_parser("text"))
 
         return await gated_merge(
             self.git,
@@ -1090,8 +1169,7 @@ class Orchestrator:
         rec = self._record(task_id)
         if rec.status is not TaskStatus.RESOLVING or rec.worktree is None:
             raise CommandError(f"task {task_id} has no resolution in progress")
-        message = f"Merge {self.base} into {rec.branch}\n\nResolves conflicts for TASKS.md#task-{rec.task.id}"
-        await asyncio.to_thread(self.git.finish_manual_merge, rec.worktree, message)
+        await asyncio.to_thread(self.git.finish_manual_merge, rec.worktree, self._resolution_message(rec))
         worktree = rec.worktree
         await asyncio.to_thread(self.git.remove_worktree, worktree)
         rec.worktree = None
@@ -1194,17 +1272,30 @@ class Orchestrator:
                     "commit": rec.commit,
                     "attempts": rec.attempts,
                     "reason": rec.reason,
+                    "usage": rec.usage.to_dict() if rec.usage is not None else None,
                 }
             )
         commits = [{"commit": sha, "subject": subject} for sha, subject in self.main_commits()]
         merged = sum(1 for r in self.records.values() if r.status is TaskStatus.MERGED)
+        total = self.total_usage()
         return ev.RunFinished(
             tasks=[{k: v for k, v in row.items() if v is not None} for row in rows],
             commits=commits,
             merged=merged,
             failed=len(self.records) - merged,
             exit_code=0 if merged == len(self.records) else 1,
+            usage=total.to_dict() if total is not None else None,
         )
+
+    def total_usage(self) -> Usage | None:
+        """Tokens and cost of the whole run so far; None when no agent reported any."""
+        reported = [rec.usage for rec in self.records.values() if rec.usage is not None]
+        if not reported:
+            return None
+        total = Usage()
+        for usage in reported:
+            total = total + usage
+        return total
 
     # ------------------------------------------------------------------ persistence
 
@@ -1251,6 +1342,7 @@ class Orchestrator:
             "reason": rec.reason,
             "paths": list(rec.paths),
             "requeues": rec.requeues,
+            "usage": rec.usage.to_dict() if rec.usage is not None else None,
         }
 
     def _persist_soon(self) -> None:
@@ -1289,6 +1381,7 @@ class Orchestrator:
             if priority:
                 rec.task = dataclasses.replace(rec.task, priority=Priority.parse(priority))
                 rec.priority_override = True
+            rec.usage = Usage.from_dict(data.get("usage"))
             if data.get("status") == TaskStatus.MERGED.value:
                 rec.log_path = self._existing_log(task_id)
                 rec.status = TaskStatus.MERGED
@@ -1441,18 +1534,49 @@ def _succeeded(exit_: AgentExit) -> bool:
     return exit_.code == 0 and not exit_.timed_out and exit_.signal is None
 
 
-def _failure_reason(exit_: AgentExit) -> str:
+def _exit_words(exit_: AgentExit) -> str:
     if exit_.timed_out:
         return "timed out"
     if exit_.signal:
         return f"killed by {exit_.signal}"
-    return f"agent exited {exit_.code}"
+    if exit_.error:
+        return exit_.error
+    return f"exited {exit_.code}"
 
 
-def _as_progress(value: object) -> Progress:
-    if isinstance(value, Progress):
-        return value
-    if isinstance(value, tuple):
-        done, total = value
-        return Progress(percent=None, done=int(done), total=int(total), text="")
-    return Progress(percent=float(value), done=None, total=None, text="")  # type: ignore[arg-type]
+#: HTTP statuses a model API answers with; a CLI that exits with the status & 0xFF is read back by these.
+_HTTP_STATUSES = (400, 401, 402, 403, 404, 408, 409, 413, 422, 429, 500, 502, 503, 504, 529)
+
+
+def failure_reason(exit_: AgentExit, parser: OutputParser, stderr: list[str], preset: Preset) -> str:
+    """Why an agent run failed, in the agent's own words where it gave any.
+
+    In order: a timeout or signal; the error the agent's output reported (an API error, a turn limit);
+    what its exit code means for its CLI; the last recoverable error it reported; its last stderr line;
+    the bare exit code.
+    """
+    if exit_.timed_out or exit_.signal or exit_.error:
+        return _exit_words(exit_)
+    code = exit_.code
+    where = f"exit {code}"
+    if parser.error:
+        return f"{parser.error} ({where})"
+    meaning = dict(preset.exit_codes).get(code) if code is not None else None
+    if meaning is None and preset.http_exit_codes and code is not None:
+        statuses = [status for status in _HTTP_STATUSES if status & 0xFF == code]
+        if statuses:
+            meaning = (
+                f"the model API answered HTTP {statuses[0]} (exit {code}: this CLI exits with the HTTP "
+                f"status & 0xFF)"
+            )
+    words = parser.warning or (stderr[-1].strip() if stderr else "")
+    if meaning:
+        return f"{meaning}: {_clip(words)}" if words else meaning
+    if words:
+        return f"{_clip(words)} ({where})"
+    return f"agent exited {code}"
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
