@@ -22,6 +22,8 @@ from typing import Any
 import pygit2
 import tomli_w
 
+from tuiorch.agent_output import PARSERS
+
 CONFIG_FILE = "tuiorch.toml"
 
 
@@ -271,6 +273,8 @@ class AgentConfig:
     timeout: float = 3600.0  # seconds; 0 = no limit
     stuck_after: float = 600.0  # seconds; 0 = never flagged
     retries: int = 1
+    #: How the agent's output is read (agent_output.PARSERS); "" = the preset's own.
+    output: str = ""
 
 
 @dataclass
@@ -465,7 +469,7 @@ class _Table:
 
 
 _TOP_KEYS = ("base", "workers", "tasks", "worktrees", "branch", "agent", "merge", "slots", "prompt", "keymap")
-_AGENT_KEYS = ("preset", "command", "timeout", "stuck_after", "retries")
+_AGENT_KEYS = ("preset", "command", "timeout", "stuck_after", "retries", "output")
 _MERGE_KEYS = ("auto", "message", "check", "on_check_fail", "on_conflict", "resolve_attempts")
 _SLOTS_KEYS = ("reuse", "keep", "setup", "keep_at_end")
 _PROMPT_KEYS = ("template", "resolve_template")
@@ -487,6 +491,7 @@ def config_from_dict(data: Mapping[str, Any], path: str = CONFIG_FILE, *, repo_n
         timeout=agent_table.duration("timeout", defaults.agent.timeout),
         stuck_after=agent_table.duration("stuck_after", defaults.agent.stuck_after),
         retries=agent_table.integer("retries", defaults.agent.retries, minimum=0),
+        output=agent_table.choice("output", defaults.agent.output, ("", *PARSERS)),
     )
     merge = MergeConfig(
         auto=merge_table.boolean("auto", defaults.merge.auto),
@@ -689,6 +694,7 @@ branch = "task-{{id}}"                  # branch per task ({{repo}}, {{id}})
 timeout = "60m"                       # hard limit per attempt
 stuck_after = "10m"                   # no output and no file change for this long: flagged stuck
 retries = 1                           # extra attempts after a failure
+output = ""                           # how its output is read: "" (the preset's) | {" | ".join(PARSERS)}
 
 [merge]
 auto = true                           # false: ask before each merge
@@ -728,6 +734,11 @@ def agent_argv(config: Config) -> list[str]:
 
 def agent_preset(config: Config) -> Preset:
     return PRESETS[config.agent.preset]
+
+
+def output_format(config: Config) -> str:
+    """How the agent's output is read: [agent] output, else its preset's format."""
+    return config.agent.output or agent_preset(config).output
 
 
 def prompt_on_stdin(config: Config) -> bool:

@@ -1,6 +1,6 @@
 """The built-in demo agent: a real, deterministic program that does what a task body says. No LLM.
 
-    python -m tuiorch.demo_agent PROMPT_FILE
+    python -m tuiorch.demo_agent PROMPT_FILE      (or - to read the prompt on stdin)
 
 It reads a prompt rendered from the built-in template (tuiorch.prompt), finds the worktree, branch, task
 id, title, type and body, and follows the body's directives:
@@ -14,6 +14,8 @@ id, title, type and body, and follows the body's directives:
     linger: S    after committing, stay S seconds before exiting (a branch with commits, still running)
     lines: N     print N filler lines midway       rate: N      ... at N lines a second
     no-commit    leave the changes uncommitted     nothing      change nothing
+    say: TEXT    print TEXT on stdout first         warn: TEXT   print TEXT on stderr first
+                 (in order; e.g. a CLI's JSON events, to try an output parser)
 
 Given a conflict-resolver prompt (tuiorch.prompt.RESOLVE_TEMPLATE), it resolves each listed file by
 keeping both sides (ours, then theirs), `git add`s them and commits the merge.
@@ -54,6 +56,7 @@ _HEADING = re.compile(r"^## Your Task: (?P<title>.*) \(Task (?P<id>[^()\s]+)\)\s
 _FENCE_OPEN = re.compile(r"^(?P<fence>`{3,})(?P<mode>write|append)[ \t]+(?P<path>\S.*?)\s*$")
 _VALUE_DIRECTIVE = re.compile(r"^(?P<key>exit|sleep|linger|lines|rate):[ \t]*(?P<value>\S+)$")
 _FLAG_DIRECTIVES = ("no-commit", "nothing", "hang")
+_SAY_DIRECTIVE = re.compile(r"^(?P<key>say|warn):[ \t](?P<text>.*)$")
 
 
 class DemoError(Exception):
@@ -80,6 +83,8 @@ class Plan:
     no_commit: bool = False
     nothing: bool = False
     hang: bool = False
+    #: ("say" | "warn", text): lines printed on stdout or stderr before any work.
+    said: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,9 @@ def parse_body(body: str) -> Plan:
                 index += 1
             index += 1
             continue
-        if stripped in _FLAG_DIRECTIVES:
+        if said := _SAY_DIRECTIVE.match(line):
+            plan.said.append((said["key"], said["text"]))
+        elif stripped in _FLAG_DIRECTIVES:
             setattr(plan, stripped.replace("-", "_"), True)
         elif directive := _VALUE_DIRECTIVE.match(stripped):
             _apply_value(plan, directive["key"], directive["value"])
@@ -315,6 +322,8 @@ def run_task(prompt: TaskPrompt) -> int:
     say(f"demo agent: task {prompt.task_id}: {prompt.title}")
     say(f"reading task ({len(edits)} file edit(s)) in {worktree} on branch {prompt.branch or '?'}")
     say(f"PROGRESS: 1/{total} read task")
+    for stream, text in plan.said:
+        print(text, file=sys.stdout if stream == "say" else sys.stderr, flush=True)
     time.sleep(delay)
     targets = [_inside(worktree, edit.path) for edit in edits]
     midway_at = len(edits) // 2
@@ -392,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m tuiorch.demo_agent PROMPT_FILE", file=sys.stderr)
         return 2
     try:
-        text = Path(args[0]).read_text(encoding="utf-8")
+        text = sys.stdin.read() if args[0] == "-" else Path(args[0]).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         print(f"demo agent: cannot read prompt file {args[0]}: {exc}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ from tuiorch.config import (
     agent_argv,
     agent_preset,
     branch_name,
+    output_format,
     prompt_on_stdin,
     render_argv,
     render_commit_message,
@@ -436,7 +437,7 @@ class Orchestrator:
         def on_stuck(idle: float) -> None:
             self._set_status(rec, TaskStatus.STUCK, ev.TaskStuck(task=task.id, idle_seconds=round(idle, 1)))
 
-        parser = make_output_parser(self.preset.output)
+        parser = make_output_parser(output_format(self.config))
         on_stdout, on_stderr, finish_output = self._line_handler(rec, parser)
         process = AgentProcess(
             argv,
@@ -828,7 +829,7 @@ class Orchestrator:
         if too_long := too_long_argument(argv):
             return too_long
         self._set_status(rec, TaskStatus.RESOLVING)
-        parser = make_output_parser(self.preset.output)
+        parser = make_output_parser(output_format(self.config))
         on_stdout, on_stderr, finish_output = self._line_handler(rec, parser)
         process = AgentProcess(
             argv,
