@@ -56,6 +56,8 @@ _HEADING = re.compile(r"^## Your Task: (?P<title>.*) \(Task (?P<id>[^()\s]+)\)\s
 _FENCE_OPEN = re.compile(r"^(?P<fence>`{3,})(?P<mode>write|append)[ \t]+(?P<path>\S.*?)\s*$")
 _VALUE_DIRECTIVE = re.compile(r"^(?P<key>exit|sleep|linger|lines|rate):[ \t]*(?P<value>\S+)$")
 _FLAG_DIRECTIVES = ("no-commit", "nothing", "hang")
+#: Seconds between lines given by say:/warn:.
+SAY_PAUSE = 0.15
 _SAY_DIRECTIVE = re.compile(r"^(?P<key>say|warn):[ \t](?P<text>.*)$")
 
 
@@ -324,6 +326,7 @@ def run_task(prompt: TaskPrompt) -> int:
     say(f"PROGRESS: 1/{total} read task")
     for stream, text in plan.said:
         print(text, file=sys.stdout if stream == "say" else sys.stderr, flush=True)
+        time.sleep(SAY_PAUSE)  # a CLI's events come apart, each read on its own
     time.sleep(delay)
     targets = [_inside(worktree, edit.path) for edit in edits]
     midway_at = len(edits) // 2
