@@ -282,3 +282,27 @@ async def test_summary_lists_every_task_and_the_commits_on_main(repo: Path) -> N
 @pytest.fixture(autouse=True)
 def _no_editor(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDITOR", f"{sys.executable} -c pass")
+
+
+async def test_a_pane_shows_what_the_agent_says_and_costs_and_the_header_the_run_total(repo: Path) -> None:
+    import json
+
+    from tests.test_agent_words import API_RETRY, custom, project
+
+    usage = {"type": "assistant", "message": {"id": "m1", "model": "claude-sonnet-4-5", "role": "assistant",
+             "content": [{"type": "text", "text": "PROGRESS: 1/2 reading"}],
+             "usage": {"input_tokens": 900, "output_tokens": 100}}}
+    body = "\n".join(["```write hello.txt", "hello", "```", "say: " + json.dumps(usage),
+                      "say: " + json.dumps(API_RETRY), "sleep: 60", ""])
+    project(repo, body, custom("claude-stream"))
+    app = make_app(repo)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one("#slot-1", WorkerPane)
+
+        def status_line() -> str:
+            return str(pane.query_one(".status").render())
+
+        await wait_for(pilot, lambda: "retrying API 3/10 after 529" in status_line())
+        assert "1.0k tokens" in status_line()
+        await wait_for(pilot, lambda: "1.0k tokens" in str(app.query_one("#header").render()), timeout=5)
+        await quit_app(pilot, app)

@@ -22,6 +22,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
+from tuiorch.agent_output import format_usage
 from tuiorch.config import Config
 from tuiorch.events import RunFinished, TaskStatus
 from tuiorch.orchestrator import CommandError, Orchestrator
@@ -102,6 +103,9 @@ class TuiorchApp(App[int]):
         self._dirty = True
         self._engine: Worker[RunFinished] | None = None
         self._summary: RunFinished | None = None
+        #: The run's tokens and cost as the header shows them, and when to read them again.
+        self._spent = ""
+        self._spent_read_after = 0.0
         #: task -> {path: how} resolved in the conflict modal, kept across closing and reopening it.
         self._resolutions: dict[str, dict[str, str]] = {}
         self._last_task_text: str | None = None
@@ -214,9 +218,16 @@ class TuiorchApp(App[int]):
             for task_id in self.bridge.waiting_tasks():
                 if task_id not in shown:
                     self.bridge.take_output(task_id)  # no pane shows it; the log file has every line
+            if tick >= self._spent_read_after:
+                # The run's cost changes with agents' output, not with task states: read it once a second.
+                self._spent_read_after = tick + 1.0
+                spent = format_usage(orch.total_usage())
+                if spent != self._spent:
+                    self._spent = spent
+                    self._dirty = True
             if self._dirty:
                 self._dirty = False
-                self.query_one(PoolHeader).show(pool_counts(orch.records, orch.workers, orch.paused))
+                self.query_one(PoolHeader).show(pool_counts(orch.records, orch.workers, orch.paused), self._spent)
                 self._refresh_footer()
             self._refresh_queue(tick)
 
@@ -586,7 +597,7 @@ class TuiorchApp(App[int]):
         if record is not None:
             self.push_screen(LogScreen(f"{record.task.id} {record.task.title}", record.log_path))
 
-    def summary_rows(self) -> list[tuple[str, str, str, str, str, str]]:
+    def summary_rows(self) -> list[tuple[str, str, str, str, str, str, str]]:
         rows = []
         for task_id in self.orch.order:
             record = self.orch.records[task_id]
@@ -597,6 +608,7 @@ class TuiorchApp(App[int]):
                     status_label(record.status, record.held),
                     NONE if self.redact and record.elapsed is not None else format_duration(record.elapsed),
                     ("•" * 7 if record.commit else NONE) if self.redact else short_sha(record.commit),
+                    format_usage(record.usage) or NONE,
                     record.reason,
                 )
             )
@@ -606,6 +618,8 @@ class TuiorchApp(App[int]):
         counts = pool_counts(self.orch.records, self.orch.workers, self.orch.paused)
         total = len(self.orch.records)
         title = f"summary · {counts.merged} of {total} merged · {counts.failed} failed · {counts.conflict} in conflict"
+        if spent := format_usage(self.orch.total_usage()):
+            title += f" · agents used {spent}"
         commits = self.orch.main_commits()
         if self.redact:
             commits = [("•" * 7, subject) for _sha, subject in commits]

@@ -7,6 +7,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from tuiorch.agent_output import format_usage
 from tuiorch.events import TaskStatus
 
 #: Shown where a value is unknown or not yet meaningful.
@@ -205,7 +206,19 @@ def pool_counts(records: Mapping[str, Any], workers: int, paused: bool) -> PoolC
     )
 
 
-def header_text(repo_name: str, counts: PoolCounts) -> str:
+def activity_text(record: Any) -> str:
+    """What a running agent says it is doing ("running tool Edit", "retrying API 3/10 after 529"), or ""."""
+    if not TaskStatus(record.status).is_active:
+        return ""
+    return str(getattr(record, "activity", "") or "")
+
+
+def usage_text(record: Any) -> str:
+    """A task's tokens and cost so far, where its agent reports them: "12.3k tokens · $0.041", or ""."""
+    return format_usage(getattr(record, "usage", None))
+
+
+def header_text(repo_name: str, counts: PoolCounts, spent: str = "") -> str:
     pool = f"pool {counts.workers}" + (" (paused)" if counts.paused else "")
     parts = [
         f"tuiorch · {repo_name}",
@@ -217,6 +230,8 @@ def header_text(repo_name: str, counts: PoolCounts) -> str:
     ]
     if counts.conflict:
         parts.append(f"conflict {counts.conflict}")
+    if spent:
+        parts.append(spent)
     return "  │  ".join(parts)
 
 

@@ -1,4 +1,4 @@
-"""Every task with its end state, duration and merge commit, and the commits that landed on main."""
+"""Every task with its end state, duration, merge commit, tokens and cost, and the commits that landed on main."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class SummaryScreen(ModalScreen[None]):
     def __init__(
         self,
         title: str,
-        tasks: list[tuple[str, str, str, str, str, str]],
+        tasks: list[tuple[str, str, str, str, str, str, str]],
         commits: list[tuple[str, str]],
     ) -> None:
         super().__init__()
@@ -29,7 +29,7 @@ class SummaryScreen(ModalScreen[None]):
         with Vertical(id="summary-dialog", classes="dialog"):
             yield Label(self.title_text, id="summary-title", markup=False)
             tasks: DataTable[str] = DataTable(id="summary-tasks", cursor_type="row", zebra_stripes=True)
-            for label in ("id", "title", "state", "duration", "merge commit", "note"):
+            for label in ("id", "title", "state", "duration", "merge commit", "tokens · cost", "note"):
                 tasks.add_column(label, key=label)
             for row in self.task_rows:
                 tasks.add_row(*row, key=row[0])

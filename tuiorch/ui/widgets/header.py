@@ -1,4 +1,4 @@
-"""One line at the top: repo, pool size, and how many tasks are running, queued, merged, failed."""
+"""One line at the top: repo, pool size, how many tasks are running, queued, merged, failed; what the run cost."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ class PoolHeader(Static):
         self.repo_name = repo_name
         self._shown = ""
 
-    def show(self, counts: PoolCounts) -> None:
-        text = header_text(self.repo_name, counts)
+    def show(self, counts: PoolCounts, spent: str = "") -> None:
+        """`spent`: the run's tokens and cost so far ("" when no agent reports them)."""
+        text = header_text(self.repo_name, counts, spent)
         if text != self._shown:
             self._shown = text
             self.update(text, layout=False)  # one fixed line: nothing around it moves

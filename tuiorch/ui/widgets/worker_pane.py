@@ -1,4 +1,5 @@
-"""A pane per worker slot: task, status, progress, timings, predicted conflict and a live log tail."""
+"""A pane per worker slot: task, status, what the agent is doing, progress, timings, tokens and cost,
+predicted conflict and a live log tail."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from tuiorch.ui.format import (
     ERROR,
     INFO,
     WARNING,
+    activity_text,
     format_duration,
     progress_text,
     progress_values,
     status_label,
     task_note,
+    usage_text,
 )
 
 #: Lines kept in a pane's tail; the full log is one key away (l). Also the most written per tick: a pane
@@ -134,6 +137,8 @@ class WorkerPane(Vertical, can_focus=True):
             note,
             level,
             record.attempts,
+            activity_text(record),
+            usage_text(record),
         )
         if state == self._shown:
             return
@@ -152,6 +157,10 @@ class WorkerPane(Vertical, can_focus=True):
         words = progress_text(record.progress)
         if words:
             parts.append(words)
+        if doing := activity_text(record):
+            parts.append(doing)
+        if spent := usage_text(record):
+            parts.append(spent)
         # A fixed-size line: no layout pass for what changes every second in every pane.
         self.query_one(".status", Label).update(" · ".join(parts), layout=False)
         self.query_one(ProgressBar).update(total=total, progress=done)
