@@ -110,3 +110,84 @@ def test_the_resolver_attempt_cap_hands_the_conflict_to_a_human(repo: Path, tmp_
     assert row["status"] == "conflict"
     assert git(repo, "show", "main:README.md") == "hello from one"
     assert "task-2" in task_branches(repo)
+
+
+def _custom_resolver(repo: Path, tmp_path: Path, resolve_code: str) -> None:
+    """The demo agent for tasks; `resolve_code` (Python, with `prompt`, `worktree`, `root`, `git`) for resolutions."""
+    script = tmp_path / "resolver.py"
+    script.write_text(
+        "import os, subprocess, sys\nfrom pathlib import Path\n"
+        "prompt = Path(sys.argv[1]).read_text()\n"
+        "root = Path(os.environ['TUIORCH_GIT_DIR']).parent\n"
+        "def git(cwd, *args):\n    subprocess.run(['git', *args], cwd=cwd, check=True)\n"
+        "if 'resolve' in Path(sys.argv[1]).name:\n"
+        "    worktree = Path(prompt.split('merge conflict in a git worktree at: ')[1].splitlines()[0])\n"
+        + textwrap.indent(textwrap.dedent(resolve_code), "    ")
+        + "\nelse:\n    sys.exit(subprocess.call([sys.executable, '-m', 'tuiorch.demo_agent', sys.argv[1]]))\n"
+    )
+    config = (repo / "tuiorch.toml").read_text().replace(
+        'preset = "demo"', f'preset = "custom"\ncommand = ["{sys.executable}", "{script}", "{{prompt_file}}"]'
+    )
+    (repo / "tuiorch.toml").write_text(config)
+    git(repo, "commit", "-qam", "custom agent")
+
+
+def test_a_resolution_that_commits_markers_never_reaches_main(repo: Path, tmp_path: Path) -> None:
+    write_project(repo, README_CLASH.replace("linger: 2", "linger: 0"), extra='\n[merge]\non_conflict = "agent"\n')
+    _custom_resolver(repo, tmp_path, "git(worktree, 'add', '-A')\ngit(worktree, 'commit', '-q', '--no-edit')\n")
+    code, events = run(repo)
+    assert code == 1
+    failures = [e["message"] for e in of(events, "notice") if "resolver agent failed" in e["message"]]
+    assert failures == ["task 2: the resolver agent failed: conflict markers remain in README.md"] * 2
+    assert git(repo, "show", "main:README.md") == "hello from one"
+    # The failed attempts' merge commits are gone from the branch: it holds the task's work only.
+    assert git(repo, "show", "task-2:README.md") == "goodbye from two"
+    assert git(repo, "rev-list", "--merges", "main..task-2") == ""
+
+
+def test_a_resolution_is_accepted_although_main_moved_meanwhile(repo: Path, tmp_path: Path) -> None:
+    write_project(repo, README_CLASH.replace("linger: 2", "linger: 0"), extra='\n[merge]\non_conflict = "agent"\n')
+    _custom_resolver(
+        repo,
+        tmp_path,
+        """\
+        (root / "elsewhere.txt").write_text("landed meanwhile\\n")
+        git(root, "add", "elsewhere.txt")
+        git(root, "commit", "-q", "-m", "another merge landed meanwhile")
+        sys.exit(subprocess.call([sys.executable, "-m", "tuiorch.demo_agent", sys.argv[1]]))
+        """,
+    )
+    code, events = run(repo)
+    assert code == 0, [e for e in events if e["event"] in ("notice", "conflict")]
+    merged = of(events, "merged", "2")[0]["commit"]
+    assert git(repo, "show", f"{merged}:elsewhere.txt") == "landed meanwhile"
+    readme = git(repo, "show", f"{merged}:README.md")
+    assert "hello from one" in readme and "goodbye from two" in readme and "<<<<<<<" not in readme
+    # The resolution keeps the task's message and trailer, not "Merge branch 'main'" with #Conflicts lines.
+    resolution = git(repo, "log", "-1", "--format=%B", f"{merged}^2")
+    assert resolution.startswith("feat: Goodbye README\n\nMerge main into task-2; conflicts resolved in README.md.")
+    assert "Refs: TASKS.md#task-2" in resolution and "Conflicts" not in resolution
+
+
+def test_no_resolver_runs_when_nothing_conflicts_any_more(repo: Path, tmp_path: Path) -> None:
+    write_project(
+        repo,
+        README_CLASH.replace("linger: 2", "linger: 0"),
+        extra='\n[merge]\non_conflict = "agent"\nresolve_attempts = 3\n',
+    )
+    # First resolution: main takes the task's README itself, then the agent gives up. Nothing conflicts after.
+    _custom_resolver(
+        repo,
+        tmp_path,
+        """\
+        with open(root / ".git" / "resolver-runs", "a") as runs:
+            runs.write("run\\n")
+        (root / "README.md").write_text("goodbye from two\\n")
+        git(root, "commit", "-q", "-am", "main takes the same README")
+        sys.exit(1)
+        """,
+    )
+    code, events = run(repo)
+    assert code == 0, [e for e in events if e["event"] in ("notice", "conflict")]
+    assert (repo / ".git" / "resolver-runs").read_text() == "run\n"  # started once, not for "(none listed)"
+    assert of(events, "merged", "2")

@@ -965,6 +965,32 @@ class GitRepo:
         return str(heads[0]) if heads else None
 
     @_locked
+    def undo_branch(self, branch: str, tip: str) -> None:
+        """Move `branch` back to `tip`, one of its own earlier tips (a failed resolution's commits dropped).
+
+        Refuses unless the branch still holds `tip` and no worktree has the branch checked out.
+        """
+        current = self._commit_of(branch).id
+        wanted = pygit2.Oid(hex=tip)
+        if not self._contains(current, wanted):
+            raise GitError(f"branch '{branch}' no longer holds {tip[:7]}; left as it is")
+        elsewhere = self._checkouts(branch)
+        if elsewhere:
+            raise GitError(f"branch '{branch}' is checked out in {elsewhere[0]}; left as it is")
+        self._repo.references.create(f"refs/heads/{branch}", wanted, force=True)
+
+    @_locked
+    def committed_markers(self, branch: str, paths: Sequence[str]) -> list[str]:
+        """Those of `paths` whose committed file on `branch` holds a conflict marker line."""
+        tree = self._commit_of(branch).tree
+        marked = []
+        for path in paths:
+            entry = _tree_entry(tree, path)
+            if isinstance(entry, pygit2.Blob) and _has_markers(entry.data):
+                marked.append(path)
+        return marked
+
+    @_locked
     def branch_contains(self, branch: str, commit: str) -> bool:
         """True if `commit` is `branch`'s tip or one of its ancestors."""
         try:

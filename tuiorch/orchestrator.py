@@ -772,6 +772,7 @@ class Orchestrator:
                     f"(attempt {rec.resolve_attempts} of {self.config.merge.resolve_attempts})"
                 )
             )
+            before = await asyncio.to_thread(self.git.branch_tip, rec.branch)
             failure = await self._one_resolve_attempt(rec, path)
             with contextlib.suppress(GitError):
                 await asyncio.to_thread(self.git.remove_worktree, path)
@@ -779,7 +780,14 @@ class Orchestrator:
             if failure is None:
                 await self._merge(rec, apply_policy=False)
                 continue
+            if before is not None:
+                # What a failed attempt committed (a merge with markers left in) must never reach main.
+                try:
+                    await asyncio.to_thread(self.git.undo_branch, rec.branch, before)
+                except GitError as exc:
+                    failure += f"; its commits stay on {rec.branch} ({exc})"
             rec.reason = f"resolver agent: {failure}"
+            self._emit(ev.Notice(message=f"task {task.id}: the resolver agent failed: {failure}", level="warning"))
             self._set_status(
                 rec, TaskStatus.CONFLICT, ev.ConflictFound(task=task.id, paths=rec.paths, kinds=dict(rec.kinds))
             )
@@ -861,8 +869,9 @@ class Orchestrator:
             if "no merge in progress" not in str(exc):
                 return str(exc)
         marked = await asyncio.to_thread(self.git.files_with_markers, path, conflicted)
+        marked += await asyncio.to_thread(self.git.committed_markers, rec.branch, conflicted)
         if marked:
-            return "conflict markers remain in " + ", ".join(marked)
+            return "conflict markers remain in " + ", ".join(sorted(set(marked)))
         if given and not await asyncio.to_thread(self.git.branch_contains, rec.branch, given):
             return f"the agent did not commit the merge of {self.base}"
         return None
