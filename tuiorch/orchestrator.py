@@ -656,6 +656,8 @@ class Orchestrator:
         # TUIORCH_GIT_DIR marks the process as ours: a resumed run finds and ends it even if this run
         # dies before recording its process group.
         return {
+            # What the CLI needs to run unattended in a new folder (e.g. gemini's workspace trust).
+            **dict(self.preset.env),
             "TUIORCH_TASK": rec.task.id,
             "TUIORCH_BRANCH": rec.branch or "",
             "TUIORCH_GIT_DIR": str(self.git.git_dir.resolve()),
@@ -863,6 +865,10 @@ class Orchestrator:
         if not _succeeded(exit_) or parser.error is not None:
             return failure_reason(exit_, parser, list(rec.stderr_tail), self.preset)
         try:
+            # Stage each path the agent freed of markers (told to leave staging to tuiorch, or forgot it).
+            for conflict_path in conflicted:
+                with contextlib.suppress(GitError):
+                    await asyncio.to_thread(self.git.mark_resolved, path, conflict_path)
             # Commits the resolution when the agent left it uncommitted (its sandbox may forbid committing).
             await asyncio.to_thread(self.git.finish_manual_merge, path, message)
         except GitError as exc:
