@@ -414,3 +414,10 @@ def test_trailer_with_empty_identity_is_dropped() -> None:
         "{type}: {title}\n\nby {agent_name}", type="docs", title="T", id="1", agent_name="", agent_email=""
     )
     assert message == "docs: T\n\nby"
+
+
+def test_the_readme_shows_each_presets_real_command() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for name in ("claude", "codex", "aider", "gemini", "opencode"):
+        preset = PRESETS[name]
+        assert f"| `{name}` | `{' '.join(preset.argv)}`" in readme, name
