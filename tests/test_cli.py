@@ -230,6 +230,13 @@ def test_demo_headless_merges_seven_and_exits_1_for_its_one_conflict(tmp_path: P
     assert git(target, "status", "--porcelain") == ""
 
 
+def test_demo_help_says_how_to_change_its_pace(tmp_path: Path) -> None:
+    done = tuiorch(tmp_path, "demo", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "--pace SECONDS" in text and "TUIORCH_DEMO_DELAY" in text and "2 s per step" in text
+
+
 def test_demo_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "file.txt").write_text("mine\n")

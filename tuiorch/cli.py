@@ -28,6 +28,8 @@ from tuiorch.tasks import Task, TaskFileError, load_tasks
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+#: Seconds the demo agent pauses per step in `tuiorch demo`: slow enough to watch the pool at work.
+DEMO_PACE = 2.0
 
 TASKS_TEMPLATE = """\
 # Tasks for tuiorch
@@ -70,11 +72,23 @@ def _parser() -> argparse.ArgumentParser:
     clean = sub.add_parser("clean", help="remove tuiorch's worktrees and merged task branches")
     clean.add_argument("--force", action="store_true", help="also delete task branches with unmerged commits")
 
-    demo = sub.add_parser("demo", help="make a demo repo and run it with the built-in demo agent")
+    demo = sub.add_parser(
+        "demo",
+        help="make a demo repo and run it with the built-in demo agent",
+        description="Make a small demo repository and run its tasks with the built-in demo agent (no LLM). "
+        f"The agent pauses {DEMO_PACE:g} s per step so the run can be followed (about half a minute); change it "
+        "with --pace SECONDS or the TUIORCH_DEMO_DELAY environment variable (0 runs it at full speed).",
+    )
     demo.add_argument("dir", nargs="?", help="where to make the demo repo (default: a new temp dir)")
     demo.add_argument("--headless", action="store_true", help="line output instead of the full-screen app")
     demo.add_argument("--json", action="store_true", help="with --headless: one JSON object a line")
     demo.add_argument("--workers", type=int, help="pool size")
+    demo.add_argument(
+        "--pace",
+        type=float,
+        metavar="SECONDS",
+        help=f"seconds the demo agent pauses per step (default {DEMO_PACE:g}, or TUIORCH_DEMO_DELAY)",
+    )
     return parser
 
 
@@ -356,10 +370,17 @@ def _clean(root: Path, force: bool) -> int:
     return EXIT_OK
 
 
-def _demo(target: str | None, *, headless: bool, as_json: bool, workers: int | None) -> int:
+def _demo(target: str | None, *, headless: bool, as_json: bool, workers: int | None, pace: float | None) -> int:
     import tempfile
 
     from tuiorch.demo import DemoError, make_demo_repo
+
+    if pace is not None:
+        if pace < 0:
+            raise UsageError("--pace must be 0 or more seconds")
+        os.environ["TUIORCH_DEMO_DELAY"] = str(pace)
+    else:
+        os.environ.setdefault("TUIORCH_DEMO_DELAY", str(DEMO_PACE))  # the agents inherit it
 
     path = Path(target) if target else Path(tempfile.mkdtemp(prefix="tuiorch-demo-")) / "demo"
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -394,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
             case "demo":
                 if args.json and not args.headless:
                     raise UsageError("--json goes with --headless")
-                return _demo(args.dir, headless=args.headless, as_json=args.json, workers=args.workers)
+                return _demo(args.dir, headless=args.headless, as_json=args.json, workers=args.workers, pace=args.pace)
     except UsageError as exc:
         print(f"tuiorch: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -226,6 +226,7 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Keymap: action name -> Textual key. The UI binds these names; [keymap] may rebind any of them.
 
 MAIN_KEYMAP: dict[str, str] = {
+    "help": "question_mark",
     "focus_next": "tab",
     "focus_previous": "shift+tab",
     "open": "enter",

@@ -291,7 +291,7 @@ class Orchestrator:
         if self._persist_handle is not None:
             self._persist_handle.cancel()
             self._persist_handle = None
-        summary = self._summary()
+        summary = self.summary()
         self._persist(finished=not self._stopping or not self.has_active_work())
         self.sink(summary)
         return summary
@@ -1275,7 +1275,8 @@ class Orchestrator:
         await asyncio.gather(*(asyncio.to_thread(self.git.remove_worktree, p) for p in paths if p.exists()))
         await asyncio.to_thread(self.git.prune)
 
-    def _summary(self) -> ev.RunFinished:
+    def summary(self) -> ev.RunFinished:
+        """Every task with its state now, and the commits that landed on base this run."""
         rows = []
         for task_id in self.order:
             rec = self.records[task_id]

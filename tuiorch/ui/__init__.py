@@ -25,6 +25,8 @@ def run_app(root: Path, config: Config, tasks: list[Task], task_file: Path | Non
         result = app.run()
     except KeyboardInterrupt:
         return INTERRUPTED
+    if app.farewell_text:
+        print(app.farewell_text)
     if result is None:
         return app.return_code or 1
     return result

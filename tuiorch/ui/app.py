@@ -15,9 +15,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult, SuspendNotSupported
+from textual.binding import Binding
 from textual.containers import Grid, Vertical
+from textual.keys import _character_to_key
 from textual.screen import ModalScreen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
@@ -26,7 +28,7 @@ from tuiorch.agent_output import format_usage
 from tuiorch.config import Config
 from tuiorch.events import RunFinished, TaskStatus
 from tuiorch.orchestrator import CommandError, Orchestrator
-from tuiorch.tasks import Priority, Task, TaskFileError, load_tasks
+from tuiorch.tasks import Priority, Task, TaskFileError, load_tasks, write_priority
 from tuiorch.ui import messages
 from tuiorch.ui.bindings import MAIN_BINDINGS, validate_keymap
 from tuiorch.ui.bridge import Bridge
@@ -35,13 +37,23 @@ from tuiorch.ui.format import (
     NONE,
     exit_code_for,
     format_duration,
+    outcome_parts,
+    pending_lines,
     pool_counts,
     queue_lines,
     short_sha,
     status_label,
 )
-from tuiorch.ui.screens import AddTaskScreen, ConfirmScreen, ConflictScreen, LogScreen, SummaryScreen
+from tuiorch.ui.screens import (
+    AddTaskScreen,
+    ConfirmScreen,
+    ConflictScreen,
+    HelpScreen,
+    LogScreen,
+    SummaryScreen,
+)
 from tuiorch.ui.screens.add_task import append_task
+from tuiorch.ui.screens.help import key_rows
 from tuiorch.ui.watch import task_file_changes
 from tuiorch.ui.widgets import PoolHeader, QueuePane, WorkerPane
 from tuiorch.ui.widgets.queue_table import QueueTable
@@ -63,12 +75,19 @@ PANE_COLUMNS = 3
 #: Exit status for ctrl+c (DESIGN §1).
 INTERRUPTED = 130
 
-QUEUE_ACTIONS = frozenset({"move_up", "move_down", "move_top", "priority", "toggle_hold"})
-RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EMPTY, TaskStatus.CHECK_FAILED})
-CANCELLABLE = frozenset({TaskStatus.STARTING, TaskStatus.RUNNING, TaskStatus.STUCK})
+#: Main-screen actions that are engine commands on the selected task: the engine says when they apply.
+ENGINE_COMMANDS = {
+    "move_up": "move",
+    "move_down": "move",
+    "move_top": "move",
+    "priority": "priority",
+    "toggle_hold": "hold",
+    "cancel": "cancel",
+    "retry": "retry",
+    "merge_now": "merge",
+    "send_back": "send_back",
+}
 IN_CONFLICT = frozenset({TaskStatus.CONFLICT, TaskStatus.RESOLVING})
-#: What `g` applies to: a failed check goes back to the task's agent, a conflict to the resolver agent.
-SENDABLE = IN_CONFLICT | {TaskStatus.CHECK_FAILED}
 
 
 class TuiorchApp(App[int]):
@@ -97,7 +116,11 @@ class TuiorchApp(App[int]):
         self.redact = False
         self.bridge = Bridge(self.post_message, tail_lines=PANE_MAX_LINES)
         self.orch = Orchestrator(root, config, tasks, self.bridge.sink, task_file=task_file, keep_alive=True)
-        self.set_keymap(validate_keymap(config.keymap))
+        #: `[keymap]` as binding id -> keys (the help screen shows keys as bound).
+        self.keymap_ids = validate_keymap(config.keymap)
+        self.set_keymap(self.keymap_ids)
+        #: What the app leaves on the terminal when it exits: the run's summary (see `farewell`).
+        self.farewell_text = ""
         self._start_paused = paused
         self._watch = watch_tasks and task_file is not None
         self._dirty = True
@@ -114,6 +137,7 @@ class TuiorchApp(App[int]):
         self._pane_cache: list[WorkerPane] | None = None
         self._output_written = 0.0
         self._main_actions = tuple(dict.fromkeys(b.action.partition("(")[0] for b in MAIN_BINDINGS))
+        self._main_action_names = frozenset(self._main_actions)
         #: The engine's queue version the queue pane shows (None: never read).
         self._queue_version: int | None = None
         #: monotonic time before which the queue is not re-read (after a previewed move, or a slow read).
@@ -416,36 +440,72 @@ class TuiorchApp(App[int]):
 
     def applies(self, action: str, parameters: tuple[object, ...] = ()) -> bool:
         """Whether a main-screen action does something for the current selection."""
+        return self.why_not(action) is None
+
+    def why_not(self, action: str) -> str | None:
+        """Why a main-screen action does nothing for the current selection now, or None if it applies.
+
+        Commands on a task are the engine's to judge (Orchestrator.refusal); the rest are the UI's own.
+        """
+        if action in ENGINE_COMMANDS:
+            return self.orch.refusal(ENGINE_COMMANDS[action], self.selected_task())
         record = self._selected_record()
-        status = record.status if record is not None else None
-        if action in QUEUE_ACTIONS:
-            return status is TaskStatus.QUEUED
-        if action == "shrink_pool":
-            return self.orch.workers > 1
-        if action == "cancel":
-            return status in CANCELLABLE
-        if action == "retry":
-            return status in RETRYABLE
-        if action == "merge_now":
-            return status is TaskStatus.FINISHED and not self.config.merge.auto
-        if action == "send_back":
-            return status in SENDABLE
-        if action == "conflicts":
-            return self._conflict_task() is not None
+        if action == "shrink_pool" and self.orch.workers <= 1:
+            return "the pool is down to one worker"
+        if action == "conflicts" and self._conflict_task() is None:
+            return "no task is in conflict"
         if action == "log":
-            return record is not None and record.log_path is not None
-        if action == "open":
-            return record is not None
-        return True
+            if record is None:
+                return "no task selected"
+            if record.log_path is None:
+                return f"task {record.task.id} has no log yet: it has not started"
+        if action == "open" and record is None:
+            return "no task selected"
+        return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action not in {b.action.partition("(")[0] for b in MAIN_BINDINGS}:
+        if action not in self._main_action_names:
             return True
+        if action == "help":
+            return not isinstance(self.screen, HelpScreen)  # there, `?` closes it
         if action in ("quit", "interrupt"):
             return True
         if isinstance(self.screen, ModalScreen):
             return False  # a modal has its own keys; hide the main screen's from its footer
-        return True if self.applies(action, parameters) else None
+        # A key that does not apply now leaves the footer (room for the ones that do; `?` lists all), and
+        # pressing it says why (on_key).
+        return self.applies(action, parameters)
+
+    def on_key(self, event: events.Key) -> None:
+        """A main-screen key pressed where it does not apply: say why instead of doing nothing."""
+        if isinstance(self.screen, ModalScreen) or not self.screen_stack:
+            return
+        action = self._main_key_actions().get(event.key)
+        if action is None or action in ("help", "quit", "interrupt"):
+            return
+        if (why := self.why_not(action)) is not None:
+            self.notify(why, title=f"{event.key}: not now", severity="warning", timeout=4)
+
+    def _main_key_actions(self) -> dict[str, str]:
+        """key -> action name of the main screen, as bound now (after `[keymap]`)."""
+        keys: dict[str, str] = {}
+        for binding in MAIN_BINDINGS:
+            bound = self.keymap_ids.get(binding.id, binding.key) if binding.id else binding.key
+            for key in bound.split(","):
+                keys.setdefault(_key_name(key.strip()), binding.action.partition("(")[0])
+        return keys
+
+    def action_help(self) -> None:
+        screen = self.screen
+        if screen is self.screen_stack[0]:
+            actions = {b.id or b.action: self.applies(b.action.partition("(")[0]) for b in MAIN_BINDINGS}
+            rows = key_rows(self, [*MAIN_BINDINGS, *QueueTable.BINDINGS], self.keymap_ids, actions)
+            title = "keys · main screen"
+        else:
+            bindings = [b for b in type(screen).BINDINGS if isinstance(b, Binding)]
+            rows = key_rows(self, [*bindings, MAIN_BINDINGS[0]], self.keymap_ids)
+            title = f"keys · {type(screen).__name__.removesuffix('Screen').lower()} dialog"
+        self.push_screen(HelpScreen(title, rows))
 
     # ------------------------------------------------------------------ actions: the queue
 
@@ -463,11 +523,15 @@ class TuiorchApp(App[int]):
         task_id = self.selected_task()
         if not task_id:
             return
+        before = self.orch.records[task_id].task.priority if task_id in self.orch.records else None
         moved = self.command(self.orch.move_top, task_id) if delta is None \
             else self.command(self.orch.move, task_id, delta)
         if not moved:
             return
         queue = self.query_one(QueuePane)
+        queue.pin_cursor()
+        if delta is None and self.orch.records[task_id].task.priority != before:
+            self._write_priority(task_id)  # `T` raised its tier so it really starts next
         row = queue.row_of(task_id)
         if row is None:
             self._refresh_queue(time.monotonic(), force=True)
@@ -476,12 +540,27 @@ class TuiorchApp(App[int]):
         self._queue_read_after = time.monotonic() + QUEUE_SETTLE_SECONDS
 
     def action_priority(self, name: str) -> None:
-        if task_id := self.selected_task():
-            self.command(self.orch.set_priority, task_id, Priority.parse(name))
+        task_id = self.selected_task()
+        if task_id and self.command(self.orch.set_priority, task_id, Priority.parse(name)):
+            self.query_one(QueuePane).pin_cursor()
+            self._write_priority(task_id)
+
+    def _write_priority(self, task_id: str) -> None:
+        """Write the task's priority, as the engine now has it, into the task file (formatting kept)."""
+        record = self.orch.records.get(task_id)
+        if self.task_file is None or record is None:
+            return
+        priority = record.task.priority
+        try:
+            self._last_task_text = write_priority(self.task_file, task_id, priority)  # our write: not a reload
+        except TaskFileError as exc:
+            self.notify(f"priority {priority.label} applies to this run, but {exc}", severity="warning")
+            return
+        self.notify(f"task {task_id}: priority {priority.label} (written to {self.task_file.name})", timeout=3)
 
     def action_toggle_hold(self) -> None:
-        if task_id := self.selected_task():
-            self.command(self.orch.toggle_hold, task_id)
+        if (task_id := self.selected_task()) and self.command(self.orch.toggle_hold, task_id):
+            self.query_one(QueuePane).pin_cursor()
 
     def action_add_task(self) -> None:
         where = self.task_file.name if self.task_file is not None else "this run only (no task file)"
@@ -491,6 +570,7 @@ class TuiorchApp(App[int]):
                 self.notify(f"task {task.id} added to {where}")
                 self._refresh_queue(time.monotonic(), force=True)  # draw its row now, so the cursor can go to it
                 self.query_one(QueuePane).select(task.id)
+                self.query_one(QueuePane).pin_cursor()
 
         self.push_screen(AddTaskScreen(self.orch.records.keys(), self.save_new_task, where), added)
 
@@ -527,9 +607,16 @@ class TuiorchApp(App[int]):
     def action_toggle_pause(self) -> None:
         self.command(self.orch.resume if self.orch.paused else self.orch.pause)
 
+    def _refused(self, action: str) -> bool:
+        """Say why `action` does not apply now (reached from the command palette or a test); True then."""
+        if (why := self.why_not(action)) is None:
+            return False
+        self.notify(why, severity="warning", timeout=4)
+        return True
+
     def action_cancel(self) -> None:
         record = self._selected_record()
-        if record is None or record.status not in CANCELLABLE:
+        if record is None or self._refused("cancel"):
             return
         task_id = record.task.id
 
@@ -540,18 +627,22 @@ class TuiorchApp(App[int]):
         self.push_screen(ConfirmScreen(f"Cancel task {task_id} ({record.task.title})?", yes="Cancel it"), answered)
 
     def action_retry(self) -> None:
-        if task_id := self.selected_task():
-            self.command(self.orch.retry, task_id)
+        record = self._selected_record()
+        if record is None or self._refused("retry"):
+            return
+        stopped = record.status in (TaskStatus.CANCELLED, TaskStatus.FAILED)
+        if self.command(self.orch.retry, record.task.id) and stopped and record.branch:
+            self.notify(f"task {record.task.id} queued again; its agent continues from the work on {record.branch}")
 
     def action_merge_now(self) -> None:
         record = self._selected_record()
-        if record is None or record.status is not TaskStatus.FINISHED:
+        if record is None or self._refused("merge_now"):
             return
         self.run_command(self.orch.approve_merge(record.task.id))
 
     def action_send_back(self) -> None:
         record = self._selected_record()
-        if record is None or record.status not in SENDABLE:
+        if record is None or self._refused("send_back"):
             return
         task_id = record.task.id
         to = "its agent with the check's output" if record.status is TaskStatus.CHECK_FAILED else "the resolver agent"
@@ -575,6 +666,8 @@ class TuiorchApp(App[int]):
     def action_conflicts(self) -> None:
         if task_id := self._conflict_task():
             self.open_conflict(task_id)
+        else:
+            self._refused("conflicts")
 
     def open_conflict(self, task_id: str) -> None:
         resolved = self._resolutions.setdefault(task_id, {})
@@ -594,7 +687,7 @@ class TuiorchApp(App[int]):
 
     def action_log(self) -> None:
         record = self._selected_record()
-        if record is not None:
+        if record is not None and not self._refused("log"):
             self.push_screen(LogScreen(f"{record.task.id} {record.task.title}", record.log_path))
 
     def summary_rows(self) -> list[tuple[str, str, str, str, str, str, str]]:
@@ -617,7 +710,7 @@ class TuiorchApp(App[int]):
     def action_summary(self) -> None:
         counts = pool_counts(self.orch.records, self.orch.workers, self.orch.paused)
         total = len(self.orch.records)
-        title = f"summary · {counts.merged} of {total} merged · {counts.failed} failed · {counts.conflict} in conflict"
+        title = " · ".join(["summary", f"{counts.merged} of {total} merged", *outcome_parts(counts)])
         if spent := format_usage(self.orch.total_usage()):
             title += f" · agents used {spent}"
         commits = self.orch.main_commits()
@@ -656,7 +749,21 @@ class TuiorchApp(App[int]):
             # An engine error was already reported by on_worker_state_changed; leaving must still work.
             with contextlib.suppress(WorkerFailed, WorkerCancelled):
                 await self._engine.wait()
+        self.farewell_text = self.farewell()
         self.exit(self.exit_code() if code is None else code)
+
+    def farewell(self) -> str:
+        """The run's summary for the terminal once the app is gone, and what still waits on the user."""
+        from tuiorch.headless import format_summary
+
+        summary = self._engine.result if self._engine is not None and self._engine.result is not None else None
+        if summary is None:
+            summary = self.orch.summary()
+        text = format_summary(summary).lstrip("\n")
+        pending = pending_lines(self.orch.records[task_id] for task_id in self.orch.order)
+        if pending:
+            text += "\n\nWaiting for you:\n" + "\n".join(pending)
+        return text
 
     def run_editor(self, path: Path) -> bool:
         """Open `path` in $VISUAL / $EDITOR with the app suspended; False if no editor could run."""
@@ -676,3 +783,8 @@ class TuiorchApp(App[int]):
             self.notify(f"editor exited {done.returncode}; {path.name} left as it is", severity="warning")
             return False
         return True
+
+
+def _key_name(key: str) -> str:
+    """A key as bindings and `[keymap]` write it ("?", "question_mark", "ctrl+k") as Key events name it."""
+    return _character_to_key(key) if len(key) == 1 else key

@@ -10,7 +10,11 @@ from collections.abc import Mapping
 
 from textual.binding import Binding
 
+#: Help and quit come first: the footer is cut on the right in a narrow terminal, and these two must show.
 MAIN_BINDINGS: list[Binding] = [
+    Binding("question_mark", "help", "Help", id="help", priority=True,
+            tooltip="Every key of this screen and what it does"),
+    Binding("q", "quit", "Quit", id="quit", tooltip="Quit (asks while workers run); prints the run's summary"),
     Binding("tab", "app.focus_next", "Next pane", id="focus_next", show=False,
             tooltip="Move focus to the next pane"),
     Binding("shift+tab", "app.focus_previous", "Previous pane", id="focus_previous", show=False,
@@ -42,7 +46,6 @@ MAIN_BINDINGS: list[Binding] = [
     Binding("s", "summary", "Summary", id="summary", tooltip="Every task, its end state and the commits on main"),
     Binding("ctrl+p", "app.command_palette", "Commands", id="command_palette", show=False,
             tooltip="Every action, searchable"),
-    Binding("q", "quit", "Quit", id="quit", tooltip="Quit (asks while workers run)"),
     Binding("ctrl+c", "interrupt", "Interrupt", id="interrupt", show=False, priority=True,
             tooltip="Stop every agent now and exit with status 130"),
 ]

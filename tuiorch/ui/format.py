@@ -182,11 +182,17 @@ class PoolCounts:
     running: int
     queued: int
     merged: int
+    #: The agent or the [merge] check failed.
     failed: int
     conflict: int
+    #: The agent exited 0 without changing anything.
+    empty: int = 0
+    cancelled: int = 0
+    #: Merges waiting for the user's files to be committed or stashed.
+    blocked: int = 0
 
 
-FAILED_STATES = frozenset({TaskStatus.FAILED, TaskStatus.CHECK_FAILED, TaskStatus.CANCELLED, TaskStatus.EMPTY})
+FAILED_STATES = frozenset({TaskStatus.FAILED, TaskStatus.CHECK_FAILED})
 
 
 def pool_counts(records: Mapping[str, Any], workers: int, paused: bool) -> PoolCounts:
@@ -202,7 +208,10 @@ def pool_counts(records: Mapping[str, Any], workers: int, paused: bool) -> PoolC
         queued=counts[TaskStatus.QUEUED],
         merged=counts[TaskStatus.MERGED],
         failed=sum(n for s, n in counts.items() if s in FAILED_STATES),
-        conflict=counts[TaskStatus.CONFLICT] + counts[TaskStatus.BLOCKED],
+        conflict=counts[TaskStatus.CONFLICT],
+        empty=counts[TaskStatus.EMPTY],
+        cancelled=counts[TaskStatus.CANCELLED],
+        blocked=counts[TaskStatus.BLOCKED],
     )
 
 
@@ -219,6 +228,8 @@ def usage_text(record: Any) -> str:
 
 
 def header_text(repo_name: str, counts: PoolCounts, spent: str = "") -> str:
+    """One line: where, the pool, then each kind of outcome apart, then what the agents cost. Outcomes that
+    did not happen are left out (merged always shows), so the line fits 80 columns in the usual case."""
     pool = f"pool {counts.workers}" + (" (paused)" if counts.paused else "")
     parts = [
         f"tuiorch · {repo_name}",
@@ -226,13 +237,27 @@ def header_text(repo_name: str, counts: PoolCounts, spent: str = "") -> str:
         f"running {counts.running}",
         f"queued {counts.queued}",
         f"merged {counts.merged}",
-        f"failed {counts.failed}",
     ]
-    if counts.conflict:
-        parts.append(f"conflict {counts.conflict}")
+    parts += outcome_parts(counts)
     if spent:
         parts.append(spent)
-    return "  │  ".join(parts)
+    return " │ ".join(parts)
+
+
+def outcome_parts(counts: PoolCounts) -> list[str]:
+    """"conflict 1", "failed 2", ...: each outcome that happened, apart (an empty or cancelled task did
+    not fail)."""
+    return [
+        f"{label} {number}"
+        for label, number in (
+            ("conflict", counts.conflict),
+            ("blocked", counts.blocked),
+            ("failed", counts.failed),
+            ("empty", counts.empty),
+            ("cancelled", counts.cancelled),
+        )
+        if number
+    ]
 
 
 def exit_code_for(statuses: Iterable[str]) -> int:
@@ -245,3 +270,25 @@ def has_conflict_markers(text: str) -> bool:
     return any(
         line.startswith(("<<<<<<< ", ">>>>>>> ")) or line.rstrip() == "=======" for line in text.splitlines()
     )
+
+
+#: What a task can wait on the user for when the app quits: next to each, what to do about it.
+PENDING_HINTS: Mapping[str, str] = {
+    TaskStatus.CONFLICT: "run tuiorch again and press c to resolve it",
+    TaskStatus.RESOLVING: "run tuiorch again and press c to finish resolving it",
+    TaskStatus.BLOCKED: "commit or stash your changes, then run tuiorch again",
+    TaskStatus.CHECK_FAILED: "run tuiorch again: r re-runs the check, g sends it back to its agent",
+    TaskStatus.FINISHED: "run tuiorch again and press m to merge it",
+}
+
+
+def pending_lines(records: Iterable[Any]) -> list[str]:
+    """One line per task that waits on the user (a conflict first of all), for the terminal after quitting."""
+    lines = []
+    for record in records:
+        hint = PENDING_HINTS.get(TaskStatus(record.status))
+        if hint is None:
+            continue
+        reason = str(getattr(record, "reason", "") or status_label(record.status))
+        lines.append(f"  task {record.task.id} ({record.task.title}): {reason}; {hint}")
+    return lines

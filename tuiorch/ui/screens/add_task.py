@@ -23,6 +23,8 @@ from tuiorch.tasks import (
     validate_tasks,
 )
 
+#: The form's text fields in the order enter walks them.
+TEXT_FIELDS = ("id", "title", "depends", "touches", "description")
 #: Where a task made in the form says it came from, in error messages.
 FORM_SOURCE = "new task"
 
@@ -125,21 +127,31 @@ class AddTaskScreen(ModalScreen[Task | None]):
         self.where = where
 
     def compose(self) -> ComposeResult:
+        # Compact fields, one line each, so the whole form and its buttons fit an 80x24 terminal.
         with Vertical(id="add-dialog", classes="dialog"):
             yield Label(f"add a task · appended to {self.where}", id="add-title-label", markup=False)
             with Horizontal(classes="row"):
-                yield Input(placeholder="id, e.g. 12", id="add-id")
+                yield Label("id", classes="field-label")
+                yield Input(placeholder="e.g. 12", id="add-id", compact=True)
+                yield Label("priority", classes="field-label short")
                 yield Select([(p.label, p.label) for p in Priority], value=Priority.FEATURE.label,
-                             allow_blank=False, id="add-priority")
-            yield Input(placeholder="title", id="add-title")
-            yield Input(placeholder="depends on (ids, comma separated)", id="add-depends")
-            yield Input(placeholder="touches (paths, comma separated)", id="add-touches")
-            yield Label("description (handed to the agent)", classes="hint")
-            yield TextArea(id="add-description", soft_wrap=True, show_line_numbers=False)
+                             allow_blank=False, id="add-priority", compact=True)
+            with Horizontal(classes="row"):
+                yield Label("title", classes="field-label")
+                yield Input(placeholder="what the task does, in one line", id="add-title", compact=True)
+            with Horizontal(classes="row"):
+                yield Label("depends", classes="field-label")
+                yield Input(placeholder="task ids, comma separated", id="add-depends", compact=True)
+            with Horizontal(classes="row"):
+                yield Label("touches", classes="field-label")
+                yield Input(placeholder="paths, comma separated", id="add-touches", compact=True)
+            yield Label("description, handed to the agent (enter: new line)", classes="hint")
+            yield TextArea(id="add-description", soft_wrap=True, show_line_numbers=False, compact=True)
             yield Label("", id="add-error", markup=False)
             with Horizontal(classes="buttons"):
-                yield Button("Add (ctrl+s)", variant="primary", id="add")
-                yield Button("Cancel (esc)", id="cancel")
+                yield Label("enter: next field · ctrl+s: add", classes="hint keys")
+                yield Button("Add (ctrl+s)", variant="primary", id="add", compact=True)
+                yield Button("Cancel (esc)", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#add-id", Input).focus()
@@ -173,8 +185,14 @@ class AddTaskScreen(ModalScreen[Task | None]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
-    def on_input_submitted(self, _event: Input.Submitted) -> None:
-        self.action_submit()
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        # Enter in a one-line field moves to the next text field (tab reaches the priority too): a
+        # half-filled task must never reach an agent by accident.
+        event.stop()
+        order = [f"add-{name}" for name in TEXT_FIELDS]
+        if event.input.id in order:
+            following = order[order.index(event.input.id) + 1]
+            self.query_one(f"#{following}").focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "add":

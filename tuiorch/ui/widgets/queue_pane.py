@@ -64,9 +64,16 @@ class QueuePane(Vertical):
     def line_of(self, task_id: str) -> QueueLine | None:
         return self.table.line_of(task_id)
 
+    def pin_cursor(self) -> None:
+        """The user chose the task under the cursor: from now on the cursor stays with it."""
+        self.table.user_moved = True
+
     def show(self, lines: Sequence[QueueLine], rows: range | None = None) -> None:
         """Show `lines`; only rows that changed are redrawn, and the cursor stays on the same task.
-        `rows`: every row that may have changed, when the caller knows."""
+
+        Until the user moves the cursor it stays on the first task waiting to start (the one the queue
+        keys act on), not on a task that started meanwhile. `rows`: every row that may have changed,
+        when the caller knows."""
         table = self.table
         selected = self.selected_id
         if not table.set_lines(lines, rows):
@@ -74,7 +81,9 @@ class QueuePane(Vertical):
         title = f"queue · {table.queued_count} waiting"
         if title != self.border_title:
             self.border_title = title
-        if selected is not None:
+        if not table.user_moved and table.queued_count:
+            table.move_cursor(0)
+        elif selected is not None:
             self.select(selected)
 
     def preview_move(self, task_id: str, target: int) -> bool:

@@ -112,6 +112,8 @@ class QueueTable(ScrollView, can_focus=True):
         self._row_of: dict[str, int] = {}
         self._widths = [cell_len(label) for label, _field in COLUMNS]
         self._cursor = 0
+        #: The user moved the cursor (keys or mouse): it stays on their task from then on.
+        self.user_moved = False
         #: Rows of tasks waiting to start (numbered in the "#" column), kept as rows change.
         self.queued_count = 0
         #: Rich styles of the component classes, read once per repaint (they change with focus and theme).
@@ -232,21 +234,27 @@ class QueueTable(ScrollView, can_focus=True):
         return top <= row < top + self._body_height()
 
     def action_cursor_up(self) -> None:
+        self.user_moved = True
         self.move_cursor(self._cursor - 1)
 
     def action_cursor_down(self) -> None:
+        self.user_moved = True
         self.move_cursor(self._cursor + 1)
 
     def action_page_up(self) -> None:
+        self.user_moved = True
         self.move_cursor(self._cursor - self._body_height())
 
     def action_page_down(self) -> None:
+        self.user_moved = True
         self.move_cursor(self._cursor + self._body_height())
 
     def action_first(self) -> None:
+        self.user_moved = True
         self.move_cursor(0)
 
     def action_last(self) -> None:
+        self.user_moved = True
         self.move_cursor(len(self.lines) - 1)
 
     def on_resize(self, _event: events.Resize) -> None:
@@ -259,6 +267,7 @@ class QueueTable(ScrollView, can_focus=True):
         row = round(self.scroll_y) + offset.y - HEADER_HEIGHT
         if not 0 <= row < len(self.lines):
             return
+        self.user_moved = True
         if row == self._cursor:
             self.post_message(self.RowSelected(self, row, self.lines[row].id))
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, Log, ProgressBar
@@ -27,6 +28,49 @@ from tuiorch.ui.format import (
 #: Lines kept in a pane's tail; the full log is one key away (l). Also the most written per tick: a pane
 #: shows a dozen lines, and every line written costs the UI loop time under a flood.
 PANE_MAX_LINES = 200
+
+
+class TailLog(Log):
+    """A log tail that follows new lines until the user scrolls up, and again once they scroll back down.
+
+    Log's own auto_scroll follows only while the view sits at the end when lines arrive; in a burst the
+    end moves again before the view has caught up, and it stops following for good.
+    """
+
+    def __init__(self, *, max_lines: int) -> None:
+        super().__init__(max_lines=max_lines, auto_scroll=False)
+        self.following = True
+
+    def write_lines(self, lines, scroll_end: bool | None = None):  # noqa: ANN001, ANN201 - Log's signature
+        super().write_lines(lines, scroll_end=False)
+        if self.following if scroll_end is None else scroll_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        return self
+
+    def restart(self, lines: Sequence[str]) -> None:
+        """Another task's tail: start over, following."""
+        self.clear()
+        self.following = True
+        if lines:
+            self.write_lines(list(lines))
+
+    def on_mouse_scroll_up(self, _event: events.MouseScrollUp) -> None:
+        self.following = False
+
+    def on_mouse_scroll_down(self, _event: events.MouseScrollDown) -> None:
+        self.call_after_refresh(self._follow_if_at_end)
+
+    def on_mouse_up(self, _event: events.MouseUp) -> None:
+        # The end of a drag on the scrollbar: follow again only if it was dragged to the bottom.
+        self.call_after_refresh(self._follow_if_at_end)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if self.is_vertical_scrollbar_grabbed and new < old:
+            self.following = False
+
+    def _follow_if_at_end(self) -> None:
+        self.following = self.scroll_offset.y >= self.max_scroll_y
 
 
 class WorkerPane(Vertical, can_focus=True):
@@ -71,7 +115,7 @@ class WorkerPane(Vertical, can_focus=True):
         yield Label("", classes="status", markup=False)
         yield ProgressBar(total=None, show_eta=False, show_percentage=True)
         yield Label("", classes="note", markup=False)
-        log = Log(max_lines=self._max_lines, auto_scroll=True)
+        log = TailLog(max_lines=self._max_lines)
         log.can_focus = False  # tab moves between panes, not into their logs
         yield log
 
@@ -88,7 +132,7 @@ class WorkerPane(Vertical, can_focus=True):
         shown = list(lines[overflow:])
         if skipped:
             shown.insert(0, f"… {skipped:,} more lines (l: full log)")
-        self.query_one(Log).write_lines(shown)
+        self.query_one(TailLog).write_lines(shown)
 
     def show(self, record: Any | None, now: float, *, redact: bool = False) -> None:
         """Render `record` (an orchestrator TaskRecord, or None for an idle slot) as of `now`.
@@ -114,10 +158,7 @@ class WorkerPane(Vertical, can_focus=True):
         if task.id != self.task_id:
             # A new task in this slot: start its tail from what the engine kept, not the previous task's.
             self.task_id = task.id
-            log = self.query_one(Log)
-            log.clear()
-            if not redact:
-                log.write_lines(list(record.tail))
+            self.query_one(TailLog).restart([] if redact else list(record.tail))
         status = TaskStatus(record.status)
         elapsed = None if record.started is None else (record.ended or now) - record.started
         quiet = None if record.last_output is None else now - record.last_output
