@@ -688,7 +688,7 @@ class TuiorchApp(App[int]):
     def action_log(self) -> None:
         record = self._selected_record()
         if record is not None and not self._refused("log"):
-            self.push_screen(LogScreen(f"{record.task.id} {record.task.title}", record.log_path))
+            self.push_screen(LogScreen(f"{record.task.id} {record.task.title}", record.log_path, self.orch.root))
 
     def summary_rows(self) -> list[tuple[str, str, str, str, str, str, str]]:
         rows = []
@@ -733,8 +733,8 @@ class TuiorchApp(App[int]):
             if yes:
                 self.shutdown()
 
-        noun = "worker is" if running == 1 else "workers are"
-        self.push_screen(ConfirmScreen(f"{running} {noun} running. Stop them and quit?", yes="Stop and quit"),
+        noun, them = ("worker is", "it") if running == 1 else ("workers are", "them")
+        self.push_screen(ConfirmScreen(f"{running} {noun} running. Stop {them} and quit?", yes="Stop and quit"),
                          answered)
 
     def action_interrupt(self) -> None:

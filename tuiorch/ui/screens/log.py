@@ -18,16 +18,23 @@ CHUNK_BYTES = 1 << 20
 class LogScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,l,q", "dismiss", "Close", id="log_close")]
 
-    def __init__(self, task_label: str, log_path: Path | None) -> None:
+    def __init__(self, task_label: str, log_path: Path | None, root: Path | None = None) -> None:
         super().__init__()
         self.task_label = task_label
         self.log_path = log_path
+        #: The repository: the log's path is shown relative to it (.git/tuiorch/logs/1.log).
+        self.root = root
         self._offset = 0
         self._partial = ""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="log-dialog", classes="dialog"):
-            where = str(self.log_path) if self.log_path else "no log yet"
+            where = "no log yet"
+            if self.log_path is not None:
+                try:
+                    where = str(self.log_path.relative_to(self.root)) if self.root else str(self.log_path)
+                except ValueError:
+                    where = str(self.log_path)
             yield Label(f"log · {self.task_label} · {where}", id="log-title", markup=False)
             yield Log(id="full-log", max_lines=None, auto_scroll=True)
 
