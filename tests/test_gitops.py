@@ -292,6 +292,17 @@ def test_commit_leftovers_commits_modified_new_and_deleted(gr: GitRepo, repo: Pa
     assert not gr.is_merged("task-1", "main")
 
 
+def test_an_agent_clis_own_files_are_never_committed_as_work(gr: GitRepo, tmp_path: Path) -> None:
+    wt = tmp_path / "slot"
+    start = gr.prepare_worktree(wt, "task-1", "main")
+    write(wt, {".aider.chat.history.md": "chat\n", ".aider.tags.cache.v4/cache.db": "x", "sub/.aider.input.history": "y"})
+    assert gr.commit_leftovers(wt, "only scratch", scratch=(".aider*",)) is None
+    assert not gr.has_new_commits("task-1", start)
+    write(wt, {"hello.txt": "hello\n"})
+    gr.commit_leftovers(wt, "the work", scratch=(".aider*",))
+    assert git(wt, "show", "--name-only", "--format=", "HEAD").split() == ["hello.txt"]
+
+
 # ------------------------------------------------------------------- merge
 
 
