@@ -100,8 +100,8 @@ class Usage:
 
 def format_usage(usage: Usage | None) -> str:
     """ "12.3k tokens · $0.041", "850 tokens", or "" when nothing was reported."""
-    if usage is None or (usage.tokens == 0 and usage.cost_usd is None):
-        return ""
+    if usage is None or (usage.tokens == 0 and not usage.cost_usd):
+        return ""  # a run that never reached the model reports zeros: nothing was spent
     tokens = usage.tokens
     text = f"{tokens / 1000:.1f}k tokens" if tokens >= 1000 else f"{tokens} tokens"
     if usage.cost_usd is not None:
