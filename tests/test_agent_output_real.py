@@ -19,6 +19,7 @@ FORMATS = {
     "codex": "codex-json",
     "gemini": "gemini-stream",
     "opencode": "opencode-json",
+    "aider": "aider-text",
 }
 
 
@@ -35,7 +36,7 @@ def statuses(results: list[ParsedLine]) -> list[str]:
 
 
 def progress(results: list[ParsedLine]) -> list[object]:
-    return [result.progress for result in results if result.progress is not None]
+    return [result.progress.value for result in results if result.progress is not None]
 
 
 @pytest.mark.parametrize(
@@ -83,22 +84,17 @@ def test_failure_reason_in_the_clis_own_words(name: str, words: str) -> None:
     assert any(result.is_error for result in results)
 
 
-@pytest.mark.xfail(reason="the claude parser reports the result subtype, not the CLI's message", strict=False)
 def test_claude_max_turns_reason_names_the_limit() -> None:
     _, parser = feed("claude-max-turns.jsonl")
     assert parser.error is not None and "maximum number of turns (50)" in parser.error
 
 
-@pytest.mark.xfail(
-    reason="the claude parser prefixes the result subtype ('success: ') to an API error", strict=False
-)
 def test_claude_api_error_reason_has_no_subtype_prefix() -> None:
     _, parser = feed("claude-529.jsonl")
     assert parser.error is not None and parser.error.startswith("API Error: 529")
 
 
 @pytest.mark.parametrize("name", ["aider-401.txt", "aider-500.txt"])
-@pytest.mark.xfail(reason="aider's text output is not read for failed model calls yet", strict=False)
 def test_aider_failed_model_call_is_an_error(name: str) -> None:
     _, parser = feed(name)
     assert parser.error is not None and "litellm." in parser.error
@@ -110,3 +106,42 @@ def test_opencode_step_limit_ends_without_an_error_event() -> None:
     tuiorch learns of it only from the missing work (the task ends empty)."""
     results, parser = feed("opencode-max-steps.jsonl")
     assert parser.error is None and not any(result.is_error for result in results)
+
+
+def test_aider_reason_joins_its_wrapped_lines() -> None:
+    _, parser = feed("aider-401.txt")
+    assert parser.error == (
+        "litellm.AuthenticationError: AuthenticationError: OpenAIException - invalid api key "
+        "The API provider is not able to authenticate you. Check your API key."
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "usage"),
+    [
+        ("claude-success.jsonl", (3600, 240, True)),
+        ("codex-success.jsonl", (3600, 240, False)),
+        ("gemini-success.jsonl", (3600, 240, False)),
+        ("opencode-success.jsonl", (3600, 240, True)),
+        ("aider-success.txt", (1200, 80, True)),
+    ],
+)
+def test_tokens_and_cost_as_each_cli_reports_them(name: str, usage: tuple[int, int, bool]) -> None:
+    _, parser = feed(name)
+    tokens_in, tokens_out, priced = usage
+    assert parser.usage is not None
+    assert (parser.usage.input_tokens, parser.usage.output_tokens) == (tokens_in, tokens_out)
+    assert (parser.usage.cost_usd is not None) == priced
+
+
+def test_claude_api_retries_show_as_they_happen() -> None:
+    results, _ = feed("claude-529.jsonl")
+    assert "retrying API 1/1 after 529" in statuses(results)
+
+
+def test_stderr_lines_are_shown_never_read_as_the_stream() -> None:
+    parser = make_output_parser("gemini-stream")
+    for line in (REAL / "gemini-401.stderr.txt").read_text().splitlines():
+        parsed = parser.feed_stderr(line)
+        assert not parsed.is_error and parsed.display == (line or None)
+    assert parser.error is None

@@ -278,12 +278,20 @@ class AiderTextParser(_Parser):
     def __init__(self) -> None:
         super().__init__()
         self._answers = Usage()
+        #: An error's message goes on over the next lines (aider wraps at 80 columns and explains below).
+        self._error_goes_on = False
 
     def feed(self, line: str) -> ParsedLine:
         text = line.rstrip("\r\n")
         result = _plain(text)
+        known = any(pattern.match(text) for pattern in (_AIDER_ERROR, _AIDER_RETRY, _AIDER_TOKENS, _AIDER_EDIT))
+        if self._error_goes_on and text.strip() and not known and self.error is not None:
+            self.error = self.warning = _clip(f"{self.error} {text.strip()}", 300)
+            return result
+        self._error_goes_on = False
         if error := _AIDER_ERROR.match(text):
             self.error = self.warning = _clip(error.group(1), 300)
+            self._error_goes_on = True
             result.status = _clip(f"model call failed: {error.group(1)}", 80)
         elif retry := _AIDER_RETRY.match(text):
             result.status = f"retrying the model call in {retry.group(1)}s"
