@@ -1,7 +1,8 @@
 """Render README screenshots of the real app with Pilot: python scripts/screenshots.py [OUT_DIR].
 
-Makes the demo repository in a temp dir, runs the demo agent, and saves SVGs of the main screen
-mid-run, queue reordering, the conflict modal and the summary; PNGs too if cairosvg is installed.
+Makes the demo repository in a temp dir, runs the demo agent, and saves SVGs at 160x48 and 80x24 (the
+"-80x24" files) of the queue reordered, help, the add-task form, the main screen mid-run and finished, the
+conflict modal, a task's log and the summary; PNGs too if cairosvg is installed.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from textual.pilot import Pilot
 
 from tuiorch.config import load_config
 from tuiorch.demo import make_demo_repo
+from tuiorch.events import TaskStatus
 from tuiorch.tasks import load_tasks
 from tuiorch.ui.app import TuiorchApp
-from tuiorch.ui.screens import ConflictScreen, SummaryScreen
+from tuiorch.ui.screens import AddTaskScreen, ConflictScreen, HelpScreen, LogScreen, SummaryScreen
+from tuiorch.ui.widgets import QueuePane
 
-SIZE = (140, 42)
+#: (size, file-name suffix): the smallest terminal the app must serve, and a roomy one (the README's).
+SIZES = (((160, 48), ""), ((80, 24), "-80x24"))
 
 
 async def wait_for(pilot: Pilot, condition: Callable[[], object], timeout: float = 120.0) -> bool:
@@ -46,38 +50,68 @@ def make_app(repo: Path, *, paused: bool) -> TuiorchApp:
     return TuiorchApp(repo, config, load_tasks(task_file), task_file, paused=paused)
 
 
-async def capture(out: Path) -> list[Path]:
+def in_conflict(app: TuiorchApp) -> str | None:
+    return next((tid for tid, rec in app.orch.records.items() if rec.status is TaskStatus.CONFLICT), None)
+
+
+async def capture(out: Path, size: tuple[int, int], suffix: str) -> list[Path]:
+    """One demo run at `size`: queue, help, add-task, mid-run, conflict, log and summary."""
     shots: list[Path] = []
+
+    def snap(name: str) -> None:
+        shots.append(shoot(app, out, name + suffix))
+
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_demo_repo(Path(tmp) / "calc")
         app = make_app(repo, paused=True)
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=size) as pilot:
             await pilot.pause(0.5)
             await pilot.press("down", "down", "K")  # queue reordering: the third task moves up
             await pilot.pause(0.3)
-            shots.append(shoot(app, out, "queue-reordering"))
+            snap("queue-reordering")
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 10)
+            await pilot.pause(0.3)
+            snap("help")
+            await pilot.press("escape", "a")
+            await wait_for(pilot, lambda: isinstance(app.screen, AddTaskScreen), 10)
+            await pilot.press(*"9", "enter", *"Document the CLI", "enter", *"4", "enter")
+            await pilot.pause(0.3)
+            snap("add-task")
+            await pilot.press("escape")
             await pilot.press("p")  # resume
             await wait_for(pilot, lambda: app.orch.running_count() >= min(2, app.orch.workers), 30)
-            await pilot.pause(0.3)
-            if not isinstance(app.screen, ConflictScreen):  # the conflict modal opens itself; shoot before
-                shots.append(shoot(app, out, "main-mid-run"))
-            if await wait_for(pilot, lambda: isinstance(app.screen, ConflictScreen)):
-                await pilot.pause(0.5)
-                shots.append(shoot(app, out, "conflict-modal"))
-                await pilot.press("t")
-            if "main-mid-run" not in {p.stem for p in shots}:
-                # The conflict came first: shoot the pool at work once it runs again with no modal up.
+            await pilot.pause(0.8)
+            if app.screen is app.screen_stack[0]:
+                snap("main-mid-run")
+            if await wait_for(pilot, lambda: in_conflict(app) is not None):
+                if app.screen is app.screen_stack[0]:
+                    await pilot.press("c")
+                if await wait_for(pilot, lambda: isinstance(app.screen, ConflictScreen), 10):
+                    await pilot.pause(0.5)
+                    snap("conflict-modal")
+                    await pilot.press("escape")  # leave it for later: the summary shows it pending
+            if "main-mid-run" + suffix not in {p.stem for p in shots}:
                 await wait_for(pilot, lambda: app.orch.running_count() >= 1 and app.screen is app.screen_stack[0], 60)
                 await pilot.pause(0.3)
-                shots.append(shoot(app, out, "main-mid-run"))
+                snap("main-mid-run")
             await wait_for(pilot, lambda: not any(r.status.is_active for r in app.orch.records.values())
                            and not app.orch.queue_view(), 180)
-            if isinstance(app.screen, ConflictScreen):
+            while app.screen is not app.screen_stack[0]:
+                await pilot.press("escape")
+                await pilot.pause(0.2)
+            await pilot.pause(0.3)
+            snap("main-finished")
+            app.query_one(QueuePane).select("6")
+            await pilot.press("l")
+            if await wait_for(pilot, lambda: isinstance(app.screen, LogScreen), 10):
+                await pilot.pause(0.6)
+                snap("log")
                 await pilot.press("escape")
             await pilot.press("s")
             await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen), 10)
             await pilot.pause(0.5)
-            shots.append(shoot(app, out, "summary"))
+            snap("summary")
             await pilot.press("escape", "q")
             if not await wait_for(pilot, lambda: not app.is_running, 5):
                 await pilot.press("y")
@@ -101,7 +135,8 @@ def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "screenshots")
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TUIORCH_DEMO_DELAY", "0.4")
-    to_png(asyncio.run(capture(out)))
+    for size, suffix in SIZES:
+        to_png(asyncio.run(capture(out, size, suffix)))
     return 0
 
 

@@ -249,7 +249,7 @@ async def test_quitting_leaves_the_summary_and_names_a_pending_conflict(repo: Pa
     text = app.farewell_text
     assert text.startswith("Summary")
     assert "1 merged, 1 not merged" in text
-    assert "Waiting for you:" in text
+    assert f"Waiting for you in {app.orch.root}:" in text
     assert "task 2 (Beta says hi): conflict in shared.txt; run tuiorch again and press c" in text
 
 

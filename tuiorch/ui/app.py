@@ -762,7 +762,7 @@ class TuiorchApp(App[int]):
         text = format_summary(summary).lstrip("\n")
         pending = pending_lines(self.orch.records[task_id] for task_id in self.orch.order)
         if pending:
-            text += "\n\nWaiting for you:\n" + "\n".join(pending)
+            text += f"\n\nWaiting for you in {self.orch.root}:\n" + "\n".join(pending)
         return text
 
     def run_editor(self, path: Path) -> bool:
