@@ -248,18 +248,34 @@ MAIN_KEYMAP: dict[str, str] = {
     "conflicts": "c",
     "log": "l",
     "summary": "s",
+    "diff": "d",
     "command_palette": "ctrl+p",
     "quit": "q",
 }
 CONFLICT_KEYMAP: dict[str, str] = {
     "take_ours": "o",
     "take_theirs": "t",
+    "take_both": "b",
+    "take_file_ours": "O",
+    "take_file_theirs": "T",
+    "undo": "u",
+    "next_hunk": "n",
+    "previous_hunk": "p",
+    "show_base": "a",
     "edit": "e",
     "hand_to_agent": "g",
     "requeue": "R",
     "later": "escape",
 }
-DEFAULT_KEYMAP: dict[str, str] = {**MAIN_KEYMAP, **CONFLICT_KEYMAP}
+DIFF_KEYMAP: dict[str, str] = {
+    "diff_layout": "v",
+    "diff_next_file": "n",
+    "diff_previous_file": "p",
+    "diff_merge": "m",
+    "diff_send_back": "g",
+    "diff_close": "escape",
+}
+DEFAULT_KEYMAP: dict[str, str] = {**MAIN_KEYMAP, **CONFLICT_KEYMAP, **DIFF_KEYMAP}
 
 # ---------------------------------------------------------------------------------------------------------
 # Dataclasses
@@ -603,7 +619,7 @@ def validate_config(config: Config, path: str = CONFIG_FILE, *, repo_name: str =
 
 def _check_keymap_clashes(config: Config, path: str) -> None:
     keymap = resolved_keymap(config)
-    for group in (MAIN_KEYMAP, CONFLICT_KEYMAP):
+    for group in (MAIN_KEYMAP, CONFLICT_KEYMAP, DIFF_KEYMAP):
         seen: dict[str, str] = {}
         for action in group:
             for key in keymap[action].split(","):

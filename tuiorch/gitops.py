@@ -21,7 +21,17 @@ from pathlib import Path
 from typing import Literal, ParamSpec, TypeVar
 
 import pygit2
-from pygit2.enums import CheckoutStrategy, FileMode, FileStatus, ReferenceType, RepositoryState
+from pygit2.enums import (
+    CheckoutStrategy,
+    DeltaStatus,
+    DiffOption,
+    FileMode,
+    FileStatus,
+    ReferenceType,
+    RepositoryState,
+)
+
+from tuiorch.diffs import ADDED, CONTEXT, REMOVED, DiffHunk, DiffLine, FileDiff, TaskDiff
 
 IDENTITY_FALLBACK = ("tuiorch", "tuiorch@localhost")
 
@@ -35,6 +45,18 @@ _LOCK_RETRY_DELAY = 0.05
 _MARKER_PREFIXES = (b"<<<<<<< ", b">>>>>>> ")
 _MARKER_SEPARATOR = b"======="
 _BINARY_PLACEHOLDER = "[binary file, {size} bytes]"
+#: The review screen shows at most this many diff lines of a task (the counts are always whole).
+DIFF_MAX_LINES = 20_000
+_DIFF_KINDS = {" ": CONTEXT, "+": ADDED, "-": REMOVED}
+_DELTA_STATUS = {
+    DeltaStatus.ADDED: "added",
+    DeltaStatus.UNTRACKED: "added",
+    DeltaStatus.DELETED: "deleted",
+    DeltaStatus.MODIFIED: "modified",
+    DeltaStatus.RENAMED: "renamed",
+    DeltaStatus.COPIED: "copied",
+    DeltaStatus.TYPECHANGE: "type changed",
+}
 
 
 class GitError(Exception):
@@ -935,8 +957,92 @@ class GitRepo:
         return sides[0], sides[1], sides[2]
 
     @_locked
-    def start_manual_merge(self, worktree: Path, base: str = "main", message: str | None = None) -> tuple[str, ...]:
-        """Merge `base` into the task branch checked out in `worktree`, leaving conflict markers.
+    def conflict_texts(
+        self, branch: str, base: str, paths: Sequence[str]
+    ) -> tuple[str, str, list[tuple[str, str, str | None, str | None, str | None, bool]]]:
+        """The tips of `base` and `branch` and, per path, (path, kind, base's text, the task's text, the
+        merge base's text, binary): what the conflict modal splits into hunks. None where a side has no file;
+        binary (or non-UTF-8) files come back as a placeholder naming their size."""
+        ours, theirs = self._commit_of(base), self._commit_of(branch)
+        try:
+            ancestor_id = self._repo.merge_base(ours.id, theirs.id)
+        except pygit2.GitError:
+            ancestor_id = None
+        ancestor = self._repo[ancestor_id].peel(pygit2.Tree) if ancestor_id else None
+        files = []
+        for path in paths:
+            texts: list[str | None] = []
+            binary = False
+            for tree in (ours.tree, theirs.tree, ancestor):
+                entry = _tree_entry(tree, path) if tree is not None else None
+                if not isinstance(entry, pygit2.Blob):
+                    texts.append(None)
+                    continue
+                try:
+                    texts.append(entry.data.decode("utf-8") if not entry.is_binary else None)
+                except UnicodeDecodeError:
+                    texts.append(None)
+                if texts[-1] is None:
+                    binary = True
+                    texts[-1] = _BINARY_PLACEHOLDER.format(size=entry.size)
+            files.append((path, _conflict_kind(texts[2], texts[0], texts[1]), texts[0], texts[1], texts[2], binary))
+        return str(ours.id), str(theirs.id), files
+
+    def task_diff(
+        self,
+        base: str,
+        *,
+        branch: str | None = None,
+        worktree: Path | None = None,
+        commit: str | None = None,
+        max_lines: int = DIFF_MAX_LINES,
+    ) -> TaskDiff:
+        """What a task changed against its merge base with `base`.
+
+        `commit`: a merge commit that landed (its first parent to it). `worktree`: the agent's checkout,
+        uncommitted and untracked files included. `branch`: the branch's tip. Not under the instance lock,
+        on a handle of its own: a review never waits behind a merge or a checkout.
+        """
+        try:
+            return self._task_diff(base, branch, worktree, commit, max_lines)
+        except (pygit2.GitError, KeyError, ValueError, OSError) as exc:
+            raise GitError(f"cannot read the changes: {exc}") from exc
+
+    def _task_diff(
+        self, base: str, branch: str | None, worktree: Path | None, commit: str | None, max_lines: int
+    ) -> TaskDiff:
+        repo = pygit2.Repository(str(self.git_dir))
+        flags = DiffOption.NORMAL
+        if commit is not None:
+            merge = repo[pygit2.Oid(hex=commit)].peel(pygit2.Commit)
+            if not merge.parents:
+                raise GitError(f"{commit[:7]} has no parent to compare with")
+            diff = repo.diff(merge.parents[0].tree, merge.tree)
+            source = f"merged as {commit[:7]}"
+        else:
+            base_tip = repo.references[f"refs/heads/{base}"].peel(pygit2.Commit).id
+            if worktree is not None:
+                wt_repo = pygit2.Repository(str(worktree))
+                head = wt_repo.head.peel(pygit2.Commit).id
+                since = repo.merge_base(base_tip, head) or base_tip
+                flags |= DiffOption.INCLUDE_UNTRACKED | DiffOption.RECURSE_UNTRACKED_DIRS | DiffOption.SHOW_UNTRACKED_CONTENT
+                diff = wt_repo[since].peel(pygit2.Tree).diff_to_workdir(flags)
+                source = f"{wt_repo.head.shorthand} + uncommitted work"
+            elif branch is not None:
+                tip = repo.references[f"refs/heads/{branch}"].peel(pygit2.Commit)
+                since = repo.merge_base(base_tip, tip.id) or base_tip
+                diff = repo.diff(repo[since].peel(pygit2.Tree), tip.tree)
+                source = f"branch {branch}"
+            else:
+                raise GitError("nothing to compare: no branch, worktree or commit")
+        return TaskDiff(base=base, source=source, files=tuple(_file_diffs(diff, max_lines)))
+
+    @_locked
+    def start_manual_merge(
+        self, worktree: Path, base: str = "main", message: str | None = None, commit: str | None = None
+    ) -> tuple[str, ...]:
+        """Merge `base` (or exactly `commit`, a tip of it) into the task branch checked out in `worktree`,
+        leaving conflict markers.
 
         Returns the conflicted paths. The worktree is left mid-merge (MERGE_HEAD) for a human or
         an agent to edit; finish with finish_manual_merge. `message` replaces the prepared merge message
@@ -949,7 +1055,7 @@ class GitRepo:
             return _conflicts_of(wt_repo)
         if wt_repo.status():
             raise GitError(f"{worktree} has uncommitted changes; commit them before merging {base} in")
-        wt_repo.merge(wt_repo.references[f"refs/heads/{base}"])
+        wt_repo.merge(pygit2.Oid(hex=commit) if commit else wt_repo.references[f"refs/heads/{base}"])
         task_branch = wt_repo.head.shorthand
         conflicted = _conflicts_of(wt_repo)
         for rel in conflicted:
@@ -1030,6 +1136,23 @@ class GitRepo:
         index.write()
 
     @_locked
+    def write_resolved(self, worktree: Path, path: str, text: str) -> None:
+        """Resolve `path` in `worktree` with `text` (the hunk-by-hunk result), keeping the file's mode."""
+        target = Path(worktree) / path
+        mode = target.stat().st_mode & 0o777 if target.is_file() else 0o644
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(text.encode("utf-8", errors="surrogateescape"))
+        target.chmod(mode)
+        wt_repo = pygit2.Repository(str(worktree))
+        index = wt_repo.index
+        index.read()
+        conflicts = index.conflicts
+        if conflicts is not None and path in conflicts:
+            del conflicts[path]
+        index.add(path)
+        index.write()
+
+    @_locked
     def mark_resolved(self, worktree: Path, path: str) -> None:
         """Accept the file as edited by hand (or deleted); refuses while it still has markers."""
         wt_repo = pygit2.Repository(str(worktree))
@@ -1088,6 +1211,44 @@ class GitRepo:
 
 def _is_scratch(path: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(part, pattern) for part in path.split("/") for pattern in patterns)
+
+
+def _file_diffs(diff: pygit2.Diff, max_lines: int) -> list[FileDiff]:
+    """A pygit2 diff as FileDiffs; past `max_lines` lines in all, hunks are left out (counts stay whole)."""
+    files: list[FileDiff] = []
+    budget = max_lines
+    for patch in diff:
+        if patch is None:
+            continue
+        delta = patch.delta
+        _context, added, removed = patch.line_stats
+        hunks: list[DiffHunk] = []
+        truncated = False
+        if not delta.is_binary:
+            for hunk in patch.hunks:
+                if budget <= 0:
+                    truncated = True
+                    break
+                lines = tuple(
+                    DiffLine(_DIFF_KINDS[line.origin], line.old_lineno if line.old_lineno >= 0 else None,
+                             line.new_lineno if line.new_lineno >= 0 else None, line.content.rstrip("\r\n"))
+                    for line in hunk.lines
+                    if line.origin in _DIFF_KINDS
+                )
+                budget -= len(lines)
+                hunks.append(DiffHunk(hunk.header.rstrip("\n"), lines))
+        status = _DELTA_STATUS.get(delta.status, "modified")
+        files.append(FileDiff(
+            path=delta.new_file.path or delta.old_file.path,
+            status=status,
+            added=added,
+            removed=removed,
+            hunks=tuple(hunks),
+            binary=delta.is_binary,
+            old_path=delta.old_file.path if delta.old_file.path != delta.new_file.path else None,
+            truncated=truncated,
+        ))
+    return files
 
 
 def _changed_paths(old: pygit2.Tree, new: pygit2.Tree) -> set[str]:

@@ -33,9 +33,11 @@ from tuiorch.config import (
     too_long_argument,
     worktree_dir,
 )
+from tuiorch.diffs import TaskDiff
 from tuiorch.events import TaskStatus
 from tuiorch.gate import GatedMerge, gated_merge
-from tuiorch.gitops import GitError, GitRepo, PreparedMerge
+from tuiorch.gitops import DIFF_MAX_LINES, GitError, GitRepo, PreparedMerge
+from tuiorch.hunks import MergeFileError, Resolution, conflict_file
 from tuiorch.prompt import RESOLVE_TEMPLATE, load_template, render_prompt, render_resolve_prompt
 from tuiorch.runlock import RunLock, clear_stale_git_locks, kill_orphan_agents
 from tuiorch.scheduler import pick_tasks, wait_reasons
@@ -131,6 +133,8 @@ class TaskRecord:
     last_failure: str = ""
     #: The agent's last stderr lines: its words when it dies without saying why on stdout.
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
+    #: What the user asked the agent to change when sending a finished task back from review.
+    review_note: str = ""
 
     @property
     def elapsed(self) -> float | None:
@@ -504,6 +508,7 @@ class Orchestrator:
                 ev.TaskFailed(task=task.id, reason=reason, exit=exit_.code, signal=exit_.signal),
             )
             return
+        rec.review_note = ""
         message = self._commit_message(task)
         await asyncio.to_thread(self.git.commit_leftovers, rec.worktree, message, rec.branch, self.preset.scratch)
         has_commits = await asyncio.to_thread(self.git.has_new_commits, rec.branch, rec.base_sha)
@@ -668,6 +673,11 @@ class Orchestrator:
         self._persist()
 
     def _retry_note(self, rec: TaskRecord) -> str:
+        if rec.review_note and rec.keep_commits:
+            return (
+                "Your branch already holds your earlier work for this task. It was reviewed and sent back "
+                f"to you with this note:\n```\n{rec.review_note}\n```\nMake the changes it asks for and commit.\n"
+            )
         if rec.check_output and rec.keep_commits:
             return (
                 f"Your branch already holds your earlier work, but merged with {self.base} it fails the "
@@ -1190,6 +1200,94 @@ class Orchestrator:
         await asyncio.to_thread(self.git.remove_worktree, worktree)
         rec.worktree = None
         await self._merge(rec)
+
+    def is_busy(self, task_id: str) -> bool:
+        """A merge or the resolver agent is at work on the task (its conflict is not the user's to touch)."""
+        return task_id in self._runners
+
+    async def conflict_resolution(self, task_id: str) -> Resolution:
+        """The task's conflict as hunks to choose from, pinned to the two tips it was computed from."""
+        rec = self._record(task_id)
+        if rec.status not in (TaskStatus.CONFLICT, TaskStatus.RESOLVING) or rec.branch is None:
+            raise CommandError(f"task {task_id} is not in conflict")
+        paths = rec.paths or await asyncio.to_thread(self.git.test_merge, rec.branch, self.base)
+
+        def build() -> Resolution:
+            base_tip, task_tip, texts = self.git.conflict_texts(rec.branch or "", self.base, paths)
+            files = [conflict_file(path, kind, ours, theirs, base, binary=binary)
+                     for path, kind, ours, theirs, base, binary in texts]
+            return Resolution(files, (self.base, rec.branch or ""), base_tip=base_tip, task_tip=task_tip)
+
+        try:
+            return await asyncio.to_thread(build)
+        except MergeFileError as exc:
+            raise CommandError(str(exc)) from None
+
+    async def resolve_conflict(self, task_id: str, resolution: Resolution) -> None:
+        """Commit a hunk-by-hunk resolution on the task branch as the merge of exactly the tips it was made
+        from, then retry the merge into base (which may conflict again if base moved since)."""
+        rec = self._record(task_id)
+        if rec.status not in (TaskStatus.CONFLICT, TaskStatus.RESOLVING) or rec.branch is None:
+            raise CommandError(f"task {task_id} is not in conflict")
+        if task_id in self._runners:
+            raise CommandError(f"task {task_id} is busy")
+        if not resolution.done:
+            raise CommandError(f"{len(resolution.open_keys())} hunks still need a choice")
+        if await asyncio.to_thread(self.git.branch_tip, rec.branch) != resolution.task_tip:
+            raise CommandError(f"branch {rec.branch} moved since the conflict was shown; open it again")
+        path = self._resolve_path(rec)
+        if rec.worktree is not None and rec.status is TaskStatus.RESOLVING:
+            await asyncio.to_thread(self.git.remove_worktree, rec.worktree)
+        await asyncio.to_thread(
+            functools.partial(self.git.prepare_worktree, path, rec.branch, self.base, keep_commits=True)
+        )
+        conflicted = await asyncio.to_thread(
+            functools.partial(self.git.start_manual_merge, path, base=self.base, commit=resolution.base_tip)
+        )
+        rec.worktree = path
+        self._set_status(rec, TaskStatus.RESOLVING)
+        for index, file in enumerate(resolution.files):
+            how, value = resolution.result(index)
+            if how == "side":
+                await asyncio.to_thread(self.git.take_side, path, file.path, value)  # type: ignore[arg-type]
+            else:
+                await asyncio.to_thread(self.git.write_resolved, path, file.path, value or "")
+        left = sorted(set(conflicted) - {file.path for file in resolution.files})
+        if left:
+            raise CommandError(f"also in conflict: {', '.join(left)}; open the conflict again")
+        await self.finish_resolution(task_id)
+
+    async def task_diff(self, task_id: str, *, max_lines: int = DIFF_MAX_LINES) -> TaskDiff:
+        """What the task changed against its merge base: the merge commit once merged, the agent's worktree
+        (uncommitted work too) while it runs, else its branch."""
+        rec = self._record(task_id)
+        branch = rec.branch or self._branch_name(rec.task)
+        diff = functools.partial(self.git.task_diff, self.base, max_lines=max_lines)
+        if rec.status is TaskStatus.MERGED and rec.commit:
+            return await asyncio.to_thread(diff, commit=rec.commit)
+        if rec.status in SLOT_STATUSES and rec.holds_worktree and rec.worktree is not None:
+            with contextlib.suppress(GitError):
+                return await asyncio.to_thread(diff, worktree=rec.worktree)
+        if await asyncio.to_thread(self.git.branch_tip, branch):
+            return await asyncio.to_thread(diff, branch=branch)
+        return TaskDiff(base=self.base, source="nothing yet: the task has no branch")
+
+    def send_back(self, task_id: str, note: str) -> None:
+        """Review's `g`: the task's agent gets its branch back, with the user's note in its prompt."""
+        rec = self._record(task_id)
+        if rec.status not in (TaskStatus.FINISHED, TaskStatus.CHECK_FAILED):
+            raise CommandError(
+                f"task {task_id} is {rec.status.value}; only a finished task (or a failed check) goes back to its agent"
+            )
+        if task_id in self._runners:
+            raise CommandError(f"task {task_id} is busy")
+        if not note.strip():
+            raise CommandError("write a note saying what the agent should change")
+        rec.review_note = note.strip()
+        rec.keep_commits = True
+        rec.attempts = 0
+        rec.reason = "sent back to its agent with your note"
+        self._requeue_front(rec)
 
     async def requeue(self, task_id: str) -> None:
         """Abort: drop branch and worktree, redo the task from the new main, at the head of the queue."""

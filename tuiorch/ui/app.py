@@ -27,6 +27,7 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 from tuiorch.agent_output import format_usage
 from tuiorch.config import Config
 from tuiorch.events import RunFinished, TaskStatus
+from tuiorch.hunks import Resolution
 from tuiorch.orchestrator import CommandError, Orchestrator
 from tuiorch.tasks import Priority, Task, TaskFileError, load_tasks, write_priority
 from tuiorch.ui import messages
@@ -129,8 +130,8 @@ class TuiorchApp(App[int]):
         #: The run's tokens and cost as the header shows them, and when to read them again.
         self._spent = ""
         self._spent_read_after = 0.0
-        #: task -> {path: how} resolved in the conflict modal, kept across closing and reopening it.
-        self._resolutions: dict[str, dict[str, str]] = {}
+        #: task -> the hunk choices made in the conflict modal, kept across closing and reopening it.
+        self._resolutions: dict[str, Resolution] = {}
         self._last_task_text: str | None = None
         #: What the footer last showed as enabled, so it is rebuilt only when that changes.
         self._footer_state: tuple[object, ...] = ()
@@ -294,25 +295,15 @@ class TuiorchApp(App[int]):
         self.sync_panes()
 
     def on_conflict_arrived(self, message: messages.ConflictArrived) -> None:
+        """A conflict shows in the header, the queue and its pane, and `c` opens it: the modal never opens
+        by itself over what the user is looking at."""
         self._dirty = True
-        self._resolutions.pop(message.task, None)
         screen = self.screen
         if isinstance(screen, ConflictScreen) and screen.task_id == message.task:
             screen.refresh_from_engine()
-        elif isinstance(screen, ModalScreen):
-            self.notify(f"task {message.task} conflicts with main: press c", severity="warning")
-        else:
-            # Draw the conflict on the main screen first: behind a modal it is not laid out again, so it
-            # would otherwise keep whatever the last tick showed (the task still "running").
-            self.render_state()
-            self._refresh_queue(time.monotonic(), force=True)
-            self.call_after_refresh(self._open_conflict_from_engine, message.task)
-
-    def _open_conflict_from_engine(self, task_id: str) -> None:
-        record = self.orch.records.get(task_id)
-        if self.screen_stack and not isinstance(self.screen, ModalScreen) and record is not None \
-                and record.status in IN_CONFLICT:
-            self.open_conflict(task_id)
+            return
+        self.notify(f"task {message.task} conflicts with {self.orch.base}: press c to resolve it",
+                    severity="warning", timeout=8)
 
     def on_notice_arrived(self, message: messages.NoticeArrived) -> None:
         severity = {"error": "error", "warning": "warning"}.get(message.level, "information")
@@ -670,20 +661,20 @@ class TuiorchApp(App[int]):
             self._refused("conflicts")
 
     def open_conflict(self, task_id: str) -> None:
-        resolved = self._resolutions.setdefault(task_id, {})
-
         def closed(result: str | None) -> None:
             self._dirty = True
+            record = self.orch.records.get(task_id)
+            state = status_label(record.status) if record else "gone"
             if result == "resolved":
-                self._resolutions.pop(task_id, None)
-                record = self.orch.records.get(task_id)
-                state = status_label(record.status) if record else "gone"
                 self.notify(f"task {task_id}: resolution committed, {state}")
             elif result == "requeued":
-                self._resolutions.pop(task_id, None)
                 self.notify(f"task {task_id} requeued at the head of the queue")
+            elif result == "agent":
+                self.notify(f"task {task_id} handed to the resolver agent")
+            elif result == "gone":
+                self.notify(f"task {task_id} is no longer in conflict: {state}")
 
-        self.push_screen(ConflictScreen(self.orch, task_id, resolved), closed)
+        self.push_screen(ConflictScreen(self.orch, task_id, self._resolutions), closed)
 
     def action_log(self) -> None:
         record = self._selected_record()
@@ -765,10 +756,11 @@ class TuiorchApp(App[int]):
             text += f"\n\nWaiting for you in {self.orch.root}:\n" + "\n".join(pending)
         return text
 
-    def run_editor(self, path: Path) -> bool:
-        """Open `path` in $VISUAL / $EDITOR with the app suspended; False if no editor could run."""
+    def run_editor(self, path: Path, line: int | None = None) -> bool:
+        """Open `path` in $VISUAL / $EDITOR (at `line`: the `+N` argument vi, nano and emacs read) with the
+        app suspended; False if no editor could run."""
         command = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-        argv = [*shlex.split(command), str(path)]
+        argv = [*shlex.split(command), *([f"+{line}"] if line else []), str(path)]
         try:
             try:
                 with self.suspend():

@@ -1,45 +1,146 @@
-"""Conflict triage: the conflicting paths with their kind, ours and theirs side by side, and the ways out."""
+"""Conflict triage, hunk by hunk: each conflicting hunk with a few lines of context, the base branch's
+side and the task's aligned next to each other (the merge base on a key), and a choice per hunk.
+
+The hunk logic is the engine's (tuiorch.hunks); this screen shows a Resolution and records choices in it.
+When every hunk has one, the engine commits the resolution on the task branch and retries the merge.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Label, OptionList, Static
-from textual.widgets.option_list import Option
+from textual.widgets import Footer, Label, Static
 
 from tuiorch.events import TaskStatus
+from tuiorch.gitops import GitError
+from tuiorch.hunks import BOTH, EDITED, OURS, THEIRS, Key, Resolution, context, hunks_of
+from tuiorch.orchestrator import CommandError
 from tuiorch.ui.format import has_conflict_markers
+from tuiorch.ui.highlight import highlight_lines
+from tuiorch.ui.screens.confirm import ConfirmScreen
 
 if TYPE_CHECKING:
     from tuiorch.orchestrator import Orchestrator
 
 #: Result of the modal: what became of the conflict.
-RESOLVED, REQUEUED, AGENT, LATER = "resolved", "requeued", "agent", "later"
+RESOLVED, REQUEUED, AGENT, LATER, GONE = "resolved", "requeued", "agent", "later", "gone"
+#: Clean lines shown above and below a hunk.
+CONTEXT_LINES = 3
+IN_CONFLICT = frozenset({TaskStatus.CONFLICT, TaskStatus.RESOLVING})
+#: How often the modal looks whether its task left the conflict (merged by the agent, requeued…).
+WATCH_SECONDS = 0.5
+
+SIDE_STYLES = {OURS: "on #1d2b45", THEIRS: "on #1e3a26", "base": "on #3a3420"}
+
+
+def describe_choice(choice: str | None, labels: tuple[str, str]) -> str:
+    ours, theirs = labels
+    return {
+        None: "open",
+        OURS: f"took {ours}",
+        THEIRS: f"took {theirs}",
+        BOTH: f"took both ({ours} first)",
+        EDITED: "resolved in the editor",
+    }[choice]
+
+
+def hunk_view(resolution: Resolution, key: Key, show_base: bool) -> RenderableType:
+    """The hunk at `key`: context above, the sides aligned line by line in columns, context below."""
+    file = resolution.files[key[0]]
+    ours_label, theirs_label = resolution.labels
+    choice = resolution.choice(key)
+    if not file.textual:
+        table = Table(box=box.SIMPLE_HEAD, expand=True, padding=(0, 1), show_edge=False)
+        table.add_column(f"{ours_label} (o)", ratio=1, style=SIDE_STYLES[OURS])
+        table.add_column(f"{theirs_label} (t)", ratio=1, style=SIDE_STYLES[THEIRS])
+        ours = "(deleted)" if file.ours is None else file.ours
+        theirs = "(deleted)" if file.theirs is None else file.theirs
+        table.add_row(Text(_clip(ours)), Text(_clip(theirs)))
+        note = Text(f"{file.kind} conflict: keep one side of the whole file", style="italic")
+        return Group(note, table)
+    hunk = hunks_of(file.segments)[key[1]]
+    before, after = context(file.segments, key[1], CONTEXT_LINES)
+    columns: list[tuple[str, str, tuple[str, ...]]] = [(f"{ours_label} (o)", OURS, hunk.ours)]
+    if show_base:
+        columns.append(("merge base", "base", hunk.base))
+    columns.append((f"{theirs_label} (t)", THEIRS, hunk.theirs))
+    table = Table(box=box.SIMPLE_HEAD, expand=True, padding=(0, 1), show_edge=False, pad_edge=False)
+    for title, side, _lines in columns:
+        dim = choice is not None and choice != EDITED and side != "base" and side not in _kept(choice)
+        table.add_column(title, ratio=1, no_wrap=True, overflow="ellipsis",
+                         header_style="bold" + (" dim" if dim else ""),
+                         style=("dim " if dim else "") + SIDE_STYLES[side])
+    rendered = [highlight_lines(file.path, list(lines)) for _t, _s, lines in columns]
+    rows = max((len(lines) for _t, _s, lines in columns), default=0)
+    for row in range(rows):
+        table.add_row(*[lines[row] if row < len(lines) else Text("") for lines in rendered])
+    # An empty side: the hunk adds lines on one side only, or deletes them on one.
+    empty = [Text("(no lines)", style="dim italic") if not lines else Text("") for _t, _s, lines in columns]
+    if any(not lines for _t, _s, lines in columns):
+        table.add_row(*empty)
+    return Group(_context_text(before, file.path), table, _context_text(after, file.path))
+
+
+def _kept(choice: str) -> tuple[str, ...]:
+    return (OURS, THEIRS) if choice == BOTH else (choice,)
+
+
+def _clip(text: str, lines: int = 200) -> str:
+    parts = text.splitlines()
+    return "\n".join(parts[:lines]) + (f"\n… {len(parts) - lines} more lines" if len(parts) > lines else "")
+
+
+def _context_text(lines: tuple[str, ...], path: str) -> Text:
+    """Clean lines around a hunk, marked as context by a bar in the gutter."""
+    out = Text()
+    for line in highlight_lines(path, list(lines)):
+        out.append("│ ", style="dim")
+        out.append_text(line)
+        out.append("\n")
+    out.rstrip()
+    return out
 
 
 class ConflictScreen(ModalScreen[str]):
     BINDINGS = [
-        Binding("o", "take('ours')", "Take ours", id="take_ours", tooltip="Keep main's version of this file"),
-        Binding("t", "take('theirs')", "Take theirs", id="take_theirs", tooltip="Keep the task's version"),
-        Binding("e", "edit", "Edit", id="edit", tooltip="Open the file with conflict markers in $EDITOR"),
-        Binding("g", "agent", "Agent", id="hand_to_agent", tooltip="Let the agent resolve every path"),
-        Binding("R", "requeue", "Abort+requeue", id="requeue",
-                tooltip="Drop the branch and redo the task from the new main"),
-        Binding("escape", "later", "Later", id="later", tooltip="Close; the conflict stays listed"),
+        Binding("o", "take('ours')", "Base", id="take_ours", tooltip="This hunk: keep the base branch's side"),
+        Binding("t", "take('theirs')", "Task", id="take_theirs", tooltip="This hunk: keep the task's side"),
+        Binding("b", "take('both')", "Both", id="take_both", tooltip="This hunk: both sides, the base branch's first"),
+        Binding("n", "move(1)", "Next", id="next_hunk", tooltip="Next conflicting hunk (across files)"),
+        Binding("p", "move(-1)", "Prev", id="previous_hunk", tooltip="Previous conflicting hunk"),
+        Binding("u", "undo", "Undo", id="undo", tooltip="Take back the last choice"),
+        Binding("e", "edit", "Edit", id="edit", tooltip="Open the file in $EDITOR at this hunk"),
+        Binding("g", "agent", "Agent", id="hand_to_agent", tooltip="Let the resolver agent resolve every hunk"),
+        # The status line names these three: the footer keeps its room for the keys used on every hunk.
+        Binding("O", "take_file('ours')", "File: base", id="take_file_ours", show=False,
+                tooltip="Every open hunk of this file: the base branch's side"),
+        Binding("T", "take_file('theirs')", "File: task", id="take_file_theirs", show=False,
+                tooltip="Every open hunk of this file: the task's side"),
+        Binding("a", "toggle_base", "Merge base", id="show_base", show=False,
+                tooltip="Show or hide the merge base's lines"),
+        Binding("R", "requeue", "Drop", id="requeue",
+                tooltip="Drop the task's branch (asks first) and redo the task from the base branch"),
+        Binding("escape", "later", "Later", id="later", tooltip="Close; your choices are kept for later"),
     ]
 
-    def __init__(self, orch: Orchestrator, task_id: str, resolved: dict[str, str]) -> None:
-        """`resolved` (path -> how) is the app's memory for this task, so reopening keeps what was done."""
+    def __init__(self, orch: Orchestrator, task_id: str, saved: dict[str, Resolution]) -> None:
+        """`saved` is the app's memory (task -> Resolution), so reopening keeps the choices made."""
         super().__init__()
         self.orch = orch
         self.task_id = task_id
-        self.resolved = resolved
-        self.paths: list[str] = []
+        self.saved = saved
+        self.resolution: Resolution | None = saved.get(task_id)
+        self.current: Key | None = None
+        self.show_base = False
         self.busy = False
 
     # -------------------------------------------------------------- state
@@ -48,176 +149,273 @@ class ConflictScreen(ModalScreen[str]):
     def record(self) -> Any:
         return self.orch.records[self.task_id]
 
-    def unresolved(self) -> list[str]:
-        return [p for p in self.paths if p not in self.resolved]
-
     @property
-    def current_path(self) -> str | None:
-        index = self.query_one(OptionList).highlighted
-        return self.paths[index] if index is not None and 0 <= index < len(self.paths) else None
-
-    def _sync_paths(self) -> None:
-        """The record's open paths plus the ones resolved here (the engine drops those from the record)."""
-        open_paths = [p for p in self.record.paths if p not in self.paths]
-        self.paths.extend(open_paths)
-        for path in list(self.resolved):
-            if path not in self.paths:
-                self.paths.append(path)
+    def agent_at_work(self) -> bool:
+        return self.orch.is_busy(self.task_id)
 
     # -------------------------------------------------------------- layout
 
     def compose(self) -> ComposeResult:
         task = self.record.task
+        branch = self.record.branch or "task"
         with Vertical(id="conflict-dialog", classes="dialog"):
-            yield Label(f"conflict · task {task.id} {task.title}", id="conflict-title", markup=False)
-            with Horizontal(id="conflict-body"):
-                yield OptionList(id="conflict-paths")
-                with Horizontal(id="conflict-sides"):
-                    with Vertical(classes="side"):
-                        yield Label("ours (main)", classes="side-title")
-                        with VerticalScroll():
-                            yield Static("", id="ours", markup=False)
-                    with Vertical(classes="side"):
-                        yield Label(f"theirs (task {task.id})", classes="side-title")
-                        with VerticalScroll():
-                            yield Static("", id="theirs", markup=False)
+            yield Label(f"conflict · task {task.id} {task.title} · {self.orch.base} ⟵ {branch}",
+                        id="conflict-title", markup=False)
+            yield Label("reading the conflict…", id="conflict-where", markup=False)
+            with VerticalScroll(id="conflict-hunk"):
+                yield Static("", id="conflict-view")
             yield Label("", id="conflict-status", markup=False)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        if not self.query(OptionList):
+        if not self.query("#conflict-view"):
             return  # pushed while the app was closing: nothing was composed, nothing to show
-        self._sync_paths()
-        self._render_paths()
-        options = self.query_one(OptionList)
-        options.focus()
-        first = self.unresolved()
-        if first:
-            options.highlighted = self.paths.index(first[0])
-        elif self.paths:
-            options.highlighted = 0
+        self.query_one("#conflict-hunk").focus()
+        self.set_interval(WATCH_SECONDS, self._watch_task)
+        self.load()
 
-    def _render_paths(self) -> None:
-        options = self.query_one(OptionList)
-        highlighted = options.highlighted
-        kinds = self.record.kinds
-        options.clear_options()
-        for path in self.paths:
-            how = self.resolved.get(path)
-            mark = f"✓ {how:<7}" if how else f"✗ {kinds.get(path, 'content'):<7}"
-            options.add_option(Option(f"{mark} {path}", id=path))
-        if highlighted is not None and self.paths:
-            options.highlighted = min(highlighted, len(self.paths) - 1)
-        left = len(self.unresolved())
-        self.query_one("#conflict-status", Label).update(
-            f"{left} of {len(self.paths)} paths unresolved" if left else "every path resolved"
-        )
-
-    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        # o/t/e apply to the highlighted path: grey them out or light them up now, not on some later refresh.
-        self.refresh_bindings()
-        path = event.option.id
-        if path is None:
+    @work(exclusive=True, group="conflict-load", exit_on_error=False)
+    async def load(self) -> None:
+        """(Re)read the conflict from the engine; choices made on the same two tips are kept."""
+        if self.agent_at_work:
+            self._show_agent_at_work()
             return
         try:
-            ours, theirs, _base = self.orch.conflict_sides(self.task_id, path)
-        except Exception as exc:  # a side may be unreadable mid-resolution; say so instead of crashing
-            ours = theirs = f"(could not read: {exc})"
-        self.query_one("#ours", Static).update("(deleted on main)" if ours is None else ours)
-        self.query_one("#theirs", Static).update("(deleted by the task)" if theirs is None else theirs)
+            fresh = await self.orch.conflict_resolution(self.task_id)
+        except (CommandError, GitError) as exc:
+            self.query_one("#conflict-where", Label).update(f"cannot read the conflict: {exc}")
+            return
+        old = self.resolution
+        if old is not None and (old.base_tip, old.task_tip) == (fresh.base_tip, fresh.task_tip):
+            fresh = old
+        elif old is not None and old.history:
+            self.notify(f"{self.orch.base} or the task moved since; the conflict is read again", severity="warning")
+        self.resolution = self.saved[self.task_id] = fresh
+        open_keys = fresh.open_keys()
+        self.current = open_keys[0] if open_keys else (fresh.keys[0] if fresh.keys else None)
+        self.show()
+
+    def _show_agent_at_work(self) -> None:
+        self.query_one("#conflict-where", Label).update("the resolver agent is working on this conflict")
+        self.query_one("#conflict-view", Static).update(
+            Text("Its output is in the task's pane and log (l). Wait for it, or close this (esc).", style="italic")
+        )
+        self.refresh_bindings()
+
+    def show(self) -> None:
+        """Draw the current hunk, where it is, and how many are left."""
+        resolution, key = self.resolution, self.current
+        if resolution is None or key is None:
+            return
+        file = resolution.files[key[0]]
+        keys = resolution.keys
+        position = keys.index(key) + 1
+        in_file = [k for k in keys if k[0] == key[0]]
+        where = [file.path, file.kind, f"hunk {position} of {len(keys)}"]
+        if len(resolution.files) > 1:
+            where.append(f"file {key[0] + 1} of {len(resolution.files)} ({len(in_file)} hunks)")
+        if file.textual:
+            where.append(f"line {resolution.display_line(key):,}")
+        where.append(describe_choice(resolution.choice(key), resolution.labels))
+        self.query_one("#conflict-where", Label).update(" · ".join(where))
+        self.query_one("#conflict-view", Static).update(hunk_view(resolution, key, self.show_base))
+        self.query_one("#conflict-hunk", VerticalScroll).scroll_home(animate=False)
+        self._status()
+        self.refresh_bindings()
+
+    def _status(self, text: str | None = None) -> None:
+        resolution = self.resolution
+        if text is None and resolution is not None:
+            left = len(resolution.open_keys())
+            ours, theirs = resolution.labels
+            base = "hide" if self.show_base else "show"
+            text = (f"{left} of {len(resolution.keys)} hunks open · O/T: whole file · a: {base} merge base"
+                    if left else "every hunk chosen")
+        self.query_one("#conflict-status", Label).update(text or "")
+
+    def _watch_task(self) -> None:
+        """Close when the conflict is gone from under the modal (merged by the agent, requeued, …)."""
+        record = self.orch.records.get(self.task_id)
+        if self.busy:
+            return
+        if record is None or record.status not in IN_CONFLICT:
+            self.dismiss(GONE)
+        elif self.agent_at_work and self.resolution is not None:
+            self.resolution = None
+            self._show_agent_at_work()
+        elif not self.agent_at_work and self.resolution is None and not self._loading():
+            self.load()
+
+    def _loading(self) -> bool:
+        return any(w.group == "conflict-load" and w.is_running for w in self.workers)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("take", "edit"):
-            return None if self.busy or self.current_path is None or self.current_path in self.resolved else True
+        ready = not self.busy and self.resolution is not None and self.current is not None
+        if action in ("take", "take_file", "move", "edit", "toggle_base"):
+            if not ready:
+                return None
+            if action == "take" and self.resolution is not None and self.current is not None:
+                return None if self.resolution.allowed(self.current, str(parameters[0])) else True
+            if action == "edit":
+                assert self.resolution is not None and self.current is not None
+                return None if self.resolution.files[self.current[0]].binary else True
+            return True
+        if action == "undo":
+            return True if ready and self.resolution is not None and self.resolution.history else None
         if action in ("agent", "requeue"):
-            return None if self.busy else True
+            return None if self.busy or self.agent_at_work else True
         return True
 
     # -------------------------------------------------------------- actions
 
-    def _mark(self, path: str, how: str) -> None:
-        self.resolved[path] = how
-        self._render_paths()
-        rest = self.unresolved()
-        if rest:
-            self.query_one(OptionList).highlighted = self.paths.index(rest[0])
-        self.refresh_bindings()
+    def action_move(self, step: int) -> None:
+        resolution, key = self.resolution, self.current
+        if resolution is None or key is None:
+            return
+        keys = resolution.keys
+        index = keys.index(key) + step
+        if not 0 <= index < len(keys):
+            self.notify("that was the last hunk" if step > 0 else "this is the first hunk", timeout=2)
+            return
+        self.current = keys[index]
+        self.show()
 
-    def _set_busy(self, busy: bool, note: str = "") -> None:
+    def action_toggle_base(self) -> None:
+        self.show_base = not self.show_base
+        self.show()
+
+    def action_take(self, side: str) -> None:
+        resolution, key = self.resolution, self.current
+        if resolution is None or key is None:
+            return
+        if why := resolution.allowed(key, side):
+            self.notify(why, severity="warning")
+            return
+        resolution.choose([key], side)
+        self._advance()
+
+    def action_take_file(self, side: str) -> None:
+        resolution, key = self.resolution, self.current
+        if resolution is None or key is None:
+            return
+        keys = [k for k in resolution.open_keys() if k[0] == key[0]] or [k for k in resolution.keys if k[0] == key[0]]
+        resolution.choose(keys, side)
+        self._advance()
+
+    def action_undo(self) -> None:
+        if self.resolution is None:
+            return
+        key = self.resolution.undo()
+        if key is None:
+            self.notify("nothing to undo", timeout=2)
+            return
+        self.current = key
+        self.show()
+
+    def _advance(self) -> None:
+        """After a choice: on to the next open hunk, or commit when none is left."""
+        resolution, key = self.resolution, self.current
+        assert resolution is not None and key is not None
+        open_keys = resolution.open_keys()
+        if not open_keys:
+            self.show()
+            self.commit()
+            return
+        keys = resolution.keys
+        after = [k for k in open_keys if keys.index(k) > keys.index(key)]
+        self.current = after[0] if after else open_keys[0]
+        self.show()
+
+    def _set_busy(self, busy: bool, message: str = "") -> None:
         self.busy = busy
-        if note:
-            self.query_one("#conflict-status", Label).update(note)
+        self._status(message if busy else None)
         self.refresh_bindings()
 
     @work(exclusive=True, group="conflict", exit_on_error=False)
-    async def action_take(self, side: str) -> None:
-        path = self.current_path
-        if path is None or path in self.resolved:
-            return
-        self._set_busy(True, f"taking {side} for {path}…")
+    async def commit(self) -> None:
+        resolution = self.resolution
+        assert resolution is not None
+        self._set_busy(True, "committing the resolution and merging…")
         try:
-            await self.orch.take_side(self.task_id, path, side)
-            self._mark(path, side)
-        finally:
+            await self.orch.resolve_conflict(self.task_id, resolution)
+        except (CommandError, GitError) as exc:
             self._set_busy(False)
-        await self._finish_if_done()
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        self._set_busy(False)
+        if self.record.status in IN_CONFLICT:
+            # The base branch moved on and the merge conflicts again: start over with the new hunks.
+            self.saved.pop(self.task_id, None)
+            self.resolution = None
+            self.notify(f"{self.orch.base} moved on; the merge conflicts again", severity="warning")
+            self.load()
+            return
+        self.saved.pop(self.task_id, None)
+        self.dismiss(RESOLVED)
 
     @work(exclusive=True, group="conflict", exit_on_error=False)
     async def action_edit(self) -> None:
-        path = self.current_path
-        if path is None or path in self.resolved:
+        resolution, key = self.resolution, self.current
+        if resolution is None or key is None:
             return
-        self._set_busy(True, f"preparing {path} for editing…")
+        file = resolution.files[key[0]]
+        self._set_busy(True, f"opening {file.path} in your editor…")
         try:
             worktree = await self.orch.prepare_manual(self.task_id)
-            target = worktree / path
-            ok = self.app.run_editor(target)  # type: ignore[attr-defined]
-            if not ok:
+            target = worktree / file.path
+            text, _starts = resolution.with_markers(key[0])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+            line = resolution.line_of(key) if file.textual else 1
+            if not self.app.run_editor(target, line=line):  # type: ignore[attr-defined]
                 return
-            if target.exists() and has_conflict_markers(target.read_text(encoding="utf-8", errors="replace")):
-                self.notify(f"{path} still has conflict markers", severity="warning")
+            edited = target.read_text(encoding="utf-8", errors="replace") if target.exists() else ""
+            if has_conflict_markers(edited):
+                self.notify(f"{file.path} still has conflict markers; its hunks stay open", severity="warning")
                 return
-            await self.orch.mark_resolved(self.task_id, path)  # stage the hand edit so the merge can finish
-            self._mark(path, "edited")
+            resolution.set_edited(key[0], edited)
+        except (CommandError, GitError, OSError) as exc:
+            self.notify(str(exc), severity="error")
+            return
         finally:
             self._set_busy(False)
-        await self._finish_if_done()
-
-    async def _finish_if_done(self) -> None:
-        if self.unresolved() or not self.paths:
-            return
-        self._set_busy(True, "committing the resolution and merging…")
-        try:
-            await self.orch.finish_resolution(self.task_id)
-        finally:
-            self._set_busy(False)
-        if self.record.status is TaskStatus.CONFLICT:
-            # main moved on and conflicts again: start over with the new paths.
-            self.resolved.clear()
-            self.paths = []
-            self._sync_paths()
-            self._render_paths()
-            self.notify("main moved on; the merge conflicts again", severity="warning")
-            return
-        self.dismiss(RESOLVED)
+        self._advance()
 
     @work(exclusive=True, group="conflict", exit_on_error=False)
     async def action_agent(self) -> None:
         self._set_busy(True, "handing the conflict to the agent…")
         try:
-            self.app.run_command(self.orch.hand_to_agent(self.task_id))  # type: ignore[attr-defined]
-        finally:
+            await self.orch.hand_to_agent(self.task_id)
+        except (CommandError, GitError) as exc:
             self._set_busy(False)
+            self.notify(str(exc), severity="error")
+            return
+        self.saved.pop(self.task_id, None)
+        self._set_busy(False)
         self.dismiss(AGENT)
 
+    def action_requeue(self) -> None:
+        record = self.record
+        question = (f"Drop branch {record.branch} with the agent's work for task {self.task_id} and redo the task "
+                    f"from {self.orch.base}?")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._requeue()
+
+        self.app.push_screen(ConfirmScreen(question, yes="Drop and requeue"), answered)
+
     @work(exclusive=True, group="conflict", exit_on_error=False)
-    async def action_requeue(self) -> None:
+    async def _requeue(self) -> None:
         self._set_busy(True, "dropping the branch and requeueing…")
         try:
             await self.orch.requeue(self.task_id)
-        finally:
+        except (CommandError, GitError) as exc:
             self._set_busy(False)
-        self.resolved.clear()
+            self.notify(str(exc), severity="error")
+            return
+        self.saved.pop(self.task_id, None)
+        self._set_busy(False)
         self.dismiss(REQUEUED)
 
     def action_later(self) -> None:
@@ -225,5 +423,5 @@ class ConflictScreen(ModalScreen[str]):
 
     def refresh_from_engine(self) -> None:
         """A new conflict event for this task arrived while the modal is open."""
-        self._sync_paths()
-        self._render_paths()
+        if not self.busy:
+            self.load()
