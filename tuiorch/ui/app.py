@@ -20,7 +20,6 @@ from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
 from textual.keys import _character_to_key
-from textual.screen import ModalScreen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
@@ -49,6 +48,7 @@ from tuiorch.ui.screens import (
     AddTaskScreen,
     ConfirmScreen,
     ConflictScreen,
+    DiffScreen,
     HelpScreen,
     LogScreen,
     SummaryScreen,
@@ -450,6 +450,11 @@ class TuiorchApp(App[int]):
                 return "no task selected"
             if record.log_path is None:
                 return f"task {record.task.id} has no log yet: it has not started"
+        if action == "diff":
+            if record is None:
+                return "no task selected"
+            if record.status is TaskStatus.QUEUED and record.branch is None:
+                return f"task {record.task.id} has not started: nothing to review yet"
         if action == "open" and record is None:
             return "no task selected"
         return None
@@ -461,15 +466,15 @@ class TuiorchApp(App[int]):
             return not isinstance(self.screen, HelpScreen)  # there, `?` closes it
         if action in ("quit", "interrupt"):
             return True
-        if isinstance(self.screen, ModalScreen):
-            return False  # a modal has its own keys; hide the main screen's from its footer
+        if self.screen_stack and self.screen is not self.screen_stack[0]:
+            return False  # a modal or the diff screen has its own keys; hide the main screen's from its footer
         # A key that does not apply now leaves the footer (room for the ones that do; `?` lists all), and
         # pressing it says why (on_key).
         return self.applies(action, parameters)
 
     def on_key(self, event: events.Key) -> None:
         """A main-screen key pressed where it does not apply: say why instead of doing nothing."""
-        if isinstance(self.screen, ModalScreen) or not self.screen_stack:
+        if not self.screen_stack or self.screen is not self.screen_stack[0]:
             return
         action = self._main_key_actions().get(event.key)
         if action is None or action in ("help", "quit", "interrupt"):
@@ -676,6 +681,19 @@ class TuiorchApp(App[int]):
 
         self.push_screen(ConflictScreen(self.orch, task_id, self._resolutions), closed)
 
+    def action_diff(self) -> None:
+        record = self._selected_record()
+        if record is None:
+            return
+        if record.status is TaskStatus.QUEUED and record.branch is None:
+            self.notify(f"task {record.task.id} has not started: nothing to review yet", severity="warning")
+            return
+
+        def closed(_result: str | None) -> None:
+            self._dirty = True
+
+        self.push_screen(DiffScreen(self.orch, record.task.id, auto_merge=self.config.merge.auto), closed)
+
     def action_log(self) -> None:
         record = self._selected_record()
         if record is not None and not self._refused("log"):
@@ -707,7 +725,15 @@ class TuiorchApp(App[int]):
         commits = self.orch.main_commits()
         if self.redact:
             commits = [("•" * 7, subject) for _sha, subject in commits]
-        self.push_screen(SummaryScreen(title, self.summary_rows(), commits))
+        self.push_screen(SummaryScreen(title, self.summary_rows(), commits, self.change_stat))
+
+    async def change_stat(self, task_id: str) -> str:
+        """'2 files +10 −3' for a task that has work to show, else "—"."""
+        record = self.orch.records.get(task_id)
+        if record is None or (record.status is TaskStatus.QUEUED and record.branch is None):
+            return NONE
+        diff = await self.orch.task_diff(task_id, max_lines=0)
+        return diff.stat if diff.files or "nothing yet" not in diff.source else NONE
 
     # ------------------------------------------------------------------ leaving
 

@@ -43,6 +43,8 @@ MAIN_BINDINGS: list[Binding] = [
             tooltip="Send a check-failed task back to its agent with the failure; a conflict to the resolver agent"),
     Binding("c", "conflicts", "Conflict", id="conflicts", tooltip="Open the conflict modal"),
     Binding("l", "log", "Log", id="log", tooltip="Full log of the selected task"),
+    Binding("d", "diff", "Diff", id="diff",
+            tooltip="What the selected task changed (live while its agent works); merge it or send it back"),
     Binding("s", "summary", "Summary", id="summary", tooltip="Every task, its end state and the commits on main"),
     Binding("ctrl+p", "app.command_palette", "Commands", id="command_palette", show=False,
             tooltip="Every action, searchable"),
@@ -50,11 +52,13 @@ MAIN_BINDINGS: list[Binding] = [
             tooltip="Stop every agent now and exit with status 130"),
 ]
 
-#: Every action a `[keymap]` table may rebind: the main screen's and the conflict modal's binding ids.
+#: Every action a `[keymap]` table may rebind: the main screen's, the conflict modal's and the diff screen's.
 def keymap_actions() -> tuple[str, ...]:
     from tuiorch.ui.screens.conflict import ConflictScreen
+    from tuiorch.ui.screens.diff import DiffScreen
 
-    return tuple(b.id for b in [*MAIN_BINDINGS, *ConflictScreen.BINDINGS] if isinstance(b, Binding) and b.id)
+    bindings = [*MAIN_BINDINGS, *ConflictScreen.BINDINGS, *DiffScreen.BINDINGS]
+    return tuple(b.id for b in bindings if isinstance(b, Binding) and b.id)
 
 
 class KeymapError(ValueError):

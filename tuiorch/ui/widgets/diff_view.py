@@ -1,0 +1,191 @@
+"""A task's diff, unified or side by side, syntax highlighted: a Line API view that renders only the rows
+on screen, so a diff of thousands of lines opens and scrolls at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from tuiorch.diffs import ADDED, REMOVED, DiffLine, FileDiff, TaskDiff, side_by_side
+from tuiorch.ui.highlight import highlight_lines
+
+UNIFIED, SPLIT = "unified", "side by side"
+ADDED_BG = "on #1e3a26"
+REMOVED_BG = "on #3d1f24"
+FILLER_BG = "on #262626"
+HEADER_STYLE = "bold reverse"
+HUNK_STYLE = "bold #6fb3d2"
+NOTE_STYLE = "italic #9a9a9a"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One screen row of the diff: a file's header, a hunk's header, a line (or a pair of them), a note."""
+
+    kind: str  # "file", "hunk", "line", "pair", "note", "blank"
+    file: int = -1
+    text: str = ""
+    line: DiffLine | None = None
+    right: DiffLine | None = None
+
+
+def diff_rows(diff: TaskDiff, layout: str) -> tuple[list[Row], list[int]]:
+    """The rows of `diff` in `layout`, and the row where each file's header is."""
+    rows: list[Row] = []
+    starts: list[int] = []
+    for index, file in enumerate(diff.files):
+        starts.append(len(rows))
+        rows.append(Row("file", index, file_heading(file)))
+        if file.binary:
+            rows.append(Row("note", index, "binary file: not shown"))
+        elif not file.hunks and file.status != "renamed":
+            rows.append(Row("note", index, "no lines to show"))
+        for hunk in file.hunks:
+            rows.append(Row("hunk", index, hunk.header))
+            if layout == SPLIT:
+                rows.extend(Row("pair", index, line=left, right=right) for left, right in side_by_side(hunk.lines))
+            else:
+                rows.extend(Row("line", index, line=line) for line in hunk.lines)
+        if file.truncated:
+            rows.append(Row("note", index, "… more changes than the screen shows (the counts are whole)"))
+        rows.append(Row("blank", index))
+    return rows, starts
+
+
+def file_heading(file: FileDiff) -> str:
+    name = f"{file.old_path} → {file.path}" if file.old_path else file.path
+    return f" {name}  +{file.added} −{file.removed}  ({file.status}) "
+
+
+class DiffView(ScrollView, can_focus=True):
+    DEFAULT_CSS = """
+    DiffView { height: 1fr; width: 1fr; background: $surface; }
+    DiffView:focus { background-tint: $foreground 3%; }
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.diff = TaskDiff(base="", source="")
+        self.layout_mode = UNIFIED
+        self.rows: list[Row] = []
+        self.file_starts: list[int] = []
+        self._highlighted: dict[int, tuple[dict[int, Text], dict[int, Text]]] = {}
+        #: Rendered rows by (row, width); cleared whenever the rows or the width change.
+        self._strips: dict[tuple[int, int], Strip] = {}
+        self._digits = 3
+
+    def show_diff(self, diff: TaskDiff, layout: str | None = None) -> None:
+        """Show `diff` (in `layout`), keeping the scroll position when only the content changed."""
+        if layout is not None:
+            self.layout_mode = layout
+        if diff is not self.diff:
+            self._highlighted.clear()
+        self.diff = diff
+        self.rows, self.file_starts = diff_rows(diff, self.layout_mode)
+        self._digits = gutter_digits(diff)
+        self._strips.clear()
+        self.virtual_size = Size(self.size.width, len(self.rows))
+        self.refresh()
+
+    def on_resize(self) -> None:
+        self._strips.clear()
+        self.virtual_size = Size(self.size.width, len(self.rows))
+
+    def file_at(self, row: int) -> int:
+        """The index of the file whose rows include `row` (the top row on screen, say)."""
+        current = 0
+        for index, start in enumerate(self.file_starts):
+            if start <= row:
+                current = index
+        return current
+
+    def scroll_to_file(self, index: int) -> None:
+        if 0 <= index < len(self.file_starts):
+            self.scroll_to(y=self.file_starts[index], animate=False)
+
+    # ------------------------------------------------------------------ rendering
+
+    def render_line(self, y: int) -> Strip:
+        _scroll_x, scroll_y = self.scroll_offset
+        row = scroll_y + y
+        width = self.size.width
+        if row >= len(self.rows) or width <= 0:
+            return Strip.blank(width, self.rich_style)
+        strip = self._strips.get((row, width))
+        if strip is None:
+            text = self._row_text(self.rows[row], width)
+            strip = Strip(list(text.render(self.app.console))).crop_extend(0, width, self.rich_style)
+            self._strips[(row, width)] = strip
+        return strip
+
+    def _row_text(self, row: Row, width: int) -> Text:
+        if row.kind == "file":
+            return _fit(Text(row.text, style=HEADER_STYLE), width, HEADER_STYLE)
+        if row.kind == "hunk":
+            return _fit(Text(row.text, style=HUNK_STYLE), width)
+        if row.kind == "note":
+            return _fit(Text("  " + row.text, style=NOTE_STYLE), width)
+        if row.kind == "blank":
+            return Text("")
+        digits = self._digits
+        if row.kind == "line" and row.line is not None:
+            line = row.line
+            sign = {ADDED: "+", REMOVED: "-"}.get(line.kind, " ")
+            tint = {ADDED: ADDED_BG, REMOVED: REMOVED_BG}.get(line.kind, "")
+            gutter = Text(f"{_num(line.old, digits)} {_num(line.new, digits)} {sign} ", style="dim")
+            return _fit(gutter + self._code(row.file, line), width, tint)
+        half = max(1, (width - 1) // 2)
+        left = self._side(row.file, row.line, "old", half, digits)
+        right = self._side(row.file, row.right, "new", width - half - 1, digits)
+        return left + Text("│", style="dim") + right
+
+    def _side(self, file: int, line: DiffLine | None, side: str, width: int, digits: int) -> Text:
+        if line is None:
+            return _fit(Text(""), width, FILLER_BG)
+        number = line.old if side == "old" else line.new
+        sign = {ADDED: "+", REMOVED: "-"}.get(line.kind, " ")
+        tint = {ADDED: ADDED_BG, REMOVED: REMOVED_BG}.get(line.kind, "")
+        return _fit(Text(f"{_num(number, digits)} {sign} ", style="dim") + self._code(file, line), width, tint)
+
+    def _code(self, file_index: int, line: DiffLine) -> Text:
+        """The line highlighted as its file's language (each side highlighted once, as a block)."""
+        if file_index not in self._highlighted:
+            self._highlighted[file_index] = self._highlight_file(self.diff.files[file_index])
+        old, new = self._highlighted[file_index]
+        found = new.get(line.new) if line.new is not None else old.get(line.old or -1)
+        return found.copy() if found is not None else Text(line.text)
+
+    @staticmethod
+    def _highlight_file(file: FileDiff) -> tuple[dict[int, Text], dict[int, Text]]:
+        sides: list[dict[int, Text]] = []
+        for number_of in ((lambda line: line.old), (lambda line: line.new)):
+            numbered = [(number_of(line), line.text) for hunk in file.hunks for line in hunk.lines
+                        if number_of(line) is not None]
+            texts = highlight_lines(file.path, [text for _n, text in numbered])
+            sides.append({number: text for (number, _t), text in zip(numbered, texts, strict=True)})
+        return sides[0], sides[1]
+
+
+def gutter_digits(diff: TaskDiff) -> int:
+    """Room for the biggest line number in the diff."""
+    biggest = max((max(line.old or 0, line.new or 0) for file in diff.files for hunk in file.hunks
+                   for line in hunk.lines), default=0)
+    return max(3, len(str(biggest)))
+
+
+def _num(value: int | None, digits: int) -> str:
+    return f"{value:>{digits}}" if value is not None else " " * digits
+
+
+def _fit(text: Text, width: int, tint: str = "") -> Text:
+    """`text` cut or padded to exactly `width` cells, its background tinted across the whole width."""
+    text = text.copy()
+    text.truncate(width, overflow="ellipsis", pad=True)
+    if tint:
+        text.stylize(tint, 0, len(text))
+    return text
+
