@@ -52,6 +52,22 @@ async def quit_app(pilot, app: TuiorchApp, timeout: float = 30.0) -> None:  # no
         await pilot.pause(0.1)
 
 
+async def open_conflict_modal(pilot, app: TuiorchApp, timeout: float = 60.0) -> str:  # noqa: ANN001
+    """Wait for a task in conflict (the modal never opens by itself), open it with `c`; its task id."""
+
+    def in_conflict() -> str | None:
+        return next((tid for tid, rec in app.orch.records.items()
+                     if rec.status is TaskStatus.CONFLICT and not app.orch.is_busy(tid)), None)
+
+    await wait_for(pilot, lambda: in_conflict() is not None, timeout=timeout)
+    task_id = in_conflict()
+    assert task_id is not None
+    app.query_one(QueuePane).select(task_id)
+    await pilot.press("c")
+    await wait_for(pilot, lambda: isinstance(app.screen, ConflictScreen) and app.screen.current is not None)
+    return task_id
+
+
 def statuses(app: TuiorchApp) -> dict[str, str]:
     return {tid: rec.status.value for tid, rec in app.orch.records.items()}
 
@@ -199,19 +215,17 @@ async def test_pool_keys_add_and_remove_panes_and_running_workers(repo: Path) ->
         await asyncio.sleep(0.05)
 
 
-async def test_the_conflict_modal_opens_itself_and_take_ours_lands_the_merge(repo: Path) -> None:
+async def test_c_opens_the_conflict_modal_and_take_ours_lands_the_merge(repo: Path) -> None:
     write_project(repo, CONFLICTING, workers=2)
     app = make_app(repo)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ConflictScreen), timeout=60)
-        screen = app.screen
-        assert isinstance(screen, ConflictScreen)
-        loser = screen.task_id
+        loser = await open_conflict_modal(pilot, app)
         winner = "1" if loser == "2" else "2"
-        await pilot.pause(0.2)
-        assert screen.paths == ["shared.txt"]
+        screen = app.screen
+        assert isinstance(screen, ConflictScreen) and screen.resolution is not None
+        assert [f.path for f in screen.resolution.files] == ["shared.txt"]
         winner_text = {"1": "hello from one", "2": "hi from two"}[winner]
-        assert winner_text in str(screen.query_one("#ours").render())
+        assert screen.resolution.files[0].ours == winner_text + "\n"
         await pilot.press("o")
         await wait_for(pilot, lambda: app.orch.records[loser].status is TaskStatus.MERGED, timeout=30)
         await wait_for(pilot, lambda: not isinstance(app.screen, ConflictScreen))
@@ -225,8 +239,7 @@ async def test_take_theirs_keeps_the_tasks_version(repo: Path) -> None:
     write_project(repo, CONFLICTING, workers=2)
     app = make_app(repo)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ConflictScreen), timeout=60)
-        loser = app.screen.task_id  # type: ignore[attr-defined]
+        loser = await open_conflict_modal(pilot, app)
         await pilot.press("t")
         await wait_for(pilot, lambda: app.orch.records[loser].status is TaskStatus.MERGED, timeout=30)
         await quit_app(pilot, app)
@@ -237,10 +250,11 @@ async def test_abort_and_requeue_redoes_the_task_from_the_new_main(repo: Path) -
     write_project(repo, CONFLICTING, workers=2)
     app = make_app(repo)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ConflictScreen), timeout=60)
-        loser = app.screen.task_id  # type: ignore[attr-defined]
+        loser = await open_conflict_modal(pilot, app)
         await pilot.press("R")
-        await wait_for(pilot, lambda: not isinstance(app.screen, ConflictScreen))
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.screen is app.screen_stack[0])
         # Redone on top of the winner's merge, the task now merges cleanly.
         await wait_for(pilot, lambda: app.orch.records[loser].status is TaskStatus.MERGED, timeout=60)
         assert app.orch.records[loser].attempts == 1

@@ -9,10 +9,9 @@ from pathlib import Path
 
 from textual.widgets import Label
 
-from tests.test_ui_app import SIZE, make_app, quit_app, wait_for, write_project
+from tests.test_ui_app import SIZE, make_app, open_conflict_modal, quit_app, wait_for, write_project
 from tuiorch.events import TaskStatus
 from tuiorch.ui.app import TuiorchApp
-from tuiorch.ui.screens import ConflictScreen
 from tuiorch.ui.widgets import QueuePane, WorkerPane
 
 GATED = """\
@@ -111,5 +110,5 @@ async def test_a_predicted_conflict_shows_in_the_running_tasks_pane_before_it_fi
         state, note = queue_row(app, "2")
         assert state == "running" and "predicted conflict: README.md" in note
         await wait_for(pilot, lambda: queue_row(app, "2") == ("conflict", "conflict in README.md"), timeout=30)
-        await wait_for(pilot, lambda: isinstance(app.screen, ConflictScreen))
+        await open_conflict_modal(pilot, app)
         await quit_app(pilot, app)

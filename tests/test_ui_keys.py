@@ -10,7 +10,16 @@ import pytest
 from textual.widgets import Input, Label, TextArea
 
 from tests.conftest import git
-from tests.test_ui_app import CONFLICTING, SIZE, THREE_TASKS, main_merges, make_app, wait_for, write_project
+from tests.test_ui_app import (
+    CONFLICTING,
+    SIZE,
+    THREE_TASKS,
+    main_merges,
+    make_app,
+    open_conflict_modal,
+    wait_for,
+    write_project,
+)
 from tests.test_ui_gate import GATED, gate_config, queue_row, quit_app
 from tuiorch.events import TaskStatus
 from tuiorch.tasks import load_tasks
@@ -122,7 +131,7 @@ def hand_editor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     script.write_text(textwrap.dedent("""\
         import sys
         from pathlib import Path
-        target = Path(sys.argv[1])
+        target = Path(sys.argv[-1])
         assert "<<<<<<<" in target.read_text()
         target.write_text("hello and hi, merged by hand\\n")
     """))
@@ -136,9 +145,7 @@ async def test_e_edits_the_conflict_by_hand_and_main_gets_the_merge(repo: Path, 
                                                              "## Task 2: Beta says hi\n\nsleep: 0.5\n"))
     app = make_app(repo, watch_tasks=False)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ConflictScreen), timeout=60)
-        assert app.screen.task_id == "2"  # type: ignore[attr-defined]
-        await pilot.pause(0.2)
+        assert await open_conflict_modal(pilot, app) == "2"
         await pilot.press("e")
         await wait_for(pilot, lambda: app.orch.records["2"].status is TaskStatus.MERGED, timeout=30)
         await wait_for(pilot, lambda: not isinstance(app.screen, ConflictScreen))

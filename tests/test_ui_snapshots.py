@@ -15,7 +15,7 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
-from textual.widgets import Log
+from textual.widgets import DataTable, Log
 
 from tests.conftest import git
 from tests.test_ui_app import CONFLICTING, THREE_TASKS, make_app, statuses, write_project
@@ -195,7 +195,8 @@ def test_summary_after_a_finished_run(repo: Path, snap_compare, size: tuple[int,
         await settle(pilot, lambda: set(statuses(app).values()) == {"merged"})
         await quiet_frame(pilot)
         await pilot.press("s")
-        await settle(pilot, lambda: isinstance(app.screen, SummaryScreen))
+        await settle(pilot, lambda: isinstance(app.screen, SummaryScreen)
+                     and "…" not in app.screen.query_one("#summary-tasks", DataTable).get_column("changes"))
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
@@ -209,10 +210,13 @@ def test_conflict_modal(repo: Path, snap_compare) -> None:  # noqa: ANN001
 
     async def run_before(pilot) -> None:  # noqa: ANN001
         # The frame is taken once the engine has nothing left to do: task 1 merged, task 2 waits on the user.
-        await settle(pilot, lambda: isinstance(app.screen, ConflictScreen)
+        await settle(pilot, lambda: app.orch.records["2"].status is TaskStatus.CONFLICT
                      and app.orch.records["1"].status is TaskStatus.MERGED and not app.orch.has_active_work())
-        assert app.screen.task_id == "2"  # type: ignore[attr-defined]
         await quiet_frame(pilot)
+        app.query_one(QueuePane).select("2")
+        await pilot.press("c")  # the modal never opens by itself
+        await settle(pilot, lambda: isinstance(app.screen, ConflictScreen) and app.screen.current is not None)
+        await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
     assert app.orch.records["2"].status is TaskStatus.CONFLICT

@@ -16,6 +16,7 @@ from tuiorch.ui.bridge import Bridge
 from tuiorch.ui.format import exit_code_for, format_deps, format_duration, has_conflict_markers
 from tuiorch.ui.screens.add_task import append_task, build_task
 from tuiorch.ui.screens.conflict import ConflictScreen
+from tuiorch.ui.screens.diff import DiffScreen
 
 
 def test_durations_read_like_a_clock() -> None:
@@ -68,7 +69,8 @@ def test_bridge_turns_each_event_into_its_message() -> None:
 
 
 def test_every_configurable_action_has_a_binding_with_the_documented_key() -> None:
-    bindings = {b.id: b.key for b in [*MAIN_BINDINGS, *ConflictScreen.BINDINGS] if isinstance(b, Binding)}
+    screens = [*MAIN_BINDINGS, *ConflictScreen.BINDINGS, *DiffScreen.BINDINGS]
+    bindings = {b.id: b.key for b in screens if isinstance(b, Binding)}
     assert {action: bindings.get(action) for action in DEFAULT_KEYMAP} == DEFAULT_KEYMAP
 
 

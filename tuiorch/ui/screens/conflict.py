@@ -236,8 +236,8 @@ class ConflictScreen(ModalScreen[str]):
     def _watch_task(self) -> None:
         """Close when the conflict is gone from under the modal (merged by the agent, requeued, …)."""
         record = self.orch.records.get(self.task_id)
-        if self.busy:
-            return
+        if self.busy or not self.is_attached or self.app.screen is not self:
+            return  # at work, already closed, or a question is open over it
         if record is None or record.status not in IN_CONFLICT:
             self.dismiss(GONE)
         elif self.agent_at_work and self.resolution is not None:

@@ -63,7 +63,7 @@ def file_heading(file: FileDiff) -> str:
 
 class DiffView(ScrollView, can_focus=True):
     DEFAULT_CSS = """
-    DiffView { height: 1fr; width: 1fr; background: $surface; }
+    DiffView { height: 1fr; width: 1fr; background: $surface; overflow-x: hidden; }
     DiffView:focus { background-tint: $foreground 3%; }
     """
 
@@ -88,12 +88,12 @@ class DiffView(ScrollView, can_focus=True):
         self.rows, self.file_starts = diff_rows(diff, self.layout_mode)
         self._digits = gutter_digits(diff)
         self._strips.clear()
-        self.virtual_size = Size(self.size.width, len(self.rows))
+        self.virtual_size = Size(self.scrollable_content_region.width, len(self.rows))
         self.refresh()
 
     def on_resize(self) -> None:
         self._strips.clear()
-        self.virtual_size = Size(self.size.width, len(self.rows))
+        self.virtual_size = Size(self.scrollable_content_region.width, len(self.rows))
 
     def file_at(self, row: int) -> int:
         """The index of the file whose rows include `row` (the top row on screen, say)."""
@@ -112,7 +112,7 @@ class DiffView(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         _scroll_x, scroll_y = self.scroll_offset
         row = scroll_y + y
-        width = self.size.width
+        width = self.scrollable_content_region.width
         if row >= len(self.rows) or width <= 0:
             return Strip.blank(width, self.rich_style)
         strip = self._strips.get((row, width))
@@ -136,8 +136,10 @@ class DiffView(ScrollView, can_focus=True):
             line = row.line
             sign = {ADDED: "+", REMOVED: "-"}.get(line.kind, " ")
             tint = {ADDED: ADDED_BG, REMOVED: REMOVED_BG}.get(line.kind, "")
-            gutter = Text(f"{_num(line.old, digits)} {_num(line.new, digits)} {sign} ", style="dim")
-            return _fit(gutter + self._code(row.file, line), width, tint)
+            text = Text()
+            text.append(f"{_num(line.old, digits)} {_num(line.new, digits)} {sign} ", style="dim")
+            text.append_text(self._code(row.file, line))
+            return _fit(text, width, tint)
         half = max(1, (width - 1) // 2)
         left = self._side(row.file, row.line, "old", half, digits)
         right = self._side(row.file, row.right, "new", width - half - 1, digits)
@@ -149,7 +151,10 @@ class DiffView(ScrollView, can_focus=True):
         number = line.old if side == "old" else line.new
         sign = {ADDED: "+", REMOVED: "-"}.get(line.kind, " ")
         tint = {ADDED: ADDED_BG, REMOVED: REMOVED_BG}.get(line.kind, "")
-        return _fit(Text(f"{_num(number, digits)} {sign} ", style="dim") + self._code(file, line), width, tint)
+        text = Text()
+        text.append(f"{_num(number, digits)} {sign} ", style="dim")
+        text.append_text(self._code(file, line))
+        return _fit(text, width, tint)
 
     def _code(self, file_index: int, line: DiffLine) -> Text:
         """The line highlighted as its file's language (each side highlighted once, as a block)."""
