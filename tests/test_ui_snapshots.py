@@ -143,7 +143,10 @@ def test_quit_asks_while_workers_run(repo: Path, snap_compare, size: tuple[int, 
     freeze(app)
 
     async def run_before(pilot) -> None:  # noqa: ANN001
-        await settle(pilot, lambda: statuses(app)["1"] == "running")
+        # Steady from here: the agent has said all it says before it thinks for a minute.
+        record = app.orch.records["1"]
+        await settle(pilot, lambda: record.status is TaskStatus.RUNNING and any("thinking" in x for x in record.tail))
+        await pilot.pause(0.3)
         await quiet_frame(pilot)
         await pilot.press("q")
         await settle(pilot, lambda: isinstance(app.screen, ConfirmScreen))
