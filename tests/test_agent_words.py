@@ -136,7 +136,12 @@ def test_gemini_exit_codes_are_explained() -> None:
     reason = failure_reason(AgentExit(code=55), parser, untrusted, gemini)
     assert reason.startswith("folder not trusted (Gemini CLI exit 55): Gemini CLI is not running in a trusted")
     assert failure_reason(AgentExit(code=144), parser, [], gemini) == (
-        "the model API answered HTTP 400 (exit 144: this CLI exits with the HTTP status & 0xFF)"
+        "the model API answered HTTP 400 (exit 144: HTTP 400, as this CLI exits with the HTTP status & 0xFF)"
+    )
+    parser.error = '[API Error: {"error":{"code":401,"message":"invalid api key"}}]'
+    assert failure_reason(AgentExit(code=145), parser, [], gemini) == (
+        '[API Error: {"error":{"code":401,"message":"invalid api key"}}] '
+        "(exit 145: HTTP 401, as this CLI exits with the HTTP status & 0xFF)"
     )
     assert "HTTP 500" in failure_reason(AgentExit(code=244), parser, [], gemini)
     # Another CLI's exit 144 is only a number.

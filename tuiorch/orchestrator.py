@@ -1673,17 +1673,15 @@ def failure_reason(exit_: AgentExit, parser: OutputParser, stderr: list[str], pr
     if exit_.timed_out or exit_.signal or exit_.error:
         return _exit_words(exit_)
     code = exit_.code
-    where = f"exit {code}"
-    if parser.error:
-        return f"{parser.error} ({where})"
     meaning = dict(preset.exit_codes).get(code) if code is not None else None
+    where = f"exit {code}"
     if meaning is None and preset.http_exit_codes and code is not None:
         statuses = [status for status in _HTTP_STATUSES if status & 0xFF == code]
         if statuses:
-            meaning = (
-                f"the model API answered HTTP {statuses[0]} (exit {code}: this CLI exits with the HTTP "
-                f"status & 0xFF)"
-            )
+            where = f"exit {code}: HTTP {statuses[0]}, as this CLI exits with the HTTP status & 0xFF"
+            meaning = f"the model API answered HTTP {statuses[0]} ({where})"
+    if parser.error:
+        return f"{parser.error} ({where})"
     words = parser.warning or (stderr[-1].strip() if stderr else "")
     if meaning:
         return f"{meaning}: {_clip(words)}" if words else meaning
