@@ -66,7 +66,7 @@ def test_an_api_failure_is_told_in_the_agents_words_live_and_in_the_retry_prompt
 
 
 def test_a_model_failure_on_exit_0_fails_the_task_and_merges_nothing(repo: Path) -> None:
-    body = WRITE + "say: litellm.AuthenticationError: AuthenticationError: OpenAIException - bad key\n"
+    body = WRITE + "say: litellm.AuthenticationError: AuthenticationError: OpenAIException - bad key\nsay: \n"
     project(repo, body, custom("aider-text"))
     main_before = subprocess.run(["git", "rev-parse", "main"], cwd=repo, capture_output=True, text=True).stdout
     code, events = run(repo)

@@ -278,20 +278,22 @@ class AiderTextParser(_Parser):
     def __init__(self) -> None:
         super().__init__()
         self._answers = Usage()
-        #: An error's message goes on over the next lines (aider wraps at 80 columns and explains below).
-        self._error_goes_on = False
+        #: How many more lines an error's message may go on over (aider wraps at 80 columns, then explains
+        #: in a line of its own; a blank line ends it).
+        self._error_goes_on = 0
 
     def feed(self, line: str) -> ParsedLine:
         text = line.rstrip("\r\n")
         result = _plain(text)
         known = any(pattern.match(text) for pattern in (_AIDER_ERROR, _AIDER_RETRY, _AIDER_TOKENS, _AIDER_EDIT))
-        if self._error_goes_on and text.strip() and not known and self.error is not None:
+        if self._error_goes_on and text.strip() and not known and result.progress is None and self.error:
             self.error = self.warning = _clip(f"{self.error} {text.strip()}", 300)
+            self._error_goes_on -= 1
             return result
-        self._error_goes_on = False
+        self._error_goes_on = 0
         if error := _AIDER_ERROR.match(text):
             self.error = self.warning = _clip(error.group(1), 300)
-            self._error_goes_on = True
+            self._error_goes_on = 2
             result.status = _clip(f"model call failed: {error.group(1)}", 80)
         elif retry := _AIDER_RETRY.match(text):
             result.status = f"retrying the model call in {retry.group(1)}s"
