@@ -13,7 +13,7 @@ from tests.test_ui_app import make_app
 from tests.test_ui_snapshots import freeze, quiet_frame, settle
 from tuiorch.events import TaskStatus
 from tuiorch.ui.screens import ConflictScreen, DiffScreen
-from tuiorch.ui.widgets import QueuePane
+from tuiorch.ui.widgets import QueuePane, WorkerPane
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((160, 48), id="160x48")]
 
@@ -34,6 +34,7 @@ def test_diff_screen(tmp_path: Path, snap_compare, size: tuple[int, int], layout
         await settle(pilot, lambda: isinstance(app.screen, DiffScreen) and app.screen.diff is not None)
         if layout == "side_by_side":
             await pilot.press("v")
+        app.clear_notifications()  # "finished; merge it when you are ready" toasts over every screen
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
@@ -48,11 +49,15 @@ def test_conflict_modal_deep_in_a_file(tmp_path: Path, snap_compare, size: tuple
     async def run_before(pilot) -> None:  # noqa: ANN001
         await settle(pilot, lambda: app.orch.records["2"].status is TaskStatus.CONFLICT
                      and app.orch.records["1"].status is TaskStatus.MERGED and not app.orch.has_active_work())
+        # The screen behind a modal is not laid out again: draw its final state before the modal opens.
+        await settle(pilot, lambda: sorted(str(p.border_subtitle) for p in app.query(WorkerPane))
+                     == ["conflict", "merged"])
         await quiet_frame(pilot)
         app.query_one(QueuePane).select("2")
         await pilot.press("c")
         await settle(pilot, lambda: isinstance(app.screen, ConflictScreen) and app.screen.current is not None)
         await pilot.press("o", "a")  # line 10 taken from master; at line 1,600 with the merge base shown
+        app.clear_notifications()
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
