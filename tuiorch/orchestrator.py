@@ -442,6 +442,7 @@ class Orchestrator:
             self._set_status(rec, TaskStatus.STUCK, ev.TaskStuck(task=task.id, idle_seconds=round(idle, 1)))
 
         parser = make_output_parser(output_format(self.config))
+        rec.stderr_tail.clear()  # an earlier run's last words are not this one's
         on_stdout, on_stderr, finish_output = self._line_handler(rec, parser)
         process = AgentProcess(
             argv,
@@ -850,6 +851,7 @@ class Orchestrator:
             return too_long
         self._set_status(rec, TaskStatus.RESOLVING)
         parser = make_output_parser(output_format(self.config))
+        rec.stderr_tail.clear()  # an earlier run's last words are not this one's
         on_stdout, on_stderr, finish_output = self._line_handler(rec, parser)
         process = AgentProcess(
             argv,
