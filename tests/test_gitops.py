@@ -14,7 +14,15 @@ import pygit2
 import pytest
 
 from tests.conftest import git, make_repo
-from tuiorch.gitops import IDENTITY_FALLBACK, GitError, GitRepo, MergeOutcome, PreparedMerge, _undo_checkout
+from tuiorch.gitops import (
+    IDENTITY_FALLBACK,
+    GitError,
+    GitRepo,
+    MergeOutcome,
+    PreparedMerge,
+    UncommittedWork,
+    _undo_checkout,
+)
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -155,7 +163,7 @@ def test_existing_foreign_path_is_refused(gr: GitRepo, tmp_path: Path) -> None:
 def test_warm_slot_reuse_cleans_except_keep_and_writes_only_changes(
     gr: GitRepo, repo: Path, tmp_path: Path
 ) -> None:
-    write(repo, {".gitignore": "*.log\n.venv/\nbuild/\n"})
+    write(repo, {".gitignore": "*.log\n.venv/\nbuild/\ncache/\n"})
     commit_files(repo, {})
     slot = tmp_path / "slot"
     gr.prepare_worktree(slot, "task-1", "main")
@@ -166,8 +174,6 @@ def test_warm_slot_reuse_cleans_except_keep_and_writes_only_changes(
     write(
         slot,
         {
-            "b.txt": "scribbled\n",
-            "junk.txt": "untracked\n",
             "x.log": "ignored\n",
             "build/out.o": "ignored dir\n",
             ".venv/bin/python": "kept\n",
@@ -179,15 +185,25 @@ def test_warm_slot_reuse_cleans_except_keep_and_writes_only_changes(
     base_sha = gr.prepare_worktree(slot, "task-2", "main", keep=[".venv", "./cache/keep-me/"])
     assert base_sha == git(repo, "rev-parse", "main")
     assert git(slot, "symbolic-ref", "HEAD") == "refs/heads/task-2"
-    assert (slot / "b.txt").read_text() == "b1\n"
     assert (slot / "a.txt").read_text() == "task one\n"
-    for gone in ("junk.txt", "x.log", "build", "cache/drop-me"):
+    for gone in ("x.log", "build", "cache/drop-me"):
         assert not (slot / gone).exists(), gone
     assert (slot / ".venv/bin/python").read_text() == "kept\n"
     assert (slot / "cache/keep-me/data").read_text() == "kept nested\n"
     assert (slot / ".git").is_file()
     assert (slot / "README.md").stat().st_ino == readme_inode  # untouched file not rewritten
-    assert git(slot, "status", "--porcelain", "--untracked-files=all") == "?? cache/keep-me/data"
+    assert git(slot, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def test_warm_slot_holding_uncommitted_work_is_not_reused(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    slot = task(gr, tmp_path, "task-1", {"a.txt": "task one\n"})
+    gr.release_worktree(slot)
+    write(slot, {"b.txt": "someone's edit\n", "junk.txt": "new work\n"})
+    with pytest.raises(UncommittedWork, match=r"holds uncommitted work \(b.txt, junk.txt\)") as raised:
+        gr.prepare_worktree(slot, "task-2", "main")
+    assert raised.value.worktree == slot
+    assert (slot / "b.txt").read_text() == "someone's edit\n"
+    assert (slot / "junk.txt").read_text() == "new work\n"
 
 
 def test_reuse_drops_an_abandoned_manual_merge(gr: GitRepo, repo: Path, tmp_path: Path) -> None:

@@ -63,6 +63,61 @@ class GitError(Exception):
     """A git problem, worded for the user."""
 
 
+class UncommittedWork(GitError):
+    """An agent's work that tuiorch could not commit; it stays in its worktree, which must be kept."""
+
+    def __init__(self, message: str, worktree: Path) -> None:
+        super().__init__(message)
+        self.worktree = worktree
+
+
+# Every git tuiorch or an agent runs in a task worktree gets these: a full checkout (a sparse cone
+# inherited from the user's checkout would make absent files look deleted) and a plain index that
+# libgit2 can read (it refuses split and sparse indexes).
+TASK_WORKTREE_CONFIG = {
+    "core.sparseCheckout": "false",
+    "core.sparseCheckoutCone": "false",
+    "index.sparse": "false",
+    "core.splitIndex": "false",
+}
+# Hooks `git merge --no-ff` runs before it writes the merge commit.
+_MERGE_HOOKS = ("pre-merge-commit", "prepare-commit-msg", "commit-msg")
+
+
+def with_task_worktree_config(env: dict[str, str]) -> dict[str, str]:
+    """`env` plus TASK_WORKTREE_CONFIG as git's GIT_CONFIG_COUNT entries (kept after any already set)."""
+    merged = dict(env)
+    try:
+        count = int(merged.get("GIT_CONFIG_COUNT", "0"))
+    except ValueError:
+        count = 0
+    for key, value in TASK_WORKTREE_CONFIG.items():
+        merged[f"GIT_CONFIG_KEY_{count}"] = key
+        merged[f"GIT_CONFIG_VALUE_{count}"] = value
+        count += 1
+    merged["GIT_CONFIG_COUNT"] = str(count)
+    return merged
+
+
+@dataclass(frozen=True)
+class CommitRules:
+    """How git would make a commit in this repository: who, signed or not, which hooks.
+
+    author/committer are None when git knows no identity (it would refuse to commit); tuiorch then
+    uses IDENTITY_FALLBACK.
+    """
+
+    author: tuple[str, str] | None
+    committer: tuple[str, str] | None
+    sign: bool
+    hooks_dir: Path
+
+    def hook(self, name: str) -> Path | None:
+        """The hook git would run, or None (git skips a hook file that is not executable)."""
+        path = self.hooks_dir / name
+        return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
 @dataclass
 class MergeOutcome:
     status: MergeStatus
@@ -128,6 +183,18 @@ def _git_env() -> dict[str, str]:
     for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY"):
         env.pop(name, None)
     return env
+
+
+def _parse_ident(line: str) -> tuple[str, str] | None:
+    """("Name", "email") from `git var`'s "Name <email> 1700000000 +0000"."""
+    name, sep, rest = line.partition(" <")
+    email, sep2, _ = rest.partition(">")
+    return (name.strip(), email.strip()) if sep and sep2 else None
+
+
+def _output(done: subprocess.CompletedProcess[bytes]) -> str:
+    """What a failed git (or hook) said, on stderr and stdout."""
+    return (done.stderr + done.stdout).decode(errors="replace").strip() or f"exit {done.returncode}"
 
 
 def _has_markers(data: bytes) -> bool:
@@ -218,6 +285,7 @@ class GitRepo:
             self._repo = discovered
         self.root = Path(discovered.workdir).resolve()
         self._lock = threading.Lock()
+        self._commit_rules: CommitRules | None = None
         #: Worktrees being made by `git worktree add` outside the lock (see prepare_worktree).
         self._creating: set[Path] = set()
         self._add_lock = threading.Lock()
@@ -243,17 +311,117 @@ class GitRepo:
 
     @_locked
     def signature(self) -> pygit2.Signature:
-        return self._signature()
+        """The committer git would record here (environment, includeIf, config), else IDENTITY_FALLBACK."""
+        return self._signatures()[1]
+
+    @_locked
+    def commit_rules(self) -> CommitRules:
+        return self._rules()
+
+    def _rules(self) -> CommitRules:
+        """Asked of git itself once: it alone resolves GIT_*_NAME/EMAIL, includeIf and core.hooksPath."""
+        if self._commit_rules is None:
+            author = self._git(["var", "GIT_AUTHOR_IDENT"])
+            committer = self._git(["var", "GIT_COMMITTER_IDENT"])
+            sign = self._git(["config", "--type=bool", "--get", "commit.gpgsign"])
+            hooks = self._git(["rev-parse", "--git-path", "hooks"])
+            hooks_dir = Path(os.fsdecode(hooks.stdout.strip())) if hooks.returncode == 0 else self.git_dir / "hooks"
+            self._commit_rules = CommitRules(
+                author=_parse_ident(author.stdout.decode(errors="replace").strip()) if author.returncode == 0 else None,
+                committer=_parse_ident(committer.stdout.decode(errors="replace").strip()) if committer.returncode == 0 else None,
+                sign=sign.returncode == 0 and sign.stdout.strip() == b"true",
+                hooks_dir=hooks_dir if hooks_dir.is_absolute() else (self.root / hooks_dir),
+            )
+        return self._commit_rules
+
+    def _signatures(self) -> tuple[pygit2.Signature, pygit2.Signature]:
+        rules = self._rules()
+        author = rules.author or rules.committer or IDENTITY_FALLBACK
+        committer = rules.committer or rules.author or IDENTITY_FALLBACK
+        return pygit2.Signature(*author), pygit2.Signature(*committer)
 
     def _signature(self) -> pygit2.Signature:
-        config = self._repo.config
+        return self._signatures()[1]
+
+    def _identity_env(self) -> dict[str, str]:
+        """The environment for a git that commits: IDENTITY_FALLBACK only where git knows nobody."""
+        env = _git_env()
+        rules = self._rules()
+        if rules.author is None:
+            env["GIT_AUTHOR_NAME"], env["GIT_AUTHOR_EMAIL"] = rules.committer or IDENTITY_FALLBACK
+        if rules.committer is None:
+            env["GIT_COMMITTER_NAME"], env["GIT_COMMITTER_EMAIL"] = rules.author or IDENTITY_FALLBACK
+        return env
+
+    def _git(
+        self, args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, input: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run git and return what it did; the caller judges the exit code."""
+        return subprocess.run(
+            ["git", *args],
+            cwd=cwd or self.root,
+            env=env if env is not None else _git_env(),
+            capture_output=True,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+
+    def _create_merge_commit(
+        self, tree_id: pygit2.Oid, parent_ids: list[pygit2.Oid], message: str, branch: str, base: str
+    ) -> pygit2.Oid:
+        """Write the --no-ff merge commit object as `git merge --no-ff` would (no ref moves).
+
+        Its hooks run (pre-merge-commit against an index holding the merge, then prepare-commit-msg
+        and commit-msg, which may rewrite the message) and commit.gpgsign is honoured through
+        `git commit-tree -S`. Without hooks or signing libgit2 writes it directly (no process to start).
+        """
+        rules = self._rules()
+        hooks = {name: rules.hook(name) for name in _MERGE_HOOKS}
+        if not rules.sign and not any(hooks.values()):
+            author, committer = self._signatures()
+            return self._repo.create_commit(None, author, committer, message, tree_id, parent_ids)
+        scratch = self.git_dir / "tuiorch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        tag = f"{os.getpid()}-{threading.get_ident()}"
+        msg_file = scratch / f"MERGE_MSG-{tag}"
+        index_file = scratch / f"merge-index-{tag}"
+        env = self._identity_env()
         try:
-            name, email = config["user.name"], config["user.email"]
-        except KeyError:
-            name = email = ""
-        if not (isinstance(name, str) and name.strip() and isinstance(email, str) and email.strip()):
-            name, email = IDENTITY_FALLBACK
-        return pygit2.Signature(name, email)
+            msg_file.write_text(message, encoding="utf-8")
+            if hooks["pre-merge-commit"] is not None:
+                # The hook inspects the merge through the index, as under `git merge`; the user's is untouched.
+                hook_env = {**env, "GIT_INDEX_FILE": str(index_file)}
+                self._git(["read-tree", str(tree_id)], env=hook_env)
+                self._run_hook(hooks["pre-merge-commit"], [], hook_env, branch, base)
+            if hooks["prepare-commit-msg"] is not None:
+                self._run_hook(hooks["prepare-commit-msg"], [str(msg_file), "merge"], env, branch, base)
+            if hooks["commit-msg"] is not None:
+                self._run_hook(hooks["commit-msg"], [str(msg_file)], env, branch, base)
+            args = ["commit-tree", *(["-S"] if rules.sign else []), str(tree_id)]
+            for parent in parent_ids:
+                args += ["-p", str(parent)]
+            done = self._git([*args, "-F", str(msg_file)], env=env)
+            if done.returncode != 0:
+                detail = (done.stderr or done.stdout).decode(errors="replace").strip()
+                raise GitError(
+                    f"git could not write the merge commit of {branch} into {base}"
+                    f"{' (commit.gpgsign = true: signing failed)' if rules.sign else ''}: {detail}"
+                )
+            return pygit2.Oid(hex=done.stdout.decode().strip())
+        finally:
+            msg_file.unlink(missing_ok=True)
+            index_file.unlink(missing_ok=True)
+
+    def _run_hook(self, hook: Path, args: list[str], env: dict[str, str], branch: str, base: str) -> None:
+        done = subprocess.run(
+            [str(hook), *args], cwd=self.root, env=env, capture_output=True, stdin=subprocess.DEVNULL
+        )
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr).decode(errors="replace").strip()
+            raise GitError(
+                f"the {hook.name} hook rejected the merge of {branch} into {base} (exit {done.returncode})"
+                + (f": {output}" if output else "")
+            )
 
     @_locked
     def has_new_commits(self, branch: str, since: str) -> bool:
@@ -326,11 +494,11 @@ class GitRepo:
                     shutil.rmtree(admin, ignore_errors=True)
         self._run_git(["worktree", "prune"])
 
-    def _run_git(self, args: list[str]) -> str:
+    def _run_git(self, args: list[str], env: dict[str, str] | None = None) -> str:
         done = subprocess.run(
             ["git", *args],
             cwd=self.root,
-            env=_git_env(),
+            env=env if env is not None else _git_env(),
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,
@@ -415,10 +583,13 @@ class GitRepo:
         try:
             # `git worktree add` reads every other worktree's admin dir, so two at once can trip over a
             # half-made one: registering is serialised (fast with --no-checkout), the checkout is not.
+            env = with_task_worktree_config(_git_env())
             with self._add_lock:
-                self._run_git(["worktree", "add", "--quiet", "--no-checkout", "--", str(path), branch])
+                self._run_git(["worktree", "add", "--quiet", "--no-checkout", "--", str(path), branch], env)
+            _drop_inherited_sparse_checkout(path)
             # Parallel checkout: writing thousands of small files is disk-bound, not CPU-bound.
-            self._run_git(["-C", str(path), "-c", "checkout.workers=8", "reset", "--hard", "--quiet"])
+            self._run_git(["-C", str(path), "-c", "checkout.workers=8", "reset", "--hard", "--quiet"], env)
+            self._update_submodules(path)
         finally:
             with self._lock:
                 self._creating.discard(path)
@@ -460,12 +631,39 @@ class GitRepo:
             existing.set_target(base_commit.id, f"tuiorch: reset {branch} to {base}")
 
     def _reuse_worktree(self, path: Path, branch: str, keep: Sequence[str]) -> None:
-        """Warm slot reuse: switch the worktree to `branch`, writing only files that differ."""
+        """Warm slot reuse: switch the worktree to `branch`, writing only files that differ.
+
+        Refused while the worktree holds uncommitted work (what a task that could not commit left):
+        reusing it would overwrite that work.
+        """
         self._clear_dead_agent_lock(path)
         wt_repo = pygit2.Repository(str(path))
+        kept = _normalize_keep(keep)
+        if wt_repo.state() == RepositoryState.NONE:
+            dirty = sorted(
+                rel
+                for rel, flags in wt_repo.status(untracked_files="all").items()
+                if flags != FileStatus.IGNORED and not any(_paths_collide(k, rel) for k in kept)
+            )
+            if dirty:
+                raise UncommittedWork(
+                    f"{path} holds uncommitted work ({', '.join(dirty[:5])}{', ...' if len(dirty) > 5 else ''}); "
+                    "commit or remove it there, or move the folder away, then retry",
+                    path,
+                )
         wt_repo.state_cleanup()  # drop MERGE_HEAD etc. left by an abandoned manual merge
         wt_repo.checkout(f"refs/heads/{branch}", strategy=CheckoutStrategy.FORCE)
-        _clean_untracked(path, wt_repo.index, _normalize_keep(keep))
+        _clean_untracked(path, wt_repo.index, kept)
+        self._update_submodules(path)
+
+    def _update_submodules(self, path: Path) -> None:
+        """Populate the worktree's submodules at the commits its tree records, as a fresh clone would."""
+        if not (path / ".gitmodules").is_file():
+            return
+        self._run_git(
+            ["-C", str(path), "submodule", "update", "--init", "--recursive", "--quiet"],
+            with_task_worktree_config(_git_env()),
+        )
 
     @_locked
     def checkout_detached(self, path: Path, commit: str, keep: Sequence[str] = ()) -> None:
@@ -602,6 +800,7 @@ class GitRepo:
         A branch with commits not in base is kept (and named) unless force; then the dropped commits are listed.
         """
         report: list[str] = []
+        kept_worktrees: list[Path] = []
         if worktree_dir.is_dir():
             for child in sorted(worktree_dir.iterdir()):
                 if child.is_dir() and child.name.startswith(".") and ".removing-" in child.name:
@@ -609,11 +808,24 @@ class GitRepo:
                     shutil.rmtree(child, ignore_errors=True)
                     report.append(f"removed leftover {child}")
                 elif child.is_dir() and self._worktree_admin_locked(child) is not None:
+                    dirty = self._uncommitted_in(child)
+                    if dirty and not force:
+                        report.append(
+                            f"kept worktree {child}: uncommitted work ({', '.join(dirty[:3])}"
+                            f"{', ...' if len(dirty) > 3 else ''}); pass --force to delete it anyway"
+                        )
+                        kept_worktrees.append(child.resolve())
+                        continue
                     self.remove_worktree(child)
-                    report.append(f"removed worktree {child}")
+                    report.append(f"removed worktree {child}" + (" with its uncommitted work" if dirty else ""))
         self.prune()
         base_tip = self.tip(base)
+        held = set(kept_worktrees)
         for branch in self.task_branches(branch_template):
+            where = [w for w in self._checkouts_locked(branch) if w in held]
+            if where:
+                report.append(f"kept {branch}: checked out in the kept worktree {where[0]}")
+                continue
             if self.is_merged(branch, base):
                 self.delete_branch(branch, base=base)
                 report.append(f"deleted merged branch {branch}")
@@ -630,6 +842,27 @@ class GitRepo:
         if not report:
             report.append("nothing to clean")
         return report
+
+    @_locked
+    def _uncommitted_in(self, path: Path) -> list[str]:
+        """Paths holding uncommitted work in the worktree at `path` (ignored files are not work)."""
+        try:
+            changes = pygit2.Repository(str(path)).status(untracked_files="normal")
+        except pygit2.GitError:
+            # An index libgit2 cannot read (split or sparse) may hold anything: ask git.
+            done = self._git(["status", "--porcelain", "-z"], cwd=path)
+            return [os.fsdecode(e[3:]) for e in done.stdout.split(b"\0") if len(e) > 3] if done.returncode == 0 else ["?"]
+        return sorted(rel for rel, flags in changes.items() if flags != FileStatus.IGNORED)
+
+    @_locked
+    def move_worktree(self, path: Path, to: Path) -> bool:
+        """`git worktree move`; False when git refuses (e.g. a worktree with submodules stays put)."""
+        to.parent.mkdir(parents=True, exist_ok=True)
+        return self._git(["worktree", "move", str(path), str(to)]).returncode == 0
+
+    @_locked
+    def _checkouts_locked(self, branch: str) -> list[Path]:
+        return self._checkouts(branch)
 
     def _worktree_admin_locked(self, path: Path) -> Path | None:
         with self._lock:
@@ -652,38 +885,58 @@ class GitRepo:
     def commit_leftovers(
         self, worktree: Path, message: str, branch: str | None = None, scratch: Sequence[str] = ()
     ) -> str | None:
-        """Commit everything uncommitted in `worktree` (like `git add -A`); None when it is clean.
+        """Commit everything uncommitted in `worktree` with `git add -A` + `git commit`; None when clean.
 
-        With `branch`, refuses (GitError) unless the worktree still has that branch checked out: an agent
-        that switched branches must not have its leftovers committed somewhere else. Untracked paths
-        matching a `scratch` pattern (an agent CLI's own files, matched on any path component) are left out.
+        git itself commits, so the repository's hooks (pre-commit, commit-msg), filters (Git LFS
+        stores a pointer), identity and signing apply as they would to the user's own commit.
+        With `branch`, refuses (GitError) unless the worktree still has that branch checked out: an
+        agent that switched branches must not have its leftovers committed somewhere else. Untracked
+        paths matching a `scratch` pattern (an agent CLI's own files, matched on any path component)
+        are left out. Work that cannot be committed raises UncommittedWork: it stays in the worktree,
+        which the caller must keep (a repository the agent made inside it, a hook's rejection).
         """
-        if not Path(worktree).is_dir():
+        worktree = Path(worktree).absolute()
+        if not worktree.is_dir():
             raise GitError(f"the worktree {worktree} is gone (did the agent delete it?)")
-        self._clear_dead_agent_lock(Path(worktree).absolute())
+        self._clear_dead_agent_lock(worktree)
         wt_repo = pygit2.Repository(str(worktree))
         if branch is not None:
             head = None if wt_repo.head_is_detached else wt_repo.head.shorthand
             if head != branch:
                 where = f"branch {head}" if head else "a detached HEAD"
                 raise GitError(f"the agent left {branch} for {where} in {worktree}; its work there is kept")
-        changes = wt_repo.status(untracked_files="all")
-        if scratch:
-            changes = {
-                path: flags
-                for path, flags in changes.items()
-                if not (flags & FileStatus.WT_NEW and _is_scratch(path, scratch))
-            }
-        if not changes:
+        env = with_task_worktree_config(self._identity_env())
+        kept = f"its work is kept in {worktree}"
+        listed = self._git(["ls-files", "-z", "--others", "--exclude-standard"], cwd=worktree, env=env)
+        if listed.returncode != 0:
+            raise UncommittedWork(f"git ls-files failed in {worktree}: {_output(listed)}; {kept}", worktree)
+        # git lists a repository nested in the tree as "dir/"; `git add` would record only a
+        # pointer to its HEAD (an embedded repository), not the files the agent wrote.
+        untracked = [os.fsdecode(p) for p in listed.stdout.split(b"\0") if p]
+        left_out = [p for p in untracked if _is_scratch(p.rstrip("/"), scratch)]
+        nested = [p for p in untracked if p.endswith("/") and p not in left_out]
+        if nested:
+            raise UncommittedWork(
+                f"the agent made a git repository inside its worktree ({', '.join(nested)}); tuiorch cannot "
+                f"commit it. Remove its .git or make it a submodule; {kept}",
+                worktree,
+            )
+        pathspecs = ["."] + [f":(exclude,literal){p}" for p in left_out]
+        added = self._git(
+            ["add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul"],
+            cwd=worktree,
+            env=env,
+            input="\0".join(pathspecs).encode(errors="surrogateescape"),
+        )
+        if added.returncode != 0:
+            raise UncommittedWork(f"git add -A failed in {worktree}: {_output(added)}; {kept}", worktree)
+        staged = self._git(["diff", "--cached", "--quiet", "--ignore-submodules=dirty"], cwd=worktree, env=env)
+        if staged.returncode == 0:
             return None
-        index = wt_repo.index
-        index.read()
-        _stage(index, changes)
-        index.write()
-        tree = index.write_tree()
-        sig = self._signature()
-        commit = wt_repo.create_commit("HEAD", sig, sig, message, tree, [wt_repo.head.target])
-        return str(commit)
+        done = self._git(["commit", "--quiet", "--no-edit", "-F", "-"], cwd=worktree, env=env, input=message.encode())
+        if done.returncode != 0:
+            raise UncommittedWork(f"git commit refused the agent's leftovers: {_output(done)}; {kept}", worktree)
+        return str(pygit2.Repository(str(worktree)).head.target)
 
     # ------------------------------------------------------------------ merge
 
@@ -791,8 +1044,7 @@ class GitRepo:
         tree_id = merged.write_tree(self._repo)
         new_tree = self._repo[tree_id]
         assert isinstance(new_tree, pygit2.Tree)
-        sig = self._signature()
-        commit_id = self._repo.create_commit(None, sig, sig, message, tree_id, [old_tip.id, branch_tip.id])
+        commit_id = self._create_merge_commit(tree_id, [old_tip.id, branch_tip.id], message, branch, base)
         return PreparedMerge(
             branch=branch,
             base=base,
@@ -817,10 +1069,9 @@ class GitRepo:
             )
 
     def _reworded(self, prepared: PreparedMerge, message: str) -> PreparedMerge:
-        sig = self._signature()
         parent_ids = [pygit2.Oid(hex=prepared.base_tip), pygit2.Oid(hex=prepared.branch_tip)]
-        commit_id = self._repo.create_commit(
-            None, sig, sig, message, pygit2.Oid(hex=prepared.tree), parent_ids
+        commit_id = self._create_merge_commit(
+            pygit2.Oid(hex=prepared.tree), parent_ids, message, prepared.branch, prepared.base
         )
         return replace(prepared, commit=str(commit_id), message=message)
 
@@ -1199,11 +1450,16 @@ class GitRepo:
         if with_markers:
             raise GitError(f"conflict markers remain in {', '.join(sorted(with_markers))}")
         index.write()
-        tree = index.write_tree()
-        sig = self._signature()
-        commit = wt_repo.create_commit("HEAD", sig, sig, message, tree, [head.id, merged_in.id])
-        wt_repo.state_cleanup()
-        return str(commit)
+        # git commits the merge (HEAD + MERGE_HEAD) so hooks, identity and signing apply.
+        done = self._git(
+            ["commit", "--quiet", "--no-edit", "-F", "-"],
+            cwd=Path(worktree),
+            env=with_task_worktree_config(self._identity_env()),
+            input=message.encode(),
+        )
+        if done.returncode != 0:
+            raise GitError(f"git commit refused the resolved merge in {worktree}: {_output(done)}")
+        return str(pygit2.Repository(str(worktree)).head.target)
 
 
 # ---------------------------------------------------------------- helpers
@@ -1325,6 +1581,14 @@ def _undo_checkout(
         index.write()
     except pygit2.GitError:
         pass  # the index is locked by someone else, so it still holds what it held before
+
+
+def _drop_inherited_sparse_checkout(path: Path) -> None:
+    """Remove the sparse patterns `git worktree add` copied from the user's checkout: tasks see every file."""
+    admin_file = path / ".git"
+    with contextlib.suppress(OSError):
+        admin = Path(admin_file.read_text().strip().removeprefix("gitdir:").strip())
+        (admin / "info" / "sparse-checkout").unlink(missing_ok=True)
 
 
 def _remove_empty_parents(directory: Path, stop: Path) -> None:

@@ -10,10 +10,11 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import os
 import shlex
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,14 @@ from tuiorch.config import (
 from tuiorch.diffs import TaskDiff
 from tuiorch.events import TaskStatus
 from tuiorch.gate import GatedMerge, gated_merge
-from tuiorch.gitops import DIFF_MAX_LINES, GitError, GitRepo, PreparedMerge
+from tuiorch.gitops import (
+    DIFF_MAX_LINES,
+    GitError,
+    GitRepo,
+    PreparedMerge,
+    UncommittedWork,
+    with_task_worktree_config,
+)
 from tuiorch.hunks import MergeFileError, Resolution, conflict_file
 from tuiorch.prompt import RESOLVE_TEMPLATE, load_template, render_prompt, render_resolve_prompt
 from tuiorch.runlock import RunLock, clear_stale_git_locks, kill_orphan_agents
@@ -186,6 +194,8 @@ class Orchestrator:
         self._wake = asyncio.Event()
         self._merge_lock = asyncio.Lock()
         self._runners: dict[str, asyncio.Task[None]] = {}
+        #: Slot worktrees holding work tuiorch could not commit, which git would not move away.
+        self._kept_worktrees: set[Path] = set()
         self._processes: dict[str, AgentProcess] = {}
         self._pending_output: dict[str, list[str]] = {}
         self._stopping = False
@@ -353,7 +363,12 @@ class Orchestrator:
 
     def _slot_path(self, slot: int, task: Task) -> Path:
         if self.config.slots.reuse:
-            return self._worktree_dir() / f"slot-{slot + 1}"
+            path = self._worktree_dir() / f"slot-{slot + 1}"
+            generation = 1
+            while path in self._kept_worktrees:  # a kept worktree git could not move out of the slot
+                generation += 1
+                path = self._worktree_dir() / f"slot-{slot + 1}.{generation}"
+            return path
         return self._worktree_dir(task.id) / self._branch_name(task)
 
     def _branch_name(self, task: Task) -> str:
@@ -368,6 +383,8 @@ class Orchestrator:
                 rec.reason = "cancelled"
                 self._set_status(rec, TaskStatus.CANCELLED, ev.TaskCancelled(task=task.id))
             raise
+        except UncommittedWork as exc:
+            await self._keep_worktree(rec, exc)
         except (GitError, OSError) as exc:
             await self._fail_after_error(rec, str(exc))
         except Exception as exc:  # a bug must fail one task, not take the pool down
@@ -480,8 +497,9 @@ class Orchestrator:
         # A CLI may exit 0 although its model calls failed (aider does): its own words decide.
         failed = not _succeeded(exit_) or parser.error is not None
         if failed:
-            # An interrupted attempt's edits are kept on its branch: a retry builds on them.
-            with contextlib.suppress(GitError):
+            # An interrupted attempt's edits are kept on its branch: a retry builds on them. Edits that
+            # cannot be committed (UncommittedWork) fail the task and keep its worktree (see _run_task).
+            with _suppress_all_but(GitError, UncommittedWork):
                 await asyncio.to_thread(
                     self.git.commit_leftovers,
                     rec.worktree,
@@ -645,6 +663,31 @@ class Orchestrator:
         with contextlib.suppress(GitError, OSError):
             await self._leave_worktree(rec)
 
+    async def _keep_worktree(self, rec: TaskRecord, exc: UncommittedWork) -> None:
+        """Work tuiorch could not commit: fail the task and keep its worktree, never reset or removed.
+
+        A warm slot's worktree is moved out of the slot (the slot starts afresh for the next task);
+        if git will not move it, the slot gets a new folder instead and this one stays as it is.
+        """
+        rec.holds_worktree = False
+        kept = exc.worktree
+        reason = str(exc)
+        if self.config.slots.reuse and kept.parent == self._worktree_dir():
+            base = self._worktree_dir() / f"kept-{kept.name}-task-{rec.task.id}"
+            target, n = base, 1
+            while target.exists():
+                n += 1
+                target = base.with_name(f"{base.name}.{n}")
+            if await asyncio.to_thread(self.git.move_worktree, kept, target):
+                reason = reason.replace(str(kept), str(target))
+                if rec.worktree == kept:
+                    rec.worktree = target
+            else:
+                self._kept_worktrees.add(kept)
+        rec.reason = reason
+        rec.ended = rec.ended or time.time()
+        self._set_status(rec, TaskStatus.FAILED, ev.TaskFailed(task=rec.task.id, reason=reason))
+
     async def _leave_worktree(self, rec: TaskRecord) -> None:
         """The agent is done with its worktree: detach a warm slot, or remove a per-task one.
 
@@ -661,9 +704,12 @@ class Orchestrator:
     def _agent_env(self, rec: TaskRecord) -> dict[str, str]:
         # TUIORCH_GIT_DIR marks the process as ours: a resumed run finds and ends it even if this run
         # dies before recording its process group.
+        # The agent's own git keeps the worktree a full checkout with an index libgit2 can read.
+        inherited = {k: v for k, v in os.environ.items() if k.startswith("GIT_CONFIG_")}
         return {
             # What the CLI needs to run unattended in a new folder (e.g. gemini's workspace trust).
             **dict(self.preset.env),
+            **with_task_worktree_config(inherited),
             "TUIORCH_TASK": rec.task.id,
             "TUIORCH_BRANCH": rec.branch or "",
             "TUIORCH_GIT_DIR": str(self.git.git_dir.resolve()),
@@ -1649,6 +1695,17 @@ _MERGE_PHASE = frozenset(
 
 def _succeeded(exit_: AgentExit) -> bool:
     return exit_.code == 0 and not exit_.timed_out and exit_.signal is None
+
+
+@contextlib.contextmanager
+def _suppress_all_but(suppressed: type[BaseException], raised: type[BaseException]) -> Iterator[None]:
+    """Suppress `suppressed` errors except those that are also `raised` (a subclass that must go up)."""
+    try:
+        yield
+    except raised:
+        raise
+    except suppressed:
+        pass
 
 
 def _exit_words(exit_: AgentExit) -> str:
