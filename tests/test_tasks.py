@@ -509,3 +509,10 @@ def test_a_priority_written_back_to_tasks_toml_changes_one_line(tmp_path: Path) 
     assert path.read_text() == original.replace('"polish"  # p', '"feature"  # p').replace(
         'title = "A"   # first\n', 'title = "A"   # first\npriority = "foundation"\n'
     )
+
+
+def test_the_first_mistake_in_the_file_is_the_one_named() -> None:
+    with pytest.raises(TaskFileError, match=r"^TASKS.md:2: .*priorty"):
+        parse_tasks_md("## Task 1: A\npriorty: polish\n\n### Task 2: B\n")
+    with pytest.raises(TaskFileError, match=r"^TASKS.md:1: '### Task 1: A'"):
+        parse_tasks_md("### Task 1: A\n\n## Task 2: B\npriorty: polish\n")

@@ -276,15 +276,17 @@ def parse_tasks_md(
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     # (heading line number, id, title, index of the first line after the heading)
     headings: list[tuple[int, str, str, int]] = []
+    misleveled: TaskFileError | None = None
     fences = _FenceTracker()
     for index, line in enumerate(lines):
         number = index + 1
         if fences.feed(line, number):
             continue
         if not _is_task_heading_line(line):
-            if (other := _OTHER_LEVEL_TASK.match(line)) is not None:
-                # Read as text, it would silently become part of the task above it.
-                raise TaskFileError(
+            if (other := _OTHER_LEVEL_TASK.match(line)) is not None and misleveled is None:
+                # Read as text, it would silently become part of the task above it. Reported once the
+                # blocks are read, so that the first mistake in the file is the one named.
+                misleveled = TaskFileError(
                     path,
                     number,
                     f"{line.strip()!r} looks like a task heading but starts with {other['hashes']!r}; "
@@ -309,9 +311,16 @@ def parse_tasks_md(
         )
 
     tasks: list[Task] = []
-    for position, (number, task_id, title, first) in enumerate(headings):
-        end = headings[position + 1][0] - 1 if position + 1 < len(headings) else len(lines)
-        tasks.append(_parse_task_block(lines, first, end, number, task_id, title, path))
+    try:
+        for position, (number, task_id, title, first) in enumerate(headings):
+            end = headings[position + 1][0] - 1 if position + 1 < len(headings) else len(lines)
+            tasks.append(_parse_task_block(lines, first, end, number, task_id, title, path))
+    except TaskFileError as exc:
+        if misleveled is not None and misleveled.line is not None and misleveled.line < (exc.line or len(lines) + 1):
+            raise misleveled from None
+        raise
+    if misleveled is not None:
+        raise misleveled
     if validate:
         validate_tasks(tasks, path, known_ids)
     return tasks
