@@ -1740,7 +1740,7 @@ def failure_reason(exit_: AgentExit, parser: OutputParser, stderr: list[str], pr
             where = f"exit {code}: HTTP {statuses[0]}, as this CLI exits with the HTTP status & 0xFF"
             meaning = f"the model API answered HTTP {statuses[0]} ({where})"
     if parser.error:
-        return f"{parser.error} ({where})"
+        return f"{_clip(parser.error)} ({where})"  # one line: it heads a pane's note and a headless line
     words = parser.warning or (stderr[-1].strip() if stderr else "")
     if meaning:
         return f"{meaning}: {_clip(words)}" if words else meaning
