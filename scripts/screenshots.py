@@ -2,13 +2,15 @@
 
 Makes the demo repository in a temp dir, runs the demo agent, and saves SVGs at 160x48 and 80x24 (the
 "-80x24" files) of the queue reordered, help, the add-task form, the main screen mid-run and finished, the
-conflict modal, a task's log and the summary; PNGs too if cairosvg is installed.
+conflict modal, a task's log and the summary; then, in a repository whose two tasks clash at line 1,600 of
+a file, the diff screen (unified and side by side) and that conflict; PNGs too if cairosvg is installed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +24,7 @@ from tuiorch.demo import make_demo_repo
 from tuiorch.events import TaskStatus
 from tuiorch.tasks import load_tasks
 from tuiorch.ui.app import TuiorchApp
-from tuiorch.ui.screens import AddTaskScreen, ConflictScreen, HelpScreen, LogScreen, SummaryScreen
+from tuiorch.ui.screens import AddTaskScreen, ConflictScreen, DiffScreen, HelpScreen, LogScreen, SummaryScreen
 from tuiorch.ui.widgets import QueuePane
 
 #: (size, file-name suffix): the smallest terminal the app must serve, and a roomy one (the README's).
@@ -119,6 +121,76 @@ async def capture(out: Path, size: tuple[int, int], suffix: str) -> list[Path]:
     return shots
 
 
+def settings_py(changes: dict[int, str]) -> str:
+    return "".join(changes.get(i, f"SETTING_{i} = {i}") + "\n" for i in range(1, 2001))
+
+
+def make_review_repo(root: Path) -> Path:
+    """A `master` repository with a 2,000-line settings.py; two tasks change its lines 12 and 1,600 (the
+    second also line 1,900), and [merge] auto = false leaves each waiting for review."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "Demo", "GIT_AUTHOR_EMAIL": "demo@example.com",
+           "GIT_COMMITTER_NAME": "Demo", "GIT_COMMITTER_EMAIL": "demo@example.com"}
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
+
+    root.mkdir(parents=True)
+    git("init", "-q", "-b", "master")
+    (root / "settings.py").write_text(settings_py({}))
+    (root / "tuiorch.toml").write_text(
+        'base = "master"\nworkers = 2\n\n[agent]\npreset = "demo"\n\n[merge]\nauto = false\n'
+    )
+    one = settings_py({12: "SETTING_12 = 'fast'", 1600: "SETTING_1600 = 'eu-west'"})
+    two = settings_py({12: "SETTING_12 = 'safe'", 1600: "SETTING_1600 = 'us-east'", 1900: "SETTING_1900 = 'new'"})
+    (root / "TASKS.md").write_text(
+        f"## Task 1: Tune for speed\n\n```write settings.py\n{one}```\n\n"
+        f"## Task 2: Move to us-east\n\n```write settings.py\n{two}```\n"
+    )
+    git("add", "-A")
+    git("commit", "-q", "-m", "settings")
+    return root
+
+
+async def capture_review(out: Path, size: tuple[int, int], suffix: str) -> list[Path]:
+    """The diff screen of a finished task, then the conflict of the other one at line 1,600."""
+    shots: list[Path] = []
+
+    def snap(name: str) -> None:
+        app.clear_notifications()
+        shots.append(shoot(app, out, name + suffix))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = make_review_repo(Path(tmp) / "settings")
+        app = make_app(repo, paused=False)
+        async with app.run_test(size=size) as pilot:
+            await wait_for(pilot, lambda: all(r.status is TaskStatus.FINISHED for r in app.orch.records.values()), 60)
+            app.query_one(QueuePane).select("1")
+            await pilot.press("d")
+            await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen) and app.screen.diff is not None, 10)
+            await pilot.pause(0.5)
+            snap("diff-unified")
+            await pilot.press("v")
+            await pilot.pause(0.5)
+            snap("diff-side-by-side")
+            await pilot.press("m")  # merge task 1 from the review
+            await wait_for(pilot, lambda: app.orch.records["1"].status is TaskStatus.MERGED, 30)
+            app.query_one(QueuePane).select("2")
+            await pilot.press("m")  # task 2 now conflicts at lines 12 and 1,600
+            await wait_for(pilot, lambda: in_conflict(app) == "2" and not app.orch.is_busy("2"), 30)
+            await pilot.pause(0.5)
+            snap("conflict-in-header")
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConflictScreen) and app.screen.current is not None, 10)
+            await pilot.press("o", "a")  # line 12: master's side; on to line 1,600, with the merge base shown
+            await pilot.pause(0.5)
+            snap("conflict-deep")
+            await pilot.press("escape", "q")
+            if not await wait_for(pilot, lambda: not app.is_running, 5):
+                await pilot.press("y")
+                await wait_for(pilot, lambda: not app.is_running, 30)
+    return shots
+
+
 def to_png(svgs: list[Path]) -> None:
     try:
         import cairosvg  # type: ignore[import-not-found]
@@ -137,6 +209,7 @@ def main() -> int:
     os.environ.setdefault("TUIORCH_DEMO_DELAY", "0.4")
     for size, suffix in SIZES:
         to_png(asyncio.run(capture(out, size, suffix)))
+        to_png(asyncio.run(capture_review(out, size, suffix)))
     return 0
 
 
