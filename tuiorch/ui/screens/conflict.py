@@ -100,8 +100,8 @@ def _clip(text: str, lines: int = 200) -> str:
 
 
 def _context_text(lines: tuple[str, ...], path: str) -> Text:
-    """Clean lines around a hunk, marked as context by a bar in the gutter."""
-    out = Text()
+    """Clean lines around a hunk, marked as context by a bar in the gutter; one screen row each."""
+    out = Text(no_wrap=True, overflow="ellipsis")
     for line in highlight_lines(path, list(lines)):
         out.append("│ ", style="dim")
         out.append_text(line)
