@@ -368,3 +368,94 @@ def test_uncommitted_work_error_names_the_worktree(repo: Path, tmp_path: Path) -
     assert raised.value.worktree == wt
     assert str(wt) in str(raised.value)
     assert os.path.isdir(wt / "inner" / ".git")
+
+
+# ------------------------------------------------------------ refused up front
+
+
+def tuiorch(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tuiorch", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def assert_refused(done: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    for word in words:
+        assert word in done.stderr, done.stderr
+
+
+ONE_TASK = """\
+    ## Task 1: Add alpha
+
+    ```write alpha.txt
+    alpha
+    ```
+"""
+
+
+def test_a_sha256_repository_is_refused_with_the_setting_named(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main", "--object-format=sha256")
+    git(repo, "config", "user.name", "Test User")
+    git(repo, "config", "user.email", "test@example.com")
+    project(repo, ONE_TASK)
+    done = tuiorch(repo, "run", "--headless")
+    assert_refused(done, "extensions.objectFormat = sha256", "SHA-1")
+    assert not (tmp_path / "repo-worktrees").exists()
+
+
+def test_a_separate_git_dir_repository_runs_in_its_real_work_tree(tmp_path: Path) -> None:
+    repo = tmp_path / "work"
+    git(tmp_path, "init", "-q", "-b", "main", f"--separate-git-dir={tmp_path / 'elsewhere.git'}", str(repo))
+    git(repo, "config", "user.name", "Test User")
+    git(repo, "config", "user.email", "test@example.com")
+    write(repo, {"README.md": "# demo\n"})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "initial")
+    gr = GitRepo(repo / "sub" if (repo / "sub").mkdir() is None else repo)
+    assert gr.root == repo.resolve()
+    assert gr.git_dir == (tmp_path / "elsewhere.git").resolve()
+    project(repo, ONE_TASK)
+    done = tuiorch(repo, "run", "--headless")
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert (repo / "alpha.txt").read_text() == "alpha\n"
+    assert not (tmp_path / "alpha.txt").exists()
+    assert git(repo, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize(
+    ("template", "existing"), [("agent/{id}", "agent"), ("agent-{id}", "agent-1/experiment")]
+)
+def test_a_branch_template_clashing_with_a_branch_is_refused(repo: Path, template: str, existing: str) -> None:
+    project(repo, ONE_TASK)
+    (repo / "tuiorch.toml").write_text(f'branch = "{template}"\n' + (repo / "tuiorch.toml").read_text())
+    git(repo, "commit", "-q", "-am", "template")
+    git(repo, "branch", existing)
+    done = tuiorch(repo, "run", "--headless")
+    assert_refused(done, f"clashes with the existing branch '{existing}'", "tuiorch.toml")
+    assert not (repo.parent / "repo-worktrees").exists()
+
+
+def test_a_clash_appearing_mid_run_fails_only_that_task_with_the_reason(repo: Path, tmp_path: Path) -> None:
+    gr = GitRepo(repo)
+    git(repo, "branch", "agent")
+    with pytest.raises(GitError, match="clashes with the existing branch 'agent'"):
+        gr.prepare_worktree(tmp_path / "wt", "agent/1", "main")
+
+
+@pytest.mark.parametrize("operation", ["merge", "cherry-pick"])
+def test_an_operation_in_progress_at_start_is_refused(repo: Path, operation: str) -> None:
+    project(repo, ONE_TASK)
+    git(repo, "switch", "-q", "-c", "side")
+    write(repo, {"README.md": "side\n"})
+    git(repo, "commit", "-q", "-am", "side")
+    git(repo, "switch", "-q", "main")
+    write(repo, {"README.md": "main\n"})
+    git(repo, "commit", "-q", "-am", "main")
+    subprocess.run(["git", operation, "side"], cwd=repo, capture_output=True)  # stops on the conflict
+    done = tuiorch(repo, "run", "--headless")
+    assert_refused(done, f"a {operation} is in progress in {repo.resolve()}", f"git {operation} --abort")
+    assert not (repo.parent / "repo-worktrees").exists()

@@ -22,7 +22,7 @@ from tuiorch.config import (
     missing_agent_program,
     worktree_dir,
 )
-from tuiorch.gitops import GitError, GitRepo
+from tuiorch.gitops import GitError, GitRepo, branch_clash
 from tuiorch.prompt import PromptError, load_template
 from tuiorch.tasks import Task, TaskFileError, load_tasks
 
@@ -139,6 +139,11 @@ def _check_repository(repo: GitRepo, config: Config, tasks: list[Task], *, fresh
             f"base branch '{config.base}' does not exist in {repo.root}; create it "
             f"(git branch {config.base}) or set base = \"...\" in tuiorch.toml"
         ) from None
+    for workdir, operation, finish in repo.operations_in_progress(config.base):
+        raise UsageError(
+            f"{operation} is in progress in {workdir}; end it ({finish}) before running tuiorch, "
+            f"which would otherwise merge into {config.base} under it"
+        )
     if pygit2.Repository(str(repo.root)).head_is_detached:
         # A detached HEAD is often a rebase or bisect under way, whose end would clash with merges into base.
         raise UsageError(
@@ -146,7 +151,22 @@ def _check_repository(repo: GitRepo, config: Config, tasks: list[Task], *, fresh
             f"(git switch {config.base}) before running tuiorch"
         )
     _check_worktree_folder(worktree_dir(config, repo.root))
+    _check_branch_clashes(repo, config, tasks)
     _check_stale_branches(repo, config, tasks, fresh=fresh)
+
+
+def _check_branch_clashes(repo: GitRepo, config: Config, tasks: list[Task]) -> None:
+    """git keeps branches as paths: `agent/1` cannot exist beside a branch `agent`, nor `agent` beside `agent/x`."""
+    existing = repo.local_branches()
+    for task in tasks:
+        branch = branch_name(config, task.id, repo.root.name)
+        clash = branch_clash(branch, existing)
+        if clash is not None:
+            raise UsageError(
+                f"branch = \"{config.branch}\" in tuiorch.toml makes '{branch}' for task {task.id}, which clashes "
+                f"with the existing branch '{clash}' (git cannot hold both); rename that branch "
+                f"(git branch -m {clash} NEW) or change branch in tuiorch.toml"
+            )
 
 
 def _check_worktree_folder(folder: Path) -> None:

@@ -185,6 +185,64 @@ def _git_env() -> dict[str, str]:
     return env
 
 
+def _show_toplevel(path: Path) -> Path | None:
+    """The work tree git finds from `path` (core.worktree, a .git file), or None outside one."""
+    cwd = path if path.is_dir() else path.parent
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=cwd,
+            env=_git_env(),
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        )
+    except OSError:
+        return None  # no git on PATH: the caller reports that where it matters
+    if done.returncode != 0 or not done.stdout.strip():
+        return None
+    return Path(os.fsdecode(done.stdout.strip())).resolve()
+
+
+def branch_clash(name: str, existing: Sequence[str]) -> str | None:
+    """An existing branch that git cannot keep beside `name` (refs are paths: `a` and `a/b` exclude each other)."""
+    for other in existing:
+        if name.startswith(other + "/") or other.startswith(name + "/"):
+            return other
+    return None
+
+
+def _clash_message(branch: str, clash: str) -> str:
+    return (
+        f"the task branch '{branch}' clashes with the existing branch '{clash}' (git cannot hold both "
+        f"'{min(branch, clash, key=len)}' and '{max(branch, clash, key=len)}'); rename that branch or "
+        "change branch = \"...\" in tuiorch.toml"
+    )
+
+
+# What git leaves in a working tree's git dir while an operation waits for the user, and how to end it.
+_OPERATION_MARKERS = (
+    ("rebase-merge", "a rebase", "git rebase --continue or git rebase --abort"),
+    ("rebase-apply/applying", "a git am", "git am --continue or git am --abort"),
+    ("rebase-apply", "a rebase", "git rebase --continue or git rebase --abort"),
+    ("MERGE_HEAD", "a merge", "git merge --continue or git merge --abort"),
+    ("CHERRY_PICK_HEAD", "a cherry-pick", "git cherry-pick --continue or git cherry-pick --abort"),
+    ("REVERT_HEAD", "a revert", "git revert --continue or git revert --abort"),
+    ("BISECT_LOG", "a bisect", "git bisect reset"),
+)
+
+
+def _operation_in_progress(workdir: Path) -> tuple[str, str] | None:
+    """("a merge", how to end it) if git is in the middle of an operation in `workdir`, else None."""
+    try:
+        admin = Path(pygit2.Repository(str(workdir)).path)
+    except pygit2.GitError:
+        return None
+    for marker, what, finish in _OPERATION_MARKERS:
+        if (admin / marker).exists():
+            return what, finish
+    return None
+
+
 def _parse_ident(line: str) -> tuple[str, str] | None:
     """("Name", "email") from `git var`'s "Name <email> 1700000000 +0000"."""
     name, sep, rest = line.partition(" <")
@@ -267,7 +325,21 @@ class GitRepo:
         found = pygit2.discover_repository(str(root))
         if found is None:
             raise GitError(f"{root} is not inside a git repository (run `git init` first)")
-        discovered = pygit2.Repository(found)
+        try:
+            discovered = pygit2.Repository(found)
+        except pygit2.GitError as exc:
+            if "object format" in str(exc):
+                raise GitError(
+                    f"{root} is a SHA-256 repository (extensions.objectFormat = sha256); tuiorch's git library "
+                    f"(libgit2 {pygit2.LIBGIT2_VERSION}) reads only SHA-1 repositories: run tuiorch on a SHA-1 clone"
+                ) from None
+            raise GitError(f"{root}: git: {exc}") from None
+        if not discovered.is_bare and discovered.workdir is not None:
+            # Opened from its git dir, libgit2 takes that folder's parent as the work tree, which is
+            # wrong for `git init --separate-git-dir`: git itself names the work tree.
+            toplevel = _show_toplevel(root)
+            if toplevel is not None and Path(discovered.workdir).resolve() != toplevel:
+                discovered = pygit2.Repository(str(toplevel))
         if discovered.is_bare or discovered.workdir is None:
             raise GitError(f"{found} is a bare repository; tuiorch needs a working tree")
         if discovered.head_is_unborn:
@@ -422,6 +494,21 @@ class GitRepo:
                 f"the {hook.name} hook rejected the merge of {branch} into {base} (exit {done.returncode})"
                 + (f": {output}" if output else "")
             )
+
+    @_locked
+    def local_branches(self) -> list[str]:
+        return sorted(self._repo.branches.local)
+
+    @_locked
+    def operations_in_progress(self, base: str) -> list[tuple[Path, str, str]]:
+        """(working tree, operation, how to end it) for each checkout of `base` and the primary one
+        that git has in mid-operation."""
+        found: list[tuple[Path, str, str]] = []
+        for workdir in dict.fromkeys([self.root, *self._checkouts(base)]):
+            operation = _operation_in_progress(workdir)
+            if operation is not None:
+                found.append((workdir, *operation))
+        return found
 
     @_locked
     def has_new_commits(self, branch: str, since: str) -> bool:
@@ -607,6 +694,9 @@ class GitRepo:
         refname = f"refs/heads/{branch}"
         existing = self._repo.references.get(refname)
         if existing is None:
+            clash = branch_clash(branch, list(self._repo.branches.local))
+            if clash is not None:
+                raise GitError(_clash_message(branch, clash))
             try:
                 self._repo.create_branch(branch, base_commit)
             except ValueError as exc:
