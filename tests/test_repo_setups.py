@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -459,3 +460,109 @@ def test_an_operation_in_progress_at_start_is_refused(repo: Path, operation: str
     done = tuiorch(repo, "run", "--headless")
     assert_refused(done, f"a {operation} is in progress in {repo.resolve()}", f"git {operation} --abort")
     assert not (repo.parent / "repo-worktrees").exists()
+
+
+# ------------------------------------------------------------------ input
+
+
+def test_a_task_file_with_a_bom_and_crlf_loses_no_task(repo: Path) -> None:
+    project(repo, ONE_TASK)
+    text = textwrap.dedent("""\
+        ## Task 1: Add alpha
+
+        ```write alpha.txt
+        alpha
+        ```
+
+        ## Task 2: Add beta
+        priority: polish
+
+        ```write beta.txt
+        beta
+        ```
+    """)
+    (repo / "TASKS.md").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    git(repo, "commit", "-q", "-am", "windows editor")
+    code, events = run(repo)
+    assert code == 0, events
+    assert {e["task"] for e in of(events, "merged")} == {"1", "2"}
+    assert (repo / "alpha.txt").read_text() == "alpha\n"  # no stray \r from the CRLF file
+
+
+def test_a_tasks_toml_with_a_bom_and_crlf_loads_and_keeps_its_layout_when_written(tmp_path: Path) -> None:
+    from tuiorch.tasks import Priority, write_priority
+
+    path = tmp_path / "tasks.toml"
+    text = '[[task]]\nid = "1"\ntitle = "First"\npriority = "feature"\n\n[[task]]\nid = "2"\ntitle = "Second"\n'
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    assert [t.id for t in load_tasks(path)] == ["1", "2"]
+    write_priority(path, "1", Priority.POLISH)
+    data = path.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")
+    assert b'priority = "polish"\r\n' in data
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    assert load_tasks(path)[0].priority == Priority.POLISH
+
+
+def test_file_names_that_are_not_utf8_merge(repo: Path, tmp_path: Path) -> None:
+    custom_agent(repo, tmp_path, """\
+        import os, sys
+        with open(os.path.join(os.fsencode(sys.argv[1]), b"caf\\xe9.txt"), "wb") as out:
+            out.write(b"latin-1 name\\n")
+    """, "## Task 1: Latin-1\n\nWrite it.\n")
+    code, events = run(repo)
+    assert code == 0, [e for e in events if e["event"] in ("task_failed", "merge_blocked")]
+    assert b"caf\xe9.txt" in os.listdir(os.fsencode(repo))
+    with open(os.path.join(os.fsencode(repo), b"caf\xe9.txt"), "rb") as merged:
+        assert merged.read() == b"latin-1 name\n"
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_headless_picks_up_tasks_added_to_the_file_during_the_run(repo: Path) -> None:
+    project(repo, """\
+        ## Task 1: Slow one
+        sleep: 4
+
+        ```write one.txt
+        one
+        ```
+    """)
+    run_ = subprocess.Popen(
+        [sys.executable, "-m", "tuiorch", "run", "--headless", "--json"],
+        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert run_.stdout is not None
+        for line in run_.stdout:
+            lines.append(line)
+            if '"task_started"' in line:
+                break
+        time.sleep(0.5)  # the watcher is up once the run is
+        with (repo / "TASKS.md").open("a") as tasks:
+            tasks.write("\n## Task 2: Added while running\n\n```write two.txt\ntwo\n```\n")
+        rest, err = run_.communicate(timeout=90)
+    finally:
+        if run_.poll() is None:
+            run_.kill()
+            run_.wait()
+    lines += rest.splitlines()
+    assert run_.returncode == 0, (lines, err)
+    events = [json.loads(line) for line in lines]
+    assert {e["task"] for e in of(events, "merged")} == {"1", "2"}
+    assert any("TASKS.md reloaded: 2 tasks" in e.get("message", "") for e in of(events, "notice"))
+    assert (repo / "two.txt").read_text() == "two\n"
+
+
+def test_a_file_directory_conflict_is_named_so(repo: Path, tmp_path: Path) -> None:
+    gr = GitRepo(repo)
+    wt = tmp_path / "wt"
+    gr.prepare_worktree(wt, "task-1", "main")
+    write(wt, {"x/y.txt": "the task's directory\n"})
+    gr.commit_leftovers(wt, "dir")
+    write(repo, {"x": "main's file\n"})
+    git(repo, "add", "x")
+    git(repo, "commit", "-q", "-m", "file")
+    outcome = gr.merge("task-1", "main", "merge")
+    assert outcome.status == "conflict"
+    assert outcome.kinds == {"x": "file/directory"}

@@ -184,7 +184,7 @@ class Merged(TaskEvent):
 class ConflictFound(TaskEvent):
     name: ClassVar[str] = "conflict"
     paths: tuple[str, ...] = ()
-    #: path -> "content" | "add/add" | "modify/delete" | "delete/modify"
+    #: path -> "content" | "add/add" | "modify/delete" | "delete/modify" | "file/directory"
     kinds: dict[str, str] = field(default_factory=dict)
 
 

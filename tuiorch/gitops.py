@@ -274,6 +274,17 @@ def _conflict_kind(ancestor: object, ours: object, theirs: object) -> str:
     return "content"
 
 
+def _conflict_kind_in(
+    path: str, ancestor: object, ours: object, theirs: object, base_tree: pygit2.Tree, task_tree: pygit2.Tree
+) -> str:
+    """_conflict_kind, told apart from a deletion where one side has a directory at `path` (as git says)."""
+    if (ours is None and isinstance(_tree_entry(base_tree, path), pygit2.Tree)) or (
+        theirs is None and isinstance(_tree_entry(task_tree, path), pygit2.Tree)
+    ):
+        return "file/directory"
+    return _conflict_kind(ancestor, ours, theirs)
+
+
 def _entry_path(entries: tuple[pygit2.IndexEntry | None, ...]) -> str:
     return next(e.path for e in entries if e is not None)
 
@@ -286,11 +297,42 @@ def _blob_text(repo: pygit2.Repository, blob_id: pygit2.Oid) -> str:
     return blob.data.decode("utf-8", errors="replace")
 
 
+def _git_path(path: str) -> bytes:
+    """A path as git stores it: pygit2 hands non-UTF-8 names over with surrogate escapes, and
+    takes them back only as bytes."""
+    return path.encode("utf-8", "surrogateescape")
+
+
 def _tree_entry(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
     try:
         return tree[path]
     except KeyError:
         return None
+    except UnicodeEncodeError:
+        return _tree_entry_bytes(tree, _git_path(path))
+
+
+class _RawPath:
+    """A path pygit2 passes to libgit2 byte for byte (its string lists refuse bytes but take PathLike)."""
+
+    def __init__(self, path: str) -> None:
+        self.raw = _git_path(path)
+
+    def __fspath__(self) -> bytes:
+        return self.raw
+
+
+def _tree_entry_bytes(tree: pygit2.Tree, path: bytes) -> pygit2.Object | None:
+    """Walk to a path component by component, comparing raw names (a non-UTF-8 name on the way)."""
+    node: pygit2.Object = tree
+    for part in path.split(b"/"):
+        if not isinstance(node, pygit2.Tree):
+            return None
+        found = next((child for child in node if _git_path(child.name or "") == part), None)
+        if found is None:
+            return None
+        node = found
+    return node
 
 
 def _paths_collide(dirty: str, changed: str) -> bool:
@@ -1126,7 +1168,10 @@ class GitRepo:
             return MergeOutcome("already", str(old_tip.id), message=f"{branch} is already merged into {base}")
         merged = self._repo.merge_commits(old_tip.id, branch_tip.id)
         if merged.conflicts:
-            kinds = {_entry_path(e): _conflict_kind(*e) for e in merged.conflicts}
+            kinds = {
+                _entry_path(e): _conflict_kind_in(_entry_path(e), *e, old_tip.tree, branch_tip.tree)
+                for e in merged.conflicts
+            }
             paths = tuple(sorted(kinds))
             return MergeOutcome(
                 "conflict", None, paths, kinds, f"{branch} conflicts with {base} in {', '.join(paths)}"
@@ -1210,7 +1255,9 @@ class GitRepo:
                     if to_write:
                         # libgit2 wants objects looked up through the Repository doing the checkout.
                         wt_tree = wt_repo[tree_id]
-                        wt_repo.checkout_tree(wt_tree, strategy=CheckoutStrategy.SAFE, paths=to_write)
+                        wt_repo.checkout_tree(
+                            wt_tree, strategy=CheckoutStrategy.SAFE, paths=[_RawPath(p) for p in to_write]
+                        )
                     if already:
                         _index_follows(wt_repo, new_tree, already)
                 # Reflog signature None: pygit2 1.21 cannot pass a Signature here (TypeError).
@@ -1326,7 +1373,8 @@ class GitRepo:
                 if texts[-1] is None:
                     binary = True
                     texts[-1] = _BINARY_PLACEHOLDER.format(size=entry.size)
-            files.append((path, _conflict_kind(texts[2], texts[0], texts[1]), texts[0], texts[1], texts[2], binary))
+            kind = _conflict_kind_in(path, texts[2], texts[0], texts[1], ours.tree, theirs.tree)
+            files.append((path, kind, texts[0], texts[1], texts[2], binary))
         return str(ours.id), str(theirs.id), files
 
     def task_diff(

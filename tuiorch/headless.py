@@ -12,9 +12,10 @@ from typing import TextIO
 from tuiorch import events as ev
 from tuiorch.agent_output import Usage, format_usage
 from tuiorch.config import Config
-from tuiorch.orchestrator import Orchestrator
+from tuiorch.orchestrator import CommandError, Orchestrator
 from tuiorch.runlock import RunLockError
-from tuiorch.tasks import Task
+from tuiorch.tasks import Task, TaskFileError, load_tasks
+from tuiorch.taskwatch import task_file_changes
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -124,6 +125,8 @@ class HeadlessPrinter:
             line = format_event(event)
             if line is None:
                 return
+            # A file name that is not UTF-8 reaches here with surrogate escapes; print what can be shown.
+            line = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             self.out.write(line + "\n")
             if isinstance(event, ev.RunFinished):
                 self.out.write(format_summary(event) + "\n")
@@ -148,11 +151,40 @@ def run_headless(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
+        watcher = asyncio.create_task(_reload_on_change(orchestrator, task_file, printer)) if task_file else None
         try:
             summary = await orchestrator.run()
         except RunLockError as exc:
             print(f"tuiorch: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
         return EXIT_INTERRUPTED if interrupted else summary.exit_code
 
     return asyncio.run(main())
+
+
+async def _reload_on_change(orchestrator: Orchestrator, task_file: Path, printer: HeadlessPrinter) -> None:
+    """Apply edits to the task file while the run goes on, as the app does; a broken edit changes nothing."""
+    last = _text_of(task_file)
+    async for _ in task_file_changes(task_file):
+        text = _text_of(task_file)
+        if text is None or text == last:
+            continue
+        try:
+            tasks = load_tasks(task_file)
+            orchestrator.reload_tasks(tasks)
+        except (TaskFileError, CommandError) as exc:
+            printer(ev.Notice(message=f"{task_file.name} not applied: {exc}", level="error"))
+            continue
+        last = text
+        printer(ev.Notice(message=f"{task_file.name} reloaded: {len(tasks)} tasks"))
+
+
+def _text_of(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None

@@ -436,10 +436,7 @@ def append_task_md(path: Path, task: Task) -> None:
     The whole resulting file is validated first (e.g. a duplicate id or unknown dependency raises
     TaskFileError) and nothing is written then.
     """
-    try:
-        existing = path.read_text(encoding="utf-8") if path.exists() else ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TaskFileError(path, None, f"cannot read: {_reason(exc)}") from None
+    existing, layout = _read_task_file(path) if path.exists() else ("", _Layout())
     # One blank line between the file's last line and the new heading.
     separator = ""
     if existing.strip() and not existing.endswith("\n\n"):
@@ -447,7 +444,7 @@ def append_task_md(path: Path, task: Task) -> None:
     addition = separator + render_task_md(task)
     parse_tasks_md(existing + addition, str(path))
     try:
-        with path.open("a", encoding="utf-8") as handle:
+        with path.open("a", encoding="utf-8", newline=layout.newline) as handle:
             handle.write(addition)
     except OSError as exc:
         raise TaskFileError(path, None, f"cannot write: {_reason(exc)}") from None
@@ -566,12 +563,37 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-def load_tasks(path: Path, *, validate: bool = True, known_ids: Collection[str] = ()) -> list[Task]:
-    """Tasks from `path`: tasks.toml if it ends in .toml, else TASKS.md Markdown."""
+@dataclass(frozen=True)
+class _Layout:
+    """How a task file is encoded on disk, so a rewrite keeps it: a UTF-8 byte-order mark, line endings."""
+
+    bom: bool = False
+    newline: str = "\n"
+
+
+def _read_task_file(path: Path) -> tuple[str, _Layout]:
+    """The file's text with "\n" line ends and no byte-order mark (editors on Windows add both)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+        bom = data.startswith(b"\xef\xbb\xbf")
+        text = data.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise TaskFileError(path, None, f"cannot read: {_reason(exc)}") from None
+    newline = "\r\n" if "\r\n" in text else "\n"
+    return text.replace("\r\n", "\n").replace("\r", "\n"), _Layout(bom, newline)
+
+
+def _write_task_file(path: Path, text: str, layout: _Layout) -> None:
+    data = text.replace("\n", layout.newline).encode("utf-8")
+    try:
+        path.write_bytes((b"\xef\xbb\xbf" if layout.bom else b"") + data)
+    except OSError as exc:
+        raise TaskFileError(path, None, f"cannot write: {_reason(exc)}") from None
+
+
+def load_tasks(path: Path, *, validate: bool = True, known_ids: Collection[str] = ()) -> list[Task]:
+    """Tasks from `path`: tasks.toml if it ends in .toml, else TASKS.md Markdown (BOM and CRLF accepted)."""
+    text, _layout = _read_task_file(path)
     parse = parse_tasks_toml if path.suffix.lower() == ".toml" else parse_tasks_md
     return parse(text, str(path), validate=validate, known_ids=known_ids)
 
@@ -635,10 +657,7 @@ def write_priority(path: Path, task_id: str, priority: Priority) -> str:
     The result is read back first: if it would not give the same tasks with the new priority, nothing
     is written and TaskFileError says why.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TaskFileError(path, None, f"cannot read: {_reason(exc)}") from None
+    text, layout = _read_task_file(path)
     toml = path.suffix.lower() == ".toml"
     parse = parse_tasks_toml if toml else parse_tasks_md
     before = {t.id: t for t in parse(text, str(path), validate=False)}
@@ -654,8 +673,5 @@ def write_priority(path: Path, task_id: str, priority: Priority) -> str:
     if not unchanged or set(after) != set(before):
         raise TaskFileError(path, None, f"could not set task {task_id}'s priority without changing other text")
     if edited != text:
-        try:
-            path.write_text(edited, encoding="utf-8")
-        except OSError as exc:
-            raise TaskFileError(path, None, f"cannot write: {_reason(exc)}") from None
+        _write_task_file(path, edited, layout)
     return edited
