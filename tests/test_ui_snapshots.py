@@ -205,6 +205,25 @@ def test_summary_after_a_finished_run(repo: Path, snap_compare, size: tuple[int,
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
+@SIZES
+def test_main_screen_with_a_conflict_waiting(repo: Path, snap_compare, size: tuple[int, int]) -> None:  # noqa: ANN001
+    # The conflict shows in the header, the queue and its pane; nothing opens over the main screen.
+    write_project(repo, dedent(CONFLICTING).replace("## Task 2: Beta says hi\n", "## Task 2: Beta says hi\n\nsleep: 1\n"))
+    app = make_app(repo, watch_tasks=False)
+    freeze(app)
+
+    async def run_before(pilot) -> None:  # noqa: ANN001
+        await settle(pilot, lambda: app.orch.records["2"].status is TaskStatus.CONFLICT
+                     and app.orch.records["1"].status is TaskStatus.MERGED and not app.orch.has_active_work())
+        app.query_one(QueuePane).select("2")
+        await quiet_frame(pilot)
+        app.clear_notifications()  # the conflict's toast may come in after the frame was quieted
+        await pilot.pause(0.2)
+        assert app.screen is app.screen_stack[0]
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
 def test_conflict_modal(repo: Path, snap_compare) -> None:  # noqa: ANN001
     # Task 2 thinks longer, so task 1 always merges first and task 2 is the one in conflict.
     write_project(repo, dedent(CONFLICTING).replace("## Task 2: Beta says hi\n", "## Task 2: Beta says hi\n\nsleep: 1\n"))

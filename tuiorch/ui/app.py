@@ -548,10 +548,13 @@ class TuiorchApp(App[int]):
             return
         priority = record.task.priority
         try:
-            self._last_task_text = write_priority(self.task_file, task_id, priority)  # our write: not a reload
+            write_priority(self.task_file, task_id, priority)
         except TaskFileError as exc:
             self.notify(f"priority {priority.label} applies to this run, but {exc}", severity="warning")
             return
+        # The watcher will see our own write: read as reload_task_file reads it, so it is not an edit.
+        with contextlib.suppress(OSError):
+            self._last_task_text = self.task_file.read_text(encoding="utf-8", errors="replace")
         self.notify(f"task {task_id}: priority {priority.label} (written to {self.task_file.name})", timeout=3)
 
     def action_toggle_hold(self) -> None:
