@@ -74,3 +74,9 @@ def test_queue_scale_quick_prints_load_pick_scaling_and_ui_lines() -> None:
     assert re.search(
         r"^ui(?: queue 100 tasks, key to screen .* J p50 .* K p50|: skipped)", done.stdout, re.MULTILINE
     ), done.stdout
+
+
+def test_leftovers_quick_prints_both_arms_and_the_ratio() -> None:
+    done = run_bench("leftovers.py", "--quick")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"git add -A \+ git commit [\d.]+ ms  libgit2 [\d.]+ ms  ratio [\d.]+x", done.stdout), done.stdout

@@ -364,6 +364,7 @@ def test_uncommitted_work_error_names_the_worktree(repo: Path, tmp_path: Path) -
     gr.prepare_worktree(wt, "task-1", "main")
     (wt / "inner").mkdir()
     git(wt / "inner", "init", "-q")
+    write(wt, {"inner/work.txt": "the agent's\n"})
     with pytest.raises(UncommittedWork) as raised:
         gr.commit_leftovers(wt, "x")
     assert raised.value.worktree == wt

@@ -1039,13 +1039,23 @@ class GitRepo:
                 raise GitError(f"the agent left {branch} for {where} in {worktree}; its work there is kept")
         env = with_task_worktree_config(self._identity_env())
         kept = f"its work is kept in {worktree}"
-        listed = self._git(["ls-files", "-z", "--others", "--exclude-standard"], cwd=worktree, env=env)
-        if listed.returncode != 0:
-            raise UncommittedWork(f"git ls-files failed in {worktree}: {_output(listed)}; {kept}", worktree)
-        # git lists a repository nested in the tree as "dir/"; `git add` would record only a
-        # pointer to its HEAD (an embedded repository), not the files the agent wrote.
-        untracked = [os.fsdecode(p) for p in listed.stdout.split(b"\0") if p]
-        left_out = [p for p in untracked if _is_scratch(p.rstrip("/"), scratch)]
+        try:
+            # libgit2's status names what changed, so git only looks at those paths (a full `git add -A`
+            # rescans the whole tree, slow on a big checkout); a nested repository shows as "dir/".
+            status = wt_repo.status(untracked_files="all")
+            changed: list[str] | None = [p for p, flags in status.items() if flags != FileStatus.IGNORED]
+        except pygit2.GitError:
+            changed = None  # an index libgit2 cannot read: git looks at everything
+        if changed is None:
+            listed = self._git(["ls-files", "-z", "--others", "--exclude-standard"], cwd=worktree, env=env)
+            if listed.returncode != 0:
+                raise UncommittedWork(f"git ls-files failed in {worktree}: {_output(listed)}; {kept}", worktree)
+            untracked = [os.fsdecode(p) for p in listed.stdout.split(b"\0") if p]
+        else:
+            if not changed:
+                return None  # nothing to commit: no git process needed (most agents commit their work)
+            untracked = [p for p in changed if status[p] & FileStatus.WT_NEW]
+        left_out = {p for p in untracked if _is_scratch(p.rstrip("/"), scratch)}
         nested = [p for p in untracked if p.endswith("/") and p not in left_out]
         if nested:
             raise UncommittedWork(
@@ -1053,7 +1063,12 @@ class GitRepo:
                 f"commit it. Remove its .git or make it a submodule; {kept}",
                 worktree,
             )
-        pathspecs = ["."] + [f":(exclude,literal){p}" for p in left_out]
+        if changed is None:
+            pathspecs = ["."] + [f":(exclude,literal){p}" for p in sorted(left_out)]
+        else:
+            pathspecs = [f":(literal){p}" for p in changed if p not in left_out]
+            if not pathspecs:
+                return None
         added = self._git(
             ["add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul"],
             cwd=worktree,
@@ -1062,11 +1077,11 @@ class GitRepo:
         )
         if added.returncode != 0:
             raise UncommittedWork(f"git add -A failed in {worktree}: {_output(added)}; {kept}", worktree)
-        staged = self._git(["diff", "--cached", "--quiet", "--ignore-submodules=dirty"], cwd=worktree, env=env)
-        if staged.returncode == 0:
-            return None
         done = self._git(["commit", "--quiet", "--no-edit", "-F", "-"], cwd=worktree, env=env, input=message.encode())
         if done.returncode != 0:
+            staged = self._git(["diff", "--cached", "--quiet", "--ignore-submodules=dirty"], cwd=worktree, env=env)
+            if staged.returncode == 0:
+                return None  # git's filters (e.g. Git LFS) found nothing really changed
             raise UncommittedWork(f"git commit refused the agent's leftovers: {_output(done)}; {kept}", worktree)
         return str(pygit2.Repository(str(worktree)).head.target)
 
