@@ -21,6 +21,7 @@ keeps no session state. The task body may steer it with lines of its own:
     model: loop                   call a harmless shell tool forever (for turn limits)
     model: hang                   accept the call and never answer
     model: no-commit              write, but do not commit
+    model: slow 2                 wait 2 seconds before each answer
     model: think                  think first (a thinking block in the first answer, where the format has one)
 
 Without tools in the request (aider, or a side request such as opencode's title), the model answers in text:
@@ -86,6 +87,8 @@ class Plan:
     hang: bool = False
     loop: bool = False
     task_id: str = ""
+    #: Seconds to wait before each answer (so a test can watch the CLI's live status).
+    delay: float = 0.0
 
     def turn(self, index: int) -> Turn:
         if self.loop:
@@ -103,11 +106,14 @@ def commit_message(prompt: str) -> str:
     return "\n".join(line[2:] if line.startswith("  ") else line for line in found["message"].split("\n"))
 
 
+#: A trailer the scripted model adds to the commits it makes, so tests can tell them from tuiorch's own.
+MODEL_TRAILER = "Made-By: scripted model"
+
+
 def commit_command(message: str) -> str:
     subject, _, rest = message.partition("\n")
-    argv = ["git", "commit", "-q", "-m", subject]
-    if rest.strip():
-        argv += ["-m", rest.strip("\n")]
+    body = rest.strip("\n")
+    argv = ["git", "commit", "-q", "-m", subject, "-m", f"{body}\n{MODEL_TRAILER}" if body else MODEL_TRAILER]
     return "git add -A && " + shlex.join(argv)
 
 
@@ -162,12 +168,14 @@ def plan_for_prompt(prompt: str) -> Plan:
         # Thinking comes in the first answer's own block (a thinking-only answer makes some CLIs ask again).
         turns[0] = replace(turns[0], thinking="Let me think about which files to write.")
     fail = directives.get("fail", "")
+    slow = directives.get("slow", "")
     return Plan(
         turns=tuple(turns),
         fail=int(fail) if fail.isdigit() else 0,
         hang="hang" in directives,
         loop="loop" in directives,
         task_id=parsed.task_id,
+        delay=float(slow) if re.fullmatch(r"\d+(\.\d+)?", slow) else 0.0,
     )
 
 
@@ -190,14 +198,25 @@ def _resolve_plan(prompt: str) -> Plan:
     return Plan(turns=tuple(turns), task_id=parsed.task_id)
 
 
-def whole_file_reply(plan: Plan) -> str:
+# aider's example edit in its prompt shows the fence it wants (it picks one that no file in the chat holds).
+_AIDER_EXAMPLE_FENCE = re.compile(r"show_greeting\.py\n(?P<fence>\S+)\n")
+
+
+def aider_fence(request_text: str) -> tuple[str, str]:
+    found = _AIDER_EXAMPLE_FENCE.search(request_text)
+    opening = found["fence"] if found else "```"
+    closing = "</" + opening[1:] if opening.startswith("<") else opening
+    return opening, closing
+
+
+def whole_file_reply(plan: Plan, fence: tuple[str, str] = ("```", "```")) -> str:
     """aider's "whole" edit format: a file name line, then the full contents in a fence."""
     parts: list[str] = []
     for turn in plan.turns:
         if turn.write:
             path, content = turn.write
             body = content if content.endswith("\n") or not content else content + "\n"
-            parts += [turn.text, f"{path}\n```\n{body}```"]
+            parts += [turn.text, f"{path}\n{fence[0]}\n{body}{fence[1]}"]
     parts.append("Done: the files are written.")
     return "\n\n".join(part for part in parts if part) + "\n"
 
@@ -913,6 +932,8 @@ class ModelServer:
         if plan.hang:
             self._hang(handler, vendor)
             return
+        if plan.delay and self._stopping.wait(plan.delay):
+            return
         if not tools:
             turn = self._tool_less_turn(vendor, plan)
             call = None
@@ -933,7 +954,9 @@ class ModelServer:
         system = vendor.system() if isinstance(vendor, _Chat) else ""
         wants_title = "title" in system.lower() and "aider" not in system.lower()
         if plan.task_id and not wants_title and plan.turns and any(turn.write for turn in plan.turns):
-            return Turn(text=whole_file_reply(plan))
+            return Turn(
+                text=whole_file_reply(plan, aider_fence("\n".join(_texts(vendor.body.get("messages", [])))))
+            )
         if wants_title:
             return Turn(text=f"Task {plan.task_id}" if plan.task_id else "A task")
         return Turn(text="OK.")

@@ -197,3 +197,15 @@ def test_override_replaces_a_tasks_plan(server: ModelServer) -> None:
     server.overrides["7"] = Plan(turns=(Turn(text="overridden"),), fail=500)
     status, text = post(server, "/v1/messages", {"messages": [{"role": "user", "content": task_prompt()}]})
     assert status == 500 and json.loads(text)["error"]["type"] == "api_error"
+
+
+def test_aider_edits_use_the_fence_its_prompt_shows() -> None:
+    """aider switches to a longer fence when a file in the chat holds ``` (a TASKS.md with write blocks)."""
+    from tests.conformance.model_server import aider_fence, whole_file_reply
+
+    prompt = "Example:\n\nshow_greeting.py\n````\nimport sys\n````\n"
+    assert aider_fence(prompt) == ("````", "````")
+    assert aider_fence("show_greeting.py\n<source>\nx\n</source>") == ("<source>", "</source>")
+    assert "notes/hello.txt\n````\nhello world\n````" in whole_file_reply(
+        plan_for_prompt(task_prompt()), ("````", "````")
+    )
