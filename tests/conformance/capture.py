@@ -33,9 +33,6 @@ CASES: dict[str, tuple[str, int | None]] = {
     "max-turns": ("model: loop", 5),
 }
 
-# What tuiorch's engine must add for each CLI today (its presets get these flags and variables).
-EXTRA_ENV = {"gemini": {"GEMINI_CLI_TRUST_WORKSPACE": "true"}}
-
 
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
@@ -65,14 +62,15 @@ def capture(
         branch="tuiorch/1",
         agent_name=spec.agent_name,
         agent_email=spec.agent_email,
+        commits=spec.commits,
     )
-    argv = render_argv(list(spec.argv), prompt=prompt, prompt_file="", worktree=str(worktree))
-    if preset == "opencode" and "--dir" not in argv:
-        argv[2:2] = ["--dir", str(worktree)]
+    prompt_file = tmp / "prompt.md"
+    prompt_file.write_text(prompt)
+    argv = render_argv(list(spec.argv), prompt=prompt, prompt_file=str(prompt_file), worktree=str(worktree))
     server = ModelServer().start()
     try:
         env = cli_env(preset, server.url, tmp / "home", max_turns=max_turns)
-        env.update(EXTRA_ENV.get(preset, {}))
+        env.update(dict(spec.env))  # what tuiorch sets for the preset
         env["PWD"] = str(worktree)
         started = time.monotonic()
         try:
@@ -83,7 +81,7 @@ def capture(
                 capture_output=True,
                 text=True,
                 timeout=timeout,
-                stdin=subprocess.DEVNULL,
+                input=prompt if spec.stdin else "",
             )
             code: int | str = done.returncode
             stdout, stderr = done.stdout, done.stderr

@@ -70,12 +70,13 @@ _COMMIT_FORMAT = re.compile(r"Use commit message format:\n\s*```\n(?P<message>.*
 
 @dataclass(frozen=True)
 class Turn:
-    """One model answer: some text, then at most one tool call (a file write or a shell command)."""
+    """One model answer: some text, then at most one tool call (read a file, write one, or run a command)."""
 
     text: str = ""
     write: tuple[str, str] | None = None  # (relative path, full contents)
     shell: str = ""
     thinking: str = ""
+    read: str = ""  # a relative path: some CLIs refuse to overwrite a file the model has not read
 
 
 @dataclass(frozen=True)
@@ -154,16 +155,18 @@ def plan_for_prompt(prompt: str) -> Plan:
     except DemoError as exc:
         return Plan(turns=(Turn(text=f"I cannot follow this task: {exc}"),), task_id=parsed.task_id)
     writes = [edit for edit in body_plan.edits if edit.mode == "write"]
+    # Commit only when the prompt asks for it (it does not where the CLI's sandbox forbids writing .git).
+    commits = _COMMIT_FORMAT.search(prompt) is not None and "no-commit" not in directives
     turns: list[Turn] = []
-    total = len(writes) + (0 if "no-commit" in directives else 1)
+    total = len(writes) + (1 if commits else 0)
     for number, edit in enumerate(writes, start=1):
         turns.append(
             Turn(text=f"PROGRESS: {number}/{total} writing {edit.path}", write=(edit.path, edit.content))
         )
-    if "no-commit" not in directives:
+    if commits:
         message = commit_message(prompt)
         turns.append(Turn(text=f"PROGRESS: {total}/{total} committing", shell=commit_command(message)))
-    turns.append(Turn(text=f"Done: task {parsed.task_id} is written and committed."))
+    turns.append(Turn(text=f"Done: task {parsed.task_id} is written{' and committed' if commits else ''}."))
     if "think" in directives:
         # Thinking comes in the first answer's own block (a thinking-only answer makes some CLIs ask again).
         turns[0] = replace(turns[0], thinking="Let me think about which files to write.")
@@ -190,10 +193,14 @@ def _resolve_plan(prompt: str) -> Plan:
         text = _resolved_text(prompt, path)
         if text is None:
             continue
+        turns.append(Turn(text=f"Reading {path}", read=path))
         turns.append(
             Turn(text=f"PROGRESS: {number}/{len(parsed.paths)} resolving {path}", write=(path, text))
         )
-    turns.append(Turn(text="PROGRESS: committing the merge", shell="git add -A && git commit -q --no-edit"))
+    if "git commit --no-edit" in prompt:
+        turns.append(
+            Turn(text="PROGRESS: committing the merge", shell="git add -A && git commit -q --no-edit")
+        )
     turns.append(Turn(text="Resolved: both sides kept."))
     return Plan(turns=tuple(turns), task_id=parsed.task_id)
 
@@ -224,6 +231,7 @@ def whole_file_reply(plan: Plan, fence: tuple[str, str] = ("```", "```")) -> str
 # -- tools as each CLI offers them (pure) ------------------------------------------------------------------
 
 _WRITE_TOOLS = ("Write", "write", "write_file", "create_file")
+_READ_TOOLS = ("Read", "read", "read_file")
 _SHELL_TOOLS = ("Bash", "bash", "run_shell_command", "exec_command", "shell", "local_shell", "shell_command")
 
 
@@ -244,6 +252,12 @@ def _key(tool: Tool, candidates: tuple[str, ...], default: str) -> str:
 def tool_call(turn: Turn, tools: dict[str, Tool]) -> tuple[str, dict[str, Any]] | None:
     """(tool name, arguments) for the turn's action, in the tool shapes this request offers."""
     shell = _pick(tools, _SHELL_TOOLS)
+    if turn.read:
+        reader = _pick(tools, _READ_TOOLS)
+        if reader is not None:
+            path_key = _key(reader, ("file_path", "filePath", "path", "absolute_path"), "file_path")
+            return reader.name, {path_key: turn.read}
+        return _shell_call(shell, f"cat {shlex.quote(turn.read)}") if shell else None
     if turn.write:
         path, content = turn.write
         writer = _pick(tools, _WRITE_TOOLS)

@@ -88,8 +88,9 @@ def test_resolver_plan_keeps_both_sides() -> None:
     )
     plan = plan_for_prompt(prompt)
     assert plan.task_id == "2"
-    assert plan.turns[0].write == ("shared.txt", "from main\nfrom task\n")
-    assert "git commit -q --no-edit" in plan.turns[1].shell
+    assert plan.turns[0].read == "shared.txt"
+    assert plan.turns[1].write == ("shared.txt", "from main\nfrom task\n")
+    assert "git commit -q --no-edit" in plan.turns[2].shell
 
 
 def test_anthropic_stream_calls_the_offered_write_tool(server: ModelServer) -> None:
