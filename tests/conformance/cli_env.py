@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 __all__ = ["CLIS", "PRESET_CLIS", "cli_env", "cli_path", "install_root", "missing_clis"]
@@ -105,6 +106,8 @@ def cli_env(
         preset
     ]
     env.update(setup(url, home, max_turns))
+    if preset == "opencode":
+        prepare_opencode_data(env)
     return env
 
 
@@ -169,6 +172,18 @@ def _opencode(url: str, home: Path, max_turns: int | None) -> dict[str, str]:
         "OPENCODE_DISABLE_MODELS_FETCH": "1",
         "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
     }
+
+
+def prepare_opencode_data(env: dict[str, str]) -> None:
+    """Create opencode's database in the scratch HOME before agents start.
+
+    Two opencode processes starting together on a fresh data folder race through its schema migration and
+    one fails ("Failed query: CREATE TABLE `workspace`"). A user's HOME has the database after the first
+    run; a scratch HOME must be given one first, or tests on two workers fail for that alone.
+    """
+    exe = cli_path("opencode")
+    if exe is not None:
+        subprocess.run([str(exe), "session", "list"], env=env, capture_output=True, timeout=120, check=False)
 
 
 def _gemini(url: str, home: Path, max_turns: int | None) -> dict[str, str]:

@@ -125,14 +125,18 @@ def _resolved_text(prompt: str, path: str) -> str | None:
     )
     if not section:
         return None
-    blocks = re.findall(r"^(`{3,})\n(.*?)^\1$", section["body"], re.DOTALL | re.MULTILINE)
-    texts = [body for _, body in blocks]
-    if len(texts) >= 3:
-        ours, theirs = texts[1], texts[2]
-    elif len(texts) == 2:
-        ours, theirs = texts
-    else:
-        return None
+    # Each side by its label (a CLI may append text of its own after the prompt, code blocks included).
+    sides = []
+    for label in (r"version \(ours\)", r"Task branch version \(theirs\)"):
+        found = re.search(
+            rf"{label}:\n(?:(`{{3,}})\n(.*?)^\1$|\(the file does not exist)",
+            section["body"],
+            re.DOTALL | re.MULTILINE,
+        )
+        if not found:
+            return None
+        sides.append(found.group(2) or "")
+    ours, theirs = sides
     return ours + "".join(
         line for line in theirs.splitlines(keepends=True) if line not in ours.splitlines(True)
     )
