@@ -55,7 +55,12 @@ TURN_LIMITS = {
 }
 
 # What fails today, and why; strict=False so each xfail goes away by itself as the engine catches up.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {}
+_AIDER_SCRATCH = "aider's .aider* files left in a slot stop the next attempt there: 'holds uncommitted work'"
+KNOWN_FAILURES: dict[tuple[str, str], str] = {
+    ("write_commit", "aider"): _AIDER_SCRATCH,
+    ("api_error", "aider"): _AIDER_SCRATCH,
+    ("pane", "aider"): _AIDER_SCRATCH,
+}
 
 
 def presets(case: str, only: Iterator[str] | tuple[str, ...] = PRESETS) -> list[Any]:
