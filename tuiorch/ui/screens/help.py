@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label
+from textual.widgets import Label, Static
 
 
 @dataclass(frozen=True)
@@ -55,17 +56,22 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="help-dialog", classes="dialog"):
             yield Label(self.title_text, id="help-title", markup=False)
-            table: DataTable[Text] = DataTable(id="help-keys", cursor_type="row", zebra_stripes=True)
-            table.add_column("key", key="key")
-            table.add_column("does", key="does")
-            table.add_column("", key="help")
-            for row in self.rows:
-                style = "" if row.applies else "dim"
-                table.add_row(Text(row.keys, style=style or "bold"), Text(row.name, style=style),
-                              Text(row.help, style=style))
-            yield table
-            yield Label("dimmed: not for the selected task now · rebind: [keymap] in tuiorch.toml · esc close",
+            # A Rich table wraps what a key does onto more lines, so every word reads at 80 columns too.
+            with VerticalScroll(id="help-keys", can_focus=True):
+                yield Static(self.table(), id="help-table")
+            yield Label("dimmed: not for this task now · [keymap] in tuiorch.toml rebinds · esc",
                         classes="hint", markup=False)
 
+    def table(self) -> Table:
+        table = Table(box=None, expand=True, show_edge=False, pad_edge=False, header_style="bold")
+        table.add_column("key", no_wrap=True)
+        table.add_column("does", no_wrap=True)
+        table.add_column("", ratio=1)
+        for row in self.rows:
+            style = "" if row.applies else "dim"
+            table.add_row(Text(row.keys, style=style or "bold"), Text(row.name, style=style),
+                          Text(row.help, style=style))
+        return table
+
     def on_mount(self) -> None:
-        self.query_one(DataTable).focus()
+        self.query_one("#help-keys").focus()
