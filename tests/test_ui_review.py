@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from textual.widgets import Input, Label, Static
+from textual.widgets import DataTable, Input, Label, OptionList, Static
 
 from tests.conftest import git
 from tests.review_project import ONE, TWO, deep_conflict_repo, numbered, write_block
 from tests.test_ui_app import make_app, quit_app, wait_for
 from tuiorch.events import TaskStatus
 from tuiorch.ui.app import TuiorchApp
-from tuiorch.ui.screens import ConfirmScreen, ConflictScreen, DiffScreen, NoteScreen
+from tuiorch.ui.screens import ConfirmScreen, ConflictScreen, DiffScreen, NoteScreen, SummaryScreen
 from tuiorch.ui.widgets import QueuePane
 from tuiorch.ui.widgets.diff_view import DiffView
 
@@ -250,6 +250,11 @@ async def test_d_reviews_a_finished_task_m_merges_it_and_g_sends_the_other_back_
         await pilot.press("m")
         await wait_for(pilot, lambda: app.orch.records["1"].status is TaskStatus.MERGED, timeout=30)
         assert app.screen is app.screen_stack[0]
+        await pilot.press("s")  # the summary tells how much each task changed
+        await wait_for(pilot, lambda: isinstance(app.screen, SummaryScreen) and list(
+            app.screen.query_one("#summary-tasks", DataTable).get_column("changes")) == ["1 file +2 −2", "1 file +3 −3"])
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.screen_stack[0])
         app.query_one(QueuePane).select("2")
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen) and app.screen.diff is not None)
@@ -287,5 +292,11 @@ async def test_the_diff_is_live_while_the_agent_works_and_includes_its_uncommitt
         (worktree / "notes.md").write_text("# work in progress\n")  # the agent's next, uncommitted step
         await wait_for(pilot, lambda: "2 files +2 −1" in diff_source(app), timeout=10)
         assert [f.path for f in app.screen.diff.files] == ["big.py", "notes.md"]  # type: ignore[attr-defined]
+        screen = app.screen
+        assert isinstance(screen, DiffScreen)
+        await pilot.press("n")  # to the next file
+        assert screen.current_file == 1 and screen.query_one("#diff-files", OptionList).highlighted == 1
+        await pilot.press("p")
+        assert screen.current_file == 0 and screen.query_one("#diff-files", OptionList).highlighted == 0
         await pilot.press("escape")
         await quit_app(pilot, app)

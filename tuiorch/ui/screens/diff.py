@@ -95,6 +95,9 @@ class DiffScreen(Screen[str | None]):
         self.auto_merge = auto_merge
         self.diff: TaskDiff | None = None
         self.layout_mode = UNIFIED
+        #: The file `n`/`p` last jumped to (a short last file may never reach the top of the view).
+        self.current_file = 0
+        self._jumped_to = 0
 
     @property
     def record(self) -> Any:
@@ -156,7 +159,8 @@ class DiffScreen(Screen[str | None]):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option.id is not None:
-            self.query_one(DiffView).scroll_to_file(int(event.option.id))
+            self.current_file = int(event.option.id)
+            self.query_one(DiffView).scroll_to_file(self.current_file)
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         if event.option.id is not None and self.query_one("#diff-files").has_focus:
@@ -184,12 +188,17 @@ class DiffScreen(Screen[str | None]):
         self._show_source()
 
     def action_file(self, step: int) -> None:
+        """Jump to the next or previous file: on from the last one jumped to while the view stayed where
+        that jump left it (a short last file never reaches the top), else from the file on top."""
         view = self.query_one(DiffView)
-        current = view.file_at(round(view.scroll_offset.y))
+        top = round(view.scroll_offset.y)
+        current = self.current_file if top == self._jumped_to else view.file_at(top)
         target = current + step
         if self.diff is None or not 0 <= target < len(self.diff.files):
             self.notify("no more files that way", timeout=2)
             return
+        self.current_file = target
+        self._jumped_to = min(view.file_starts[target], round(view.max_scroll_y))
         view.scroll_to_file(target)
         self.query_one("#diff-files", OptionList).highlighted = target
 
