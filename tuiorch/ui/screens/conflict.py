@@ -142,6 +142,7 @@ class ConflictScreen(ModalScreen[str]):
         self.current: Key | None = None
         self.show_base = False
         self.busy = False
+        self.load_error = ""
 
     # -------------------------------------------------------------- state
 
@@ -183,8 +184,11 @@ class ConflictScreen(ModalScreen[str]):
         try:
             fresh = await self.orch.conflict_resolution(self.task_id)
         except (CommandError, GitError) as exc:
+            self.load_error = str(exc)  # not read again by itself: say it once, let the user decide
             self.query_one("#conflict-where", Label).update(f"cannot read the conflict: {exc}")
+            self.refresh_bindings()
             return
+        self.load_error = ""
         old = self.resolution
         if old is not None and (old.base_tip, old.task_tip) == (fresh.base_tip, fresh.task_tip):
             fresh = old
@@ -243,7 +247,7 @@ class ConflictScreen(ModalScreen[str]):
         elif self.agent_at_work and self.resolution is not None:
             self.resolution = None
             self._show_agent_at_work()
-        elif not self.agent_at_work and self.resolution is None and not self._loading():
+        elif not self.agent_at_work and self.resolution is None and not self.load_error and not self._loading():
             self.load()
 
     def _loading(self) -> bool:
