@@ -181,3 +181,11 @@ def test_a_hunk_is_shown_at_its_line_in_the_merged_file_whatever_was_chosen_abov
     resolution.choose([(0, 0)], BOTH)
     assert resolution.display_line((0, 1)) == 1601
     assert resolution.line_of((0, 1)) == 1601
+
+
+def test_windows_line_endings_split_and_resolve_like_any_other() -> None:
+    file = conflict_file("f.txt", "content", "a\r\nX\r\nz\r\n", "a\r\nY\r\nz\r\n", "a\r\nb\r\nz\r\n")
+    assert file.hunk_count == 1
+    resolution = Resolution([file], ("main", "task-1"))
+    resolution.choose([(0, 0)], BOTH)
+    assert resolution.result(0) == ("text", "a\r\nX\r\nY\r\nz\r\n")

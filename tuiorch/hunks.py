@@ -83,7 +83,7 @@ def parse_merged(merged: str, size: int) -> list[Segment]:
     start, middle, sep, end = ("<" * size, "|" * size, "=" * size, ">" * size)
 
     def is_marker(line: str, marker: str) -> bool:
-        body = line.rstrip("\n")
+        body = line.rstrip("\r\n")
         return body == marker or body.startswith(marker + " ")
 
     segments: list[Segment] = []
@@ -104,7 +104,7 @@ def parse_merged(merged: str, size: int) -> list[Segment]:
         while i < len(lines) and not is_marker(lines[i], end):
             if is_marker(lines[i], middle):
                 part = 1
-            elif lines[i].rstrip("\n") == sep:
+            elif lines[i].rstrip("\r\n") == sep:
                 part = 2
             else:
                 parts[part].append(lines[i])
