@@ -60,6 +60,12 @@ async def quiet_frame(pilot) -> None:  # noqa: ANN001
     await pilot.pause(0.3)
 
 
+def announced(app: TuiorchApp, words: str) -> bool:
+    """A notification with `words` has been shown: one still on its way would toast over the next frame, and
+    clearing toasts only reaches the screen on top, not the one a modal is drawn over."""
+    return any(words in notification.message for notification in app._notifications)
+
+
 def paused_app(repo: Path) -> TuiorchApp:
     write_project(repo, dedent(THREE_TASKS).replace("## Task 3: Add gamma", "## Task 3: Add gamma\ndepends: 1"),
                   workers=2)
@@ -233,7 +239,8 @@ def test_conflict_modal(repo: Path, snap_compare) -> None:  # noqa: ANN001
     async def run_before(pilot) -> None:  # noqa: ANN001
         # The frame is taken once the engine has nothing left to do: task 1 merged, task 2 waits on the user.
         await settle(pilot, lambda: app.orch.records["2"].status is TaskStatus.CONFLICT
-                     and app.orch.records["1"].status is TaskStatus.MERGED and not app.orch.has_active_work())
+                     and app.orch.records["1"].status is TaskStatus.MERGED and not app.orch.has_active_work()
+                     and announced(app, "conflicts with"))
         await quiet_frame(pilot)
         app.query_one(QueuePane).select("2")
         await pilot.press("c")  # the modal never opens by itself

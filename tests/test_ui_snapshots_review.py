@@ -10,7 +10,7 @@ import pytest
 
 from tests.review_project import deep_conflict_repo
 from tests.test_ui_app import make_app
-from tests.test_ui_snapshots import freeze, quiet_frame, settle
+from tests.test_ui_snapshots import announced, freeze, quiet_frame, settle
 from tuiorch.events import TaskStatus
 from tuiorch.ui.screens import ConflictScreen, DiffScreen
 from tuiorch.ui.widgets import QueuePane, WorkerPane
@@ -51,7 +51,7 @@ def test_conflict_modal_deep_in_a_file(tmp_path: Path, snap_compare, size: tuple
                      and app.orch.records["1"].status is TaskStatus.MERGED and not app.orch.has_active_work())
         # The screen behind a modal is not laid out again: draw its final state before the modal opens.
         await settle(pilot, lambda: sorted(str(p.border_subtitle) for p in app.query(WorkerPane))
-                     == ["conflict", "merged"])
+                     == ["conflict", "merged"] and announced(app, "conflicts with"))
         await quiet_frame(pilot)
         app.query_one(QueuePane).select("2")
         await pilot.press("c")
