@@ -197,6 +197,7 @@ async def test_retry_after_cancel_continues_on_the_saved_work(repo: Path) -> Non
         await pilot.press("r")
         await wait_for(pilot, lambda: record.status is TaskStatus.MERGED, timeout=60)
         assert not any("already exists" in note for note in notes(app))
+        assert not any("not now" in (n.title or "") for n in app._notifications)  # r applied: no refusal
         await quit_app(pilot, app)
     history = git(repo, "log", "--format=%s", "main")
     assert "wip: Two files (attempt 1 stopped)" in history  # the cancelled attempt's work reached main

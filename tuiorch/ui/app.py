@@ -139,6 +139,8 @@ class TuiorchApp(App[int]):
         self._output_written = 0.0
         self._main_actions = tuple(dict.fromkeys(b.action.partition("(")[0] for b in MAIN_BINDINGS))
         self._main_action_names = frozenset(self._main_actions)
+        #: Why the key being handled does nothing (judged as it arrived), for on_key to say.
+        self._key_refusal: str | None = None
         #: The engine's queue version the queue pane shows (None: never read).
         self._queue_version: int | None = None
         #: monotonic time before which the queue is not re-read (after a previewed move, or a slow read).
@@ -472,14 +474,26 @@ class TuiorchApp(App[int]):
         # pressing it says why (on_key).
         return self.applies(action, parameters)
 
+    async def on_event(self, event: events.Event) -> None:
+        # Judge a key when it arrives, before its action runs: afterwards a retry that worked would read as
+        # "task 1 is queued; only a failed ... task is retried".
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            self._key_refusal = self._refusal_for(event.key)
+        await super().on_event(event)
+
+    def _refusal_for(self, key: str) -> str | None:
+        """Why the main-screen key `key` would do nothing now, or None (it applies, or is no such key)."""
+        if not self.screen_stack or self.screen is not self.screen_stack[0]:
+            return None
+        action = self._main_key_actions().get(key)
+        if action is None or action in ("help", "quit", "interrupt"):
+            return None
+        return self.why_not(action)
+
     def on_key(self, event: events.Key) -> None:
         """A main-screen key pressed where it does not apply: say why instead of doing nothing."""
-        if not self.screen_stack or self.screen is not self.screen_stack[0]:
-            return
-        action = self._main_key_actions().get(event.key)
-        if action is None or action in ("help", "quit", "interrupt"):
-            return
-        if (why := self.why_not(action)) is not None:
+        why, self._key_refusal = self._key_refusal, None
+        if why is not None:
             self.notify(why, title=f"{event.key}: not now", severity="warning", timeout=4)
 
     def _main_key_actions(self) -> dict[str, str]:
