@@ -423,13 +423,15 @@ def test_kill9_at_random_moments_never_loses_or_doubles_a_merge(repo: Path, reap
         if proc.poll() is None:
             kills += 1
         kill9(proc)
-        # A kill in the middle of a state write leaves the old file or the new one, never a torn one.
-        assert load_state(repo / ".git") is not None
+        # A kill in the middle of a state write leaves the old file or the new one, never a torn one
+        # (load_state raises on a torn file). A kill before the first write, on a slow start, leaves none.
+        load_state(repo / ".git")
     code, events, stderr = run_headless(repo)
     assert "Traceback" not in stderr
     counts = merges_per_task(repo)
     assert all(n <= 1 for n in counts.values()), f"a task merged twice: {counts}"
     assert not main_has_markers(repo)
     problems = end_state_problems(repo, [str(i) for i in range(1, 7)], worktree_dir(repo))
-    assert problems == [], f"after {kills} kills: {problems}"
+    failures = [e.get("reason") for e in events if e.get("event") == "task_failed"]
+    assert problems == [], f"after {kills} kills: {problems}; failures: {failures}"
     assert code == 0, stderr

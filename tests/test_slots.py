@@ -123,3 +123,18 @@ def test_with_auto_merge_off_a_finished_task_waits_and_main_stays(tmp_path: Path
     assert of(events, "task_finished", "1") and not of(events, "merged")
     assert git(repo, "rev-parse", "main") == head
     assert "task-1" in task_branches(repo)
+
+
+def test_a_slot_whose_checkout_a_killed_run_never_finished_is_reused(tmp_path: Path) -> None:
+    # A run killed between registering a slot and finishing its checkout leaves files but no index.
+    # No agent ever worked there, so the next run checks the slot out again instead of keeping it as
+    # somebody's uncommitted work.
+    repo = snoop_project(tmp_path, tasks=1)
+    slot = tmp_path / "repo-worktrees" / "slot-1"
+    git(repo, "worktree", "add", "-q", "--no-checkout", "--detach", str(slot), "main")
+    (slot / "README.md").write_text("# r\n")
+    code, events = run(repo)
+    assert code == 0, of(events, "task_failed")
+    assert [e["worktree"] for e in of(events, "task_started")] == [str(slot)]
+    assert "seen-1.json" in git(repo, "ls-tree", "--name-only", "main")
+    assert task_branches(repo) == []

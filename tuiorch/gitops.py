@@ -771,7 +771,10 @@ class GitRepo:
         self._clear_dead_agent_lock(path)
         wt_repo = pygit2.Repository(str(path))
         kept = _normalize_keep(keep)
-        if wt_repo.state() == RepositoryState.NONE:
+        # No index yet: a checkout a killed run never finished (agents start only once it has), so
+        # whatever files it left are git's, not an agent's work.
+        half_made = not (Path(wt_repo.path) / "index").exists()
+        if wt_repo.state() == RepositoryState.NONE and not half_made:
             dirty = sorted(
                 rel
                 for rel, flags in wt_repo.status(untracked_files="all").items()
