@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-import pygit2
 import pytest
 
 from tests.conftest import git, make_repo
+from tuiorch.checkout import Checkout, IndexUpdate, Refused
 from tuiorch.gitops import (
     IDENTITY_FALLBACK,
     GitError,
@@ -21,7 +21,6 @@ from tuiorch.gitops import (
     MergeOutcome,
     PreparedMerge,
     UncommittedWork,
-    _undo_checkout,
 )
 
 
@@ -542,47 +541,49 @@ def test_busy_index_in_checked_out_main_blocks(gr: GitRepo, repo: Path, tmp_path
     assert gr.merge("task-1", "main", "m").status == "merged"
 
 
-def test_undo_of_a_half_done_checkout_restores_only_the_merges_files(repo: Path) -> None:
-    """If updating main's files fails half way (here: index locked after files are written), the
-    merge's files go back to main's tip, the index is untouched and a user's edit is kept."""
-    old = git(repo, "rev-parse", "HEAD^{tree}")
+def _side_commit(repo: Path, files: dict[str, str], delete: tuple[str, ...] = ()) -> tuple[str, str]:
+    """(main's tip, a commit on branch side changing `files`), main checked out again."""
+    old = git(repo, "rev-parse", "HEAD")
     git(repo, "checkout", "-q", "-b", "side")
-    commit_files(
-        repo, {"a.txt": "merged a\n", "dir/new.txt": "n\n", "b.txt": "merged b\n"}, delete=("README.md",)
-    )
-    new = git(repo, "rev-parse", "HEAD^{tree}")
+    new = commit_files(repo, files, delete=delete)
     git(repo, "checkout", "-q", "main")
-    wt_repo = pygit2.Repository(str(repo))
-    changed = {"a.txt", "b.txt", "dir/new.txt", "README.md"}
-    (repo / ".git" / "index.lock").write_text("")
-    with pytest.raises(pygit2.GitError):
-        wt_repo.checkout_tree(
-            wt_repo[new], strategy=pygit2.enums.CheckoutStrategy.SAFE, paths=sorted(changed)
-        )
-    assert (repo / "a.txt").read_text() == "merged a\n"  # libgit2 wrote files before failing
-    (repo / "b.txt").write_text("user typed this meanwhile\n")
-    _undo_checkout(wt_repo, pygit2.Oid(hex=old), pygit2.Oid(hex=new), changed)
-    (repo / ".git" / "index.lock").unlink()
-    assert (repo / "a.txt").read_text() == "a1\na2\na3\n"
+    return old, new
+
+
+def _no_match(paths: list[str]) -> list[tuple[str, str, str]]:
+    return []
+
+
+def test_rollback_after_a_full_update_restores_files_and_leaves_the_index(repo: Path) -> None:
+    old, new = _side_commit(repo, {"a.txt": "merged a\n", "dir/new.txt": "n\n"}, delete=("README.md",))
+    (repo / "b.txt").write_text("user edit elsewhere\n")
+    update = IndexUpdate(Checkout(repo, repo / ".git"))
+    update.lock()
+    update.apply(old, new, {"a.txt", "dir/new.txt", "README.md"}, _no_match)
+    assert (repo / "dir/new.txt").exists() and not (repo / "README.md").exists()
+    update.stage()
+    update.rollback()
+    assert not (repo / ".git" / "index.lock").exists()
+    assert (repo / "a.txt").read_text() == "a1\na2\na3\n" and not (repo / "dir").exists()
     assert (repo / "README.md").read_text() == "# demo\n"
-    assert not (repo / "dir").exists()
-    assert (repo / "b.txt").read_text() == "user typed this meanwhile\n"
     assert git(repo, "status", "--porcelain") == "M b.txt"
 
 
-def test_undo_after_a_full_checkout_restores_files_and_index(repo: Path) -> None:
-    old = git(repo, "rev-parse", "HEAD^{tree}")
-    git(repo, "checkout", "-q", "-b", "side")
-    commit_files(repo, {"a.txt": "merged a\n", "dir/new.txt": "n\n"}, delete=("README.md",))
-    new = git(repo, "rev-parse", "HEAD^{tree}")
-    git(repo, "checkout", "-q", "main")
-    changed = {"a.txt", "dir/new.txt", "README.md"}
-    wt_repo = pygit2.Repository(str(repo))
-    wt_repo.checkout_tree(wt_repo[new], strategy=pygit2.enums.CheckoutStrategy.SAFE, paths=sorted(changed))
-    assert (repo / "dir/new.txt").exists() and "A  dir/new.txt" in git(repo, "status", "--porcelain")
-    _undo_checkout(wt_repo, pygit2.Oid(hex=old), pygit2.Oid(hex=new), changed)
-    assert git(repo, "status", "--porcelain") == ""
-    assert (repo / "a.txt").read_text() == "a1\na2\na3\n" and not (repo / "dir").exists()
+def test_a_filter_failing_half_way_is_undone_and_named(repo: Path) -> None:
+    """git stops writing files when a required filter fails: what it wrote goes back, the index is as it was."""
+    old, new = _side_commit(repo, {"a.txt": "merged a\n", "z.bin": "zzz\n", "dir/new.txt": "n\n"})
+    git(repo, "config", "filter.broken.smudge", "false")
+    git(repo, "config", "filter.broken.required", "true")
+    (repo / ".git" / "info" / "attributes").write_text("z.bin filter=broken\n")
+    update = IndexUpdate(Checkout(repo, repo / ".git"))
+    update.lock()
+    with pytest.raises(Refused, match="z.bin"):
+        update.apply(old, new, {"a.txt", "z.bin", "dir/new.txt"}, _no_match)
+    update.rollback()
+    (repo / ".git" / "info" / "attributes").unlink()
+    assert (repo / "a.txt").read_text() == "a1\na2\na3\n"
+    assert not (repo / "z.bin").exists() and not (repo / "dir").exists()
+    assert git(repo, "status", "--porcelain") == "" and not (repo / ".git" / "index.lock").exists()
 
 
 def test_ref_locked_forever_blocks_the_merge_with_a_clear_message(gr: GitRepo, repo: Path, tmp_path: Path) -> None:

@@ -31,6 +31,18 @@ from pygit2.enums import (
     RepositoryState,
 )
 
+from tuiorch.checkout import (
+    Busy,
+    Checkout,
+    IndexUpdate,
+    Refused,
+    find_checkouts,
+    git_env,
+    git_processes_in,
+    operation_in_progress,
+    paths_collide,
+    wait_for_exit,
+)
 from tuiorch.diffs import ADDED, CONTEXT, REMOVED, DiffHunk, DiffLine, FileDiff, TaskDiff
 
 IDENTITY_FALLBACK = ("tuiorch", "tuiorch@localhost")
@@ -42,6 +54,11 @@ Side = Literal["ours", "theirs"]
 # How often merge() recomputes when base keeps moving or its ref lock is held by someone else.
 _MERGE_ATTEMPTS = 8
 _LOCK_RETRY_DELAY = 0.05
+#: How long a merge waits for a git command of the user's to release the index (like git's ref lock wait).
+_INDEX_LOCK_WAIT = 0.2
+#: How long the user's index stays locked after base moved (see _land): without /proc, and at most.
+_SWITCH_GRACE = 0.05
+_SWITCH_GRACE_MAX = 1.0
 _MARKER_PREFIXES = (b"<<<<<<< ", b">>>>>>> ")
 _MARKER_SEPARATOR = b"======="
 _BINARY_PLACEHOLDER = "[binary file, {size} bytes]"
@@ -312,16 +329,6 @@ def _tree_entry(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
         return _tree_entry_bytes(tree, _git_path(path))
 
 
-class _RawPath:
-    """A path pygit2 passes to libgit2 byte for byte (its string lists refuse bytes but take PathLike)."""
-
-    def __init__(self, path: str) -> None:
-        self.raw = _git_path(path)
-
-    def __fspath__(self) -> bytes:
-        return self.raw
-
-
 def _tree_entry_bytes(tree: pygit2.Tree, path: bytes) -> pygit2.Object | None:
     """Walk to a path component by component, comparing raw names (a non-UTF-8 name on the way)."""
     node: pygit2.Object = tree
@@ -333,11 +340,6 @@ def _tree_entry_bytes(tree: pygit2.Tree, path: bytes) -> pygit2.Object | None:
             return None
         node = found
     return node
-
-
-def _paths_collide(dirty: str, changed: str) -> bool:
-    """Same file, or one is a directory holding the other (a file in the way of a directory)."""
-    return dirty == changed or changed.startswith(dirty.rstrip("/") + "/") or dirty.startswith(changed + "/")
 
 
 def _normalize_keep(keep: Sequence[str]) -> set[str]:
@@ -778,7 +780,7 @@ class GitRepo:
             dirty = sorted(
                 rel
                 for rel, flags in wt_repo.status(untracked_files="all").items()
-                if flags != FileStatus.IGNORED and not any(_paths_collide(k, rel) for k in kept)
+                if flags != FileStatus.IGNORED and not any(paths_collide(k, rel) for k in kept)
             )
             if dirty:
                 raise UncommittedWork(
@@ -879,16 +881,20 @@ class GitRepo:
 
     @_locked
     def commits_since(self, base: str, since: str) -> list[tuple[str, str]]:
-        """(short sha, subject) of base's first-parent commits after `since`, oldest first."""
-        stop = pygit2.Oid(hex=since)
-        found: list[tuple[str, str]] = []
-        commit: pygit2.Commit | None = self._commit_of(base)
-        while commit is not None and commit.id != stop:
-            found.append((str(commit.id)[:7], commit.message.split("\n", 1)[0]))
-            commit = commit.parents[0] if commit.parents else None
-        if commit is None:
-            return []  # `since` is no longer on base's first-parent line (history rewritten)
-        return found[::-1]
+        """(short sha, subject) of base's first-parent commits that `since` does not hold, oldest first.
+
+        Reachability rather than "the commits after `since`": when the user amends or rebases base
+        during the run, `since` leaves base's history, and the rewritten commits and every merge since
+        still count.
+        """
+        try:
+            stop = pygit2.Oid(hex=since)
+            walker = self._repo.walk(self._commit_of(base).id, pygit2.enums.SortMode.TOPOLOGICAL)
+            walker.simplify_first_parent()
+            walker.hide(stop)
+        except (ValueError, KeyError, pygit2.GitError):
+            return []  # `since` is not a commit of this repository (any more)
+        return [(str(c.id)[:7], c.message.split("\n", 1)[0]) for c in walker][::-1]
 
     def files_with_markers(self, worktree: Path, paths: Sequence[str]) -> list[str]:
         """Those of `paths` whose file in `worktree` still holds a conflict marker line."""
@@ -1229,15 +1235,11 @@ class GitRepo:
         return replace(prepared, commit=str(commit_id), message=message)
 
     def _land(self, prepared: PreparedMerge) -> MergeOutcome | None:
-        """Lock base's ref, compare, update checked-out trees, move the ref. None: the lock was busy."""
+        """Lock base's ref, compare, update checked-out trees, move the ref. None: a lock was busy."""
         base = prepared.base
         refname = f"refs/heads/{base}"
-        old_tree = self._repo[pygit2.Oid(hex=prepared.base_tip)].peel(pygit2.Tree)
-        tree_id = pygit2.Oid(hex=prepared.tree)
-        commit_id = pygit2.Oid(hex=prepared.commit)
         changed = set(prepared.paths)
-        touched: list[pygit2.Repository] = []
-        workdirs: list[Path] = []
+        updates: list[IndexUpdate] = []
         try:
             # Leaving this block by an exception drops the transaction uncommitted (lock released,
             # ref untouched); leaving it normally commits the new target and then releases the lock.
@@ -1258,89 +1260,137 @@ class GitRepo:
                             ),
                         )
                     )
-                workdirs = self._checkouts(base)
-                blocked = self._blocked_by_user(base, workdirs, changed, self._repo[tree_id].peel(pygit2.Tree))
-                if blocked is not None:
-                    raise _Refused(blocked)
-                new_tree = self._repo[tree_id].peel(pygit2.Tree)
-                for workdir in workdirs:
-                    wt_repo = pygit2.Repository(str(workdir))
-                    # Files already holding the merge's content (left by a crash mid-merge, or written by
-                    # the user) are not checked out again, which SAFE would refuse; only the index follows.
-                    already = {p for p in changed if _file_matches(Path(workdir) / p, _tree_entry(new_tree, p))}
-                    to_write = sorted(changed - already)
-                    touched.append(wt_repo)  # before the checkout: a failed one may have written files
-                    if to_write:
-                        # libgit2 wants objects looked up through the Repository doing the checkout.
-                        wt_tree = wt_repo[tree_id]
-                        wt_repo.checkout_tree(
-                            wt_tree, strategy=CheckoutStrategy.SAFE, paths=[_RawPath(p) for p in to_write]
-                        )
-                    if already:
-                        _index_follows(wt_repo, new_tree, already)
+                checkouts = self._base_checkouts(refname)
+                for checkout in checkouts:
+                    update = IndexUpdate(checkout)
+                    updates.append(update)
+                    self._update_checkout(update, prepared, refname, changed)
+                bystander = self._primary_checkout()
+                if bystander is not None and bystander not in checkouts:
+                    # Not updated, only held: a `git switch` to base there cannot start from base's old tip.
+                    update = IndexUpdate(bystander)
+                    with contextlib.suppress(Busy):
+                        update.lock()
+                        updates.append(update)
+                for update in updates:
+                    update.stage()
                 # Reflog signature None: pygit2 1.21 cannot pass a Signature here (TypeError).
-                txn.set_target(refname, commit_id, None, f"tuiorch: merge {prepared.branch_tip} (--no-ff)")
-        except _LockBusy:
+                txn.set_target(
+                    refname, pygit2.Oid(hex=prepared.commit), None, f"tuiorch: merge {prepared.branch_tip} (--no-ff)"
+                )
+        except (_LockBusy, Busy):
+            for update in updates:
+                update.rollback()
             return None
         except _Refused as refused:
+            for update in updates:
+                update.rollback()
             return refused.outcome
-        except pygit2.GitError as exc:
-            for wt_repo in touched:
-                _undo_checkout(wt_repo, old_tree.id, tree_id, changed)
-            where = ", ".join(str(w) for w in workdirs) or refname
+        except (pygit2.GitError, OSError) as exc:
+            for update in updates:
+                update.rollback()
+            where = ", ".join(str(u.checkout.workdir) for u in updates) or refname
             return MergeOutcome(
                 "blocked",
                 None,
                 tuple(sorted(changed)),
                 message=f"could not update {base} in {where}: {exc} (tuiorch retries)",
             )
+        if updates:
+            # git switch reads where the branches point before it takes the index lock: one that read
+            # base's old tip before the ref moved must meet the lock and stop, instead of carrying the
+            # merge's changes to the other branch or checking out the old tip. So the lock is held
+            # until every git command already running in those trees has ended (or a short while).
+            running = git_processes_in(u.checkout.workdir for u in updates)
+            if running is None:
+                time.sleep(_SWITCH_GRACE)
+            else:
+                wait_for_exit(running, _SWITCH_GRACE_MAX)
+        for update in updates:
+            if update.staged and not update.head_still(refname):
+                # A `git switch` that wrote its index just before our lock moved HEAD only now: that
+                # index is the other branch's, so it stays as it was and our files go back.
+                update.rollback()
+            else:
+                update.commit()
         return MergeOutcome("merged", prepared.commit, message=f"merged {prepared.branch_tip} into {base}")
 
-    def _blocked_by_user(
-        self, base: str, workdirs: list[Path], changed: set[str], new_tree: pygit2.Tree
-    ) -> MergeOutcome | None:
-        """A 'blocked' outcome if a working tree on base has user changes the merge would touch.
+    def _primary_checkout(self) -> Checkout | None:
+        if self._repo.is_bare or not self._repo.workdir:
+            return None
+        return Checkout(Path(self._repo.workdir).resolve(), self.git_dir)
 
-        A dirty file that already holds exactly what the merge writes does not block: nothing of the
-        user's would be overwritten (this is also what a merge interrupted by a crash leaves behind).
+    def _base_checkouts(self, refname: str) -> list[Checkout]:
+        primary = self._primary_checkout()
+        return find_checkouts(self.git_dir, primary.workdir if primary else None, refname)
+
+    def _update_checkout(
+        self, update: IndexUpdate, prepared: PreparedMerge, refname: str, changed: set[str]
+    ) -> None:
+        """Take the checkout's index lock, check it still is on base and idle, and update it (git's way).
+
+        Raises _Refused (the task waits, with the reason), Busy (another git holds the index or is
+        moving HEAD: retried shortly) or leaves `update` applied and locked for stage/commit.
         """
-        for workdir in workdirs:
-            wt_repo = pygit2.Repository(str(workdir))
-            if wt_repo.state() != RepositoryState.NONE:
-                return MergeOutcome(
-                    "blocked",
-                    None,
-                    message=f"{base} in {workdir} is in the middle of a merge or rebase; finish it (tuiorch retries)",
-                )
-            if (Path(wt_repo.path) / "index.lock").exists():
-                return MergeOutcome(
+        base, workdir, gitdir = prepared.base, update.checkout.workdir, update.checkout.gitdir
+        try:
+            update.lock(timeout=_INDEX_LOCK_WAIT)
+        except Busy:
+            raise _Refused(
+                MergeOutcome(
                     "blocked",
                     None,
                     message=(
                         f"{base} in {workdir} is busy (another git process holds its index); tuiorch retries. "
-                        f"If no git process is running, delete {Path(wt_repo.path) / 'index.lock'}"
+                        f"If no git process is running, delete {gitdir / 'index.lock'}"
                     ),
                 )
-            if not changed:
-                continue
-            dirty = [
-                p for p, flags in wt_repo.status(untracked_files="all").items() if flags != FileStatus.IGNORED
-            ]
-            hits = sorted(
-                {d for d in dirty for c in changed if _paths_collide(d, c)}
-                - {d for d in dirty if d in changed and _file_matches(workdir / d, _tree_entry(new_tree, d))}
-            )
-            if hits:
-                return MergeOutcome(
+            ) from None
+        # Read again under git's index lock: from here no git command can switch this tree's branch.
+        operation = operation_in_progress(gitdir)
+        if operation is not None:
+            what, finish = operation
+            raise _Refused(
+                MergeOutcome(
                     "blocked",
                     None,
-                    tuple(hits),
                     message=(
-                        f"{base} has uncommitted changes in {', '.join(hits)}; "
-                        "commit or stash them (tuiorch retries)"
+                        f"{base} in {workdir} is in the middle of a {what}; {base} stays where it is until "
+                        f"you finish it ({finish}); tuiorch retries"
                     ),
                 )
-        return None
+            )
+        if not update.head_still(refname):
+            raise Busy(f"{workdir} left {base}")  # switched away just now: look again
+        new_tree = self._repo[pygit2.Oid(hex=prepared.tree)].peel(pygit2.Tree)
+        try:
+            update.apply(prepared.base_tip, prepared.commit, changed, functools.partial(_already, workdir, new_tree))
+        except Refused as refused:
+            if refused.paths:
+                hits = refused.paths
+                raise _Refused(
+                    MergeOutcome(
+                        "blocked",
+                        None,
+                        hits,
+                        message=(
+                            f"{base} has uncommitted changes in {', '.join(hits)}; "
+                            "commit or stash them (tuiorch retries)"
+                        ),
+                    )
+                ) from None
+            raise _Refused(
+                MergeOutcome(
+                    "blocked",
+                    None,
+                    tuple(sorted(changed)),
+                    message=f"could not update {base} in {workdir}: {refused} (tuiorch retries)",
+                )
+            ) from None
+        # A `git switch` that wrote the index just before our lock moves HEAD only now: the files we
+        # wrote went to its branch, so they are put back and the merge looks again.
+        if not update.head_still(refname):
+            raise Busy(f"{workdir} left {base}")
 
     # -------------------------------------------------------- conflict triage
 
@@ -1683,60 +1733,36 @@ def _file_matches(target: Path, entry: pygit2.Object | None) -> bool:
     return target.is_file() and not target.is_symlink() and pygit2.hashfile(str(target)) == entry.id
 
 
-def _index_follows(wt_repo: pygit2.Repository, tree: pygit2.Tree, paths: set[str]) -> None:
-    """Point the index entries of `paths` at `tree`'s blobs (or drop them) without touching files."""
-    index = wt_repo.index
-    index.read()
-    for path in paths:
-        entry = _tree_entry(tree, path)
-        if entry is None:
-            if path in index:
-                index.remove(path)
-        else:
-            index.add(pygit2.IndexEntry(path, entry.id, entry.filemode))
-    index.write()
-
-
-def _undo_checkout(
-    wt_repo: pygit2.Repository, old_id: pygit2.Oid, new_id: pygit2.Oid, changed: set[str]
-) -> None:
-    """Undo a (possibly partial) checkout of `new` limited to `changed`.
-
-    Only what still is exactly the merge's version goes back to `old`, in the files and in the
-    index, so a checkout that failed half way (e.g. the index was locked after files were
-    written) is undone too, and nothing the user changed meanwhile is touched.
-    """
-    old, new = wt_repo[old_id], wt_repo[new_id]
-    assert isinstance(old, pygit2.Tree) and isinstance(new, pygit2.Tree)
-    workdir = Path(wt_repo.workdir)
-    for rel in sorted(changed, reverse=True):  # children before their directories
-        old_entry, new_entry = _tree_entry(old, rel), _tree_entry(new, rel)
+def _already(workdir: Path, new_tree: pygit2.Tree, paths: list[str]) -> list[tuple[str, str, str]]:
+    """Index lines (octal mode, blob id, path; mode 0 removes) for those of `paths` whose file in
+    `workdir` already is exactly `new_tree`'s version, compared after the path's clean filters."""
+    found: list[tuple[str, str, str]] = []
+    to_hash: list[tuple[str, pygit2.Blob]] = []
+    for rel in paths:
+        entry = _tree_entry(new_tree, rel)
         target = workdir / rel
-        if not _file_matches(target, new_entry):
-            continue
-        if isinstance(old_entry, pygit2.Blob):
-            _write_blob(target, old_entry.data, old_entry.filemode)
-        elif old_entry is None and new_entry is not None:
-            target.unlink(missing_ok=True)
-            _remove_empty_parents(target.parent, workdir)
-    try:
-        index = wt_repo.index
-        index.read()
-        for rel in changed:
-            old_entry, new_entry = _tree_entry(old, rel), _tree_entry(new, rel)
-            try:
-                staged: pygit2.IndexEntry | None = index[rel]
-            except KeyError:
-                staged = None
-            if (staged.id if staged else None) != (new_entry.id if new_entry else None):
-                continue  # the index never took the merge's version of this path
-            if isinstance(old_entry, pygit2.Blob):
-                index.add(pygit2.IndexEntry(rel, old_entry.id, old_entry.filemode))
-            elif staged is not None:
-                index.remove(rel)
-        index.write()
-    except pygit2.GitError:
-        pass  # the index is locked by someone else, so it still holds what it held before
+        if entry is None:
+            if not target.exists() and not target.is_symlink():
+                found.append(("0", "0" * len(str(new_tree.id)), rel))
+        elif isinstance(entry, pygit2.Blob):
+            if _file_matches(target, entry):
+                found.append((f"{entry.filemode:o}", str(entry.id), rel))
+            elif entry.filemode != FileMode.LINK and target.is_file() and not target.is_symlink():
+                to_hash.append((rel, entry))
+    if to_hash:
+        # git hashes a file as it would store it (eol conversion, LFS pointer, ident).
+        done = subprocess.run(
+            ["git", "hash-object", "--stdin-paths"],
+            cwd=workdir,
+            env=git_env(),
+            input="".join(f"{rel}\n" for rel, _ in to_hash).encode(errors="surrogateescape"),
+            capture_output=True,
+        )
+        ids = done.stdout.decode().split() if done.returncode == 0 else []
+        for (rel, entry), sha in zip(to_hash, ids, strict=False):
+            if sha == str(entry.id):
+                found.append((f"{entry.filemode:o}", sha, rel))
+    return found
 
 
 def _drop_inherited_sparse_checkout(path: Path) -> None:

@@ -74,6 +74,10 @@ def clear_stale_git_locks(git_dir: Path, base: str, *, was_merging: bool) -> lis
         candidates += [admin / name for admin in worktrees.iterdir() for name in ("index.lock", "HEAD.lock")]
     if was_merging:
         candidates += [git_dir / "index.lock", git_dir / "refs" / "heads" / f"{base}.lock"]
+    # Copies of an index a merge was updating (see checkout.IndexUpdate): only tuiorch makes them.
+    candidates += list(git_dir.glob("index.tuiorch-*"))
+    if worktrees.is_dir():
+        candidates += [leftover for admin in worktrees.iterdir() for leftover in admin.glob("index.tuiorch-*")]
     removed = []
     for lock in candidates:
         if lock.is_file():
