@@ -1691,14 +1691,18 @@ def _file_diffs(diff: pygit2.Diff, max_lines: int) -> list[FileDiff]:
                 if budget <= 0:
                     truncated = True
                     break
-                lines = tuple(
-                    DiffLine(_DIFF_KINDS[line.origin], line.old_lineno if line.old_lineno >= 0 else None,
-                             line.new_lineno if line.new_lineno >= 0 else None, line.content.rstrip("\r\n"))
-                    for line in hunk.lines
-                    if line.origin in _DIFF_KINDS
-                )
+                lines = []
+                for line in hunk.lines:
+                    if line.origin not in _DIFF_KINDS:
+                        continue
+                    if len(lines) >= budget:
+                        truncated = True  # one huge hunk is cut too, not only the hunks after it
+                        break
+                    lines.append(DiffLine(_DIFF_KINDS[line.origin], line.old_lineno if line.old_lineno >= 0 else None,
+                                          line.new_lineno if line.new_lineno >= 0 else None,
+                                          line.content.rstrip("\r\n")))
                 budget -= len(lines)
-                hunks.append(DiffHunk(hunk.header.rstrip("\n"), lines))
+                hunks.append(DiffHunk(hunk.header.rstrip("\n"), tuple(lines)))
         status = _DELTA_STATUS.get(delta.status, "modified")
         files.append(FileDiff(
             path=delta.new_file.path or delta.old_file.path,

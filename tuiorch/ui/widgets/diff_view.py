@@ -20,6 +20,8 @@ FILLER_BG = "on #262626"
 HEADER_STYLE = "bold reverse"
 HUNK_STYLE = "bold #6fb3d2"
 NOTE_STYLE = "italic #9a9a9a"
+#: Lines highlighted together: enough for the language's context, few enough to draw a screen at once.
+HIGHLIGHT_BLOCK = 200
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ class DiffView(ScrollView, can_focus=True):
         self.layout_mode = UNIFIED
         self.rows: list[Row] = []
         self.file_starts: list[int] = []
-        self._highlighted: dict[int, tuple[dict[int, Text], dict[int, Text]]] = {}
+        self._highlighted: dict[tuple[int, str, int], list[Text]] = {}
+        self._side_lines: dict[tuple[int, str], tuple[list[str], dict[int, int]]] = {}
         #: Rendered rows by (row, width); cleared whenever the rows or the width change.
         self._strips: dict[tuple[int, int], Strip] = {}
         self._digits = 3
@@ -84,6 +87,7 @@ class DiffView(ScrollView, can_focus=True):
             self.layout_mode = layout
         if diff is not self.diff:
             self._highlighted.clear()
+            self._side_lines.clear()
         self.diff = diff
         self.rows, self.file_starts = diff_rows(diff, self.layout_mode)
         self._digits = gutter_digits(diff)
@@ -157,22 +161,38 @@ class DiffView(ScrollView, can_focus=True):
         return _fit(text, width, tint)
 
     def _code(self, file_index: int, line: DiffLine) -> Text:
-        """The line highlighted as its file's language (each side highlighted once, as a block)."""
-        if file_index not in self._highlighted:
-            self._highlighted[file_index] = self._highlight_file(self.diff.files[file_index])
-        old, new = self._highlighted[file_index]
-        found = new.get(line.new) if line.new is not None else old.get(line.old or -1)
-        return found.copy() if found is not None else Text(line.text)
+        """The line highlighted as its file's language. Each side of a file is highlighted a block of
+        HIGHLIGHT_BLOCK lines at a time, when a row of that block is first drawn: a diff of tens of thousands
+        of lines opens at once."""
+        side = "new" if line.new is not None else "old"
+        number = line.new if line.new is not None else line.old
+        lines = self._side_lines.get((file_index, side))
+        if lines is None:
+            lines = self._side_lines[(file_index, side)] = _side_lines(self.diff.files[file_index], side)
+        position = lines[1].get(number) if number is not None else None
+        if position is None:
+            return Text(line.text)
+        block = position // HIGHLIGHT_BLOCK
+        key = (file_index, side, block)
+        texts = self._highlighted.get(key)
+        if texts is None:
+            start = block * HIGHLIGHT_BLOCK
+            texts = highlight_lines(self.diff.files[file_index].path, lines[0][start:start + HIGHLIGHT_BLOCK])
+            self._highlighted[key] = texts
+        return texts[position % HIGHLIGHT_BLOCK].copy()
 
-    @staticmethod
-    def _highlight_file(file: FileDiff) -> tuple[dict[int, Text], dict[int, Text]]:
-        sides: list[dict[int, Text]] = []
-        for number_of in ((lambda line: line.old), (lambda line: line.new)):
-            numbered = [(number_of(line), line.text) for hunk in file.hunks for line in hunk.lines
-                        if number_of(line) is not None]
-            texts = highlight_lines(file.path, [text for _n, text in numbered])
-            sides.append({number: text for (number, _t), text in zip(numbered, texts, strict=True)})
-        return sides[0], sides[1]
+
+def _side_lines(file: FileDiff, side: str) -> tuple[list[str], dict[int, int]]:
+    """One side's lines of a file's hunks in order, and line number -> position among them."""
+    texts: list[str] = []
+    positions: dict[int, int] = {}
+    for hunk in file.hunks:
+        for line in hunk.lines:
+            number = line.old if side == "old" else line.new
+            if number is not None and number not in positions:
+                positions[number] = len(texts)
+                texts.append(line.text)
+    return texts, positions
 
 
 def gutter_digits(diff: TaskDiff) -> int:
