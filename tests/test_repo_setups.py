@@ -567,3 +567,15 @@ def test_a_file_directory_conflict_is_named_so(repo: Path, tmp_path: Path) -> No
     outcome = gr.merge("task-1", "main", "merge")
     assert outcome.status == "conflict"
     assert outcome.kinds == {"x": "file/directory"}
+
+
+def test_the_merge_check_sees_every_file_when_the_user_checkout_is_sparse(repo: Path, tmp_path: Path) -> None:
+    write(repo, {"keep/a.txt": "a\n", "out/b.txt": "b\n"})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "two dirs")
+    git(repo, "sparse-checkout", "set", "--cone", "keep")
+    gr = GitRepo(repo)
+    scratch = tmp_path / "check"
+    gr.checkout_detached(scratch, git(repo, "rev-parse", "main"))
+    assert (scratch / "out" / "b.txt").read_text() == "b\n"
+    assert git(scratch, "status", "--porcelain") == ""

@@ -824,7 +824,11 @@ class GitRepo:
                 )
             self._prune()
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._run_git(["worktree", "add", "--quiet", "--detach", "--", str(path), str(target.id)])
+            # The check runs on the whole merge result: no sparse cone, a plain index, submodules present.
+            env = with_task_worktree_config(_git_env())
+            self._run_git(["worktree", "add", "--quiet", "--detach", "--", str(path), str(target.id)], env)
+            _drop_inherited_sparse_checkout(path)
+            self._update_submodules(path)
         else:
             wt_repo = pygit2.Repository(str(path))
             wt_repo.state_cleanup()
