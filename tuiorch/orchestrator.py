@@ -1613,6 +1613,17 @@ class Orchestrator:
                 else:
                     self._reset_to_queue(rec, data)
                 continue
+            if old_worktree is not None and old_worktree.exists() and status in _SLOT_STATUS_VALUES:
+                # What the killed agent left uncommitted is work too, also when it made no commit yet. If
+                # it cannot be committed it stays, and the slot then refuses to be reused over it.
+                with contextlib.suppress(GitError):
+                    await asyncio.to_thread(
+                        self.git.commit_leftovers,
+                        old_worktree,
+                        f"wip: {rec.task.title} (left uncommitted when tuiorch stopped)",
+                        rec.branch,
+                    )
+                tip = await asyncio.to_thread(self.git.branch_tip, rec.branch)
             if await asyncio.to_thread(self.git.is_merged, rec.branch, self.base):
                 # In main already: either our merge landed just before the crash (a merge commit has
                 # this tip as its second parent), or the branch never got past main's old tip.
