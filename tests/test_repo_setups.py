@@ -579,3 +579,22 @@ def test_the_merge_check_sees_every_file_when_the_user_checkout_is_sparse(repo: 
     gr.checkout_detached(scratch, git(repo, "rev-parse", "main"))
     assert (scratch / "out" / "b.txt").read_text() == "b\n"
     assert git(scratch, "status", "--porcelain") == ""
+
+
+def test_a_failing_agent_whose_leftovers_cannot_be_committed_keeps_them(repo: Path, tmp_path: Path) -> None:
+    custom_agent(repo, tmp_path, """\
+        import pathlib, subprocess, sys
+        tool = pathlib.Path(sys.argv[1]) / "tool"
+        tool.mkdir()
+        subprocess.run(["git", "init", "-q"], cwd=tool, check=True)
+        (tool / "half.py").write_text("half done\\n")
+        sys.exit(3)
+    """, "## Task 1: Half a tool\n\nMake it.\n")
+    (repo / "tuiorch.toml").write_text((repo / "tuiorch.toml").read_text() + "retries = 2\n")
+    git(repo, "commit", "-q", "-am", "retries")
+    code, events = run(repo)
+    assert code == 1
+    [failed] = of(events, "task_failed")
+    assert len(of(events, "task_started")) == 1  # no retry over the kept work
+    kept = Path(failed["reason"].rsplit("its work is kept in ", 1)[1])
+    assert (kept / "tool" / "half.py").read_text() == "half done\n"
