@@ -598,3 +598,30 @@ def test_a_failing_agent_whose_leftovers_cannot_be_committed_keeps_them(repo: Pa
     assert len(of(events, "task_started")) == 1  # no retry over the kept work
     kept = Path(failed["reason"].rsplit("its work is kept in ", 1)[1])
     assert (kept / "tool" / "half.py").read_text() == "half done\n"
+
+
+def test_gpg_signing_signs_the_merge_and_leftover_commits(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("GNUPGHOME", str(home))
+    try:
+        subprocess.run(
+            ["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "Test User <test@example.com>", "ed25519",
+             "sign", "never"],
+            check=True, capture_output=True,
+        )
+        git(repo, "config", "user.signingkey", "test@example.com")
+        git(repo, "config", "commit.gpgsign", "true")
+        project(repo, LEFTOVER_TASK.format(text="gpg"))
+        code, events = run(repo)
+        assert code == 0, events
+        merge = of(events, "merged")[0]["commit"]
+        for commit in (merge, f"{merge}^2"):
+            verified = subprocess.run(["git", "verify-commit", commit], cwd=repo, capture_output=True, text=True)
+            assert verified.returncode == 0, verified.stderr
+            assert 'Good signature from "Test User <test@example.com>"' in verified.stderr
+    finally:
+        # gpg starts an agent for the key: it must not outlive the test.
+        subprocess.run(["gpgconf", "--kill", "all"], capture_output=True)
