@@ -78,6 +78,7 @@ async def test_checking_and_check_failed_stay_visible_in_the_queue_after_the_pan
         await wait_for(pilot, lambda: queue_row(app, "1")[0] == "checking", timeout=30)
         assert "[merge] check" in queue_row(app, "1")[1]
         await wait_for(pilot, lambda: app.orch.records["2"].status is TaskStatus.CHECKING, timeout=30)
+        await wait_for(pilot, lambda: pane_of(app, "2") is not None)  # the next tick puts it in the pane
         pane = pane_of(app, "2")
         assert pane is not None
         await wait_for(pilot, lambda: pane.border_subtitle == "checking")
