@@ -15,8 +15,17 @@ from textual.widgets import Button, Log, TextArea
 from textual.widgets._footer import FooterKey
 
 from tests.conftest import git
-from tests.test_ui_app import CONFLICTING, SIZE, THREE_TASKS, make_app, quit_app, wait_for, write_project
-from tuiorch.events import TaskStatus
+from tests.test_ui_app import (
+    CONFLICTING,
+    SIZE,
+    THREE_TASKS,
+    make_app,
+    quit_app,
+    statuses,
+    wait_for,
+    write_project,
+)
+from tuiorch.events import Event, TaskOutput, TaskStatus
 from tuiorch.tasks import Priority, load_tasks
 from tuiorch.ui.screens import AddTaskScreen, ConfirmScreen, HelpScreen, LogScreen, SummaryScreen
 from tuiorch.ui.widgets import QueuePane, WorkerPane
@@ -244,6 +253,37 @@ async def test_a_pane_follows_a_burst_of_output_unless_scrolled_up(repo: Path) -
         await pilot.pause(0.5)
         assert log.scroll_offset.y == log.max_scroll_y
         assert "committed" in " ".join(log.lines[-3:])
+        await quit_app(pilot, app)
+
+
+async def test_a_pane_starting_on_a_running_task_shows_each_line_once(repo: Path) -> None:
+    """A pane that takes over a slot starts from the task's kept tail, then appends each burst of output the
+    engine emits. Whenever it starts, that adds up to the agent's lines, each once (a tail kept ahead of the
+    emitted output showed the lines in between twice)."""
+    write_project(repo, THREE_TASKS, workers=1)
+    app = make_app(repo, watch_tasks=False)
+    emitted: dict[str, list[str]] = {}
+    doubled: list[tuple[str, list[str]]] = []
+    deliver = app.orch.sink
+
+    def watching(event: Event) -> None:
+        if isinstance(event, TaskOutput):
+            emitted.setdefault(event.task, []).extend(event.lines)
+        for task_id, rec in app.orch.records.items():
+            tail = list(rec.tail)  # what a pane switching to this task now would start from
+            if tail != emitted.get(task_id, [])[len(emitted.get(task_id, [])) - len(tail):]:
+                doubled.append((task_id, tail))
+        deliver(event)
+
+    app.orch.sink = watching
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: all(s == "merged" for s in statuses(app).values()) and len(statuses(app)) == 3)
+        assert not doubled, doubled[:3]
+        log = app.query_one(WorkerPane).query_one(TailLog)
+        logged = (repo / ".git" / "tuiorch" / "logs" / "3.log").read_text().splitlines()
+        await wait_for(pilot, lambda: len(log.lines) >= len(logged), timeout=10)
+        await pilot.pause(0.5)  # anything written twice would be there by now
+        assert list(log.lines) == logged  # the last task's pane: its log, each line once
         await quit_app(pilot, app)
 
 

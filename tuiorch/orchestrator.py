@@ -630,7 +630,6 @@ class Orchestrator:
                     progress = parsed.progress
                 if parsed.status:
                     activity = parsed.status
-            rec.tail.extend(shown)
             self._pending_output.setdefault(task_id, []).extend(shown)
             if parser.usage is not None:
                 rec.usage = parser.usage if usage_before is None else usage_before + parser.usage
@@ -1408,6 +1407,10 @@ class Orchestrator:
     def _flush_output(self) -> None:
         pending, self._pending_output = self._pending_output, {}
         for task_id, lines in pending.items():
+            # The tail grows with what is emitted, never ahead of it: a pane that starts a task from its tail
+            # and then appends each TaskOutput shows every line once.
+            if (rec := self.records.get(task_id)) is not None:
+                rec.tail.extend(lines)
             self._emit(ev.TaskOutput(task=task_id, lines=tuple(lines)))
 
     async def _cleanup_slots(self) -> None:
