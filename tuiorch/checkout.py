@@ -271,6 +271,9 @@ class IndexUpdate:
         """
         if self.index_path.exists():
             shutil.copyfile(self.index_path, self.scratch)
+            # As `git merge` does first: a file whose stat data alone changed (touched, saved unchanged,
+            # chowned) is clean again, not "not uptodate". Exit 1 only lists files that really differ.
+            _run(self.checkout, ["update-index", "-q", "--refresh"], index=self.scratch)
         for attempt in range(2):
             done = _run(self.checkout, ["read-tree", "-m", "-u", old, new], index=self.scratch)
             if done.returncode == 0:

@@ -1,0 +1,99 @@
+"""A wider set of real-world repository setups, each tried with `tuiorch run --headless --json`.
+
+Every test builds the setup in a real repository, runs tuiorch as a user would (a separate process,
+a custom agent: a small Python script editing its worktree) and checks what the user would see:
+main's tree against what `git merge --no-ff` of the same work gives, the checkout's `git status`,
+or a refusal before anything runs that names the setting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from tests.conftest import git, make_repo
+
+#: An agent that edits one tracked file and adds another, leaving both uncommitted.
+EDIT_AND_ADD = """\
+import pathlib, sys
+w = pathlib.Path(sys.argv[1])
+(w / "a.txt").write_text("a changed\\n")
+(w / "new.txt").write_text("new\\n")
+"""
+
+
+def project(repo: Path, tmp_path: Path, script: str) -> None:
+    """tuiorch.toml with a custom agent running `script` in its worktree, and one task."""
+    agent = tmp_path / "agent.py"
+    agent.write_text(textwrap.dedent(script))
+    (repo / "tuiorch.toml").write_text(
+        f'workers = 1\n\n[agent]\npreset = "custom"\n'
+        f'command = [{json.dumps(sys.executable)}, {json.dumps(str(agent))}, "{{worktree}}"]\n'
+        'timeout = "60s"\nstuck_after = "0"\n'
+    )
+    (repo / "TASKS.md").write_text("## Task 1: Edit\nedit a.txt, add new.txt\n")
+    git(repo, "add", "tuiorch.toml", "TASKS.md")
+    git(repo, "commit", "-q", "-m", "add tasks")
+
+
+def run_tuiorch(repo: Path, *, env: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, list[dict], str]:
+    """`tuiorch run --headless --json` in `repo`: exit code, events, stderr. A run still going at
+    `timeout` (a merge held for good) is stopped with its process group and reported as exit -1."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuiorch", "run", "--headless", "--json"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        code = -1
+    return code, [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
+
+
+def merged_by_git(repo: Path, tmp_path: Path, script: Path) -> str:
+    """main's tree after the same agent's work goes through `git add -A`, `git commit`, `git merge --no-ff`
+    in a clone: what tuiorch must leave on main."""
+    clone = tmp_path / "by-git"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    git(clone, "config", "user.name", "Test User")
+    git(clone, "config", "user.email", "test@example.com")
+    git(clone, "switch", "-q", "-c", "work")
+    subprocess.run([sys.executable, str(script), str(clone)], check=True)
+    git(clone, "add", "-A")
+    git(clone, "commit", "-q", "-m", "work")
+    git(clone, "switch", "-q", "main")
+    git(clone, "merge", "-q", "--no-ff", "-m", "merge", "work")
+    return git(clone, "rev-parse", "HEAD^{tree}")
+
+
+def test_a_file_the_user_touched_without_changing_it_does_not_hold_the_merge(tmp_path: Path) -> None:
+    # An editor saving a file unchanged, a build tool, `git stash && git stash pop`: only the stat data
+    # differs from the index. `git merge` refreshes the index first and merges; so must tuiorch.
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    project(repo, tmp_path, EDIT_AND_ADD)
+    expected = merged_by_git(repo, tmp_path, tmp_path / "agent.py")
+    time.sleep(1.1)  # a new mtime in whole seconds too, whatever the file system keeps
+    os.utime(repo / "a.txt")
+
+    code, events, err = run_tuiorch(repo, timeout=30)
+
+    held = [e["reason"] for e in events if e["event"] == "merge_blocked"]
+    assert code == 0, (held, err)
+    assert held == []
+    assert git(repo, "rev-parse", "main^{tree}") == expected
+    assert git(repo, "status", "--porcelain") == ""
+    assert (repo / "a.txt").read_text() == "a changed\n"
