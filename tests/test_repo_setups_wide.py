@@ -97,3 +97,44 @@ def test_a_file_the_user_touched_without_changing_it_does_not_hold_the_merge(tmp
     assert git(repo, "rev-parse", "main^{tree}") == expected
     assert git(repo, "status", "--porcelain") == ""
     assert (repo / "a.txt").read_text() == "a changed\n"
+
+
+#: An agent that commits its own work with git in its worktree.
+COMMITS_ITS_WORK = """\
+import pathlib, subprocess, sys
+w = pathlib.Path(sys.argv[1])
+(w / "new.txt").write_text("new\\n")
+subprocess.run(["git", "add", "-A"], cwd=w, check=True)
+subprocess.run(["git", "commit", "-q", "-m", "agent's commit"], cwd=w, check=True)
+"""
+
+
+def test_git_dir_of_this_repository_in_the_environment_does_not_reach_the_agents_git(tmp_path: Path) -> None:
+    # GIT_DIR exported (git sets it for a shell alias where .git is a file): an agent's `git commit` in
+    # its worktree would otherwise write to main directly, behind the checkout's back.
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    project(repo, tmp_path, COMMITS_ITS_WORK)
+    before = git(repo, "rev-parse", "main")
+
+    code, _, err = run_tuiorch(repo, env={**os.environ, "GIT_DIR": str(repo / ".git")})
+
+    assert code == 0, err
+    first_parent = git(repo, "log", "--first-parent", "--format=%s", f"{before}..main").splitlines()
+    assert first_parent == ["feat: Edit"]  # the merge, not the agent's commit straight on main
+    assert git(repo, "status", "--porcelain") == ""
+    assert (repo / "new.txt").read_text() == "new\n"
+
+
+def test_git_dir_of_another_repository_in_the_environment_is_refused(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    other = make_repo(tmp_path / "other")
+    project(repo, tmp_path, COMMITS_ITS_WORK)
+    env = {**os.environ, "GIT_DIR": str(other / ".git"), "GIT_WORK_TREE": str(other)}
+
+    code, events, err = run_tuiorch(repo, env=env)
+
+    assert code == 2 and events == []
+    assert f"GIT_DIR={other / '.git'}" in err and f"GIT_WORK_TREE={other}" in err and "unset" in err
+    assert "Traceback" not in err
+    assert git(other, "log", "--format=%s") == "initial"
+    assert git(repo, "branch", "--list", "task-*") == ""

@@ -99,6 +99,37 @@ def _open_repo(path: Path) -> GitRepo:
         raise UsageError(str(exc)) from None
 
 
+#: Environment variables that point every git started from here at another repository, index or store.
+_REDIRECTING_GIT_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY")
+
+
+def _take_over_git_environment(repo: GitRepo, start: Path) -> None:
+    """Drop GIT_DIR and the like from this process's environment, or refuse when they point elsewhere.
+
+    Left in place, they reach every agent: its `git commit` in its own worktree would write to the
+    repository (and the branch checked out there) they name. Naming this same repository is harmless
+    (git sets GIT_DIR for a shell alias run where .git is a file).
+    """
+    found = pygit2.discover_repository(str(start))
+    own_dirs = {repo.git_dir.resolve(), *([Path(found).resolve()] if found else [])}
+    foreign = []
+    for name in _REDIRECTING_GIT_VARIABLES:
+        value = os.environ.get(name)
+        if value is None:
+            continue
+        target = (start / value).resolve()
+        same = (name == "GIT_DIR" and target in own_dirs) or (name == "GIT_WORK_TREE" and target == repo.root)
+        if not same:
+            foreign.append(f"{name}={value}")
+    if foreign:
+        raise UsageError(
+            f"set in the environment: {', '.join(foreign)}; it would point every agent's git there instead of at "
+            f"the agent's own worktree of {repo.root}: unset it and run tuiorch from inside the repository"
+        )
+    for name in _REDIRECTING_GIT_VARIABLES:
+        os.environ.pop(name, None)
+
+
 def _load(root: Path, workers: int | None):  # noqa: ANN202 - a small private tuple
     try:
         config = load_config(root)
@@ -220,6 +251,7 @@ def _refuse_if_running(repo: GitRepo) -> None:
 
 def _run(root: Path, *, headless: bool, as_json: bool, workers: int | None, fresh: bool) -> int:
     repo = _open_repo(root)
+    _take_over_git_environment(repo, root)
     root = repo.root
     config, tasks, task_file = _load(root, workers)
     _refuse_if_running(repo)
