@@ -138,3 +138,20 @@ def test_git_dir_of_another_repository_in_the_environment_is_refused(tmp_path: P
     assert "Traceback" not in err
     assert git(other, "log", "--format=%s") == "initial"
     assert git(repo, "branch", "--list", "task-*") == ""
+
+
+def test_use_config_only_without_an_identity_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    # The user asked git never to guess who commits: commits signed "tuiorch <tuiorch@localhost>" on main
+    # would be exactly that guess.
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    project(repo, tmp_path, EDIT_AND_ADD)
+    git(repo, "config", "--unset", "user.name")
+    git(repo, "config", "--unset", "user.email")
+    git(repo, "config", "user.useConfigOnly", "true")
+    before = git(repo, "rev-parse", "main")
+
+    code, events, err = run_tuiorch(repo)
+
+    assert code == 2 and events == []
+    assert "user.useConfigOnly = true" in err and "git config user.email" in err and "Traceback" not in err
+    assert git(repo, "rev-parse", "main") == before

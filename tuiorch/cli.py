@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -182,8 +183,27 @@ def _check_repository(repo: GitRepo, config: Config, tasks: list[Task], *, fresh
             f"(git switch {config.base}) before running tuiorch"
         )
     _check_worktree_folder(worktree_dir(config, repo.root))
+    _check_identity(repo)
     _check_branch_clashes(repo, config, tasks)
     _check_stale_branches(repo, config, tasks, fresh=fresh)
+
+
+def _check_identity(repo: GitRepo) -> None:
+    """With user.useConfigOnly git never guesses who commits; neither may tuiorch's fallback identity."""
+    env = {k: v for k, v in os.environ.items() if k not in _REDIRECTING_GIT_VARIABLES}
+    only = subprocess.run(
+        ["git", "config", "--type=bool", "--get", "user.useConfigOnly"], cwd=repo.root, env=env, capture_output=True
+    )
+    if only.stdout.strip() != b"true":
+        return
+    for who in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT"):
+        done = subprocess.run(["git", "var", who], cwd=repo.root, env=env, capture_output=True)
+        if done.returncode != 0:
+            raise UsageError(
+                f"user.useConfigOnly = true and no user.name/user.email is configured for {repo.root}, so git "
+                "would refuse to commit and tuiorch will not make up an identity; set them (git config "
+                "user.email you@example.com; git config user.name \"Your Name\") and run again"
+            )
 
 
 def _check_branch_clashes(repo: GitRepo, config: Config, tasks: list[Task]) -> None:
