@@ -138,3 +138,24 @@ def test_a_slot_whose_checkout_a_killed_run_never_finished_is_reused(tmp_path: P
     assert [e["worktree"] for e in of(events, "task_started")] == [str(slot)]
     assert "seen-1.json" in git(repo, "ls-tree", "--name-only", "main")
     assert task_branches(repo) == []
+
+
+def test_uncommitted_work_in_a_released_slot_is_saved_under_a_ref_and_the_slot_reused(tmp_path: Path) -> None:
+    # What a killed run left uncommitted in a slot it had already released is nobody's task any more:
+    # the next task still gets the slot, and the work is kept under refs/tuiorch/rescued/.
+    repo = snoop_project(tmp_path, tasks=1)
+    slot = tmp_path / "repo-worktrees" / "slot-1"
+    git(repo, "worktree", "add", "-q", "--detach", str(slot), "main")
+    (slot / "orphan.txt").write_text("half-done work\n")
+    git(slot, "add", "orphan.txt")
+    (slot / "untracked.txt").write_text("more work\n")
+    code, events = run(repo)
+    assert code == 0, of(events, "task_failed")
+    assert [e["worktree"] for e in of(events, "task_started")] == [str(slot)]
+    rescued = git(repo, "for-each-ref", "--format=%(refname)", "refs/tuiorch/rescued/").split()
+    assert len(rescued) == 1
+    assert git(repo, "show", f"{rescued[0]}:orphan.txt") == "half-done work"
+    assert git(repo, "show", f"{rescued[0]}:untracked.txt") == "more work"
+    assert any(rescued[0] in e["message"] for e in of(events, "notice"))
+    assert "orphan.txt" not in git(repo, "ls-tree", "--name-only", "main")
+    assert task_branches(repo) == []

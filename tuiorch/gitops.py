@@ -405,6 +405,8 @@ class GitRepo:
         #: Worktrees being made by `git worktree add` outside the lock (see prepare_worktree).
         self._creating: set[Path] = set()
         self._add_lock = threading.Lock()
+        #: Refs holding work found uncommitted in a slot about to be reused (see take_rescued).
+        self._rescued: list[str] = []
 
     # ----------------------------------------------------------------- basics
 
@@ -679,12 +681,20 @@ class GitRepo:
             out.write(("\n" if text and not text.endswith("\n") else "") + line + "\n")
 
     def prepare_worktree(
-        self, path: Path, branch: str, base: str, keep: Sequence[str] = (), *, keep_commits: bool = False
+        self,
+        path: Path,
+        branch: str,
+        base: str,
+        keep: Sequence[str] = (),
+        *,
+        keep_commits: bool = False,
+        scratch: Sequence[str] = (),
     ) -> str:
         """Make `branch` at base's tip and a clean worktree at `path` on it; return the base sha.
 
         keep_commits: a branch that already holds commits not in base (an earlier attempt's work,
         a conflict being resolved) is checked out as it is instead of refused.
+        scratch: an agent CLI's own files (never work) that a reused slot may hold.
         """
         path = Path(path).absolute()
         with self._lock:
@@ -695,7 +705,7 @@ class GitRepo:
                     branch, base, base_commit, reuse_path=path.resolve() if admin else None, keep_commits=keep_commits
                 )
                 if admin is not None:
-                    self._reuse_worktree(path, branch, keep)
+                    self._reuse_worktree(path, branch, keep, scratch)
                     self._exclude_if_inside(path)
                     return str(base_commit.id)
                 if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -764,11 +774,12 @@ class GitRepo:
         if current != base_commit.id:
             existing.set_target(base_commit.id, f"tuiorch: reset {branch} to {base}")
 
-    def _reuse_worktree(self, path: Path, branch: str, keep: Sequence[str]) -> None:
+    def _reuse_worktree(self, path: Path, branch: str, keep: Sequence[str], scratch: Sequence[str]) -> None:
         """Warm slot reuse: switch the worktree to `branch`, writing only files that differ.
 
-        Refused while the worktree holds uncommitted work (what a task that could not commit left):
-        reusing it would overwrite that work.
+        Uncommitted work found there (left when tuiorch was killed while an agent or a commit was
+        under way) is first saved as a commit under refs/tuiorch/rescued/; if even that fails, reuse
+        is refused (UncommittedWork) rather than overwrite it.
         """
         self._clear_dead_agent_lock(path)
         wt_repo = pygit2.Repository(str(path))
@@ -780,18 +791,57 @@ class GitRepo:
             dirty = sorted(
                 rel
                 for rel, flags in wt_repo.status(untracked_files="all").items()
-                if flags != FileStatus.IGNORED and not any(paths_collide(k, rel) for k in kept)
+                if flags != FileStatus.IGNORED
+                and not any(paths_collide(k, rel) for k in kept)
+                and not _is_scratch(rel, scratch)
             )
             if dirty:
-                raise UncommittedWork(
-                    f"{path} holds uncommitted work ({', '.join(dirty[:5])}{', ...' if len(dirty) > 5 else ''}); "
-                    "commit or remove it there, or move the folder away, then retry",
-                    path,
-                )
+                try:
+                    self._rescued.append(self._rescue_uncommitted(path, wt_repo))
+                except (GitError, pygit2.GitError, OSError) as exc:
+                    raise UncommittedWork(
+                        f"{path} holds uncommitted work ({', '.join(dirty[:5])}"
+                        f"{', ...' if len(dirty) > 5 else ''}) that could not be saved ({exc}); "
+                        "commit or remove it there, or move the folder away, then retry",
+                        path,
+                    ) from exc
         wt_repo.state_cleanup()  # drop MERGE_HEAD etc. left by an abandoned manual merge
         wt_repo.checkout(f"refs/heads/{branch}", strategy=CheckoutStrategy.FORCE)
         _clean_untracked(path, wt_repo.index, kept)
         self._update_submodules(path)
+
+    def _rescue_uncommitted(self, path: Path, wt_repo: pygit2.Repository) -> str:
+        """Commit everything uncommitted in `path` on top of its HEAD under a new rescue ref; its name.
+
+        Plumbing on a copy of the index: the worktree, its index and its branch stay as they are.
+        """
+        index_copy = Path(wt_repo.path) / "tuiorch-rescue-index"
+        shutil.copyfile(Path(wt_repo.path) / "index", index_copy)
+        env = with_task_worktree_config(_git_env())
+        env["GIT_INDEX_FILE"] = str(index_copy)
+        try:
+            self._run_git(["-C", str(path), "add", "-A"], env)
+            tree = self._run_git(["-C", str(path), "write-tree"], env).strip()
+        finally:
+            index_copy.unlink(missing_ok=True)
+        signature = pygit2.Signature(*IDENTITY_FALLBACK)
+        message = f"tuiorch: uncommitted work found in {path} before reusing it\n"
+        commit = self._repo.create_commit(
+            None, signature, signature, message, pygit2.Oid(hex=tree), [wt_repo.head.target]
+        )
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        name, n = f"refs/tuiorch/rescued/{path.name}-{stamp}", 1
+        while name in self._repo.references:
+            n += 1
+            name = f"refs/tuiorch/rescued/{path.name}-{stamp}-{n}"
+        self._repo.references.create(name, commit)
+        return name
+
+    def take_rescued(self) -> list[str]:
+        """Rescue refs made since the last call (for the caller to tell the user about)."""
+        with self._lock:
+            rescued, self._rescued = self._rescued, []
+        return rescued
 
     def _update_submodules(self, path: Path) -> None:
         """Populate the worktree's submodules at the commits its tree records, as a fresh clone would."""

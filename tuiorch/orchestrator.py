@@ -423,8 +423,11 @@ class Orchestrator:
                 self.base,
                 tuple(self.config.slots.keep),
                 keep_commits=rec.attempts > 1 or rec.keep_commits,
+                scratch=self.preset.scratch,
             )
         )
+        for ref in self.git.take_rescued():
+            self._emit(ev.Notice(message=f"{rec.worktree} held uncommitted work; saved as {ref} before reuse"))
         if fresh_worktree and self.config.slots.setup:
             failure = await self._run_setup(rec)
             if failure:
