@@ -17,6 +17,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import git, make_repo
 
 #: An agent that edits one tracked file and adds another, leaving both uncommitted.
@@ -155,3 +157,15 @@ def test_use_config_only_without_an_identity_is_refused_naming_the_setting(tmp_p
     assert code == 2 and events == []
     assert "user.useConfigOnly = true" in err and "git config user.email" in err and "Traceback" not in err
     assert git(repo, "rev-parse", "main") == before
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving a folder to another user needs root")
+def test_a_repository_of_another_user_is_refused_naming_safe_directory(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    project(repo, tmp_path, EDIT_AND_ADD)
+    subprocess.run(["chown", "-R", "12345:12345", str(repo)], check=True)
+
+    code, events, err = run_tuiorch(repo)
+
+    assert code == 2 and events == []
+    assert f"git config --global --add safe.directory {repo}" in err and "Traceback" not in err

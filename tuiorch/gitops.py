@@ -377,6 +377,12 @@ class GitRepo:
                     f"{root} is a SHA-256 repository (extensions.objectFormat = sha256); tuiorch's git library "
                     f"(libgit2 {pygit2.LIBGIT2_VERSION}) reads only SHA-1 repositories: run tuiorch on a SHA-1 clone"
                 ) from None
+            if "not owned by current user" in str(exc):
+                owned = Path(found).parent if Path(found).name == ".git" else Path(found)
+                raise GitError(
+                    f"{owned} belongs to another user and is not listed in safe.directory, so git refuses it too; "
+                    f"if you trust it: git config --global --add safe.directory {owned}"
+                ) from None
             raise GitError(f"{root}: git: {exc}") from None
         if not discovered.is_bare and discovered.workdir is not None:
             # Opened from its git dir, libgit2 takes that folder's parent as the work tree, which is
