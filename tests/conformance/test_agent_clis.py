@@ -54,13 +54,9 @@ TURN_LIMITS = {
     "opencode": (5, ""),  # agent steps: the model is asked for a text answer, the run ends without an error
 }
 
-# What fails today, and why; strict=False so each xfail goes away by itself as the engine catches up.
-_AIDER_SCRATCH = "aider's .aider* files left in a slot stop the next attempt there: 'holds uncommitted work'"
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("write_commit", "aider"): _AIDER_SCRATCH,
-    ("api_error", "aider"): _AIDER_SCRATCH,
-    ("pane", "aider"): _AIDER_SCRATCH,
-}
+# A case a preset fails today, and why: (case, preset) -> reason, marked xfail(strict=False). Empty:
+# every preset passes every case it has.
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 def presets(case: str, only: Iterator[str] | tuple[str, ...] = PRESETS) -> list[Any]:
