@@ -169,3 +169,29 @@ def test_a_repository_of_another_user_is_refused_naming_safe_directory(tmp_path:
 
     assert code == 2 and events == []
     assert f"git config --global --add safe.directory {repo}" in err and "Traceback" not in err
+
+
+def test_a_custom_merge_driver_is_refused_naming_the_attribute_and_driver(tmp_path: Path) -> None:
+    # `git merge` keeps main's a.txt (the driver `true` says "ours"); libgit2 would merge the texts.
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n", ".gitattributes": "*.md text\na.txt merge=keep-ours\n"})
+    git(repo, "config", "merge.keep-ours.driver", "true")
+    project(repo, tmp_path, EDIT_AND_ADD)
+    before = git(repo, "rev-parse", "main")
+
+    code, events, err = run_tuiorch(repo)
+
+    assert code == 2 and events == []
+    assert ".gitattributes:2" in err and "merge.keep-ours.driver = true" in err and "Traceback" not in err
+    assert git(repo, "rev-parse", "main") == before
+
+
+def test_built_in_merge_drivers_and_undefined_ones_run_as_git_merges(tmp_path: Path) -> None:
+    # union and an attribute naming no configured driver are git's built-in merges, which libgit2 has too.
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n", ".gitattributes": "a.txt merge=union\n*.txt merge=nothing-configured\n"})
+    project(repo, tmp_path, EDIT_AND_ADD)
+    expected = merged_by_git(repo, tmp_path, tmp_path / "agent.py")
+
+    code, _, err = run_tuiorch(repo)
+
+    assert code == 0, err
+    assert git(repo, "rev-parse", "main^{tree}") == expected

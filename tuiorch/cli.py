@@ -184,6 +184,7 @@ def _check_repository(repo: GitRepo, config: Config, tasks: list[Task], *, fresh
         )
     _check_worktree_folder(worktree_dir(config, repo.root))
     _check_identity(repo)
+    _check_merge_drivers(repo, config.base)
     _check_branch_clashes(repo, config, tasks)
     _check_stale_branches(repo, config, tasks, fresh=fresh)
 
@@ -204,6 +205,43 @@ def _check_identity(repo: GitRepo) -> None:
                 "would refuse to commit and tuiorch will not make up an identity; set them (git config "
                 "user.email you@example.com; git config user.name \"Your Name\") and run again"
             )
+
+
+def _git_out(repo: GitRepo, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in _REDIRECTING_GIT_VARIABLES}
+    done = subprocess.run(["git", *args], cwd=repo.root, env=env, capture_output=True)
+    return done.stdout.decode(errors="replace") if done.returncode == 0 else ""
+
+
+def _check_merge_drivers(repo: GitRepo, base: str) -> None:
+    """Refuse a custom merge driver (`merge=NAME` with merge.NAME.driver set): tuiorch merges with libgit2,
+    which runs only the built-in text, binary and union drivers, so those files would merge unlike git."""
+    drivers: dict[str, str] = {}
+    for line in _git_out(repo, "config", "--get-regexp", r"^merge\..+\.driver$").splitlines():
+        key, _, command = line.partition(" ")
+        drivers[key[len("merge.") : -len(".driver")]] = command
+    if not drivers:
+        return
+    sources: list[tuple[str, str]] = []
+    for path in _git_out(repo, "ls-tree", "-r", "--name-only", "-z", base).split("\0"):
+        if path == ".gitattributes" or path.endswith("/.gitattributes"):
+            sources.append((path, _git_out(repo, "show", f"{base}:{path}")))
+    info = _git_out(repo, "rev-parse", "--git-path", "info/attributes").strip()
+    user_wide = _git_out(repo, "config", "--type=path", "--get", "core.attributesFile").strip()
+    for extra in (info, user_wide):
+        if extra and (repo.root / extra).is_file():
+            sources.append((extra, (repo.root / extra).read_text(errors="replace")))
+    for where, text in sources:
+        for number, line in enumerate(text.splitlines(), 1):
+            for word in line.split()[1:]:
+                name = word.removeprefix("merge=") if word.startswith("merge=") else None
+                if name in drivers:
+                    raise UsageError(
+                        f"{where}:{number} gives {line.split()[0]} the custom merge driver '{name}' "
+                        f"(merge.{name}.driver = {drivers[name]}); tuiorch merges with libgit2, which cannot run "
+                        "custom merge drivers, so those files would be merged unlike git merges them: remove that "
+                        f"attribute (or merge.{name}.driver) before running tuiorch"
+                    )
 
 
 def _check_branch_clashes(repo: GitRepo, config: Config, tasks: list[Task]) -> None:
