@@ -164,3 +164,17 @@ def test_stderr_lines_are_shown_never_read_as_the_stream() -> None:
         parsed = parser.feed_stderr(line)
         assert not parsed.is_error and parsed.display == (line or None)
     assert parser.error is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["claude-success.jsonl", "gemini-success.jsonl", "opencode-success.jsonl", "codex-success.jsonl", "aider-success.txt"],
+)
+def test_the_agents_closing_words_show_once(name: str) -> None:
+    """The pane shows what the agent said last once, not again when the CLI's summary event repeats it.
+    (stdout only: a CLI may print the same warning twice on stderr itself.)"""
+    parser = make_output_parser(PRESETS[name.split("-")[0]].output)
+    results = [parser.feed(line) for line in (REAL / name).read_text().splitlines()] + [parser.flush()]
+    shown = [line for result in results if result.display for line in result.display.splitlines() if line.strip()]
+    repeated = [line for before, line in zip(shown, shown[1:], strict=False) if line == before]
+    assert not repeated, shown

@@ -344,6 +344,8 @@ class ClaudeStreamParser(_JsonParser):
         self.tools: dict[str, str] = {}
         #: Usage of each assistant message so far (one message comes as several events, one per block).
         self._messages: dict[str, Usage] = {}
+        #: The last words the model said, which the closing `result` event repeats.
+        self._last_text = ""
 
     def handle(self, event: dict[str, Any]) -> ParsedLine:
         kind = event.get("type")
@@ -392,6 +394,8 @@ class ClaudeStreamParser(_JsonParser):
                 status = f"running tool {name}"
             elif block.get("type") in ("thinking", "redacted_thinking"):
                 status = status or "thinking"
+        if texts and not synthetic:
+            self._last_text = "\n".join(texts).strip()
         if synthetic and texts:
             # Claude Code's own words for a failed API call ("API Error: 529 ..."), not the model's.
             self.warning = _first_line(texts[0])
@@ -438,7 +442,8 @@ class ClaudeStreamParser(_JsonParser):
             message = "; ".join(errors) or _first_line(_str(event.get("result"))) or self.warning or subtype
             return self.fail(message, f"agent failed: {message}{suffix}")
         final = _str(event.get("result")).strip()
-        display = (final + "\n" if final else "") + f"done{suffix}"
+        repeated = final == self._last_text  # already shown as the model said it
+        display = (final + "\n" if final and not repeated else "") + f"done{suffix}"
         return _with_progress(ParsedLine(display=display, status="done"), final)
 
 
