@@ -298,7 +298,10 @@ def _no_editor(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDITOR", f"{sys.executable} -c pass")
 
 
-async def test_a_pane_shows_what_the_agent_says_and_costs_and_the_header_the_run_total(repo: Path) -> None:
+@pytest.mark.parametrize("size", [SIZE, (80, 24)])
+async def test_a_pane_shows_what_the_agent_says_and_costs_and_the_header_the_run_total(
+    repo: Path, size: tuple[int, int]
+) -> None:
     import json
 
     from tests.test_agent_words import API_RETRY, custom, project
@@ -310,13 +313,16 @@ async def test_a_pane_shows_what_the_agent_says_and_costs_and_the_header_the_run
                       "say: " + json.dumps(API_RETRY), "sleep: 60", ""])
     project(repo, body, custom("claude-stream"))
     app = make_app(repo)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=size) as pilot:
         pane = app.query_one("#slot-1", WorkerPane)
 
         def status_line() -> str:
-            return str(pane.query_one(".status").render())
+            """The status line as far as it is on screen."""
+            label = pane.query_one(".status")
+            return str(label.render())[: label.size.width]
 
         await wait_for(pilot, lambda: "retrying API 3/10 after 529" in status_line())
-        assert "1.0k tokens" in status_line()
+        await wait_for(pilot, lambda: "1.0k tokens" in str(pane.border_subtitle), timeout=5)
+        assert "1.0k tokens" in str(pane.border_subtitle)  # the bottom border, where a narrow pane has room
         await wait_for(pilot, lambda: "1.0k tokens" in str(app.query_one("#header").render()), timeout=5)
         await quit_app(pilot, app)

@@ -13,7 +13,14 @@ from tuiorch.tasks import TaskFileError, load_tasks
 from tuiorch.ui import messages
 from tuiorch.ui.bindings import MAIN_BINDINGS, KeymapError, validate_keymap
 from tuiorch.ui.bridge import Bridge
-from tuiorch.ui.format import exit_code_for, format_deps, format_duration, has_conflict_markers
+from tuiorch.ui.format import (
+    PoolCounts,
+    exit_code_for,
+    format_deps,
+    format_duration,
+    has_conflict_markers,
+    header_text,
+)
 from tuiorch.ui.screens.add_task import append_task, build_task
 from tuiorch.ui.screens.conflict import ConflictScreen
 from tuiorch.ui.screens.diff import DiffScreen
@@ -117,3 +124,21 @@ def test_bridge_counts_the_lines_a_flood_pushed_past_the_pane() -> None:
     assert bridge.waiting_tasks() == ["1"]
     assert bridge.take_output_counted("1") == (["d", "e", "f"], 3)
     assert bridge.take_output_counted("1") == ([], 0)
+
+
+def test_the_header_keeps_every_outcome_and_the_cost_at_80_columns() -> None:
+    counts = PoolCounts(workers=2, paused=False, running=0, queued=0, merged=1, failed=1, conflict=1, empty=2)
+    spent = "11.5k tokens · $0.043"
+    wide = header_text("p-claude", counts, spent, width=158)
+    assert wide == (
+        "tuiorch · p-claude │ pool 2 │ running 0 │ queued 0 │ merged 1 │ conflict 1 │ failed 1 │ empty 2 │ "
+        "11.5k tokens · $0.043"
+    )
+    narrow = header_text("p-claude", counts, spent, width=78)
+    assert len(narrow) <= 78
+    for shown in ("pool 2", "merged 1", "conflict 1", "failed 1", "empty 2", "$0.043"):
+        assert shown in narrow
+    busy = PoolCounts(workers=2, paused=True, running=2, queued=5, merged=0, failed=0, conflict=0)
+    assert header_text("repo", busy, "850 tokens", width=78) == (
+        "repo │ pool 2 (paused) │ running 2 │ queued 5 │ merged 0 │ 850 tokens"  # counts at work stay
+    )

@@ -227,21 +227,31 @@ def usage_text(record: Any) -> str:
     return format_usage(getattr(record, "usage", None))
 
 
-def header_text(repo_name: str, counts: PoolCounts, spent: str = "") -> str:
+def header_text(repo_name: str, counts: PoolCounts, spent: str = "", width: int | None = None) -> str:
     """One line: where, the pool, then each kind of outcome apart, then what the agents cost. Outcomes that
-    did not happen are left out (merged always shows), so the line fits 80 columns in the usual case."""
+    did not happen are left out (merged always shows).
+
+    With `width`, a line that would not fit is told more briefly, step by step, so the outcomes and the cost
+    stay on screen at 80 columns: no running/queued count at 0, the cost without the tokens, the repository
+    without "tuiorch · ".
+    """
     pool = f"pool {counts.workers}" + (" (paused)" if counts.paused else "")
-    parts = [
-        f"tuiorch · {repo_name}",
-        pool,
-        f"running {counts.running}",
-        f"queued {counts.queued}",
-        f"merged {counts.merged}",
-    ]
-    parts += outcome_parts(counts)
-    if spent:
-        parts.append(spent)
-    return " │ ".join(parts)
+    cost = spent.rpartition(" · ")[2] if " · $" in spent else spent
+    for brief in range(4):
+        parts = [f"tuiorch · {repo_name}" if brief < 3 else repo_name, pool]
+        parts += [
+            f"{label} {number}"
+            for label, number in (("running", counts.running), ("queued", counts.queued))
+            if number or brief < 1
+        ]
+        parts.append(f"merged {counts.merged}")
+        parts += outcome_parts(counts)
+        if spent:
+            parts.append(spent if brief < 2 else cost)
+        text = " │ ".join(parts)
+        if width is None or len(text) <= width:
+            break
+    return text
 
 
 def outcome_parts(counts: PoolCounts) -> list[str]:

@@ -24,10 +24,18 @@ class PoolHeader(Static):
         super().__init__("", markup=False, **kwargs)  # type: ignore[arg-type]
         self.repo_name = repo_name
         self._shown = ""
+        self._counts: PoolCounts | None = None
+        self._spent = ""
 
     def show(self, counts: PoolCounts, spent: str = "") -> None:
         """`spent`: the run's tokens and cost so far ("" when no agent reports them)."""
-        text = header_text(self.repo_name, counts, spent)
+        self._counts, self._spent = counts, spent
+        # Told briefly when the terminal is narrow.
+        text = header_text(self.repo_name, counts, spent, width=self.size.width or None)
         if text != self._shown:
             self._shown = text
             self.update(text, layout=False)  # one fixed line: nothing around it moves
+
+    def on_resize(self) -> None:
+        if self._counts is not None:
+            self.show(self._counts, self._spent)

@@ -189,19 +189,21 @@ class WorkerPane(Vertical, can_focus=True):
         self.set_class(level == WARNING, "-warning")
         self.set_class(level == ERROR, "-error")
         self.border_title = f"slot {self.slot + 1} · {task.id} {task.title}"
-        self.border_subtitle = status_label(status)
-        parts = [status_label(status), f"elapsed {format_duration(elapsed)}"]
-        if quiet is not None and status.is_active:
-            parts.append(f"last output {format_duration(quiet)} ago")
+        spent = usage_text(record)
+        # The cost sits on the bottom border, where it fits even a narrow pane.
+        self.border_subtitle = " · ".join(part for part in (spent, status_label(status)) if part)
+        # Most telling first: a narrow pane cuts the line at its end.
+        parts = [status_label(status)]
+        if doing := activity_text(record):
+            parts.append(doing)
         if record.attempts > 1:
             parts.append(f"attempt {record.attempts}")
+        parts.append(f"elapsed {format_duration(elapsed)}")
         words = progress_text(record.progress)
         if words:
             parts.append(words)
-        if doing := activity_text(record):
-            parts.append(doing)
-        if spent := usage_text(record):
-            parts.append(spent)
+        if quiet is not None and status.is_active:
+            parts.append(f"last output {format_duration(quiet)} ago")
         # A fixed-size line: no layout pass for what changes every second in every pane.
         self.query_one(".status", Label).update(" · ".join(parts), layout=False)
         self.query_one(ProgressBar).update(total=total, progress=done)
