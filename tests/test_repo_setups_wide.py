@@ -195,3 +195,46 @@ def test_built_in_merge_drivers_and_undefined_ones_run_as_git_merges(tmp_path: P
 
     assert code == 0, err
     assert git(repo, "rev-parse", "main^{tree}") == expected
+
+
+def run_until_blocked(repo: Path, timeout: float = 60) -> dict:
+    """Run tuiorch until its merge is held (the first merge_blocked event), then stop it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuiorch", "run", "--headless", "--json"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = json.loads(line) if line.startswith("{") else {}
+            if event.get("event") == "merge_blocked":
+                return event
+            assert time.monotonic() < deadline, "no merge_blocked event"
+        raise AssertionError(f"the run ended (exit {proc.wait()}) without holding its merge")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.parametrize(("flag", "letter"), [("skip-worktree", "S"), ("assume-unchanged", "h")])
+def test_a_change_hidden_from_git_status_is_kept_and_named_with_its_flag(tmp_path: Path, flag: str, letter: str) -> None:
+    # A local config file hidden with `git update-index --skip-worktree`: git merge refuses to overwrite
+    # it, and so does tuiorch; "commit or stash them" alone would puzzle a user whose git status is clean.
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    project(repo, tmp_path, EDIT_AND_ADD)
+    git(repo, "update-index", f"--{flag}", "a.txt")
+    (repo / "a.txt").write_text("local setting\n")
+    before = git(repo, "rev-parse", "main")
+
+    blocked = run_until_blocked(repo)
+
+    assert blocked["paths"] == ["a.txt"]
+    assert f"a.txt is marked {flag}" in blocked["reason"] and f"git update-index --no-{flag} a.txt" in blocked["reason"]
+    assert (repo / "a.txt").read_text() == "local setting\n"
+    assert git(repo, "rev-parse", "main") == before
+    assert git(repo, "ls-files", "-v", "a.txt") == f"{letter} a.txt"

@@ -196,6 +196,20 @@ def _refused_paths(stderr: str) -> list[str]:
     return found
 
 
+def hidden_from_status(checkout: Checkout, paths: Iterable[str]) -> dict[str, str]:
+    """Which of `paths` the index marks skip-worktree or assume-unchanged: a change there is one that
+    `git status` does not show (git merge still refuses to overwrite it)."""
+    done = _run(checkout, ["--literal-pathspecs", "ls-files", "-v", "-z", "--", *paths])
+    hidden = {}
+    for record in done.stdout.decode(errors="surrogateescape").split("\0"):
+        tag, _, path = record.partition(" ")
+        if tag == "S":
+            hidden[path] = "skip-worktree"
+        elif tag.islower():
+            hidden[path] = "assume-unchanged"
+    return hidden
+
+
 def paths_collide(dirty: str, changed: str) -> bool:
     """Same file, or one is a directory holding the other (a file in the way of a directory)."""
     return dirty == changed or changed.startswith(dirty.rstrip("/") + "/") or dirty.startswith(changed + "/")

@@ -39,6 +39,7 @@ from tuiorch.checkout import (
     find_checkouts,
     git_env,
     git_processes_in,
+    hidden_from_status,
     operation_in_progress,
     paths_collide,
     wait_for_exit,
@@ -1428,6 +1429,11 @@ class GitRepo:
         except Refused as refused:
             if refused.paths:
                 hits = refused.paths
+                hidden = "".join(
+                    f"; {path} is marked {flag}, so git status does not show its change "
+                    f"(git update-index --no-{flag} {path} shows it)"
+                    for path, flag in hidden_from_status(update.checkout, hits).items()
+                )
                 raise _Refused(
                     MergeOutcome(
                         "blocked",
@@ -1435,7 +1441,7 @@ class GitRepo:
                         hits,
                         message=(
                             f"{base} has uncommitted changes in {', '.join(hits)}; "
-                            "commit or stash them (tuiorch retries)"
+                            f"commit or stash them (tuiorch retries){hidden}"
                         ),
                     )
                 ) from None
