@@ -795,12 +795,16 @@ class GitRepo:
         # whatever files it left are git's, not an agent's work.
         half_made = not (Path(wt_repo.path) / "index").exists()
         if wt_repo.state() == RepositoryState.NONE and not half_made:
+            # A file that already holds the branch's version is no one's work either: a switch to the
+            # branch that a kill interrupted leaves such files, and the checkout writes the same.
+            target = self._commit_of(branch).tree
             dirty = sorted(
                 rel
                 for rel, flags in wt_repo.status(untracked_files="all").items()
                 if flags != FileStatus.IGNORED
                 and not any(paths_collide(k, rel) for k in kept)
                 and not _is_scratch(rel, scratch)
+                and not _file_matches(path / rel, _tree_entry(target, rel))
             )
             if dirty:
                 try:

@@ -1570,7 +1570,9 @@ class Orchestrator:
         await asyncio.sleep(0.1)  # let the killed agents go before their locks are judged
         merging = {TaskStatus.MERGING.value, TaskStatus.CHECKING.value, TaskStatus.FINISHED.value}
         was_merging = any(data.get("status") in merging for data in state.get("tasks", {}).values())
-        for lock in clear_stale_git_locks(self.git.git_dir, self.base, was_merging=was_merging):
+        branches = [str(data.get("branch") or "") for data in state.get("tasks", {}).values()]
+        stale = clear_stale_git_locks(self.git.git_dir, self.base, was_merging=was_merging, task_branches=branches)
+        for lock in stale:
             self._emit(ev.Notice(message=f"removed {lock}, left by the tuiorch run that stopped", level="warning"))
 
     async def _reconcile(self) -> None:

@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import os
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -59,7 +60,9 @@ class RunLock:
             self._fd = None
 
 
-def clear_stale_git_locks(git_dir: Path, base: str, *, was_merging: bool) -> list[Path]:
+def clear_stale_git_locks(
+    git_dir: Path, base: str, *, was_merging: bool, task_branches: Sequence[str] = ()
+) -> list[Path]:
     """Remove the lock files a killed tuiorch could have held; return what was removed.
 
     Called only when the saved run did not finish and we hold the run lock, so no tuiorch and none of
@@ -74,6 +77,8 @@ def clear_stale_git_locks(git_dir: Path, base: str, *, was_merging: bool) -> lis
         candidates += [admin / name for admin in worktrees.iterdir() for name in ("index.lock", "HEAD.lock")]
     if was_merging:
         candidates += [git_dir / "index.lock", git_dir / "refs" / "heads" / f"{base}.lock"]
+    # Task branches are tuiorch's own: a lock on one is a commit the dead run (or its agent) never finished.
+    candidates += [git_dir / "refs" / "heads" / f"{branch}.lock" for branch in task_branches if branch]
     # Copies of an index a merge was updating (see checkout.IndexUpdate): only tuiorch makes them.
     candidates += list(git_dir.glob("index.tuiorch-*"))
     if worktrees.is_dir():
