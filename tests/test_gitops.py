@@ -20,7 +20,6 @@ from tuiorch.gitops import (
     GitRepo,
     MergeOutcome,
     PreparedMerge,
-    UncommittedWork,
 )
 
 
@@ -194,15 +193,30 @@ def test_warm_slot_reuse_cleans_except_keep_and_writes_only_changes(
     assert git(slot, "status", "--porcelain", "--untracked-files=all") == ""
 
 
-def test_warm_slot_holding_uncommitted_work_is_not_reused(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+def test_warm_slot_holding_uncommitted_work_saves_it_before_reuse(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
     slot = task(gr, tmp_path, "task-1", {"a.txt": "task one\n"})
     gr.release_worktree(slot)
     write(slot, {"b.txt": "someone's edit\n", "junk.txt": "new work\n"})
-    with pytest.raises(UncommittedWork, match=r"holds uncommitted work \(b.txt, junk.txt\)") as raised:
-        gr.prepare_worktree(slot, "task-2", "main")
-    assert raised.value.worktree == slot
-    assert (slot / "b.txt").read_text() == "someone's edit\n"
-    assert (slot / "junk.txt").read_text() == "new work\n"
+    gr.prepare_worktree(slot, "task-2", "main")
+    [rescued] = gr.take_rescued()
+    assert git(repo, "show", f"{rescued}:b.txt") == "someone's edit"
+    assert git(repo, "show", f"{rescued}:junk.txt") == "new work"
+    assert (slot / "b.txt").read_text() == "b1\n"
+
+
+def test_files_a_killed_switch_left_with_the_branchs_content_are_not_rescued(
+    gr: GitRepo, repo: Path, tmp_path: Path
+) -> None:
+    slot = task(gr, tmp_path, "task-1", {"a.txt": "task one\n"})
+    assert gr.merge("task-1", "main", "merge task-1").status == "merged"
+    commit_files(repo, {"c.txt": "on main\n"})
+    gr.release_worktree(slot)
+    gr.delete_branch("task-1")
+    # What a switch to a branch at main's tip leaves when killed before HEAD moves: main's files.
+    write(slot, {"c.txt": "on main\n"})
+    gr.prepare_worktree(slot, "task-2", "main")
+    assert gr.take_rescued() == []
+    assert git(slot, "status", "--porcelain") == ""
 
 
 def test_reuse_drops_an_abandoned_manual_merge(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
