@@ -55,6 +55,11 @@ async def open_conflict(pilot, app: TuiorchApp) -> ConflictScreen:  # noqa: ANN0
     return app.screen
 
 
+def notes(app: TuiorchApp) -> list[str]:
+    """The notifications shown so far, oldest first."""
+    return [str(n.message) for n in app._notifications]
+
+
 def main_big(repo: Path) -> list[str]:
     return git(repo, "show", "master:big.py").splitlines()
 
@@ -73,6 +78,8 @@ async def test_the_conflict_never_opens_by_itself_and_is_resolved_hunk_by_hunk_d
         assert "hunk 1 of 2" in where(app) and "line 10 " in where(app) and "open" in where(app)
         view = hunk_text(app)
         assert "master (o)" in view and "task-2 (t)" in view
+        await pilot.press("u")  # nothing chosen yet: the key says so rather than pass silently
+        assert "nothing to undo" in notes(app)[-1]
         assert "value_10 = 'one'" in view and "value_10 = 'two'" in view
         assert "value_9 = 9" in view and "value_11 = 11" in view  # context around the hunk
         await pilot.press("n")
@@ -287,6 +294,13 @@ async def test_the_diff_is_live_while_the_agent_works_and_includes_its_uncommitt
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen) and app.screen.diff is not None)
         assert "task-1 + uncommitted work vs master · 1 file +1 −1 · running · live" in diff_source(app)
+        await pilot.press("m")  # not finished: nothing to merge yet, and the key says why
+        assert "task 1 is running: only a finished task waiting for your word is merged here" in notes(app)[-1]
+        await pilot.press("g")
+        assert "only a finished task or a failed check goes back to its agent" in notes(app)[-1]
+        await pilot.press("n")  # one file so far
+        assert "only one file changed" in notes(app)[-1]
+        assert app.orch.records["1"].status is TaskStatus.RUNNING and isinstance(app.screen, DiffScreen)
         worktree = app.orch.records["1"].worktree
         assert worktree is not None
         (worktree / "notes.md").write_text("# work in progress\n")  # the agent's next, uncommitted step

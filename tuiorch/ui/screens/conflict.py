@@ -27,6 +27,7 @@ from tuiorch.orchestrator import CommandError
 from tuiorch.ui.format import has_conflict_markers
 from tuiorch.ui.highlight import highlight_lines
 from tuiorch.ui.screens.confirm import ConfirmScreen
+from tuiorch.ui.screens.refusal import SaysWhyNot
 
 if TYPE_CHECKING:
     from tuiorch.orchestrator import Orchestrator
@@ -110,7 +111,7 @@ def _context_text(lines: tuple[str, ...], path: str) -> Text:
     return out
 
 
-class ConflictScreen(ModalScreen[str]):
+class ConflictScreen(SaysWhyNot, ModalScreen[str]):
     BINDINGS = [
         Binding("o", "take('ours')", "Base", id="take_ours", tooltip="This hunk: keep the base branch's side"),
         Binding("t", "take('theirs')", "Task", id="take_theirs", tooltip="This hunk: keep the task's side"),
@@ -269,6 +270,22 @@ class ConflictScreen(ModalScreen[str]):
         if action in ("agent", "requeue"):
             return None if self.busy or self.agent_at_work else True
         return True
+
+    def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
+        if self.agent_at_work:
+            return f"the resolver agent is at work on task {self.task_id}"
+        if self.busy:
+            return "busy with the last choice"
+        resolution, current = self.resolution, self.current
+        if resolution is None or current is None:
+            return "the conflict is still being read" if action != "undo" else "nothing to undo"
+        if action == "take":
+            return resolution.allowed(current, str(parameters[0]))
+        if action == "edit":
+            return f"{resolution.files[current[0]].path} is binary: take one side of it"
+        if action == "undo":
+            return "nothing to undo"
+        return None
 
     # -------------------------------------------------------------- actions
 

@@ -18,6 +18,7 @@ from tuiorch.events import TaskStatus
 from tuiorch.gitops import GitError
 from tuiorch.orchestrator import CommandError
 from tuiorch.ui.format import status_label
+from tuiorch.ui.screens.refusal import SaysWhyNot
 from tuiorch.ui.widgets.diff_view import SPLIT, UNIFIED, DiffView
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class NoteScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class DiffScreen(Screen[str | None]):
+class DiffScreen(SaysWhyNot, Screen[str | None]):
     """Dismissed with "merge", "sent back" or None (closed)."""
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
@@ -175,6 +176,18 @@ class DiffScreen(Screen[str | None]):
         if action == "file":
             return True if self.diff is not None and len(self.diff.files) > 1 else None
         return True
+
+    def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
+        status = status_label(self.record.status)
+        if action == "merge":
+            return f"task {self.task_id} is {status}: only a finished task waiting for your word is merged here"
+        if action == "send_back":
+            if self.record.status in SENDABLE:
+                return f"task {self.task_id} is being worked on"
+            return f"task {self.task_id} is {status}: only a finished task or a failed check goes back to its agent"
+        if action == "file":
+            return "the diff is still being read" if self.diff is None else "only one file changed"
+        return None
 
     # ------------------------------------------------------------------ actions
 
