@@ -238,3 +238,61 @@ def test_a_change_hidden_from_git_status_is_kept_and_named_with_its_flag(tmp_pat
     assert (repo / "a.txt").read_text() == "local setting\n"
     assert git(repo, "rev-parse", "main") == before
     assert git(repo, "ls-files", "-v", "a.txt") == f"{letter} a.txt"
+
+
+#: Agents that leave their task branch or a half-done git operation behind.
+LEAVES_ITS_BRANCH = {
+    "detached": """\
+import pathlib, subprocess, sys
+w = pathlib.Path(sys.argv[1])
+subprocess.run(["git", "switch", "-q", "--detach"], cwd=w, check=True)
+(w / "new.txt").write_text("made on a detached HEAD\\n")
+subprocess.run(["git", "add", "-A"], cwd=w, check=True)
+subprocess.run(["git", "commit", "-q", "-m", "detached work"], cwd=w, check=True)
+""",
+    "conflicted merge": """\
+import pathlib, subprocess, sys
+w = pathlib.Path(sys.argv[1])
+run = lambda *a: subprocess.run(["git", *a], cwd=w, check=True)
+run("switch", "-q", "-c", "side")
+(w / "a.txt").write_text("side\\n")
+run("commit", "-q", "-a", "-m", "side")
+run("switch", "-q", "-")
+(w / "a.txt").write_text("mine\\n")
+run("commit", "-q", "-a", "-m", "mine")
+subprocess.run(["git", "merge", "-q", "side"], cwd=w)  # conflicts, left as is
+""",
+}
+
+
+def test_an_agent_on_a_detached_head_keeps_its_worktree_and_commits(tmp_path: Path) -> None:
+    # Its commit is reachable only from that worktree's HEAD: removing the worktree would lose it.
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    project(repo, tmp_path, LEAVES_ITS_BRANCH["detached"])
+    before = git(repo, "rev-parse", "main")
+
+    code, events, err = run_tuiorch(repo)
+
+    assert code == 1, err
+    (failed,) = [e for e in events if e["event"] == "task_failed"]
+    kept = Path(failed["reason"].rpartition("its work is kept in ")[2])
+    assert "detached HEAD" in failed["reason"] and kept.is_dir()
+    assert git(kept, "log", "-1", "--format=%s") == "detached work"
+    assert git(repo, "rev-parse", "main") == before
+
+
+def test_an_agents_conflicted_merge_is_not_committed_with_its_markers(tmp_path: Path) -> None:
+    # `git add -A && git commit` would conclude it with the markers as content, and main would get them.
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    project(repo, tmp_path, LEAVES_ITS_BRANCH["conflicted merge"])
+    before = git(repo, "rev-parse", "main")
+
+    code, events, err = run_tuiorch(repo)
+
+    assert code == 1, err
+    (failed,) = [e for e in events if e["event"] == "task_failed"]
+    assert "a merge in progress" in failed["reason"] and "conflicts in a.txt" in failed["reason"]
+    kept = Path(failed["reason"].rpartition("its work is kept in ")[2])
+    assert "<<<<<<<" in (kept / "a.txt").read_text()
+    assert git(repo, "rev-parse", "main") == before
+    assert git(repo, "show", "main:a.txt") == "a"

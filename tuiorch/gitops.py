@@ -1106,13 +1106,26 @@ class GitRepo:
             raise GitError(f"the worktree {worktree} is gone (did the agent delete it?)")
         self._clear_dead_agent_lock(worktree)
         wt_repo = pygit2.Repository(str(worktree))
+        kept = f"its work is kept in {worktree}"
         if branch is not None:
             head = None if wt_repo.head_is_detached else wt_repo.head.shorthand
             if head != branch:
+                # Kept with its worktree: commits on a detached HEAD are reachable from nowhere else.
                 where = f"branch {head}" if head else "a detached HEAD"
-                raise GitError(f"the agent left {branch} for {where} in {worktree}; its work there is kept")
+                raise UncommittedWork(f"the agent left {branch} for {where}; {kept}", worktree)
+        # `git add -A` would stage conflict markers as content and `git commit` conclude the agent's
+        # half-done merge (or cherry-pick) with them: the agent's own operation is not finished for it.
+        operation = _operation_in_progress(worktree)
+        conflicts = _conflicts_of(wt_repo)
+        if operation is not None or conflicts:
+            what, finish = operation or ("unresolved conflicts", "resolve them or git checkout --ours/--theirs")
+            detail = f" (conflicts in {', '.join(conflicts)})" if conflicts else ""
+            raise UncommittedWork(
+                f"the agent left {what} in progress in its worktree{detail}; tuiorch does not commit it "
+                f"({finish} there); {kept}",
+                worktree,
+            )
         env = with_task_worktree_config(self._identity_env())
-        kept = f"its work is kept in {worktree}"
         try:
             # libgit2's status names what changed, so git only looks at those paths (a full `git add -A`
             # rescans the whole tree, slow on a big checkout); a nested repository shows as "dir/".
