@@ -262,6 +262,15 @@ run("switch", "-q", "-")
 run("commit", "-q", "-a", "-m", "mine")
 subprocess.run(["git", "merge", "-q", "side"], cwd=w)  # conflicts, left as is
 """,
+    "stopped rebase": """\
+import pathlib, subprocess, sys
+w = pathlib.Path(sys.argv[1])
+run = lambda *a: subprocess.run(["git", *a], cwd=w, check=True)
+for text in ("one", "two"):
+    (w / "a.txt").write_text(text + "\\n")
+    run("commit", "-q", "-a", "-m", text)
+run("-c", "sequence.editor=sed -i 1s/^pick/edit/", "rebase", "-q", "-i", "HEAD~2")  # stops at "one"
+""",
 }
 
 
@@ -281,18 +290,22 @@ def test_an_agent_on_a_detached_head_keeps_its_worktree_and_commits(tmp_path: Pa
     assert git(repo, "rev-parse", "main") == before
 
 
-def test_an_agents_conflicted_merge_is_not_committed_with_its_markers(tmp_path: Path) -> None:
-    # `git add -A && git commit` would conclude it with the markers as content, and main would get them.
+@pytest.mark.parametrize(
+    ("agent", "said"),
+    [("conflicted merge", "a merge in progress in its worktree (conflicts in a.txt)"), ("stopped rebase", "a rebase in progress")],
+)
+def test_an_agents_half_done_operation_is_not_committed(tmp_path: Path, agent: str, said: str) -> None:
+    # `git add -A && git commit` would conclude a merge with the markers as content, and main would get them.
     repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
-    project(repo, tmp_path, LEAVES_ITS_BRANCH["conflicted merge"])
+    project(repo, tmp_path, LEAVES_ITS_BRANCH[agent])
     before = git(repo, "rev-parse", "main")
 
     code, events, err = run_tuiorch(repo)
 
     assert code == 1, err
     (failed,) = [e for e in events if e["event"] == "task_failed"]
-    assert "a merge in progress" in failed["reason"] and "conflicts in a.txt" in failed["reason"]
+    assert said in failed["reason"]
     kept = Path(failed["reason"].rpartition("its work is kept in ")[2])
-    assert "<<<<<<<" in (kept / "a.txt").read_text()
+    assert kept.is_dir()
     assert git(repo, "rev-parse", "main") == before
     assert git(repo, "show", "main:a.txt") == "a"

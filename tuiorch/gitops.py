@@ -1107,12 +1107,6 @@ class GitRepo:
         self._clear_dead_agent_lock(worktree)
         wt_repo = pygit2.Repository(str(worktree))
         kept = f"its work is kept in {worktree}"
-        if branch is not None:
-            head = None if wt_repo.head_is_detached else wt_repo.head.shorthand
-            if head != branch:
-                # Kept with its worktree: commits on a detached HEAD are reachable from nowhere else.
-                where = f"branch {head}" if head else "a detached HEAD"
-                raise UncommittedWork(f"the agent left {branch} for {where}; {kept}", worktree)
         # `git add -A` would stage conflict markers as content and `git commit` conclude the agent's
         # half-done merge (or cherry-pick) with them: the agent's own operation is not finished for it.
         operation = _operation_in_progress(worktree)
@@ -1125,6 +1119,12 @@ class GitRepo:
                 f"({finish} there); {kept}",
                 worktree,
             )
+        if branch is not None:
+            head = None if wt_repo.head_is_detached else wt_repo.head.shorthand
+            if head != branch:
+                # Kept with its worktree: commits on a detached HEAD are reachable from nowhere else.
+                where = f"branch {head}" if head else "a detached HEAD"
+                raise UncommittedWork(f"the agent left {branch} for {where}; {kept}", worktree)
         env = with_task_worktree_config(self._identity_env())
         try:
             # libgit2's status names what changed, so git only looks at those paths (a full `git add -A`
