@@ -198,6 +198,9 @@ CASES: dict[str, Case] = {
         _plain(tasks="## Task 1: A\npriority: urgent\n"), ("TASKS.md:2", "urgent")
     ),
     "TASKS.md empty title": Case(_plain(tasks="## Task 1:\n"), ("TASKS.md:1", "title")),
+    "TASKS.md heading with no space before the id": Case(
+        _plain(tasks="## Task 1: A\nbody\n\n## Task2: B\n"), ("TASKS.md:4", "## Task <id>: <title>")
+    ),
     "TASKS.md with no task": Case(_plain(tasks="# nothing here yet\n"), ("TASKS.md", "## Task")),
     "tasks.toml unknown key": Case(
         lambda tmp: _tasks_toml(tmp, '[[task]]\nid = "1"\ntitle = "A"\ncolour = "red"\n'),

@@ -153,6 +153,7 @@ def test_text_before_first_task_and_empty_queue() -> None:
     [
         ("# T\n## Task : x\n", "TASKS.md:2: malformed task heading '## Task : x'"),
         ("## Task 3\n", "TASKS.md:1: malformed task heading '## Task 3'"),
+        ("## Task 1: A\nbody\n\n## Task2: B\n", "TASKS.md:4: malformed task heading '## Task2: B'"),
         ("## Task 3:   \n", "TASKS.md:1: task 3: empty title"),
         ("## Task a/b: Slash\n", "TASKS.md:1: unsafe task id 'a/b'"),
         ("## Task -x: Dash first\n", "TASKS.md:1: unsafe task id '-x'"),
@@ -450,6 +451,7 @@ def test_prose_under_a_heading_is_still_the_description() -> None:
         ("## Task 1: A\nbody\n\n### Task 3: Swallowed\nmore\n", 4),
         ("# Task 3\n\n## Task 1: A\n", 1),
         ("## Task 1: A\n#### task 2: deep\n", 2),
+        ("## Task 1: A\nbody\n### Task2: Swallowed\n", 3),
     ],
 )
 def test_a_heading_that_looks_like_a_task_but_is_not_level_two_is_an_error(text: str, line: int) -> None:
@@ -460,7 +462,7 @@ def test_a_heading_that_looks_like_a_task_but_is_not_level_two_is_an_error(text:
 
 
 def test_other_headings_and_fenced_lookalikes_are_fine_and_round_trip() -> None:
-    tasks = parse_tasks_md("# Tasks\n\n# Task list\n\n## Task 1: A\n```\n### Task 2: in code\n```\n")
+    tasks = parse_tasks_md("# Tasks\n\n# Task list\n\n## Tasks\n\n## Task 1: A\n```\n### Task 2: in code\n```\n")
     assert [t.id for t in tasks] == ["1"]
     task = Task(id="1", title="A", description="### Task 3: quoted\n# Task 4")
     assert parse_tasks_md(render_tasks_md([task]))[0].description == task.description

@@ -172,7 +172,7 @@ def find_cycle(tasks: Iterable[Task]) -> list[str] | None:
 # --- Markdown ------------------------------------------------------------------------------------------
 
 #: A line that claims to be a task heading; `_TASK_HEADING` is the well-formed version.
-_TASK_HEADING_START = re.compile(r" {0,3}##[ \t]+task\b", re.IGNORECASE)
+_TASK_HEADING_START = re.compile(r" {0,3}##[ \t]+task(?:\b|(?=\d))", re.IGNORECASE)  # `## Task2:` too
 _TASK_HEADING = re.compile(r" {0,3}##[ \t]+task[ \t]+(?P<id>[^:]*?)[ \t]*:(?P<title>.*)$", re.IGNORECASE)
 _FENCE = re.compile(r" {0,3}(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _METADATA_KEYS = ("depends", "priority", "touches", "type")
@@ -181,7 +181,8 @@ _METADATA = re.compile(r"(?P<key>depends|priority|touches|type)[ \t]*:(?P<value>
 _KEY_LIKE = re.compile(r"(?P<key>[A-Za-z][A-Za-z_-]*)[ \t]*:(?:[ \t]|$)")
 #: A heading of another level that reads like a task: `# Task 3`, `### Task 3: Title`, `#### task a1: x`.
 _OTHER_LEVEL_TASK = re.compile(
-    r" {0,3}(?P<hashes>#{1,6})[ \t]+task[ \t]+(?:\d[\w.-]*[ \t]*(?::.*)?|[\w.-]+[ \t]*:.*)$", re.IGNORECASE
+    r" {0,3}(?P<hashes>#{1,6})[ \t]+task(?:[ \t]+(?:\d[\w.-]*[ \t]*(?::.*)?|[\w.-]+[ \t]*:.*)|\d[\w.-]*[ \t]*(?::.*)?)$",
+    re.IGNORECASE,
 )
 #: "# comment" after a value: a '#' at the start or after a space, followed by a space or the end.
 _COMMENT = re.compile(r"(?:^|\s)#(?:\s|$).*$")
