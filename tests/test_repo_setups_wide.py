@@ -309,3 +309,19 @@ def test_an_agents_half_done_operation_is_not_committed(tmp_path: Path, agent: s
     assert kept.is_dir()
     assert git(repo, "rev-parse", "main") == before
     assert git(repo, "show", "main:a.txt") == "a"
+
+
+def test_a_merge_held_in_a_linked_worktree_of_main_names_that_worktree(tmp_path: Path) -> None:
+    # The run starts in the primary checkout (on another branch), whose git status is clean.
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    project(repo, tmp_path, EDIT_AND_ADD)
+    git(repo, "switch", "-q", "-c", "dev")
+    linked = tmp_path / "main-checkout"
+    git(repo, "worktree", "add", "-q", str(linked), "main")
+    (linked / "a.txt").write_text("user's edit\n")
+
+    blocked = run_until_blocked(repo)
+
+    assert blocked["reason"].startswith(f"main in {linked} has uncommitted changes in a.txt")
+    assert (linked / "a.txt").read_text() == "user's edit\n"
+    assert git(repo, "status", "--porcelain") == ""

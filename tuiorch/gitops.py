@@ -1446,6 +1446,8 @@ class GitRepo:
         except Refused as refused:
             if refused.paths:
                 hits = refused.paths
+                # Another working tree than the one the run started in: say which, its status is not this one's.
+                where = "" if workdir == self.root else f" in {workdir}"
                 hidden = "".join(
                     f"; {path} is marked {flag}, so git status does not show its change "
                     f"(git update-index --no-{flag} {path} shows it)"
@@ -1457,7 +1459,7 @@ class GitRepo:
                         None,
                         hits,
                         message=(
-                            f"{base} has uncommitted changes in {', '.join(hits)}; "
+                            f"{base}{where} has uncommitted changes in {', '.join(hits)}; "
                             f"commit or stash them (tuiorch retries){hidden}"
                         ),
                     )
