@@ -7,10 +7,12 @@ checkout with what `git merge` would have left: `git status` clean, the files gi
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -332,3 +334,46 @@ def test_rapid_branch_switching_never_receives_a_tasks_files(layered: Path, tmp_
     clean(repo)
     assert git(repo, "diff", "--cached", "--quiet", "HEAD") == ""
     assert sorted(p.name for p in (repo / "d1").iterdir()) == sorted(["a.txt"] + [f"task{i}.txt" for i in range(12)])
+
+
+# ------------------------------------------------------------------ the summary after main was rewritten
+
+
+@pytest.mark.parametrize("rewrite", ["amend", "rebase"])
+def test_the_summary_counts_mains_commits_after_the_user_rewrites_main(tmp_path: Path, rewrite: str) -> None:
+    repo = make_repo(tmp_path / "repo", {"README.md": "r\n"})
+    (repo / "tuiorch.toml").write_text('workers = 1\n\n[agent]\npreset = "demo"\ntimeout = "60s"\nstuck_after = "0"\n')
+    (repo / "TASKS.md").write_text("## Task 1: Slow\nsleep: 1.5\n```write slow.txt\nslow\n```\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "add tasks")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuiorch", "run", "--headless", "--json"], cwd=repo, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if json.loads(line)["event"] == "task_started":
+                break
+        if rewrite == "amend":
+            git(repo, "commit", "-q", "--amend", "-m", "add tasks (reworded)")
+        else:  # rewrite the run's starting commit by rebasing main's last two commits
+            (repo / "user.txt").write_text("u\n")
+            git(repo, "add", "user.txt")
+            git(repo, "commit", "-q", "-m", "user's commit")
+            env = dict(os.environ, GIT_SEQUENCE_EDITOR="sed -i 1s/^pick/reword/", GIT_EDITOR="sed -i '1s/$/ (reworded)/'")
+            done = subprocess.run(["git", "rebase", "-q", "-i", "HEAD~2"], cwd=repo, env=env, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr + git(repo, "status")
+        events = [json.loads(line) for line in proc.stdout]
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    finished = [e for e in events if e["event"] == "run_finished"][0]
+    subjects = [c["subject"] for c in finished["commits"]]
+    assert subjects[0] == "add tasks (reworded)"
+    if rewrite == "rebase":
+        assert subjects[1] == "user's commit"
+    assert subjects[-1].endswith("Slow") and len(subjects) == (3 if rewrite == "rebase" else 2)
+    assert git(repo, "show", "main:slow.txt") == "slow"
+    clean(repo)
