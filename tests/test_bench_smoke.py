@@ -80,3 +80,20 @@ def test_leftovers_quick_prints_both_arms_and_the_ratio() -> None:
     done = run_bench("leftovers.py", "--quick")
     assert done.returncode == 0, done.stderr
     assert re.search(r"git add -A \+ git commit [\d.]+ ms  libgit2 [\d.]+ ms  ratio [\d.]+x", done.stdout), done.stdout
+
+
+def test_wide_merge_quick_prints_the_three_arms_and_the_ratio() -> None:
+    done = run_bench("wide_merge.py", "--quick")
+    assert done.returncode == 0, done.stderr
+    line = re.search(
+        r"^changed=200 runs=1  tuiorch (\d+\.\d+)s  git merge --no-ff (\d+\.\d+)s  ratio (\d+\.\d+)x "
+        r"\(target <= 1\.2x: (?:ok|over)\)  libgit2 checkout \d+\.\d+s$",
+        done.stdout,
+        re.MULTILINE,
+    )
+    assert line is not None, done.stdout
+    tuiorch_time, git_time, ratio = (float(value) for value in line.groups())
+    assert tuiorch_time > 0 and git_time > 0
+    # Times are printed to 1 ms and the ratio to 0.01: allow exactly that much rounding.
+    rounding = (tuiorch_time / git_time) * (0.0005 / tuiorch_time + 0.0005 / git_time) + 0.005
+    assert ratio == pytest.approx(tuiorch_time / git_time, abs=rounding)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_repo
+from tuiorch.checkout import git_processes_in
 from tuiorch.gitops import GitRepo
 
 
@@ -377,3 +378,23 @@ def test_the_summary_counts_mains_commits_after_the_user_rewrites_main(tmp_path:
     assert subjects[-1].endswith("Slow") and len(subjects) == (3 if rewrite == "rebase" else 2)
     assert git(repo, "show", "main:slow.txt") == "slow"
     clean(repo)
+
+
+def test_git_commands_running_in_the_checkout_are_found_but_not_those_in_nested_worktrees(
+    layered: Path, tmp_path: Path
+) -> None:
+    """What the lock is held for after main moves: git commands already running in the user's checkout."""
+    repo = layered
+    nested = repo / "slots" / "one"
+    git(repo, "worktree", "add", "-q", "--detach", str(nested))
+    waiting = [
+        subprocess.Popen(["git", "cat-file", "--batch"], cwd=where, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        for where in (repo / "d1", nested)
+    ]
+    try:
+        found = git_processes_in([repo.resolve()], exclude=[nested.resolve()])
+        assert found is not None and waiting[0].pid in found and waiting[1].pid not in found
+    finally:
+        for proc in waiting:
+            proc.communicate(b"")
+    assert git_processes_in([repo.resolve()], exclude=[nested.resolve()]) == set()

@@ -116,12 +116,14 @@ def operation_in_progress(gitdir: Path) -> tuple[str, str] | None:
     return None
 
 
-def git_processes_in(workdirs: Iterable[Path]) -> set[int] | None:
-    """Pids of git processes working in (or under) any of `workdirs`; None where /proc is missing."""
+def git_processes_in(workdirs: Iterable[Path], exclude: Iterable[Path] = ()) -> set[int] | None:
+    """Pids of git processes working in (or under) any of `workdirs` but not under `exclude` (other
+    working trees nested inside, e.g. task worktrees); None where /proc is missing."""
     proc = Path("/proc")
     if not proc.is_dir():
         return None
     roots = [str(w) for w in workdirs]
+    skipped = [str(e) for e in exclude if str(e) not in roots]
     found: set[int] = set()
     own = os.getpid()
     for entry in proc.iterdir():
@@ -133,7 +135,9 @@ def git_processes_in(workdirs: Iterable[Path]) -> set[int] | None:
             cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if any(cwd == root or cwd.startswith(root + "/") for root in roots):
+        if any(cwd == root or cwd.startswith(root + "/") for root in roots) and not any(
+            cwd == other or cwd.startswith(other + "/") for other in skipped
+        ):
             found.add(int(entry.name))
     return found
 
@@ -155,11 +159,11 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def find_checkouts(common_dir: Path, primary: Path | None, refname: str) -> list[Checkout]:
-    """Working trees whose branch in hand (checked out, being rebased or bisected) is `refname`."""
-    candidates: list[Checkout] = []
+def all_checkouts(common_dir: Path, primary: Path | None) -> list[Checkout]:
+    """The primary working tree (if any) and every linked worktree whose directory exists."""
+    found: list[Checkout] = []
     if primary is not None:
-        candidates.append(Checkout(primary, common_dir))
+        found.append(Checkout(primary, common_dir))
     worktrees = common_dir / "worktrees"
     if worktrees.is_dir():
         for admin in sorted(worktrees.iterdir()):
@@ -169,8 +173,13 @@ def find_checkouts(common_dir: Path, primary: Path | None, refname: str) -> list
             with contextlib.suppress(OSError):
                 workdir = Path(gitdir_file.read_text().strip()).parent
                 if workdir.is_dir():
-                    candidates.append(Checkout(workdir.resolve(), admin))
-    return [c for c in candidates if branch_in_hand(c.gitdir) == refname]
+                    found.append(Checkout(workdir.resolve(), admin))
+    return found
+
+
+def find_checkouts(common_dir: Path, primary: Path | None, refname: str) -> list[Checkout]:
+    """Working trees whose branch in hand (checked out, being rebased or bisected) is `refname`."""
+    return [c for c in all_checkouts(common_dir, primary) if branch_in_hand(c.gitdir) == refname]
 
 
 def _run(checkout: Checkout, args: list[str], *, index: Path | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

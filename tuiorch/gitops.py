@@ -36,6 +36,7 @@ from tuiorch.checkout import (
     Checkout,
     IndexUpdate,
     Refused,
+    all_checkouts,
     find_checkouts,
     git_env,
     git_processes_in,
@@ -1379,7 +1380,9 @@ class GitRepo:
             # base's old tip before the ref moved must meet the lock and stop, instead of carrying the
             # merge's changes to the other branch or checking out the old tip. So the lock is held
             # until every git command already running in those trees has ended (or a short while).
-            running = git_processes_in(u.checkout.workdir for u in updates)
+            primary = self._primary_checkout()
+            others = [c.workdir for c in all_checkouts(self.git_dir, primary.workdir if primary else None)]
+            running = git_processes_in((u.checkout.workdir for u in updates), exclude=others)
             if running is None:
                 time.sleep(_SWITCH_GRACE)
             else:
