@@ -10,7 +10,8 @@ merge in the same repository, one after another, from the same starting state.
     python bench/wide_merge.py --changed-list 20000 --runs 5
     python bench/wide_merge.py --quick                  # a few seconds: 200 changed files, one run
 
-ratio = tuiorch / git merge --no-ff (target <= 1.2x).
+ratio = tuiorch / git merge --no-ff on the medians (target <= 1.2x); "best runs" is the same ratio on each
+arm's fastest run, the one least disturbed when other work shares the disk.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def arm_libgit2(repo: Path) -> float:
 ARMS = {"tuiorch": arm_tuiorch, "git merge --no-ff": arm_git, "libgit2 checkout": arm_libgit2}
 
 
-def measure(changed: int, runs: int) -> dict[str, float]:
+def measure(changed: int, runs: int) -> dict[str, list[float]]:
     """Median time per arm. All arms merge in one repository, each starting from the same state: main
     reset to its tip and the disk's write-back flushed, so no arm pays for the previous one's writes."""
     total = max(changed + 1000, changed * 5 // 4)
@@ -134,7 +135,7 @@ def measure(changed: int, runs: int) -> dict[str, float]:
                 samples[name].append(ARMS[name](repo))
                 check_result(repo, tip, changed)
         git(repo, "reset", "-q", "--hard", tip)
-    return {name: statistics.median(times) for name, times in samples.items()}
+    return samples
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,13 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     runs = 1 if args.quick else max(1, args.runs)
     try:
         for changed in cases:
-            times = measure(changed, runs)
-            ratio = times["tuiorch"] / times["git merge --no-ff"]
+            samples = measure(changed, runs)
+            median = {name: statistics.median(times) for name, times in samples.items()}
+            best = {name: min(times) for name, times in samples.items()}
+            ratio = median["tuiorch"] / median["git merge --no-ff"]
             verdict = "ok" if ratio <= TARGET else "over"
+            # The best run of each arm is the one least disturbed by other work on the machine.
             print(
-                f"changed={changed} runs={runs}  tuiorch {times['tuiorch']:.3f}s  "
-                f"git merge --no-ff {times['git merge --no-ff']:.3f}s  ratio {ratio:.2f}x "
-                f"(target <= {TARGET}x: {verdict})  libgit2 checkout {times['libgit2 checkout']:.3f}s",
+                f"changed={changed} runs={runs}  tuiorch {median['tuiorch']:.3f}s  "
+                f"git merge --no-ff {median['git merge --no-ff']:.3f}s  ratio {ratio:.2f}x "
+                f"(target <= {TARGET}x: {verdict})  libgit2 checkout {median['libgit2 checkout']:.3f}s  "
+                f"best runs: ratio {best['tuiorch'] / best['git merge --no-ff']:.2f}x",
                 flush=True,
             )
     except BenchError as exc:
