@@ -330,8 +330,16 @@ class IndexUpdate:
         return paths
 
     def dirty_among(self, changed: Iterable[str]) -> list[str]:
-        changed = list(changed)
-        return sorted({d for d in self._dirty_paths() for c in changed if paths_collide(d, c)})
+        """The user's changed or untracked paths that collide with `changed` (see paths_collide)."""
+        files = set(changed)
+        directories = {"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)}
+        hits = set()
+        for dirty in self._dirty_paths():
+            bare = dirty.rstrip("/")
+            parents = {"/".join(bare.split("/")[:i]) for i in range(1, bare.count("/") + 1)}
+            if bare in files or bare in directories or parents & files:
+                hits.add(dirty)
+        return sorted(hits)
 
     def head_still(self, refname: str) -> bool:
         return head_ref(self.checkout.gitdir) == refname
