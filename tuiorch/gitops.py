@@ -1123,9 +1123,13 @@ class GitRepo:
         if branch is not None:
             head = None if wt_repo.head_is_detached else wt_repo.head.shorthand
             if head != branch:
-                # Kept with its worktree: commits on a detached HEAD are reachable from nowhere else.
+                # A named branch keeps its commits; a detached HEAD's, and anything uncommitted, live
+                # only in the worktree, which is then kept.
                 where = f"branch {head}" if head else "a detached HEAD"
-                raise UncommittedWork(f"the agent left {branch} for {where}; {kept}", worktree)
+                dirty = any(flags != FileStatus.IGNORED for flags in wt_repo.status(untracked_files="all").values())
+                if head is None or dirty:
+                    raise UncommittedWork(f"the agent left {branch} for {where}; {kept}", worktree)
+                raise GitError(f"the agent left {branch} for {where} in {worktree}; its work there is kept")
         env = with_task_worktree_config(self._identity_env())
         try:
             # libgit2's status names what changed, so git only looks at those paths (a full `git add -A`
