@@ -109,6 +109,7 @@ def test_claude_thinking_shows_as_thinking() -> None:
         ("codex-401.jsonl", "401 Unauthorized"),
         ("codex-500.jsonl", "experiencing high demand"),
         ("gemini-401.jsonl", "invalid api key"),
+        ("gemini-529.jsonl", '"code":529,"message":"overloaded"'),
         ("gemini-max-turns.jsonl", "Reached max session turns"),
         ("opencode-401.jsonl", "invalid api key (HTTP 401)"),
         ("aider-401.txt", "litellm.AuthenticationError"),
@@ -124,6 +125,18 @@ def test_failure_reason_in_the_clis_own_words(name: str, words: str) -> None:
 def test_claude_api_retry_is_a_live_status() -> None:
     results, _ = feed("claude-529.jsonl")
     assert "retrying API 1/1 after 529" in statuses(results)
+
+
+def test_gemini_api_retries_are_a_live_status_without_their_stack_traces() -> None:
+    """Gemini says nothing on stdout while it retries a failing model call (minutes, for a 529); its stderr
+    says "Attempt N failed with status 529. Retrying…" and prints the error's stack. The pane shows the
+    retries as they happen, and the stacks stay in the log."""
+    results, parser = feed("gemini-529.jsonl")
+    retries = [status for status in statuses(results) if status.startswith("retrying API")]
+    assert retries[:2] == ["retrying API after 529 (attempt 1 failed)", "retrying API after 529 (attempt 2 failed)"]
+    shown = [line for result in results if result.display for line in result.display.splitlines()]
+    assert not [line for line in shown if line.lstrip().startswith("at ")], shown
+    assert parser.error is not None and "529" in parser.error
 
 
 def test_aider_retries_show_while_it_retries() -> None:
@@ -159,11 +172,17 @@ def test_aider_reason_joins_its_wrapped_lines() -> None:
 
 
 def test_stderr_lines_are_shown_never_read_as_the_stream() -> None:
+    """Shown as they are, except a JavaScript stack trace's frames (the log keeps those)."""
     parser = make_output_parser("gemini-stream")
-    for line in (REAL / "gemini-401.stderr.txt").read_text().splitlines():
+    lines = (REAL / "gemini-401.stderr.txt").read_text().splitlines()
+    shown = []
+    for line in lines:
         parsed = parser.feed_stderr(line)
-        assert not parsed.is_error and parsed.display == (line or None)
+        assert not parsed.is_error
+        shown += [parsed.display] if parsed.display else []
     assert parser.error is None
+    assert shown == lines[:5]  # the warnings, then the error's own words; its stack is left to the log
+    assert "_ApiError" in shown[-1] and "invalid api key" in shown[-1]
 
 
 @pytest.mark.parametrize(

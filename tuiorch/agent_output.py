@@ -527,6 +527,13 @@ class CodexJsonParser(_JsonParser):
         return ParsedLine()
 
 
+#: Gemini CLI's word on stderr that a model call failed and is tried again (nothing comes on stdout meanwhile).
+_GEMINI_RETRY = re.compile(r"Attempt (?P<attempt>\d+) failed with status (?P<status>\d+)\. Retrying")
+#: A JavaScript error's stack frame, and the fields and closing brace printed after the last one.
+_JS_FRAME = re.compile(r"^\s+at \S")
+_JS_TRACE_TAIL = re.compile(r"^(?:\s+\w+: .*|\})$")
+
+
 class GeminiStreamParser(_JsonParser):
     """`gemini -p --output-format stream-json`: init, message, tool_use, tool_result, error, result."""
 
@@ -534,6 +541,22 @@ class GeminiStreamParser(_JsonParser):
         super().__init__()
         self.tools: dict[str, str] = {}
         self.pending = ""  # streamed assistant text not yet ended by a newline
+        self._in_trace = False  # inside an error's stack trace (the log has it, not the pane)
+
+    def feed_stderr(self, line: str) -> ParsedLine:
+        # Each failed model call comes with a stack trace of a dozen lines: they would push the error's own
+        # words out of the pane, so the pane shows the words and the log keeps the rest.
+        text = line.rstrip("\r\n")
+        if _JS_FRAME.match(text) or (self._in_trace and _JS_TRACE_TAIL.match(text)):
+            self._in_trace = True
+            return ParsedLine()
+        self._in_trace = False
+        retry = _GEMINI_RETRY.search(text)
+        if retry is None:
+            return super().feed_stderr(line)
+        status = f"retrying API after {retry['status']} (attempt {retry['attempt']} failed)"
+        self.warning = f"API error {retry['status']} (retried {retry['attempt']} times)"
+        return ParsedLine(display=status, status=status)
 
     def feed(self, line: str) -> ParsedLine:
         result = super().feed(line)
