@@ -197,3 +197,11 @@ def test_the_agents_closing_words_show_once(name: str) -> None:
     shown = [line for result in results if result.display for line in result.display.splitlines() if line.strip()]
     repeated = [line for before, line in zip(shown, shown[1:], strict=False) if line == before]
     assert not repeated, shown
+
+
+def test_gemini_keeps_the_tools_name_while_the_model_thinks_after_it() -> None:
+    # Its tools finish in milliseconds: a status of the tool alone would be gone before the pane shows it.
+    results, _ = feed("gemini-success.jsonl")
+    shown = statuses(results)
+    ran = next(s for s in shown if s.startswith("running tool "))
+    assert f"thinking (after {ran.removeprefix('running tool ')})" in shown

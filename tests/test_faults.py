@@ -71,6 +71,7 @@ AGENT_SCRIPT = textwrap.dedent(
                 ).stdout.strip()
                 (worktree / f"{task}-half.txt").write_text("half done\\n")
                 Path(worktree, lock).write_text("")
+            (pids / f"hanging-{task}").write_text("")  # all said and done: only the hang is left
             time.sleep(300)
     """
 )
@@ -377,7 +378,8 @@ def test_kill9_while_an_agent_runs_then_resume_keeps_its_commits_and_merges_once
     # Task 2 waits for 1, so no merge is under way at the kill: this test is about the running agent.
     write_project(repo, "## Task 1: Two parts\n\n## Task 2: Works\ndepends: 1\n", agent=agent, workers=2)
     proc = start_headless(repo)
-    wait_for(lambda: branch_ahead(repo, "task-1"))
+    # Killed once the agent hangs: killed while it still prints, it would die of the closed pipe.
+    wait_for(lambda: (tmp_path / "pids" / "hanging-1").exists())
     part_a = git(repo, "rev-parse", "task-1")
     kill9(proc)
     old_groups = [int(p.read_text()) for p in (tmp_path / "pids").glob("1-*") if p.name != "1-child"]

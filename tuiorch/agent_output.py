@@ -595,9 +595,11 @@ class GeminiStreamParser(_JsonParser):
                 display="→ " + _tool_summary(name, event.get("parameters")), status=f"running tool {name}"
             )
         if kind == "tool_result":
-            if event.get("status") != "error":
-                return ParsedLine(status="thinking")
             name = self.tools.get(_str(event.get("tool_id")), "tool")
+            if event.get("status") != "error":
+                # Gemini's own tools finish in milliseconds: the pane keeps the tool's name while the
+                # model thinks, or the user would never see which tool ran.
+                return ParsedLine(status=f"thinking (after {name})")
             error = event.get("error")
             message = _str(_dict(error).get("message")) or _str(error) or _str(event.get("output"))
             return ParsedLine(display=_failure(name, message), status="thinking")

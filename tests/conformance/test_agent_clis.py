@@ -429,7 +429,10 @@ async def test_the_tui_shows_live_status_the_failure_reason_and_the_cost(
     app = make_app(repo, watch_tasks=False)
     async with app.run_test(size=SIZE) as pilot:
         # Live: the tool the agent runs, while it runs.
-        await wait_for(pilot, lambda: LIVE_STATUS[preset] in screen_text(), timeout=120)
+        try:
+            await wait_for(pilot, lambda: LIVE_STATUS[preset] in screen_text(), timeout=120)
+        except AssertionError as exc:
+            raise AssertionError(f"{LIVE_STATUS[preset]!r} never shown; last screens: {seen[-2:]}") from exc
         await wait_for(
             pilot, lambda: app.orch.records["2"].status in (TaskStatus.FAILED, TaskStatus.MERGED), timeout=150
         )
