@@ -234,7 +234,7 @@ class ConflictScreen(SaysWhyNot, ModalScreen[str]):
             left = len(resolution.open_keys())
             ours, theirs = resolution.labels
             base = "hide" if self.show_base else "show"
-            text = (f"{left} of {len(resolution.keys)} hunks open · O/T: whole file · a: {base} merge base"
+            text = (f"{left} of {len(resolution.keys)} hunks open · O/T: whole file · a: {base} merge base · ?: keys"
                     if left else "every hunk chosen")
         self.query_one("#conflict-status", Label).update(text or "")
 
