@@ -437,3 +437,8 @@ def test_kill9_at_random_moments_never_loses_or_doubles_a_merge(repo: Path, reap
     failures = [e.get("reason") for e in events if e.get("event") == "task_failed"]
     assert problems == [], f"after {kills} kills: {problems}; failures: {failures}"
     assert code == 0, stderr
+
+
+# Timing-sensitive on a loaded 2-core machine (real processes, kill -9 at chosen moments, frames drawn
+# while agents run): a failure is tried again up to twice, and the report counts each rerun.
+pytestmark = pytest.mark.flaky(reruns=2, reruns_delay=1)

@@ -61,3 +61,8 @@ def test_conflict_modal_deep_in_a_file(tmp_path: Path, snap_compare, size: tuple
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+# Timing-sensitive on a loaded 2-core machine (real processes, kill -9 at chosen moments, frames drawn
+# while agents run): a failure is tried again up to twice, and the report counts each rerun.
+pytestmark = pytest.mark.flaky(reruns=2, reruns_delay=1)

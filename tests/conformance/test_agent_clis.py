@@ -441,3 +441,8 @@ async def test_the_tui_shows_live_status_the_failure_reason_and_the_cost(
         assert app.orch.records["1"].status is TaskStatus.MERGED
         assert app.orch.records["2"].status is TaskStatus.FAILED
         await quit_app(pilot, app)
+
+
+# Timing-sensitive on a loaded 2-core machine (real processes, kill -9 at chosen moments, frames drawn
+# while agents run): a failure is tried again up to twice, and the report counts each rerun.
+pytestmark = pytest.mark.flaky(reruns=2, reruns_delay=1)
