@@ -368,6 +368,11 @@ class _Vendor:
 _ERROR_WORDS = {401: "invalid api key", 429: "rate limited", 500: "internal server error", 529: "overloaded"}
 
 
+def _openai_error(status: int) -> dict[str, Any]:
+    """The error body both OpenAI dialects (Responses and Chat Completions) send."""
+    return {"error": {"message": _ERROR_WORDS.get(status, f"error {status}"), "type": "server_error", "code": str(status)}}
+
+
 class _Anthropic(_Vendor):
     name = "anthropic"
 
@@ -510,13 +515,7 @@ class _Responses(_Vendor):
         return found
 
     def error_body(self, status: int) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": _ERROR_WORDS.get(status, f"error {status}"),
-                "type": "server_error",
-                "code": str(status),
-            }
-        }
+        return _openai_error(status)
 
     def answer(self, turn: Turn, call: tuple[str, dict[str, Any]] | None) -> Iterator[bytes]:
         response_id = "resp_" + uuid.uuid4().hex[:20]
@@ -642,13 +641,7 @@ class _Chat(_Vendor):
         return found
 
     def error_body(self, status: int) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": _ERROR_WORDS.get(status, f"error {status}"),
-                "type": "server_error",
-                "code": str(status),
-            }
-        }
+        return _openai_error(status)
 
     def answer(self, turn: Turn, call: tuple[str, dict[str, Any]] | None) -> Iterator[bytes] | dict[str, Any]:
         chat_id = "chatcmpl-" + uuid.uuid4().hex[:20]
