@@ -250,6 +250,13 @@ def test_tasks_write_and_commit_and_merge_into_main(
             assert MODEL_TRAILER in branch_side and f"Refs: TASKS.md#task-{tid}" in branch_side, branch_side
 
 
+#: Two tasks writing the same file apart; task 2's model answers later, so task 1 usually merges first.
+CONFLICTING_PAIR = tasks_md(
+    ("1", "One says hello", write_block("shared.txt", "hello from one")),
+    ("2", "Two says goodbye", write_block("shared.txt", "goodbye from two") + "\nmodel: slow 2"),
+)
+
+
 @pytest.mark.parametrize("preset", presets("conflict"))
 def test_a_conflicting_pair_merges_one_and_keeps_the_other_for_triage(
     preset: str, tmp_path: Path, env_for: Callable[..., dict[str, str]]
@@ -258,10 +265,7 @@ def test_a_conflicting_pair_merges_one_and_keeps_the_other_for_triage(
     repo = make_project(
         tmp_path,
         preset,
-        tasks_md(
-            ("1", "One says hello", write_block("shared.txt", "hello from one")),
-            ("2", "Two says goodbye", write_block("shared.txt", "goodbye from two") + "\nmodel: slow 2"),
-        ),
+        CONFLICTING_PAIR,
     )
     run = run_tuiorch(repo, env)
     assert run.code == 1, run.events[-1:]
@@ -285,10 +289,7 @@ def test_the_resolver_agent_merges_both_sides(
     repo = make_project(
         tmp_path,
         preset,
-        tasks_md(
-            ("1", "One says hello", write_block("shared.txt", "hello from one")),
-            ("2", "Two says goodbye", write_block("shared.txt", "goodbye from two") + "\nmodel: slow 2"),
-        ),
+        CONFLICTING_PAIR,
         merge='on_conflict = "agent"',
     )
     run = run_tuiorch(repo, env)
