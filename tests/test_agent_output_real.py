@@ -205,3 +205,15 @@ def test_gemini_keeps_the_tools_name_while_the_model_thinks_after_it() -> None:
     shown = statuses(results)
     ran = next(s for s in shown if s.startswith("running tool "))
     assert f"thinking (after {ran.removeprefix('running tool ')})" in shown
+
+
+def test_opencode_keeps_the_tools_name_while_the_model_thinks_after_it() -> None:
+    # opencode reports a tool once it has finished and ends the step milliseconds later: the status after
+    # the step must still name the tool, until the model's next step starts.
+    results, _ = feed("opencode-success.jsonl")
+    shown = statuses(results)
+    ran = [s.removeprefix("ran tool ") for s in shown if s.startswith("ran tool ")]
+    assert ran
+    after = [s for s in shown if s.startswith("thinking (after ")]
+    assert after and after[0] == f"thinking (after {ran[0]})"
+    assert shown[-1] == "done"

@@ -655,12 +655,17 @@ class OpencodeJsonParser(_JsonParser):
     step's tokens and cost.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_tool = ""  # the last tool reported in the current step
+
     def handle(self, event: dict[str, Any]) -> ParsedLine:
         kind = event.get("type")
         part = _dict(event.get("part"))
         if kind == "step_start":
             if self.error is not None:  # a new step after an error: it was retried away
                 self.warning, self.error = self.error, None
+            self.last_tool = ""
             return ParsedLine(status="thinking")
         if kind == "text":
             text = _str(part.get("text"))
@@ -673,6 +678,7 @@ class OpencodeJsonParser(_JsonParser):
             state = _dict(part.get("state"))
             if state.get("status") == "error":
                 return ParsedLine(display=_failure(name, _str(state.get("error"))), status="thinking")
+            self.last_tool = name
             return ParsedLine(
                 display="→ " + _tool_summary(name, state.get("input")), status=f"ran tool {name}"
             )
@@ -687,7 +693,9 @@ class OpencodeJsonParser(_JsonParser):
             self.usage = step if self.usage is None else self.usage + step
             if part.get("reason") in ("stop", "end_turn", "length"):
                 return ParsedLine(status="done")
-            return ParsedLine(status="thinking")
+            # opencode reports a tool only once it has finished, and ends the step milliseconds later:
+            # the pane keeps the tool's name while the model thinks, or the user would never see it.
+            return ParsedLine(status=f"thinking (after {self.last_tool})" if self.last_tool else "thinking")
         if kind == "error":
             error = event.get("error")
             data = _dict(_dict(error).get("data"))
