@@ -1,0 +1,1 @@
+"""Where agents run: the runner seam (`base`) and its implementations."""
