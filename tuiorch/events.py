@@ -10,59 +10,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, ClassVar
 
-
-class TaskStatus(StrEnum):
-    QUEUED = "queued"
-    STARTING = "starting"
-    RUNNING = "running"
-    STUCK = "stuck"
-    FINISHED = "finished"
-    MERGING = "merging"
-    CHECKING = "checking"
-    MERGED = "merged"
-    FAILED = "failed"
-    CONFLICT = "conflict"
-    CHECK_FAILED = "check_failed"
-    EMPTY = "empty"
-    CANCELLED = "cancelled"
-    BLOCKED = "merge_blocked"
-    RESOLVING = "resolving"
-
-    @property
-    def is_active(self) -> bool:
-        """An agent or a merge is working on the task right now."""
-        return self in _ACTIVE
-
-    @property
-    def is_final(self) -> bool:
-        """Nothing more happens to the task without the user's word."""
-        return self in _FINAL
-
-
-_ACTIVE = frozenset(
-    {
-        TaskStatus.STARTING,
-        TaskStatus.RUNNING,
-        TaskStatus.STUCK,
-        TaskStatus.FINISHED,
-        TaskStatus.MERGING,
-        TaskStatus.CHECKING,
-        TaskStatus.RESOLVING,
-    }
-)
-_FINAL = frozenset(
-    {
-        TaskStatus.MERGED,
-        TaskStatus.FAILED,
-        TaskStatus.CONFLICT,
-        TaskStatus.CHECK_FAILED,
-        TaskStatus.EMPTY,
-        TaskStatus.CANCELLED,
-    }
-)
+# Re-exported: front ends and tests import the status from here too.
+from tuiorch.model.status import TaskStatus as TaskStatus
 
 
 def _now() -> datetime:

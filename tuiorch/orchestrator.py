@@ -35,7 +35,6 @@ from tuiorch.config import (
     worktree_dir,
 )
 from tuiorch.diffs import TaskDiff
-from tuiorch.events import TaskStatus
 from tuiorch.gate import GatedMerge, gated_merge
 from tuiorch.gitops import (
     DIFF_MAX_LINES,
@@ -46,6 +45,15 @@ from tuiorch.gitops import (
     with_task_worktree_config,
 )
 from tuiorch.hunks import MergeFileError, Resolution, conflict_file
+from tuiorch.model.status import (
+    COMMANDS,
+    IN_SLOT,
+    MERGE_PHASE,
+    UNMERGED,
+    TaskStatus,
+    check_transition,
+    command_refusal,
+)
 from tuiorch.prompt import RESOLVE_TEMPLATE, load_template, render_prompt, render_resolve_prompt
 from tuiorch.runlock import RunLock, clear_stale_git_locks, kill_orphan_agents
 from tuiorch.scheduler import pick_tasks, wait_reasons
@@ -62,33 +70,13 @@ QUEUE_SAVE_DELAY = 0.3
 TAIL_LINES = 200
 STDERR_TAIL_LINES = 20
 #: Statuses whose task holds a worker slot.
-SLOT_STATUSES = frozenset({TaskStatus.STARTING, TaskStatus.RUNNING, TaskStatus.STUCK})
+SLOT_STATUSES = IN_SLOT
 #: Statuses whose branch is not in main yet: their `touches` still count as busy.
-UNMERGED_STATUSES = SLOT_STATUSES | {
-    TaskStatus.FINISHED,
-    TaskStatus.MERGING,
-    TaskStatus.CHECKING,
-    TaskStatus.CONFLICT,
-    TaskStatus.BLOCKED,
-    TaskStatus.RESOLVING,
-    TaskStatus.CHECK_FAILED,
-}
-
-
-#: Statuses `retry` starts again.
-RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EMPTY, TaskStatus.CHECK_FAILED})
-#: Statuses `requeue` drops the branch of and starts over.
-REQUEUEABLE = frozenset({TaskStatus.CONFLICT, TaskStatus.RESOLVING, TaskStatus.CHECK_FAILED, TaskStatus.BLOCKED})
-#: The commands `refusal` judges.
-COMMANDS = frozenset({"cancel", "retry", "move", "hold", "priority", "merge", "send_back", "requeue"})
+UNMERGED_STATUSES = UNMERGED
 
 
 class CommandError(Exception):
     """A UI command that does not apply to the task in its current state."""
-
-
-def _words(status: TaskStatus) -> str:
-    return status.value.replace("_", " ")
 
 
 @dataclass
@@ -346,7 +334,7 @@ class Orchestrator:
             self.slots[slot] = task.id
             rec = self.records[task.id]
             rec.slot = slot
-            self._set_status(rec, TaskStatus.STARTING)
+            self._transition(rec, TaskStatus.STARTING)
             self._runners[task.id] = asyncio.create_task(self._run_task(rec, slot), name=f"task-{task.id}")
 
     async def _stop_runners(self) -> None:
@@ -381,7 +369,7 @@ class Orchestrator:
         except asyncio.CancelledError:
             if rec.status in SLOT_STATUSES:
                 rec.reason = "cancelled"
-                self._set_status(rec, TaskStatus.CANCELLED, ev.TaskCancelled(task=task.id))
+                self._transition(rec, TaskStatus.CANCELLED, ev.TaskCancelled(task=task.id))
             raise
         except UncommittedWork as exc:
             await self._keep_worktree(rec, exc)
@@ -434,7 +422,7 @@ class Orchestrator:
                 await asyncio.to_thread(self.git.remove_worktree, rec.worktree)  # set up again next time
                 rec.reason = failure
                 rec.ended = time.time()
-                self._set_status(rec, TaskStatus.FAILED, ev.TaskFailed(task=task.id, reason=failure))
+                self._transition(rec, TaskStatus.FAILED, ev.TaskFailed(task=task.id, reason=failure))
                 return
         prompt = render_prompt(
             self.template,
@@ -459,7 +447,7 @@ class Orchestrator:
             return
 
         def on_stuck(idle: float) -> None:
-            self._set_status(rec, TaskStatus.STUCK, ev.TaskStuck(task=task.id, idle_seconds=round(idle, 1)))
+            self._transition(rec, TaskStatus.STUCK, ev.TaskStuck(task=task.id, idle_seconds=round(idle, 1)))
 
         parser = make_output_parser(output_format(self.config))
         rec.stderr_tail.clear()  # an earlier run's last words are not this one's
@@ -481,7 +469,7 @@ class Orchestrator:
         if self._stopping:
             raise asyncio.CancelledError
         self._processes[task.id] = process
-        self._set_status(
+        self._transition(
             rec,
             TaskStatus.RUNNING,
             ev.TaskStarted(
@@ -513,7 +501,7 @@ class Orchestrator:
             await self._leave_worktree(rec)
         if exit_.cancelled:
             rec.reason = "cancelled"
-            self._set_status(rec, TaskStatus.CANCELLED, ev.TaskCancelled(task=task.id))
+            self._transition(rec, TaskStatus.CANCELLED, ev.TaskCancelled(task=task.id))
             return
         if failed:
             reason = failure_reason(exit_, parser, list(rec.stderr_tail), self.preset)
@@ -524,7 +512,7 @@ class Orchestrator:
                 self._requeue_front(rec)
                 return
             rec.reason = reason
-            self._set_status(
+            self._transition(
                 rec,
                 TaskStatus.FAILED,
                 ev.TaskFailed(task=task.id, reason=reason, exit=exit_.code, signal=exit_.signal),
@@ -539,10 +527,10 @@ class Orchestrator:
         rec.activity = ""
         if not has_commits:
             rec.reason = "agent exited 0 without changing anything"
-            self._set_status(rec, TaskStatus.EMPTY, ev.TaskEmpty(task=task.id))
+            self._transition(rec, TaskStatus.EMPTY, ev.TaskEmpty(task=task.id))
             await asyncio.to_thread(functools.partial(self.git.delete_branch, rec.branch, base=self.base))
             return
-        self._set_status(rec, TaskStatus.FINISHED)
+        self._transition(rec, TaskStatus.FINISHED)
         # The slot is free as soon as the branch holds the work: the merge needs no worktree.
         self._free_slot(rec, slot)
         if not self.config.merge.auto:
@@ -596,9 +584,9 @@ class Orchestrator:
             except GitError as exc:
                 rec.reason = str(exc)
                 if kind == "merge":
-                    self._set_status(rec, TaskStatus.FAILED, ev.TaskFailed(task=task_id, reason=str(exc)))
+                    self._transition(rec, TaskStatus.FAILED, ev.TaskFailed(task=task_id, reason=str(exc)))
                 else:
-                    self._set_status(
+                    self._transition(
                         rec, TaskStatus.CONFLICT, ev.ConflictFound(task=task_id, paths=rec.paths, kinds=dict(rec.kinds))
                     )
             finally:
@@ -644,7 +632,7 @@ class Orchestrator:
                 rec.activity = activity
                 self._emit(ev.TaskActivity(task=task_id, activity=activity))
             if rec.status is TaskStatus.STUCK:
-                self._set_status(rec, TaskStatus.RUNNING)
+                self._transition(rec, TaskStatus.RUNNING)
 
         def on_stdout(lines: list[str]) -> None:
             take([parser.feed(line) for line in lines], len(lines))
@@ -661,7 +649,7 @@ class Orchestrator:
     async def _fail_after_error(self, rec: TaskRecord, reason: str) -> None:
         rec.reason = reason
         rec.ended = rec.ended or time.time()
-        self._set_status(rec, TaskStatus.FAILED, ev.TaskFailed(task=rec.task.id, reason=reason))
+        self._transition(rec, TaskStatus.FAILED, ev.TaskFailed(task=rec.task.id, reason=reason))
         with contextlib.suppress(GitError, OSError):
             await self._leave_worktree(rec)
 
@@ -688,7 +676,7 @@ class Orchestrator:
                 self._kept_worktrees.add(kept)
         rec.reason = reason
         rec.ended = rec.ended or time.time()
-        self._set_status(rec, TaskStatus.FAILED, ev.TaskFailed(task=rec.task.id, reason=reason))
+        self._transition(rec, TaskStatus.FAILED, ev.TaskFailed(task=rec.task.id, reason=reason))
 
     async def _leave_worktree(self, rec: TaskRecord) -> None:
         """The agent is done with its worktree: detach a warm slot, or remove a per-task one.
@@ -764,7 +752,7 @@ class Orchestrator:
         was_blocked_on = rec.paths if rec.status is TaskStatus.BLOCKED else None
         async with self._merge_lock:
             if was_blocked_on is None:
-                self._set_status(rec, TaskStatus.MERGING, ev.MergeStarted(task=task.id))
+                self._transition(rec, TaskStatus.MERGING, ev.MergeStarted(task=task.id))
             landed = None
             if self.config.merge.check and rec.prepared is not None and was_blocked_on is not None:
                 # This exact commit passed the check already; only the user's files stopped it.
@@ -787,7 +775,7 @@ class Orchestrator:
             rec.commit = outcome.commit
             rec.paths = ()
             rec.reason = ""
-            self._set_status(rec, TaskStatus.MERGED, ev.Merged(task=task.id, commit=outcome.commit or ""))
+            self._transition(rec, TaskStatus.MERGED, ev.Merged(task=task.id, commit=outcome.commit or ""))
             await asyncio.to_thread(functools.partial(self.git.delete_branch, rec.branch, base=self.base))
             # main moved: re-test running branches before the scheduler picks what to start next.
             await self._predict_conflicts()
@@ -795,7 +783,7 @@ class Orchestrator:
             rec.paths = outcome.paths
             rec.kinds = dict(outcome.kinds)
             rec.reason = "conflict in " + ", ".join(outcome.paths)
-            self._set_status(
+            self._transition(
                 rec,
                 TaskStatus.CONFLICT,
                 ev.ConflictFound(task=task.id, paths=outcome.paths, kinds=dict(outcome.kinds)),
@@ -811,7 +799,7 @@ class Orchestrator:
         else:
             rec.paths = outcome.paths
             rec.reason = outcome.message
-            self._set_status(
+            self._transition(
                 rec, TaskStatus.BLOCKED, ev.MergeBlocked(task=task.id, paths=outcome.paths, reason=outcome.message)
             )
         self._wake.set()
@@ -849,7 +837,7 @@ class Orchestrator:
                     failure += f"; its commits stay on {rec.branch} ({exc})"
             rec.reason = f"resolver agent: {failure}"
             self._emit(ev.Notice(message=f"task {task.id}: the resolver agent failed: {failure}", level="warning"))
-            self._set_status(
+            self._transition(
                 rec, TaskStatus.CONFLICT, ev.ConflictFound(task=task.id, paths=rec.paths, kinds=dict(rec.kinds))
             )
         if rec.status is TaskStatus.CONFLICT and rec.resolve_attempts >= self.config.merge.resolve_attempts:
@@ -897,7 +885,7 @@ class Orchestrator:
         argv = render_argv(agent_argv(self.config), prompt=prompt, prompt_file=str(prompt_file), worktree=str(path))
         if too_long := too_long_argument(argv):
             return too_long
-        self._set_status(rec, TaskStatus.RESOLVING)
+        self._transition(rec, TaskStatus.RESOLVING)
         parser = make_output_parser(output_format(self.config))
         rec.stderr_tail.clear()  # an earlier run's last words are not this one's
         on_stdout, on_stderr, finish_output = self._line_handler(rec, parser)
@@ -921,7 +909,7 @@ class Orchestrator:
             finish_output()
             self._flush_output()
             rec.activity = ""
-        rec.status = TaskStatus.CONFLICT
+        self._transition(rec, TaskStatus.CONFLICT)  # the agent is done: the outcome is judged from here
         if not _succeeded(exit_) or parser.error is not None:
             return failure_reason(exit_, parser, list(rec.stderr_tail), self.preset)
         try:
@@ -968,7 +956,7 @@ class Orchestrator:
         if rec.status is TaskStatus.RESOLVING and rec.worktree is not None:
             await asyncio.to_thread(self.git.remove_worktree, rec.worktree)
             rec.worktree = None
-            rec.status = TaskStatus.CONFLICT
+            self._transition(rec, TaskStatus.CONFLICT)
         rec.resolve_attempts = 0
         self._spawn(rec, "resolve", self._resolve_with_agent)
 
@@ -978,7 +966,7 @@ class Orchestrator:
         assert rec.branch is not None
 
         def on_check(prepared: PreparedMerge) -> None:
-            self._set_status(rec, TaskStatus.CHECKING, ev.CheckStarted(task=task.id, commit=prepared.commit))
+            self._transition(rec, TaskStatus.CHECKING, ev.CheckStarted(task=task.id, commit=prepared.commit))
 
         show_lines, _stderr, _finish = self._line_handler(rec, make_output_parser("text"))
 
@@ -1002,7 +990,7 @@ class Orchestrator:
         assert check is not None
         rec.reason = f"check failed: {check.reason or 'exit ' + str(check.exit)}"
         rec.check_output = check.output_tail
-        self._set_status(
+        self._transition(
             rec, TaskStatus.CHECK_FAILED, ev.CheckFailed(task=task.id, exit=check.exit, output=check.output_tail)
         )
         policy = self.config.merge.on_check_fail
@@ -1054,7 +1042,7 @@ class Orchestrator:
         """Why `command` does not apply to `task_id` right now, in the user's words, or None if it does.
 
         The one place these rules live: the commands raise these words, and a front end asks before
-        offering a key. `command` is one of COMMANDS.
+        offering a key. `command` is a key of `tuiorch.model.status.COMMANDS`.
         """
         if command not in COMMANDS:
             raise ValueError(f"unknown command {command!r}")
@@ -1063,22 +1051,10 @@ class Orchestrator:
         rec = self.records.get(task_id)
         if rec is None:
             return f"no task {task_id!r}"
-        status = rec.status
-        now = f"task {task_id} is {_words(status)}"
-        if command == "cancel" and status not in SLOT_STATUSES:
-            return f"{now}; only a running task can be cancelled"
-        if command == "retry" and status not in RETRYABLE:
-            return f"{now}; only a failed, cancelled, empty or check-failed task is retried"
-        if command in ("move", "hold", "priority") and status is not TaskStatus.QUEUED:
-            return f"{now}, not queued; only waiting tasks are reordered, held or reprioritised"
-        if command == "merge" and status is not TaskStatus.FINISHED:
-            return f"{now}; only a finished task waiting for your word is merged by hand"
+        if (why := command_refusal(command, task_id, rec.status)) is not None:
+            return why
         if command == "merge" and self.config.merge.auto:
             return "finished tasks merge by themselves ([merge] auto = true)"
-        if command == "send_back" and status not in (TaskStatus.CONFLICT, TaskStatus.RESOLVING, TaskStatus.CHECK_FAILED):
-            return f"{now}; only a conflict or a failed check goes back to an agent"
-        if command == "requeue" and status not in REQUEUEABLE:
-            return f"{now}; nothing to requeue"
         return None
 
     def _refuse(self, command: str, task_id: str) -> TaskRecord:
@@ -1113,7 +1089,7 @@ class Orchestrator:
         self.order.remove(rec.task.id)
         self.order.insert(0, rec.task.id)
         rec.slot = None
-        self._set_status(rec, TaskStatus.QUEUED, ev.TaskQueued(task=rec.task.id, reason=rec.reason))
+        self._transition(rec, TaskStatus.QUEUED, ev.TaskQueued(task=rec.task.id, reason=rec.reason))
         self._emit(ev.QueueChanged())
         self._wake.set()
 
@@ -1222,7 +1198,7 @@ class Orchestrator:
             )
             await asyncio.to_thread(functools.partial(self.git.start_manual_merge, path, base=self.base))
             rec.worktree = path
-            self._set_status(rec, TaskStatus.RESOLVING)
+            self._transition(rec, TaskStatus.RESOLVING)
         return path
 
     async def take_side(self, task_id: str, path: str, side: str) -> None:
@@ -1295,7 +1271,7 @@ class Orchestrator:
             functools.partial(self.git.start_manual_merge, path, base=self.base, commit=resolution.base_tip)
         )
         rec.worktree = path
-        self._set_status(rec, TaskStatus.RESOLVING)
+        self._transition(rec, TaskStatus.RESOLVING)
         for index, file in enumerate(resolution.files):
             how, value = resolution.result(index)
             if how == "side":
@@ -1355,13 +1331,26 @@ class Orchestrator:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _set_status(self, rec: TaskRecord, status: TaskStatus, event: ev.Event | None = None) -> None:
+    def _transition(
+        self, rec: TaskRecord, status: TaskStatus, event: ev.Event | None = None, *, restoring: bool = False
+    ) -> None:
+        """The only writer of a task's status: check the move, save the run state, then tell the front ends.
+
+        Saving comes first, so a front end never shows a status a crash could forget. `event` is what the
+        move means (a merge, a conflict); without one the queue view is told to refresh. An illegal move
+        raises IllegalTransition (see `tuiorch.model.status.TRANSITIONS`).
+
+        `restoring`: the run is rebuilding its queue from the saved state, before anything runs (the
+        record is fresh, so queued). Only the statuses in `RESTORABLE` are allowed. Without an event
+        nothing is saved or emitted here: the rebuild saves once at its end, because saving mid-way
+        would write over the state it still reads.
+        """
+        check_transition(rec.task.id, rec.status, status, restoring=restoring)
         rec.status = status
+        if restoring and event is None:
+            return
         self._persist()
-        if event is not None:
-            self._emit(event)
-        else:
-            self._emit(ev.QueueChanged())
+        self._emit(event if event is not None else ev.QueueChanged())
 
     def _emit(self, event: ev.Event) -> None:
         if not isinstance(event, ev.TaskOutput | ev.TaskProgress):
@@ -1553,7 +1542,7 @@ class Orchestrator:
             rec.usage = Usage.from_dict(data.get("usage"))
             if data.get("status") == TaskStatus.MERGED.value:
                 rec.log_path = self._existing_log(task_id)
-                rec.status = TaskStatus.MERGED
+                self._transition(rec, TaskStatus.MERGED, restoring=True)
                 rec.commit = data.get("commit")
                 rec.started, rec.ended = data.get("started"), data.get("ended")
                 rec.attempts = int(data.get("attempts", 0))
@@ -1657,7 +1646,7 @@ class Orchestrator:
             tip = await asyncio.to_thread(self.git.branch_tip, rec.branch)
             worked = tip != rec.base_sha
             if status in _MERGE_PHASE and worked:
-                rec.status = TaskStatus.FINISHED
+                self._transition(rec, TaskStatus.FINISHED, restoring=True)
                 rec.tip = tip
                 self._resume_merges.append(rec)
             elif worked:
@@ -1677,14 +1666,12 @@ class Orchestrator:
         self._emit(ev.QueueChanged())
 
     def _recovered_merge(self, rec: TaskRecord, commit: str | None) -> None:
-        rec.status = TaskStatus.MERGED
         rec.commit = commit
         rec.reason = "merged before tuiorch stopped"
-        self._persist()
-        self._emit(ev.Merged(task=rec.task.id, commit=commit or ""))
+        self._transition(rec, TaskStatus.MERGED, ev.Merged(task=rec.task.id, commit=commit or ""), restoring=True)
 
     def _reset_to_queue(self, rec: TaskRecord, data: dict, *, front: bool = False) -> None:
-        rec.status = TaskStatus.QUEUED
+        self._transition(rec, TaskStatus.QUEUED, restoring=True)
         rec.reason = ""
         if data.get("status") in (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value, TaskStatus.EMPTY.value):
             rec.attempts = 0
@@ -1698,18 +1685,7 @@ _SLOT_STATUS_VALUES = frozenset(s.value for s in SLOT_STATUSES)
 _AGENT_RUNNING_VALUES = _SLOT_STATUS_VALUES | {TaskStatus.RESOLVING.value}
 
 #: Saved statuses whose agent had finished: their branch only needs merging.
-_MERGE_PHASE = frozenset(
-    s.value
-    for s in (
-        TaskStatus.FINISHED,
-        TaskStatus.MERGING,
-        TaskStatus.CHECKING,
-        TaskStatus.BLOCKED,
-        TaskStatus.CONFLICT,
-        TaskStatus.RESOLVING,
-        TaskStatus.CHECK_FAILED,
-    )
-)
+_MERGE_PHASE = frozenset(s.value for s in MERGE_PHASE)
 
 
 def _succeeded(exit_: AgentExit) -> bool:

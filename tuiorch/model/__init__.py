@@ -1,0 +1,1 @@
+"""Pure run model: no I/O, no asyncio, nothing of git or Textual."""
