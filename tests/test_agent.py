@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tuiorch.agent import MAX_LINE_CHARS, AgentExit, AgentProcess
+from tuiorch.agent import MAX_LINE_CHARS, AgentExit, AgentProcess, ProcessHooks
 
 
 def py(code: str, *args: str) -> list[str]:
@@ -52,7 +52,7 @@ async def test_every_line_lands_in_the_log_in_order(tmp_path: Path) -> None:
     seen: list[str] = []
     log = tmp_path / "logs" / "t.log"
     agent = AgentProcess(
-        py("for i in range(20000): print(f'line {i}')"), tmp_path, log, on_line=seen.append, tail_lines=50
+        py("for i in range(20000): print(f'line {i}')"), tmp_path, log, hooks=ProcessHooks(on_lines=seen.extend), tail_lines=50
     )
     result = await agent.run()
     expected = [f"line {i}" for i in range(20000)]
@@ -144,7 +144,7 @@ async def test_children_holding_the_pipe_do_not_hang_run(tmp_path: Path) -> None
 async def test_stuck_fires_once_for_a_silent_agent(tmp_path: Path) -> None:
     idles: list[float] = []
     code = "print('thinking', flush=True); import time; time.sleep(1.5)"
-    agent = AgentProcess(py(code), tmp_path, tmp_path / "t.log", stuck_after=0.4, on_stuck=idles.append)
+    agent = AgentProcess(py(code), tmp_path, tmp_path / "t.log", stuck_after=0.4, hooks=ProcessHooks(on_stuck=idles.append))
     await agent.run()
     assert len(idles) == 1
     assert idles[0] >= 0.4
@@ -153,7 +153,7 @@ async def test_stuck_fires_once_for_a_silent_agent(tmp_path: Path) -> None:
 async def test_stuck_does_not_fire_for_a_chatty_agent(tmp_path: Path) -> None:
     idles: list[float] = []
     code = "import time\nfor i in range(15):\n    print(i, flush=True); time.sleep(0.1)"
-    agent = AgentProcess(py(code), tmp_path, tmp_path / "t.log", stuck_after=0.5, on_stuck=idles.append)
+    agent = AgentProcess(py(code), tmp_path, tmp_path / "t.log", stuck_after=0.5, hooks=ProcessHooks(on_stuck=idles.append))
     await agent.run()
     assert idles == []
 
@@ -166,7 +166,7 @@ async def test_file_changes_count_as_activity(tmp_path: Path) -> None:
     )
     (tmp_path / "wt").mkdir()
     idles: list[float] = []
-    agent = AgentProcess(py(code), tmp_path / "wt", tmp_path / "t.log", stuck_after=0.6, on_stuck=idles.append)
+    agent = AgentProcess(py(code), tmp_path / "wt", tmp_path / "t.log", stuck_after=0.6, hooks=ProcessHooks(on_stuck=idles.append))
     await agent.run()
     assert idles == []
 
@@ -180,8 +180,7 @@ async def test_stuck_resets_when_output_resumes(tmp_path: Path) -> None:
         tmp_path,
         tmp_path / "t.log",
         stuck_after=0.3,
-        on_stuck=idles.append,
-        on_unstuck=lambda: unstuck.append(True),
+        hooks=ProcessHooks(on_stuck=idles.append, on_unstuck=lambda: unstuck.append(True)),
     )
     await agent.run()
     assert len(idles) == 2
@@ -249,7 +248,7 @@ async def test_a_stderr_line_never_splits_a_stdout_line(tmp_path: Path) -> None:
     out: list[str] = []
     err: list[str] = []
     log = tmp_path / "t.log"
-    agent = AgentProcess(py(SPLIT_WRITER), tmp_path, log, on_lines=out.extend, on_stderr=err.extend)
+    agent = AgentProcess(py(SPLIT_WRITER), tmp_path, log, hooks=ProcessHooks(on_lines=out.extend, on_stderr=err.extend))
     assert (await agent.run()).code == 0
     assert [json.loads(line)["content"] for line in out] == ["x" * 5000] * 3
     assert err == ["[STARTUP] warning in the middle"] * 3
@@ -261,7 +260,7 @@ async def test_without_a_stderr_handler_stderr_lines_join_the_output(tmp_path: P
     seen: list[str] = []
     code = "import sys; print('out', flush=True); sys.stderr.write('err one\\nerr two'); sys.stderr.flush()"
     log = tmp_path / "t.log"
-    await AgentProcess(py(code), tmp_path, log, on_line=seen.append).run()
+    await AgentProcess(py(code), tmp_path, log, hooks=ProcessHooks(on_lines=seen.extend)).run()
     assert sorted(seen) == ["err one", "err two", "out"]
     assert sorted(log.read_text().splitlines()) == ["[stderr] err one", "[stderr] err two", "out"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from tuiorch.agent import AgentProcess
+from tuiorch.agent import AgentProcess, ProcessHooks
 from tuiorch.config import load_config
 from tuiorch.demo import DemoError, make_demo_repo
 from tuiorch.prompt import BUILTIN_TEMPLATE, RESOLVE_TEMPLATE, render_prompt, render_resolve_prompt
@@ -178,7 +178,7 @@ async def test_under_the_runner_sleep_is_flagged_stuck_and_hang_times_out(repo: 
         wt,
         repo.parent / "10.log",
         stuck_after=0.4,
-        on_stuck=stuck.append,
+        hooks=ProcessHooks(on_stuck=stuck.append),
     )
     result = await agent.run()
     assert result.code == 0

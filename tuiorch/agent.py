@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from tuiorch.agent_output import Progress, parse_progress
+from tuiorch.procs import group_alive, signal_group, signal_name
 
-__all__ = ["AgentExit", "AgentProcess", "Progress", "parse_progress"]
+__all__ = ["AgentExit", "AgentProcess", "ProcessHooks", "Progress", "parse_progress"]
 
 #: Bytes asked for per read; a burst of many small lines arrives as one chunk.
 READ_CHUNK = 256 * 1024
@@ -57,6 +58,36 @@ class AgentExit:
         return self.code == 0 and not (self.timed_out or self.cancelled)
 
 
+def _ignore_lines(lines: list[str]) -> None:
+    return None
+
+
+@dataclass
+class ProcessHooks:
+    """How a running process reaches its owner; all called in the event loop's thread."""
+
+    #: Each burst of stdout lines at once (a flooding agent prints thousands a read).
+    on_lines: Callable[[list[str]], None] = _ignore_lines
+    #: Each burst of stderr lines; None: they go to `on_lines` too.
+    on_stderr: Callable[[list[str]], None] | None = None
+    #: No output and no file change under the watched folder for `stuck_after` seconds (idle seconds).
+    on_stuck: Callable[[float], None] | None = None
+    #: A stuck process shows life again (output or a file change).
+    on_unstuck: Callable[[], None] | None = None
+    #: The process group id, as soon as the process exists (the run state records it for resume).
+    on_spawn: Callable[[int], None] | None = None
+
+
+@dataclass
+class _Clock:
+    """The supervisor's deadlines for one run."""
+
+    deadline: float | None
+    scan_every: float
+    next_scan: float
+    last_mtime: float
+
+
 class AgentProcess:
     """Runs one agent command and supervises it until it ends. One `run()` per instance."""
 
@@ -67,18 +98,13 @@ class AgentProcess:
         log_path: Path | str,
         *,
         env: Mapping[str, str] | None = None,
-        tail_lines: int = 200,
-        on_line: Callable[[str], None] | None = None,
+        hooks: ProcessHooks | None = None,
         timeout: float | None = None,
         stuck_after: float | None = None,
-        on_stuck: Callable[[float], None] | None = None,
         watch_dir: Path | None = None,
-        on_unstuck: Callable[[], None] | None = None,
         kill_grace: float = 3.0,
-        on_spawn: Callable[[int], None] | None = None,
-        on_lines: Callable[[list[str]], None] | None = None,
-        on_stderr: Callable[[list[str]], None] | None = None,
         stdin_path: Path | str | None = None,
+        tail_lines: int = 200,
     ) -> None:
         if not argv:
             raise ValueError("agent command is empty")
@@ -86,19 +112,11 @@ class AgentProcess:
         self.cwd = Path(cwd)
         self.log_path = Path(log_path)
         self.env = dict(env or {})
-        self.on_line = on_line
+        self.hooks = hooks or ProcessHooks()
         self.timeout = timeout if timeout and timeout > 0 else None
         self.stuck_after = stuck_after if stuck_after and stuck_after > 0 else None
-        self.on_stuck = on_stuck
-        self.on_unstuck = on_unstuck
         self.watch_dir = Path(watch_dir) if watch_dir is not None else self.cwd
         self.kill_grace = kill_grace
-        #: Told the process group id as soon as the process exists (the run state records it for resume).
-        self.on_spawn = on_spawn
-        #: Takes each burst of lines at once (preferred over on_line for busy agents).
-        self.on_lines = on_lines
-        #: Takes each burst of stderr lines; without it they go where stdout lines go.
-        self.on_stderr = on_stderr
         #: A file given to the process as its stdin (a prompt too long for argv); else stdin is empty.
         self.stdin_path = Path(stdin_path) if stdin_path is not None else None
 
@@ -120,7 +138,7 @@ class AgentProcess:
         """Stop the agent: SIGTERM to the group now, SIGKILL after the grace period (done by `run`)."""
         self._cancel_requested = True
         if self.pgid is not None:
-            _signal_group(self.pgid, signal.SIGTERM)
+            signal_group(self.pgid, signal.SIGTERM)
 
     async def run(self) -> AgentExit:
         if self._started:
@@ -128,49 +146,18 @@ class AgentProcess:
         self._started = True
         if self._cancel_requested:
             return AgentExit(code=None, cancelled=True)
-
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            try:
-                stdin = open(self.stdin_path, "rb") if self.stdin_path is not None else None  # noqa: SIM115
-            except OSError as exc:
-                message = f"cannot read the prompt file {self.stdin_path}: {exc.strerror or exc}"
-                log.write(f"tuiorch: {message}\n".encode())
-                self._emit_lines([f"tuiorch: {message}"])
-                return AgentExit(code=127, error=message)
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    *self.argv,
-                    cwd=self.cwd,
-                    stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                    # PWD: some CLIs take their project folder from it rather than from their cwd.
-                    env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1", "PWD": str(self.cwd.absolute())},
-                    start_new_session=True,
-                    limit=READ_CHUNK,
-                )
-            except OSError as exc:
-                message = _start_error(self.argv[0], self.cwd, exc)
-                log.write(f"tuiorch: {message}\n".encode())
-                self._emit_lines([f"tuiorch: {message}"])
-                return AgentExit(code=127, error=message)
-            finally:
-                if stdin is not None:
-                    stdin.close()
-
-            self.pid = self.pgid = proc.pid
-            if self.on_spawn is not None:
-                self.on_spawn(proc.pid)
-            if self._cancel_requested:  # cancel() came while the process was being spawned
-                _signal_group(proc.pid, signal.SIGTERM)
+            proc = await self._spawn(log)
+            if isinstance(proc, AgentExit):
+                return proc
             assert proc.stdout is not None and proc.stderr is not None
             pump = asyncio.create_task(self._pump_both(proc.stdout, proc.stderr, log))
             try:
                 return await self._supervise(proc, pump)
             except BaseException:
                 # Cancelled (or a callback raised): nothing of the group may outlive us.
-                _signal_group(proc.pid, signal.SIGKILL)
+                signal_group(proc.pid, signal.SIGKILL)
                 pump.cancel()
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(_wait_exit(proc), 2.0)
@@ -178,36 +165,85 @@ class AgentProcess:
 
     # -- internals --------------------------------------------------------------------------------------
 
-    async def _supervise(self, proc: asyncio.subprocess.Process, pump: asyncio.Task[None]) -> AgentExit:
-        started = time.monotonic()
-        deadline = started + self.timeout if self.timeout else None
-        timed_out = False
-        scan_every = min(5.0, max(0.1, (self.stuck_after or 0) / 4))
-        next_scan = started + scan_every
-        last_mtime = await asyncio.to_thread(_max_mtime, self.watch_dir) if self.stuck_after else 0.0
+    async def _spawn(self, log: BinaryIO) -> asyncio.subprocess.Process | AgentExit:
+        """Start the process in a group of its own; an AgentExit with `error` when it cannot start."""
+        try:
+            stdin = open(self.stdin_path, "rb") if self.stdin_path is not None else None  # noqa: SIM115
+        except OSError as exc:
+            return self._not_started(
+                log, f"cannot read the prompt file {self.stdin_path}: {exc.strerror or exc}"
+            )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                cwd=self.cwd,
+                stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                # PWD: some CLIs take their project folder from it rather than from their cwd.
+                env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1", "PWD": str(self.cwd.absolute())},
+                start_new_session=True,
+                limit=READ_CHUNK,
+            )
+        except OSError as exc:
+            return self._not_started(log, _start_error(self.argv[0], self.cwd, exc))
+        finally:
+            if stdin is not None:
+                stdin.close()
+        self.pid = self.pgid = proc.pid
+        if self.hooks.on_spawn is not None:
+            self.hooks.on_spawn(proc.pid)
+        if self._cancel_requested:  # cancel() came while the process was being spawned
+            signal_group(proc.pid, signal.SIGTERM)
+        return proc
 
+    def _not_started(self, log: BinaryIO, message: str) -> AgentExit:
+        log.write(f"tuiorch: {message}\n".encode())
+        self._emit_lines([f"tuiorch: {message}"])
+        return AgentExit(code=127, error=message)
+
+    async def _supervise(self, proc: asyncio.subprocess.Process, pump: asyncio.Task[None]) -> AgentExit:
+        clock = await self._start_clock()
+        timed_out = False
         while proc.returncode is None:
             if pump.done() and not pump.cancelled() and (failure := pump.exception()) is not None:
-                raise failure  # on_line raised or the log cannot be written: run() kills the group
+                raise failure  # a hook raised or the log cannot be written: run() kills the group
             now = time.monotonic()
-            if self._cancel_requested or (deadline is not None and now >= deadline):
+            if self._cancel_requested or (clock.deadline is not None and now >= clock.deadline):
                 timed_out = not self._cancel_requested
                 await self._kill_group(proc.pid, proc)
                 break
             if self.stuck_after:
-                if now >= next_scan:
-                    mtime = await asyncio.to_thread(_max_mtime, self.watch_dir)
-                    if mtime > last_mtime:
-                        last_mtime = mtime
-                        self._activity(time.monotonic())
-                    next_scan = time.monotonic() + scan_every
-                idle = time.monotonic() - self.last_activity
-                if not self.stuck and idle >= self.stuck_after:
-                    self.stuck = True
-                    if self.on_stuck:
-                        self.on_stuck(idle)
+                await self._judge_stuck(clock, now)
             await asyncio.sleep(TICK)
+        await self._drain(proc, pump)
+        return self._exit_of(proc, timed_out)
 
+    async def _start_clock(self) -> _Clock:
+        started = time.monotonic()
+        scan_every = min(5.0, max(0.1, (self.stuck_after or 0) / 4))
+        last_mtime = await asyncio.to_thread(_max_mtime, self.watch_dir) if self.stuck_after else 0.0
+        deadline = started + self.timeout if self.timeout else None
+        return _Clock(
+            deadline=deadline, scan_every=scan_every, next_scan=started + scan_every, last_mtime=last_mtime
+        )
+
+    async def _judge_stuck(self, clock: _Clock, now: float) -> None:
+        """A file changed under watch_dir counts as activity; no activity for stuck_after: stuck (once)."""
+        assert self.stuck_after is not None
+        if now >= clock.next_scan:
+            mtime = await asyncio.to_thread(_max_mtime, self.watch_dir)
+            if mtime > clock.last_mtime:
+                clock.last_mtime = mtime
+                self._activity(time.monotonic())
+            clock.next_scan = time.monotonic() + clock.scan_every
+        idle = time.monotonic() - self.last_activity
+        if not self.stuck and idle >= self.stuck_after:
+            self.stuck = True
+            if self.hooks.on_stuck:
+                self.hooks.on_stuck(idle)
+
+    async def _drain(self, proc: asyncio.subprocess.Process, pump: asyncio.Task[None]) -> None:
         await _wait_exit(proc)
         # The main process is gone; children that kept the pipe open must not keep us (or themselves) alive.
         if not pump.done():
@@ -216,30 +252,34 @@ class AgentProcess:
             await asyncio.wait_for(asyncio.shield(pump), 5.0)
         except TimeoutError:
             pump.cancel()  # a process outside our group holds the pipe; give up on the rest of its output
+
+    def _exit_of(self, proc: asyncio.subprocess.Process, timed_out: bool) -> AgentExit:
         code = proc.returncode
         assert code is not None
         if code < 0:
             return AgentExit(
-                code=None, signal=_signal_name(-code), timed_out=timed_out, cancelled=self._cancel_requested
+                code=None, signal=signal_name(-code), timed_out=timed_out, cancelled=self._cancel_requested
             )
         return AgentExit(code=code, timed_out=timed_out, cancelled=self._cancel_requested)
 
     async def _kill_group(self, pgid: int, proc: asyncio.subprocess.Process) -> None:
         """SIGTERM the group, wait up to the grace period for it to empty, then SIGKILL."""
-        if not _signal_group(pgid, signal.SIGTERM):
+        if not signal_group(pgid, signal.SIGTERM):
             return
         give_up = time.monotonic() + self.kill_grace
         while time.monotonic() < give_up:
-            if proc.returncode is not None and not _group_alive(pgid):
+            if proc.returncode is not None and not group_alive(pgid):
                 return
             await asyncio.sleep(TICK)
-        _signal_group(pgid, signal.SIGKILL)
+        signal_group(pgid, signal.SIGKILL)
         # SIGKILL cannot be caught, but dying takes a moment; don't report "ended" before it has.
         give_up = time.monotonic() + 2.0
-        while _group_alive(pgid) and time.monotonic() < give_up:
+        while group_alive(pgid) and time.monotonic() < give_up:
             await asyncio.sleep(0.01)
 
-    async def _pump_both(self, stdout: asyncio.StreamReader, stderr: asyncio.StreamReader, log: BinaryIO) -> None:
+    async def _pump_both(
+        self, stdout: asyncio.StreamReader, stderr: asyncio.StreamReader, log: BinaryIO
+    ) -> None:
         out = asyncio.ensure_future(self._pump(stdout, _LogLines(log, b""), stderr=False))
         err = asyncio.ensure_future(self._pump(stderr, _LogLines(log, STDERR_MARK.encode()), stderr=True))
         try:
@@ -285,20 +325,17 @@ class AgentProcess:
     def _emit_lines(self, lines: list[str], *, stderr: bool = False) -> None:
         self.lines += len(lines)
         self.tail.extend(lines)
-        if stderr and self.on_stderr is not None:
-            self.on_stderr(lines)
-        elif self.on_lines is not None:
-            self.on_lines(lines)
-        elif self.on_line is not None:
-            for line in lines:
-                self.on_line(line)
+        if stderr and self.hooks.on_stderr is not None:
+            self.hooks.on_stderr(lines)
+        else:
+            self.hooks.on_lines(lines)
 
     def _activity(self, now: float) -> None:
         self.last_activity = now
         if self.stuck:
             self.stuck = False
-            if self.on_unstuck:
-                self.on_unstuck()
+            if self.hooks.on_unstuck:
+                self.hooks.on_unstuck()
 
 
 class _LogLines:
@@ -368,68 +405,6 @@ def _cut(line: str) -> str:
     return line[:MAX_LINE_CHARS] + f" [… {len(line) - MAX_LINE_CHARS} more characters in the log]"
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> bool:
-    """Signal the group; False when it no longer exists."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # only zombies or a reused id we do not own remain
-        return False
-    return True
-
-
-def kill_stale_group(pgid: int, owned_under: Path) -> bool:
-    """Kill what is left of a dead run's agent group, but only processes working under `owned_under`.
-
-    The pgid came from a saved run state; by now the id may belong to someone else's processes,
-    so a group is killed only if a member's cwd is inside tuiorch's worktrees.
-    """
-    owned_under = Path(owned_under).resolve()
-    ours = False
-    for pid in _group_members(pgid):
-        try:
-            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
-        except OSError:
-            continue
-        if cwd == owned_under or owned_under in cwd.parents:
-            ours = True
-            break
-    if not ours:
-        return False
-    _signal_group(pgid, signal.SIGKILL)
-    return True
-
-
-def _group_members(pgid: int) -> list[int]:
-    members: list[int] = []
-    proc_dir = Path("/proc")
-    if not proc_dir.is_dir():
-        return members
-    for entry in os.scandir(proc_dir):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
-
-
-def _group_alive(pgid: int) -> bool:
-    """Any live (non-zombie) process left in the group? Orphaned zombies may linger unreaped."""
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    if not Path("/proc").is_dir():
-        return True
-    return bool(_group_members(pgid))
-
-
 def _max_mtime(root: Path) -> float:
     """Newest mtime of any file or directory under root (skipping .git and the like), bounded work."""
     try:
@@ -454,13 +429,6 @@ def _max_mtime(root: Path) -> float:
         except OSError:
             continue
     return newest
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def _start_error(program: str, cwd: Path, exc: OSError) -> str:

@@ -21,7 +21,7 @@ from typing import Literal
 
 import pygit2
 
-from tuiorch.agent import AgentProcess
+from tuiorch.agent import AgentProcess, ProcessHooks
 from tuiorch.gitops import GitRepo, MergeOutcome, PreparedMerge
 
 #: Lines of check output kept for the task's pane and the check_failed event.
@@ -119,9 +119,8 @@ async def run_check(
         _append(log_path, f"== check failed: {problem} ==")
         return CheckResult(False, 127, f"tuiorch: {problem}", reason=problem)
 
-    process = AgentProcess(
-        argv, worktree, log_path, env=env, tail_lines=TAIL_LINES, on_line=on_line, timeout=timeout
-    )
+    hooks = ProcessHooks(on_lines=_each(on_line)) if on_line is not None else None
+    process = AgentProcess(argv, worktree, log_path, env=env, tail_lines=TAIL_LINES, hooks=hooks, timeout=timeout)
     started = time.monotonic()
     ended = await process.run()
     took = time.monotonic() - started
@@ -199,3 +198,11 @@ async def gated_merge(
         message=f"{base} kept moving while the check ran ({max_rounds} tries); tuiorch retries",
     )
     return GatedMerge("blocked", gave_up, last_check, prepared, checks)
+
+
+def _each(on_line: Callable[[str], None]) -> Callable[[list[str]], None]:
+    def on_lines(lines: list[str]) -> None:
+        for line in lines:
+            on_line(line)
+
+    return on_lines

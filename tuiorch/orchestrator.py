@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuiorch import events as ev
-from tuiorch.agent import AgentExit, AgentProcess, kill_stale_group
+from tuiorch.agent import AgentExit, AgentProcess, ProcessHooks
 from tuiorch.agent_output import OutputParser, ParsedLine, Progress, Usage, make_output_parser
 from tuiorch.config import (
     Config,
@@ -54,8 +54,9 @@ from tuiorch.model.status import (
     check_transition,
     command_refusal,
 )
+from tuiorch.procs import kill_orphan_agents, kill_stale_group
 from tuiorch.prompt import RESOLVE_TEMPLATE, load_template, render_prompt, render_resolve_prompt
-from tuiorch.runlock import RunLock, clear_stale_git_locks, kill_orphan_agents
+from tuiorch.runlock import RunLock, clear_stale_git_locks
 from tuiorch.scheduler import pick_tasks, wait_reasons
 from tuiorch.state import StateError, load_state, log_dir, save_state
 from tuiorch.tasks import Priority, Task
@@ -456,15 +457,17 @@ class Orchestrator:
             argv,
             rec.worktree,
             rec.log_path,
-            on_lines=on_stdout,
-            on_stderr=on_stderr,
+            hooks=ProcessHooks(
+                on_lines=on_stdout,
+                on_stderr=on_stderr,
+                on_stuck=on_stuck,
+                on_spawn=lambda pgid: self._record_pgid(rec, pgid),
+            ),
             stdin_path=prompt_file if prompt_on_stdin(self.config) else None,
             timeout=self.config.agent.timeout or None,
             stuck_after=self.config.agent.stuck_after or None,
-            on_stuck=on_stuck,
             watch_dir=rec.worktree,
             env=self._agent_env(rec),
-            on_spawn=lambda pgid: self._record_pgid(rec, pgid),
         )
         if self._stopping:
             raise asyncio.CancelledError
@@ -893,12 +896,12 @@ class Orchestrator:
             argv,
             path,
             self.logs / f"{task.id}.log",
-            on_lines=on_stdout,
-            on_stderr=on_stderr,
+            hooks=ProcessHooks(
+                on_lines=on_stdout, on_stderr=on_stderr, on_spawn=lambda pgid: self._record_pgid(rec, pgid)
+            ),
             stdin_path=prompt_file if prompt_on_stdin(self.config) else None,
             timeout=self.config.agent.timeout or None,
             env=self._agent_env(rec),
-            on_spawn=lambda pgid: self._record_pgid(rec, pgid),
         )
         self._processes[task.id] = process
         try:

@@ -6,12 +6,14 @@ however it dies, so a lock that can be taken means no tuiorch is running on this
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
-import signal
 from collections.abc import Sequence
 from pathlib import Path
+
+from tuiorch.procs import kill_orphan_agents
+
+__all__ = ["RunLock", "RunLockError", "clear_stale_git_locks", "kill_orphan_agents"]
 
 
 class RunLockError(Exception):
@@ -89,36 +91,3 @@ def clear_stale_git_locks(
             lock.unlink(missing_ok=True)
             removed.append(lock)
     return removed
-
-
-def kill_orphan_agents(git_dir: Path) -> list[int]:
-    """Kill the process groups of agents a dead run started for this repository; return their pgids.
-
-    Agents carry TUIORCH_GIT_DIR in their environment, which identifies them even when the dead run
-    never got to record their process group.
-    """
-    marker = f"TUIORCH_GIT_DIR={Path(git_dir).resolve()}".encode()
-    own = os.getpgid(0)
-    killed: list[int] = []
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return killed
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker not in environ.split(b"\0"):
-            continue
-        try:
-            pgid = os.getpgid(int(entry.name))
-        except ProcessLookupError:
-            continue
-        if pgid in killed or pgid == own:
-            continue
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-            killed.append(pgid)
-    return killed
