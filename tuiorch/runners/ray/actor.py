@@ -124,12 +124,13 @@ class AgentActor:
 
     def _spawned(self, pgid: int, spawned: asyncio.Future[int | None]) -> None:
         # Started in its own session: Ray would not end it if this worker died; the keeper does.
-        subprocess.Popen(
+        subprocess.run(
             [sys.executable, "-m", "tuiorch.runners.ray.keeper", str(os.getpid()), str(pgid)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            check=False,
         )
         if not spawned.done():
             spawned.set_result(pgid)

@@ -58,4 +58,8 @@ def keep(worker_pid: int, pgid: int) -> None:
 
 
 if __name__ == "__main__":
+    # Ray ends a dying worker's direct children: the keeper leaves that line at once (the worker reaps
+    # the first process), so it outlives the worker to do its job.
+    if os.fork() > 0:
+        os._exit(0)
     keep(int(sys.argv[1]), int(sys.argv[2]))

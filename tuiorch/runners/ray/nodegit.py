@@ -160,7 +160,8 @@ def commit_leftovers(
     path = Path(workspace)
     if head_branch(workspace) != branch:
         raise NodeGitError(f"the agent left {branch} in {workspace}; its uncommitted work stays there")
-    excludes = [f":(exclude,glob)**/{pattern}" for pattern in scratch]
+    # A scratch name matches on any path component, and everything under it.
+    excludes = [f":(exclude,glob)**/{pattern}{tail}" for pattern in scratch for tail in ("", "/**")]
     _git(["add", "-A", "--", ".", *excludes], cwd=path, env=identity)
     staged = subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=path, check=False)
     if staged.returncode == 0:
