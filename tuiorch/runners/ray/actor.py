@@ -19,7 +19,7 @@ import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from tuiorch.agent import STDERR_MARK, AgentProcess
+from tuiorch.agent import STDERR_MARK, AgentProcess, ProcessHooks
 from tuiorch.runners.ray import nodegit
 
 #: Event kinds in the stream: ("out", [lines]) ("err", [lines]) ("stuck", idle) ("unstuck", None)
@@ -109,15 +109,16 @@ class AgentActor:
             self.workspace,
             log,
             env=env,
-            on_lines=lambda lines: self._event("out", list(lines)),
-            on_stderr=lambda lines: self._event("err", list(lines)),
-            on_stuck=lambda idle: self._event("stuck", idle),
-            on_unstuck=lambda: self._event("unstuck", None),
+            hooks=ProcessHooks(
+                on_lines=lambda lines: self._event("out", list(lines)),
+                on_stderr=lambda lines: self._event("err", list(lines)),
+                on_stuck=lambda idle: self._event("stuck", idle),
+                on_unstuck=lambda: self._event("unstuck", None),
+                on_spawn=lambda pgid: self._spawned(pgid, spawned),
+            ),
             stdin_path=prompt_file if prompt_on_stdin else None,
             timeout=timeout,
             stuck_after=stuck_after,
-            watch_dir=None,
-            on_spawn=lambda pgid: self._spawned(pgid, spawned),
         )
         self.runner = asyncio.create_task(self._run(spawned))
         return await spawned
