@@ -1,0 +1,154 @@
+"""`tuiorch status`, `tuiorch report` and `tuiorch clean`: what the saved state of the last run says, and
+removing what runs left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from tuiorch.cli.common import EXIT_OK, UsageError, open_repo
+from tuiorch.config import ConfigError, load_config, worktree_dir
+from tuiorch.gitops import GitError, GitRepo
+
+
+def saved_run(repo: GitRepo) -> dict | None:
+    from tuiorch.state import StateError, load_state
+
+    try:
+        state = load_state(repo.git_dir)
+    except StateError as exc:
+        raise UsageError(str(exc)) from None
+    if state is None:
+        return None
+    # Tasks still waiting untouched have no entry of their own in the saved state.
+    saved = state.get("tasks", {})
+    state["tasks"] = {task_id: saved.get(task_id, {"status": "queued"}) for task_id in state.get("order", [])}
+    return state
+
+
+def status(root: Path, as_json: bool) -> int:
+    from tuiorch.runlock import RunLock
+
+    repo = open_repo(root)
+    live = RunLock(repo.git_dir).holder()
+    state = saved_run(repo)
+    if state is None:
+        _print_no_run(live, as_json)
+    elif as_json:
+        print(
+            json.dumps(
+                {
+                    "finished": state.get("finished", False),
+                    "live": live is not None,
+                    "pid": live,
+                    "order": state.get("order", []),
+                    "tasks": state["tasks"],
+                }
+            )
+        )
+    else:
+        _print_status(state, live)
+    return EXIT_OK
+
+
+def _print_no_run(live: int | None, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"run": None, **({"live": True, "pid": live} if live else {})}))
+    elif live:
+        print(f"run live (pid {live}): starting, nothing recorded yet")
+    else:
+        print("no run recorded in this repository")
+
+
+def _print_status(state: dict, live: int | None) -> None:
+    """One line for the run (live, finished or not), then one line a task."""
+    tasks = state["tasks"]
+    counts: dict[str, int] = {}
+    for data in tasks.values():
+        counts[data.get("status", "?")] = counts.get(data.get("status", "?"), 0) + 1
+    if live:
+        where = f"live (pid {live})"
+    elif state.get("finished"):
+        where = "finished"
+    else:
+        where = "not finished (run tuiorch to pick it up)"
+    print(f"run {where}: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks"))
+    for task_id, data in tasks.items():
+        commit = str(data.get("commit", ""))[:7]
+        print(f"  {task_id:<8} {data.get('status', '?'):<13} {commit:<7} {data.get('reason', '')}")
+
+
+def report(root: Path, as_json: bool) -> int:
+    """The final summary of the last run: every task, its end state, duration, merge commit; main's commits."""
+    from tuiorch.agent_output import Usage
+    from tuiorch.events import RunFinished
+    from tuiorch.headless import format_summary
+
+    repo = open_repo(root)
+    state = saved_run(repo)
+    if state is None:
+        print(json.dumps({"run": None}) if as_json else "no run recorded in this repository")
+        return EXIT_OK
+    rows = [_report_row(task_id, data) for task_id, data in state["tasks"].items()]
+    merged = sum(1 for r in rows if r["status"] == "merged")
+    spent = [usage for r in rows if (usage := Usage.from_dict(r.get("usage"))) is not None]
+    total = sum(spent, Usage()) if spent else None
+    summary = RunFinished(
+        tasks=rows,
+        commits=_base_commits(repo, state),
+        merged=merged,
+        failed=len(rows) - merged,
+        exit_code=int(merged != len(rows)),
+        usage=total.to_dict() if total is not None else None,
+    )
+    print(json.dumps(summary.to_dict()) if as_json else format_summary(summary).lstrip("\n"))
+    return EXIT_OK
+
+
+def _report_row(task_id: str, data: dict) -> dict:
+    row = {"id": task_id, "title": data.get("title", ""), "status": data.get("status", "queued")}
+    if data.get("started") and data.get("ended"):
+        row["duration"] = round(data["ended"] - data["started"], 1)
+    for key in ("commit", "reason", "usage"):
+        if data.get(key):
+            row[key] = data[key]
+    return row
+
+
+def _base_commits(repo: GitRepo, state: dict) -> list[dict[str, str]]:
+    """The commits the run added to the base branch, newest first; none when git cannot say."""
+    if not state.get("base_at_start"):
+        return []
+    with contextlib.suppress(GitError):
+        return [
+            {"commit": sha, "subject": subject}
+            for sha, subject in repo.commits_since(state.get("base", "main"), state["base_at_start"])
+        ]
+    return []
+
+
+def clean(root: Path, force: bool) -> int:
+    from tuiorch.runlock import RunLock, RunLockError
+
+    repo = open_repo(root)
+    try:
+        config = load_config(repo.root)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    # Held while cleaning: a run's worktrees and branches are its agents' work, and a run starting
+    # meanwhile must not find them half deleted.
+    lock = RunLock(repo.git_dir)
+    try:
+        lock.acquire()
+    except RunLockError as exc:
+        raise UsageError(f"{exc}; clean removes nothing while a run is live") from None
+    try:
+        lines = repo.clean(config.base, config.branch, worktree_dir(config, repo.root), force=force)
+    except GitError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        lock.release()
+    for line in lines:
+        print(line)
+    return EXIT_OK
