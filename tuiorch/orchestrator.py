@@ -13,14 +13,12 @@ import functools
 import os
 import shlex
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuiorch import events as ev
 from tuiorch.agent import AgentExit, AgentProcess, ProcessHooks
-from tuiorch.agent_output import OutputParser, ParsedLine, Progress, Usage, make_output_parser
+from tuiorch.agent_output import OutputParser, ParsedLine, Usage, make_output_parser
 from tuiorch.config import (
     Config,
     Preset,
@@ -45,6 +43,7 @@ from tuiorch.gitops import (
     with_task_worktree_config,
 )
 from tuiorch.hunks import MergeFileError, Resolution, conflict_file
+from tuiorch.model.record import TaskRecord
 from tuiorch.model.status import (
     COMMANDS,
     IN_SLOT,
@@ -56,6 +55,7 @@ from tuiorch.model.status import (
 )
 from tuiorch.procs import kill_orphan_agents, kill_stale_group
 from tuiorch.prompt import RESOLVE_TEMPLATE, load_template, render_prompt, render_resolve_prompt
+from tuiorch.queue import QueueError, QueueRow, RunQueue
 from tuiorch.runlock import RunLock, clear_stale_git_locks
 from tuiorch.scheduler import pick_tasks, wait_reasons
 from tuiorch.state import StateError, load_state, log_dir, save_state
@@ -68,8 +68,6 @@ PREDICT_SECONDS = 0.5
 BLOCKED_RETRY_SECONDS = 1.0
 #: Queue edits are saved this long after the last one (a burst of J/K presses is one save).
 QUEUE_SAVE_DELAY = 0.3
-TAIL_LINES = 200
-STDERR_TAIL_LINES = 20
 #: Statuses whose task holds a worker slot.
 SLOT_STATUSES = IN_SLOT
 #: Statuses whose branch is not in main yet: their `touches` still count as busy.
@@ -78,74 +76,6 @@ UNMERGED_STATUSES = UNMERGED
 
 class CommandError(Exception):
     """A UI command that does not apply to the task in its current state."""
-
-
-@dataclass
-class TaskRecord:
-    task: Task
-    status: TaskStatus = TaskStatus.QUEUED
-    slot: int | None = None
-    branch: str | None = None
-    worktree: Path | None = None
-    attempts: int = 0
-    progress: Progress | None = None
-    started: float | None = None
-    ended: float | None = None
-    last_output: float | None = None
-    lines: int = 0
-    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
-    commit: str | None = None
-    paths: tuple[str, ...] = ()
-    kinds: dict[str, str] = field(default_factory=dict)
-    reason: str = ""
-    predicted: tuple[str, ...] = ()
-    held: bool = False
-    log_path: Path | None = None
-    requeues: int = 0
-    base_sha: str | None = None
-    #: The branch tip when the agent finished (finds the merge commit after a crash).
-    tip: str | None = None
-    #: Process group of the running agent (killed on resume if the run died).
-    pgid: int | None = None
-    #: The branch holds earlier work to build on (a retry, or a run interrupted by a crash).
-    keep_commits: bool = False
-    #: Resolver-agent attempts spent on the current conflict.
-    resolve_attempts: int = 0
-    #: Times the agent was sent back to fix a failed [merge] check, and that check's last output.
-    check_fixes: int = 0
-    check_output: str = ""
-    #: The task's agent owns its slot worktree (set while it is prepared and used; cleared on leaving).
-    holds_worktree: bool = False
-    #: Why the attempt the user retried stopped: the next attempt continues its work on the branch.
-    continued: str = ""
-    #: The user changed the priority from the task file's (saved, and kept on reload).
-    priority_override: bool = False
-    #: A merge commit that passed the check but could not land yet (merge_blocked).
-    prepared: PreparedMerge | None = None
-    #: What the agent is doing now, in its own output's words ("running tool Edit", "retrying API 3/10 after 529").
-    activity: str = ""
-    #: Tokens and cost of every agent run for this task so far (attempts and resolver runs), where reported.
-    usage: Usage | None = None
-    #: Why the last attempt failed: what the retry prompt tells the agent.
-    last_failure: str = ""
-    #: The agent's last stderr lines: its words when it dies without saying why on stdout.
-    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
-    #: What the user asked the agent to change when sending a finished task back from review.
-    review_note: str = ""
-
-    @property
-    def elapsed(self) -> float | None:
-        if self.started is None:
-            return None
-        return (self.ended or time.time()) - self.started
-
-
-@dataclass
-class QueueRow:
-    task: Task
-    status: TaskStatus
-    held: bool
-    reason: str | None
 
 
 class Orchestrator:
@@ -175,8 +105,7 @@ class Orchestrator:
         self.resolve_template = (
             load_template(config.resolve_template, root=self.root) if config.resolve_template else RESOLVE_TEMPLATE
         )
-        self.records: dict[str, TaskRecord] = {t.id: TaskRecord(task=t) for t in tasks}
-        self.order: list[str] = [t.id for t in tasks]
+        self.queue = RunQueue(tasks)
         self.workers = config.workers
         self.paused = False
         self.slots: list[str | None] = [None] * self.workers
@@ -195,9 +124,6 @@ class Orchestrator:
         #: task id -> (branch tip, base tip) last test-merged, so unchanged pairs are not redone.
         self._prediction_checked: dict[str, tuple[str, str]] = {}
         self._persist_handle: asyncio.TimerHandle | None = None
-        #: Bumped by every change the queue view depends on (statuses, order, pool, predictions).
-        self._version = 0
-        self._queue_cache: tuple[int, list[QueueRow]] | None = None
         self._restore_state()
 
     # ------------------------------------------------------------------ views
@@ -206,20 +132,29 @@ class Orchestrator:
     def base(self) -> str:
         return self.config.base
 
-    def queue_view(self) -> list[QueueRow]:
-        """Every task not started yet, in the user's order, with why it waits.
+    @property
+    def records(self) -> dict[str, TaskRecord]:
+        return self.queue.records
 
-        Cached until something that can change a row happens: the app asks many times a second,
-        and with 10,000 queued tasks a fresh plan costs tens of milliseconds.
-        """
-        if self._queue_cache is not None and self._queue_cache[0] == self._version:
-            return self._queue_cache[1]
-        rows = self._compute_queue_view()
-        self._queue_cache = (self._version, rows)
-        return rows
+    @property
+    def order(self) -> list[str]:
+        return self.queue.order
+
+    @property
+    def _version(self) -> int:
+        """Bumped by every change the queue view depends on (statuses, order, pool, predictions)."""
+        return self.queue.version
+
+    @_version.setter
+    def _version(self, value: int) -> None:
+        self.queue.version = value
+
+    def queue_view(self) -> list[QueueRow]:
+        """Every task not started yet, in the user's order, with why it waits (cached by the queue)."""
+        return self.queue.view(self._compute_queue_view)
 
     def _compute_queue_view(self) -> list[QueueRow]:
-        queued = [self.records[i].task for i in self.order if self.records[i].status is TaskStatus.QUEUED]
+        queued = self.queue.queued()
         running, merged, free, held = self._schedule_inputs()
         reasons = wait_reasons(queued, running, merged, free, held, self._predicted_paths())
         return [
@@ -329,8 +264,7 @@ class Orchestrator:
         running, merged, free, held = self._schedule_inputs()
         if free <= 0:
             return
-        queue = [self.records[i].task for i in self.order if self.records[i].status is TaskStatus.QUEUED]
-        for task in pick_tasks(queue, running, merged, free, held, self._predicted_paths()):
+        for task in pick_tasks(self.queue.queued(), running, merged, free, held, self._predicted_paths()):
             slot = next(i for i, s in enumerate(self.slots) if s is None and i < self.workers)
             self.slots[slot] = task.id
             rec = self.records[task.id]
@@ -1089,8 +1023,7 @@ class Orchestrator:
         self._requeue_front(rec)
 
     def _requeue_front(self, rec: TaskRecord) -> None:
-        self.order.remove(rec.task.id)
-        self.order.insert(0, rec.task.id)
+        self.queue.to_front(rec.task.id)
         rec.slot = None
         self._transition(rec, TaskStatus.QUEUED, ev.TaskQueued(task=rec.task.id, reason=rec.reason))
         self._emit(ev.QueueChanged())
@@ -1099,78 +1032,37 @@ class Orchestrator:
     def move(self, task_id: str, delta: int) -> None:
         """Move a queued task up (delta < 0) or down past `abs(delta)` other queued tasks."""
         self._refuse("move", task_id)
-        # Step through `order` from the task's place: a 10,000-task queue is not rebuilt per key press.
-        pos = self.order.index(task_id)
-        step = -1 if delta < 0 else 1
-        target = pos
-        remaining = abs(delta)
-        i = pos + step
-        while remaining and 0 <= i < len(self.order):
-            if self.records[self.order[i]].status is TaskStatus.QUEUED:
-                target = i
-                remaining -= 1
-            i += step
-        if target == pos:
-            return
-        del self.order[pos]
-        self.order.insert(target, task_id)
-        self._queue_changed()
+        if self.queue.move(task_id, delta):
+            self._queue_changed()
 
     def move_top(self, task_id: str) -> Priority:
         """Make a queued task the next to start: first in the queue, and raised to the best priority tier
         among the queued tasks (the scheduler starts by tier first). Returns its priority now."""
-        rec = self._refuse("move", task_id)
-        self.order.remove(task_id)
-        self.order.insert(0, task_id)
-        best = min(
-            (self.records[i].task.priority for i in self.order if self.records[i].status is TaskStatus.QUEUED),
-            default=rec.task.priority,
-        )
-        if best < rec.task.priority:
-            rec.task = dataclasses.replace(rec.task, priority=best)
-            rec.priority_override = True
+        self._refuse("move", task_id)
+        priority = self.queue.move_top(task_id)
         self._queue_changed()
-        return rec.task.priority
+        return priority
 
     def set_priority(self, task_id: str, priority: Priority) -> None:
-        rec = self._refuse("priority", task_id)
-        rec.task = dataclasses.replace(rec.task, priority=priority)
-        rec.priority_override = True
+        self._refuse("priority", task_id)
+        self.queue.set_priority(task_id, priority)
         self._queue_changed()
 
     def toggle_hold(self, task_id: str) -> None:
-        rec = self._refuse("hold", task_id)
-        rec.held = not rec.held
+        self._refuse("hold", task_id)
+        self.queue.toggle_hold(task_id)
         self._queue_changed()
 
     def add_task(self, task: Task) -> None:
-        if task.id in self.records:
-            raise CommandError(f"a task {task.id} exists already")
-        unknown = [d for d in task.depends if d not in self.records]
-        if unknown:
-            raise CommandError(f"task {task.id} depends on unknown task {', '.join(unknown)}")
-        self.records[task.id] = TaskRecord(task=task)
-        self.order.append(task.id)
+        try:
+            self.queue.add(task)
+        except QueueError as exc:
+            raise CommandError(str(exc)) from None
         self._queue_changed()
 
     def reload_tasks(self, tasks: list[Task]) -> None:
         """Apply an edited task file: queued tasks change, new ones join, removed queued ones leave."""
-        fresh = {t.id: t for t in tasks}
-        for task_id in list(self.order):
-            rec = self.records[task_id]
-            if rec.status is not TaskStatus.QUEUED:
-                continue
-            if task_id in fresh:
-                edited = fresh[task_id]
-                # A priority set from the keyboard wins over the file until the user changes it again.
-                rec.task = dataclasses.replace(edited, priority=rec.task.priority) if rec.priority_override else edited
-            else:
-                self.order.remove(task_id)
-                del self.records[task_id]
-        for task in tasks:
-            if task.id not in self.records:
-                self.records[task.id] = TaskRecord(task=task)
-                self.order.append(task.id)
+        self.queue.reload(tasks)
         self._queue_changed()
 
     def _queue_changed(self) -> None:
@@ -1530,9 +1422,7 @@ class Orchestrator:
         if not state or state.get("base") != self.base:
             return
         self._saved = state
-        known = [i for i in state.get("order", []) if i in self.records]
-        known_set = set(known)
-        self.order = known + [i for i in self.order if i not in known_set]
+        self.queue.restore_order(state.get("order", []))
         for task_id, data in state.get("tasks", {}).items():
             rec = self.records.get(task_id)
             if rec is None:
