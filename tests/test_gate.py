@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -18,8 +19,9 @@ from hypothesis import strategies as st
 from pygit2.enums import FileMode
 
 from tests.conftest import git, make_repo
-from tuiorch.gate import gated_merge, run_check
+from tuiorch.gate import run_check
 from tuiorch.gitops import GitRepo, PreparedMerge
+from tuiorch.steps.landing import Lander, LandingHooks, LandingOutcome, LandingRequest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +32,23 @@ GREEN_CHECK = [
     "import os,sys; print('checking', sorted(os.listdir('.')));"
     "sys.exit(1 if os.path.exists('BAD') or (os.path.exists('x') and os.path.exists('y')) else 0)",
 ]
+
+
+async def gated_merge(
+    repo: GitRepo,
+    branch: str,
+    base: str,
+    message: str,
+    argv: list[str],
+    scratch: Path,
+    log_path: Path,
+    timeout: float | None,
+    *,
+    on_check: Callable[[PreparedMerge], None] | None = None,
+) -> LandingOutcome:
+    """One landing through the check gate, as the orchestrator does it."""
+    request = LandingRequest(branch, base, message, tuple(argv), scratch, log_path, timeout)
+    return await Lander(repo).land(request, LandingHooks(on_check=on_check))
 
 
 def is_green(files: set[str]) -> bool:
@@ -150,7 +169,7 @@ async def test_failing_check_leaves_main_untouched(repo: Path, tmp_path: Path) -
     result = await gated_merge(
         GitRepo(repo), "task-1", "main", "m", GREEN_CHECK, tmp_path / "scratch", log, 30
     )
-    assert result.status == "check_failed" and result.commit is None
+    assert result.kind == "check_failed" and result.commit is None
     assert result.check is not None and result.check.exit == 1 and "'BAD'" in result.check.output_tail
     assert git(repo, "rev-parse", "main") == before and not (repo / "BAD").exists()
     assert result.prepared is not None
@@ -166,7 +185,7 @@ async def test_passing_check_lands_exactly_the_checked_commit(repo: Path, tmp_pa
     result = await gated_merge(
         GitRepo(repo), "task-1", "main", "feat: ok", GREEN_CHECK, scratch, log, 30, on_check=seen.append
     )
-    assert result.status == "merged" and result.checks_run == 1
+    assert result.kind == "merged" and result.checks_run == 1
     main = git(repo, "rev-parse", "main")
     assert main == result.commit == seen[0].commit == git(scratch, "rev-parse", "HEAD")
     assert checked_shas(log) == ({main}, set())
@@ -181,7 +200,7 @@ async def test_the_merge_result_is_checked_not_the_branch(repo: Path, tmp_path: 
     gr, log, scratch = GitRepo(repo), tmp_path / "t.log", tmp_path / "scratch"
     first = await gated_merge(gr, "task-x", "main", "x", GREEN_CHECK, scratch, log, 30)
     second = await gated_merge(gr, "task-y", "main", "y", GREEN_CHECK, scratch, log, 30)
-    assert (first.status, second.status) == ("merged", "check_failed")
+    assert (first.kind, second.kind) == ("merged", "check_failed")
     assert git(repo, "rev-parse", "main") == first.commit
     assert files_at(repo, "main") == {"README.md", "x"}
 
@@ -201,7 +220,7 @@ async def test_concurrent_commit_during_the_check_is_kept_and_the_merge_rechecke
         GitRepo(repo), "task-1", "main", "m", GREEN_CHECK, tmp_path / "scratch", log, 30,
         on_check=user_commits_while_checking,
     )  # fmt: skip
-    assert result.status == "merged" and result.checks_run == 2
+    assert result.kind == "merged" and result.checks_run == 2
     assert git(repo, "rev-list", "--parents", "-n", "1", "main").split()[1:] == [concurrent[0], task_tip]
     passed, _failed = checked_shas(log)
     assert len(passed) == 2 and result.commit in passed  # the first one passed but was never landed
@@ -215,7 +234,7 @@ async def test_blocked_landing_is_retried_without_a_recheck(repo: Path, tmp_path
     (repo / "ok.txt").write_text("user's untracked file\n")
     gr = GitRepo(repo)
     result = await gated_merge(gr, "task-1", "main", "m", GREEN_CHECK, tmp_path / "s", tmp_path / "t.log", 30)
-    assert result.status == "blocked" and result.merge is not None and result.merge.paths == ("ok.txt",)
+    assert result.kind == "blocked" and result.paths == ("ok.txt",)
     assert (repo / "ok.txt").read_text() == "user's untracked file\n"
     (repo / "ok.txt").unlink()
     assert result.prepared is not None
@@ -228,7 +247,7 @@ async def test_conflict_runs_no_check(repo: Path, tmp_path: Path) -> None:
     user_commit(repo, "README.md")
     log = tmp_path / "t.log"
     result = await gated_merge(GitRepo(repo), "task-1", "main", "m", GREEN_CHECK, tmp_path / "s", log, 30)
-    assert result.status == "conflict" and result.merge is not None and result.merge.paths == ("README.md",)
+    assert result.kind == "conflict" and result.paths == ("README.md",)
     assert result.checks_run == 0 and not log.exists()
 
 
@@ -276,7 +295,7 @@ def test_main_only_ever_points_at_commits_that_passed(tasks: list[tuple[set[str]
                     30,
                     on_check=interfere,
                 )
-                statuses.append(result.status)
+                statuses.append(result.kind)
             return statuses
 
         statuses = asyncio.run(run_all())

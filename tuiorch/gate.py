@@ -1,10 +1,8 @@
 """The "main is always green" gate: run `[merge] check` on the exact merge result before main moves.
 
 `run_check` runs the check command (an argv list, never a shell) in a scratch worktree through
-`AgentProcess` (own process group, streamed to the task's log, group killed on timeout).
-`gated_merge` is the whole gate: prepare the merge in memory, check out that commit in the scratch
-worktree, run the check, and land exactly the checked commit by compare-and-swap; if main moved
-meanwhile, recompute and check again, so main only ever points at commits that passed.
+`AgentProcess` (own process group, streamed to the task's log, group killed on timeout). The landing
+step (tuiorch/steps/landing.py) runs it on the exact merge commit and lands only that commit.
 """
 
 from __future__ import annotations
@@ -17,19 +15,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import pygit2
 
 from tuiorch.agent import AgentProcess, ProcessHooks
-from tuiorch.gitops import GitRepo, MergeOutcome, PreparedMerge
 
 #: Lines of check output kept for the task's pane and the check_failed event.
 TAIL_LINES = 50
-#: Recomputations when main keeps moving while the check runs, before giving up for now.
-MAX_ROUNDS = 5
-
-GateStatus = Literal["merged", "already", "conflict", "blocked", "check_failed"]
 
 
 @dataclass(frozen=True)
@@ -39,26 +31,6 @@ class CheckResult:
     output_tail: str  # the last TAIL_LINES lines, newline-joined
     timed_out: bool = False
     reason: str = ""  # one line for the user: "exit 1", "timed out after 5s", "command not found: x"
-
-
-@dataclass(frozen=True)
-class GatedMerge:
-    """How a gated merge ended.
-
-    merged/already/conflict: as MergeOutcome. check_failed: main untouched, `check` says why.
-    blocked: the user's dirty files (or locks) stopped the landing of a commit that passed; retry
-    with `GitRepo.land_merge(prepared)` (no re-check needed) or, if that says "moved", gated_merge.
-    """
-
-    status: GateStatus
-    merge: MergeOutcome | None  # the last gitops outcome (None for check_failed)
-    check: CheckResult | None  # the last check run; None when none was needed (conflict, already)
-    prepared: PreparedMerge | None  # the last merge computed (the one checked)
-    checks_run: int = 0
-
-    @property
-    def commit(self) -> str | None:
-        return self.merge.commit if self.merge is not None else None
 
 
 def _start_problem(argv0: str, cwd: Path) -> str | None:
@@ -147,57 +119,6 @@ async def run_check(
         timed_out=ended.timed_out,
         reason="" if passed else reason,
     )
-
-
-async def gated_merge(
-    repo: GitRepo,
-    branch: str,
-    base: str,
-    message: str,
-    argv: Sequence[str],
-    scratch: Path,
-    log_path: Path,
-    timeout: float | None,
-    *,
-    keep: Sequence[str] = (),
-    env: Mapping[str, str] | None = None,
-    on_check: Callable[[PreparedMerge], None] | None = None,
-    on_line: Callable[[str], None] | None = None,
-    max_rounds: int = MAX_ROUNDS,
-) -> GatedMerge:
-    """Merge `branch` into `base` only if `argv` passes on the exact merge commit.
-
-    Per round: prepare the merge against base's tip (conflict/already end here), check it out
-    detached in `scratch`, call `on_check` (emit check_started there), run the check, and land that
-    very commit only if base has not moved; if it has, recompute and check again.
-    """
-    last_check: CheckResult | None = None
-    prepared: PreparedMerge | None = None
-    checks = 0
-    for _round in range(max_rounds):
-        computed = await asyncio.to_thread(repo.prepare_merge, branch, base, message)
-        if isinstance(computed, MergeOutcome):
-            return GatedMerge(computed.status, computed, last_check, prepared, checks)  # type: ignore[arg-type]
-        prepared = computed
-        await asyncio.to_thread(repo.checkout_detached, scratch, prepared.commit, keep)
-        if on_check is not None:
-            on_check(prepared)
-        last_check = await run_check(
-            argv, scratch, log_path, timeout, commit=prepared.commit, env=env, on_line=on_line
-        )
-        checks += 1
-        if not last_check.passed:
-            return GatedMerge("check_failed", None, last_check, prepared, checks)
-        landed = await asyncio.to_thread(repo.land_merge, prepared)
-        if landed.status != "moved":
-            return GatedMerge(landed.status, landed, last_check, prepared, checks)  # type: ignore[arg-type]
-        _append(log_path, f"tuiorch: {landed.message}")
-    gave_up = MergeOutcome(
-        "blocked",
-        None,
-        message=f"{base} kept moving while the check ran ({max_rounds} tries); tuiorch retries",
-    )
-    return GatedMerge("blocked", gave_up, last_check, prepared, checks)
 
 
 def _each(on_line: Callable[[str], None]) -> Callable[[list[str]], None]:

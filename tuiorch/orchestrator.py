@@ -33,7 +33,6 @@ from tuiorch.config import (
     worktree_dir,
 )
 from tuiorch.diffs import TaskDiff
-from tuiorch.gate import GatedMerge, gated_merge
 from tuiorch.gitops import (
     DIFF_MAX_LINES,
     GitError,
@@ -59,13 +58,20 @@ from tuiorch.queue import QueueError, QueueRow, RunQueue
 from tuiorch.runlock import RunLock, clear_stale_git_locks
 from tuiorch.scheduler import pick_tasks, wait_reasons
 from tuiorch.state import StateError, load_state, log_dir, save_state
+from tuiorch.steps.landing import (
+    Lander,
+    LandingHooks,
+    LandingOutcome,
+    LandingRequest,
+    RetryPolicy,
+    check_failed_action,
+    conflict_action,
+)
 from tuiorch.tasks import Priority, Task
 
 OUTPUT_FLUSH_SECONDS = 0.05
 #: How often running branches are test-merged against main (only when a tip moved).
 PREDICT_SECONDS = 0.5
-#: How often a merge blocked by the user's uncommitted changes is tried again.
-BLOCKED_RETRY_SECONDS = 1.0
 #: Queue edits are saved this long after the last one (a burst of J/K presses is one save).
 QUEUE_SAVE_DELAY = 0.3
 #: Statuses whose task holds a worker slot.
@@ -110,7 +116,8 @@ class Orchestrator:
         self.paused = False
         self.slots: list[str | None] = [None] * self.workers
         self._wake = asyncio.Event()
-        self._merge_lock = asyncio.Lock()
+        #: Lands finished branches one at a time (the merge lock, the check gate, compare-and-swap).
+        self.lander = Lander(self.git, RetryPolicy())
         self._runners: dict[str, asyncio.Task[None]] = {}
         #: Slot worktrees holding work tuiorch could not commit, which git would not move away.
         self._kept_worktrees: set[Path] = set()
@@ -217,7 +224,7 @@ class Orchestrator:
                     break
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=BLOCKED_RETRY_SECONDS)
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.lander.policy.blocked_interval)
                 except TimeoutError:
                     await self._retry_blocked_merges()
         finally:
@@ -683,63 +690,84 @@ class Orchestrator:
     # ------------------------------------------------------------------ merging
 
     async def _merge(self, rec: TaskRecord, *, apply_policy: bool = True) -> None:
-        """Merge the task's branch into base; on conflict apply [merge] on_conflict (unless told not to)."""
-        task = rec.task
+        """Land the task's branch on base; on conflict apply [merge] on_conflict (unless told not to)."""
         assert rec.branch is not None
         was_blocked_on = rec.paths if rec.status is TaskStatus.BLOCKED else None
-        async with self._merge_lock:
-            if was_blocked_on is None:
-                self._transition(rec, TaskStatus.MERGING, ev.MergeStarted(task=task.id))
-            landed = None
-            if self.config.merge.check and rec.prepared is not None and was_blocked_on is not None:
-                # This exact commit passed the check already; only the user's files stopped it.
-                landed = await asyncio.to_thread(self.git.land_merge, rec.prepared)
-                if landed.status == "moved":
-                    landed = None
-            if landed is not None:
-                outcome = landed
-            elif self.config.merge.check:
-                gated = await self._gated_merge(rec)
-                rec.prepared = gated.prepared if gated.status == "blocked" else None
-                if gated.status == "check_failed":
-                    await self._check_failed(rec, gated)
-                    return
-                assert gated.merge is not None
-                outcome = gated.merge
-            else:
-                outcome = await asyncio.to_thread(self.git.merge, rec.branch, self.base, self._commit_message(task))
-        if outcome.status in ("merged", "already"):
-            rec.commit = outcome.commit
-            rec.paths = ()
-            rec.reason = ""
-            self._transition(rec, TaskStatus.MERGED, ev.Merged(task=task.id, commit=outcome.commit or ""))
-            await asyncio.to_thread(functools.partial(self.git.delete_branch, rec.branch, base=self.base))
-            # main moved: re-test running branches before the scheduler picks what to start next.
-            await self._predict_conflicts()
-        elif outcome.status == "conflict":
-            rec.paths = outcome.paths
-            rec.kinds = dict(outcome.kinds)
-            rec.reason = "conflict in " + ", ".join(outcome.paths)
-            self._transition(
-                rec,
-                TaskStatus.CONFLICT,
-                ev.ConflictFound(task=task.id, paths=outcome.paths, kinds=dict(outcome.kinds)),
-            )
-            if not apply_policy:
-                pass
-            elif self.config.merge.on_conflict == "requeue" and rec.requeues < 1:
-                await self.requeue(task.id)
-            elif self.config.merge.on_conflict == "agent":
-                await self._resolve_with_agent(rec)
+        request = self._landing_request(rec, was_blocked_on)
+        outcome = await self.lander.land(request, self._landing_hooks(rec, was_blocked_on))
+        rec.prepared = outcome.prepared if outcome.kind == "blocked" else None
+        if outcome.kind == "merged":
+            await self._merged(rec, outcome)
+        elif outcome.kind == "check_failed":
+            await self._check_failed(rec, outcome)
+            return
+        elif outcome.kind == "conflict":
+            await self._conflicted(rec, outcome, apply_policy=apply_policy)
         elif was_blocked_on == outcome.paths:
             return  # still blocked on the same files: nothing new to say
         else:
             rec.paths = outcome.paths
-            rec.reason = outcome.message
+            rec.reason = outcome.reason
             self._transition(
-                rec, TaskStatus.BLOCKED, ev.MergeBlocked(task=task.id, paths=outcome.paths, reason=outcome.message)
+                rec, TaskStatus.BLOCKED, ev.MergeBlocked(task=rec.task.id, paths=outcome.paths, reason=outcome.message)
             )
         self._wake.set()
+
+    def _landing_request(self, rec: TaskRecord, was_blocked_on: tuple[str, ...] | None) -> LandingRequest:
+        assert rec.branch is not None
+        check = tuple(shlex.split(self.config.merge.check)) if self.config.merge.check else ()
+        return LandingRequest(
+            branch=rec.branch,
+            base=self.base,
+            message=self._commit_message(rec.task),
+            check=check,
+            scratch=self._worktree_dir() / ".check",
+            log_path=self.logs / f"{rec.task.id}.log",
+            timeout=self.config.agent.timeout or None,
+            keep=tuple(self.config.slots.keep),
+            # This exact commit passed the check already; only the user's files stopped it.
+            checked=rec.prepared if check and was_blocked_on is not None else None,
+        )
+
+    def _landing_hooks(self, rec: TaskRecord, was_blocked_on: tuple[str, ...] | None) -> LandingHooks:
+        task_id = rec.task.id
+
+        def on_locked() -> None:
+            if was_blocked_on is None:
+                self._transition(rec, TaskStatus.MERGING, ev.MergeStarted(task=task_id))
+
+        def on_check(prepared: PreparedMerge) -> None:
+            self._transition(rec, TaskStatus.CHECKING, ev.CheckStarted(task=task_id, commit=prepared.commit))
+
+        show_lines, _stderr, _finish = self._line_handler(rec, make_output_parser("text"))
+        return LandingHooks(on_locked=on_locked, on_check=on_check, on_line=lambda line: show_lines([line]))
+
+    async def _merged(self, rec: TaskRecord, outcome: LandingOutcome) -> None:
+        assert rec.branch is not None
+        rec.commit = outcome.commit
+        rec.paths = ()
+        rec.reason = ""
+        self._transition(rec, TaskStatus.MERGED, ev.Merged(task=rec.task.id, commit=outcome.commit or ""))
+        await asyncio.to_thread(functools.partial(self.git.delete_branch, rec.branch, base=self.base))
+        # main moved: re-test running branches before the scheduler picks what to start next.
+        await self._predict_conflicts()
+
+    async def _conflicted(self, rec: TaskRecord, outcome: LandingOutcome, *, apply_policy: bool) -> None:
+        rec.paths = outcome.paths
+        rec.kinds = dict(outcome.kinds)
+        rec.reason = outcome.reason
+        self._transition(
+            rec,
+            TaskStatus.CONFLICT,
+            ev.ConflictFound(task=rec.task.id, paths=outcome.paths, kinds=dict(outcome.kinds)),
+        )
+        if not apply_policy:
+            return
+        action = conflict_action(self.config.merge.on_conflict, rec.requeues)
+        if action == "requeue":
+            await self.requeue(rec.task.id)
+        elif action == "agent":
+            await self._resolve_with_agent(rec)
 
     async def _resolve_with_agent(self, rec: TaskRecord) -> None:
         """Hand a conflict to the configured agent: main merged into the task's worktree, markers and all.
@@ -897,43 +925,21 @@ class Orchestrator:
         rec.resolve_attempts = 0
         self._spawn(rec, "resolve", self._resolve_with_agent)
 
-    async def _gated_merge(self, rec: TaskRecord) -> GatedMerge:
-        """[merge] check: main moves only to the exact merge commit that passed the check."""
+    async def _check_failed(self, rec: TaskRecord, outcome: LandingOutcome) -> None:
         task = rec.task
-        assert rec.branch is not None
-
-        def on_check(prepared: PreparedMerge) -> None:
-            self._transition(rec, TaskStatus.CHECKING, ev.CheckStarted(task=task.id, commit=prepared.commit))
-
-        show_lines, _stderr, _finish = self._line_handler(rec, make_output_parser("text"))
-
-        return await gated_merge(
-            self.git,
-            rec.branch,
-            self.base,
-            self._commit_message(task),
-            shlex.split(self.config.merge.check),
-            self._worktree_dir() / ".check",
-            self.logs / f"{task.id}.log",
-            self.config.agent.timeout or None,
-            keep=tuple(self.config.slots.keep),
-            on_check=on_check,
-            on_line=lambda line: show_lines([line]),
-        )
-
-    async def _check_failed(self, rec: TaskRecord, gated: GatedMerge) -> None:
-        task = rec.task
-        check = gated.check
+        check = outcome.check
         assert check is not None
-        rec.reason = f"check failed: {check.reason or 'exit ' + str(check.exit)}"
+        rec.reason = outcome.reason
         rec.check_output = check.output_tail
         self._transition(
             rec, TaskStatus.CHECK_FAILED, ev.CheckFailed(task=task.id, exit=check.exit, output=check.output_tail)
         )
-        policy = self.config.merge.on_check_fail
-        if policy == "requeue" and rec.requeues < 1:
+        action = check_failed_action(
+            self.config.merge.on_check_fail, rec.requeues, rec.check_fixes, self.config.agent.retries + 1
+        )
+        if action == "requeue":
             await self.requeue(task.id)
-        elif policy == "agent" and rec.check_fixes < self.config.agent.retries + 1:
+        elif action == "agent":
             # The agent gets its branch back with the failure in its prompt.
             rec.check_fixes += 1
             rec.keep_commits = True

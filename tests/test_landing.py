@@ -1,0 +1,172 @@
+"""The landing step alone, with a scripted git: its retry policy, the merge lock, and the policies.
+
+The real-git suites (test_gate, test_main_green, test_faults) cover the same step end to end; a fake
+git here makes the races exact (base moves on every round, two landings at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tuiorch.gate import CheckResult
+from tuiorch.gitops import MergeOutcome, PreparedMerge
+from tuiorch.steps.landing import (
+    Lander,
+    LandingHooks,
+    LandingOutcome,
+    LandingRequest,
+    RetryPolicy,
+    check_failed_action,
+    conflict_action,
+)
+
+PREPARED = PreparedMerge(
+    branch="task-1",
+    base="main",
+    commit="c" * 40,
+    base_tip="b" * 40,
+    branch_tip="t" * 40,
+    tree="e" * 40,
+    paths=("a.txt",),
+    message="m",
+)
+MOVED = MergeOutcome("moved", None, message="main moved from bbbbbbb to ddddddd since the merge was prepared")
+
+
+class ScriptedGit:
+    """Answers prepare_merge and land_merge from scripts, and records every call in order."""
+
+    def __init__(self, prepares: list[Any], lands: list[MergeOutcome]) -> None:
+        self.prepares = prepares
+        self.lands = lands
+        self.calls: list[str] = []
+
+    def prepare_merge(self, branch: str, base: str, message: str) -> PreparedMerge | MergeOutcome:
+        self.calls.append(f"prepare {branch}")
+        return self.prepares.pop(0)
+
+    def land_merge(self, prepared: PreparedMerge) -> MergeOutcome:
+        self.calls.append(f"land {prepared.commit[:1]}")
+        return self.lands.pop(0)
+
+
+def land(git: ScriptedGit, request: LandingRequest, **policy: Any) -> LandingOutcome:
+    return asyncio.run(Lander(git, RetryPolicy(**policy)).land(request))  # type: ignore[arg-type]
+
+
+def test_base_moving_on_every_round_ends_blocked_after_the_policys_rounds(tmp_path: Path) -> None:
+    git = ScriptedGit([PREPARED] * 3, [MOVED] * 3)
+    log = tmp_path / "task.log"
+    outcome = land(git, LandingRequest("task-1", "main", "m", log_path=log), moved_rounds=3)
+    assert outcome.kind == "blocked" and "main kept moving" in outcome.reason and "3 tries" in outcome.reason
+    assert git.calls == ["prepare task-1", "land c"] * 3
+    assert log.read_text().count("since the merge was prepared") == 3
+    assert outcome.prepared is None  # nothing was checked: nothing to land again as is
+
+
+def test_a_checked_commit_is_landed_again_without_preparing_a_new_one() -> None:
+    git = ScriptedGit([], [MergeOutcome("merged", PREPARED.commit)])
+    outcome = land(git, LandingRequest("task-1", "main", "m", check=("true",), checked=PREPARED))
+    assert outcome == LandingOutcome("merged", commit=PREPARED.commit)
+    assert git.calls == ["land c"]
+
+
+def test_a_checked_commit_still_blocked_is_handed_back_for_the_next_try() -> None:
+    blocked = MergeOutcome("blocked", None, ("a.txt",), message="uncommitted changes in a.txt")
+    git = ScriptedGit([], [blocked])
+    outcome = land(git, LandingRequest("task-1", "main", "m", check=("true",), checked=PREPARED))
+    assert outcome.kind == "blocked" and outcome.prepared == PREPARED and outcome.paths == ("a.txt",)
+    assert outcome.reason == "uncommitted changes in a.txt"
+
+
+def test_a_checked_commit_whose_base_moved_is_made_again() -> None:
+    fresh = replace(PREPARED, commit="f" * 40)
+    git = ScriptedGit([fresh], [MOVED, MergeOutcome("merged", fresh.commit)])
+    outcome = land(git, LandingRequest("task-1", "main", "m", checked=PREPARED))
+    assert outcome.kind == "merged" and outcome.commit == fresh.commit
+    assert git.calls == ["land c", "prepare task-1", "land f"]
+
+
+def test_already_merged_counts_as_merged_and_a_conflict_keeps_its_paths() -> None:
+    already = land(ScriptedGit([MergeOutcome("already", "a" * 40)], []), LandingRequest("t", "main", "m"))
+    assert already.kind == "merged" and already.commit == "a" * 40 and already.reason == ""
+    conflict = MergeOutcome("conflict", None, ("x.py", "y.py"), {"x.py": "both modified", "y.py": "both added"})
+    outcome = land(ScriptedGit([conflict], []), LandingRequest("t", "main", "m"))
+    assert outcome.kind == "conflict" and outcome.paths == ("x.py", "y.py")
+    assert dict(outcome.kinds) == {"x.py": "both modified", "y.py": "both added"}
+    assert outcome.reason == "conflict in x.py, y.py"
+
+
+def test_two_landings_at_once_run_one_after_the_other() -> None:
+    class SlowGit(ScriptedGit):
+        def land_merge(self, prepared: PreparedMerge) -> MergeOutcome:
+            self.calls.append(f"land {prepared.branch} starts")
+            time.sleep(0.05)  # long enough for the other landing to start, were it not locked out
+            self.calls.append(f"land {prepared.branch} ends")
+            return MergeOutcome("merged", prepared.commit)
+
+    git = SlowGit([PREPARED, replace(PREPARED, branch="task-2")], [])
+    lander = Lander(git)  # type: ignore[arg-type]
+    locked: list[str] = []
+
+    async def both() -> list[LandingOutcome]:
+        return await asyncio.gather(
+            *(
+                lander.land(LandingRequest(b, "main", "m"), LandingHooks(on_locked=lambda b=b: locked.append(b)))
+                for b in ("task-1", "task-2")
+            )
+        )
+
+    outcomes = asyncio.run(both())
+    assert [o.kind for o in outcomes] == ["merged", "merged"]
+    assert locked == ["task-1", "task-2"]
+    assert git.calls == [
+        "prepare task-1",
+        "land task-1 starts",
+        "land task-1 ends",
+        "prepare task-2",
+        "land task-2 starts",
+        "land task-2 ends",
+    ]
+
+
+def test_the_reason_a_failed_check_shows() -> None:
+    failed = LandingOutcome("check_failed", check=CheckResult(False, 2, "boom", reason="exit 2"))
+    assert failed.reason == "check failed: exit 2"
+    silent = LandingOutcome("check_failed", check=CheckResult(False, 3, "", reason=""))
+    assert silent.reason == "check failed: exit 3"
+
+
+@pytest.mark.parametrize(
+    ("on_conflict", "requeues", "action"),
+    [
+        ("requeue", 0, "requeue"),
+        ("requeue", 1, "stay"),  # requeued once already: a second conflict waits for the user
+        ("agent", 0, "agent"),
+        ("agent", 5, "agent"),  # the resolver's own attempt limit applies, not the requeue count
+        ("ask", 0, "stay"),
+    ],
+)
+def test_conflict_policy(on_conflict: str, requeues: int, action: str) -> None:
+    assert conflict_action(on_conflict, requeues) == action
+
+
+@pytest.mark.parametrize(
+    ("on_check_fail", "requeues", "fixes", "action"),
+    [
+        ("requeue", 0, 0, "requeue"),
+        ("requeue", 1, 0, "stay"),
+        ("agent", 0, 0, "agent"),
+        ("agent", 0, 2, "agent"),
+        ("agent", 0, 3, "stay"),  # the agent had its fixes (limit 3 here): over to the user
+        ("ask", 0, 0, "stay"),
+    ],
+)
+def test_check_failed_policy(on_check_fail: str, requeues: int, fixes: int, action: str) -> None:
+    assert check_failed_action(on_check_fail, requeues, fixes, 3) == action
