@@ -40,12 +40,20 @@ MOVED = MergeOutcome("moved", None, message="main moved from bbbbbbb to ddddddd 
 
 
 class ScriptedGit:
-    """Answers prepare_merge and land_merge from scripts, and records every call in order."""
+    """Answers merge, prepare_merge and land_merge from scripts, and records every call in order."""
 
-    def __init__(self, prepares: list[Any], lands: list[MergeOutcome]) -> None:
+    def __init__(self, prepares: list[Any], lands: list[MergeOutcome], merges: list[MergeOutcome] = ()) -> None:
         self.prepares = prepares
         self.lands = lands
+        self.merges = list(merges)
         self.calls: list[str] = []
+
+    def merge(self, branch: str, base: str, message: str) -> MergeOutcome:
+        self.calls.append(f"merge {branch}")
+        return self.merges.pop(0)
+
+    def checkout_detached(self, path: Path, commit: str, keep: tuple[str, ...]) -> None:
+        self.calls.append(f"checkout {commit[:1]}")
 
     def prepare_merge(self, branch: str, base: str, message: str) -> PreparedMerge | MergeOutcome:
         self.calls.append(f"prepare {branch}")
@@ -60,14 +68,26 @@ def land(git: ScriptedGit, request: LandingRequest, **policy: Any) -> LandingOut
     return asyncio.run(Lander(git, RetryPolicy(**policy)).land(request))  # type: ignore[arg-type]
 
 
-def test_base_moving_on_every_round_ends_blocked_after_the_policys_rounds(tmp_path: Path) -> None:
+def checked(tmp_path: Path, **fields: Any) -> LandingRequest:
+    """A request gated by a check that always passes (a real process, in tmp_path)."""
+    return LandingRequest("task-1", "main", "m", check=("true",), scratch=tmp_path, log_path=tmp_path / "t.log", **fields)
+
+
+def test_base_moving_under_every_checked_commit_ends_blocked_after_the_policys_rounds(tmp_path: Path) -> None:
     git = ScriptedGit([PREPARED] * 3, [MOVED] * 3)
-    log = tmp_path / "task.log"
-    outcome = land(git, LandingRequest("task-1", "main", "m", log_path=log), moved_rounds=3)
+    outcome = land(git, checked(tmp_path), moved_rounds=3)
     assert outcome.kind == "blocked" and "main kept moving" in outcome.reason and "3 tries" in outcome.reason
-    assert git.calls == ["prepare task-1", "land c"] * 3
-    assert log.read_text().count("since the merge was prepared") == 3
-    assert outcome.prepared is None  # nothing was checked: nothing to land again as is
+    assert outcome.checks_run == 3
+    assert git.calls == ["prepare task-1", "checkout c", "land c"] * 3
+    assert (tmp_path / "t.log").read_text().count("since the merge was prepared") == 3
+    assert outcome.prepared == PREPARED  # it passed: landed as is next time, unless base moved again
+
+
+def test_without_a_check_the_git_layer_lands_in_one_call() -> None:
+    git = ScriptedGit([], [], [MergeOutcome("merged", "m" * 40)])
+    outcome = land(git, LandingRequest("task-1", "main", "m"))
+    assert outcome == LandingOutcome("merged", commit="m" * 40)
+    assert git.calls == ["merge task-1"]
 
 
 def test_a_checked_commit_is_landed_again_without_preparing_a_new_one() -> None:
@@ -85,19 +105,19 @@ def test_a_checked_commit_still_blocked_is_handed_back_for_the_next_try() -> Non
     assert outcome.reason == "uncommitted changes in a.txt"
 
 
-def test_a_checked_commit_whose_base_moved_is_made_again() -> None:
+def test_a_checked_commit_whose_base_moved_is_made_and_checked_again(tmp_path: Path) -> None:
     fresh = replace(PREPARED, commit="f" * 40)
     git = ScriptedGit([fresh], [MOVED, MergeOutcome("merged", fresh.commit)])
-    outcome = land(git, LandingRequest("task-1", "main", "m", checked=PREPARED))
-    assert outcome.kind == "merged" and outcome.commit == fresh.commit
-    assert git.calls == ["land c", "prepare task-1", "land f"]
+    outcome = land(git, checked(tmp_path, checked=PREPARED))
+    assert outcome.kind == "merged" and outcome.commit == fresh.commit and outcome.checks_run == 1
+    assert git.calls == ["land c", "prepare task-1", "checkout f", "land f"]
 
 
 def test_already_merged_counts_as_merged_and_a_conflict_keeps_its_paths() -> None:
-    already = land(ScriptedGit([MergeOutcome("already", "a" * 40)], []), LandingRequest("t", "main", "m"))
+    already = land(ScriptedGit([], [], [MergeOutcome("already", "a" * 40)]), LandingRequest("t", "main", "m"))
     assert already.kind == "merged" and already.commit == "a" * 40 and already.reason == ""
     conflict = MergeOutcome("conflict", None, ("x.py", "y.py"), {"x.py": "both modified", "y.py": "both added"})
-    outcome = land(ScriptedGit([conflict], []), LandingRequest("t", "main", "m"))
+    outcome = land(ScriptedGit([], [], [conflict]), LandingRequest("t", "main", "m"))
     assert outcome.kind == "conflict" and outcome.paths == ("x.py", "y.py")
     assert dict(outcome.kinds) == {"x.py": "both modified", "y.py": "both added"}
     assert outcome.reason == "conflict in x.py, y.py"
@@ -105,13 +125,13 @@ def test_already_merged_counts_as_merged_and_a_conflict_keeps_its_paths() -> Non
 
 def test_two_landings_at_once_run_one_after_the_other() -> None:
     class SlowGit(ScriptedGit):
-        def land_merge(self, prepared: PreparedMerge) -> MergeOutcome:
-            self.calls.append(f"land {prepared.branch} starts")
+        def merge(self, branch: str, base: str, message: str) -> MergeOutcome:
+            self.calls.append(f"merge {branch} starts")
             time.sleep(0.05)  # long enough for the other landing to start, were it not locked out
-            self.calls.append(f"land {prepared.branch} ends")
-            return MergeOutcome("merged", prepared.commit)
+            self.calls.append(f"merge {branch} ends")
+            return MergeOutcome("merged", "m" * 40)
 
-    git = SlowGit([PREPARED, replace(PREPARED, branch="task-2")], [])
+    git = SlowGit([], [])
     lander = Lander(git)  # type: ignore[arg-type]
     locked: list[str] = []
 
@@ -126,14 +146,7 @@ def test_two_landings_at_once_run_one_after_the_other() -> None:
     outcomes = asyncio.run(both())
     assert [o.kind for o in outcomes] == ["merged", "merged"]
     assert locked == ["task-1", "task-2"]
-    assert git.calls == [
-        "prepare task-1",
-        "land task-1 starts",
-        "land task-1 ends",
-        "prepare task-2",
-        "land task-2 starts",
-        "land task-2 ends",
-    ]
+    assert git.calls == ["merge task-1 starts", "merge task-1 ends", "merge task-2 starts", "merge task-2 ends"]
 
 
 def test_the_reason_a_failed_check_shows() -> None:

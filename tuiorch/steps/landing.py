@@ -10,8 +10,10 @@ queue. Its hooks (`on_locked`, `on_check`, `on_line`) let the caller show progre
 
 Retry policy, the only one for landing:
 - a ref lock held by another git process: the git layer waits and retries (briefly, in its thread);
-- base moved between preparing and landing (someone committed): this step recomputes, and re-checks,
-  up to `RetryPolicy.moved_rounds` times, then reports `blocked`;
+- base moved between preparing and landing (someone committed): recomputed at once. Without a check
+  the git layer does it inside one locked call (so a worktree prepared meanwhile for the next task
+  waits and starts from the merged base); with a check this step recomputes and re-checks, up to
+  `RetryPolicy.moved_rounds` times. Either way a base that keeps moving ends `blocked`;
 - `blocked` (the user's uncommitted files or a busy checkout stand in the way, or base kept moving):
   the caller lands it again every `RetryPolicy.blocked_interval` seconds, handing back the checked
   commit so an unchanged base needs no second check.
@@ -139,10 +141,13 @@ class Lander:
                 landed = await asyncio.to_thread(self.git.land_merge, request.checked)
                 if landed.status != "moved":
                     return _outcome(landed, prepared=request.checked)
-            return await self._land_rounds(request, hooks)
+            if not request.check:
+                merged = await asyncio.to_thread(self.git.merge, request.branch, request.base, request.message)
+                return _outcome(merged)
+            return await self._gated_rounds(request, hooks)
 
-    async def _land_rounds(self, request: LandingRequest, hooks: LandingHooks) -> LandingOutcome:
-        """Prepare, check (if configured), land; recompute while base moves, up to the policy's rounds."""
+    async def _gated_rounds(self, request: LandingRequest, hooks: LandingHooks) -> LandingOutcome:
+        """Prepare, check, land exactly the checked commit; recompute while base moves, up to the policy's rounds."""
         last_check: CheckResult | None = None
         checked: PreparedMerge | None = None
         checks = 0
@@ -150,12 +155,11 @@ class Lander:
             computed = await asyncio.to_thread(self.git.prepare_merge, request.branch, request.base, request.message)
             if isinstance(computed, MergeOutcome):
                 return _outcome(computed, check=last_check, prepared=checked, checks_run=checks)
-            if request.check:
-                last_check = await self._run_check(request, computed, hooks)
-                checks += 1
-                if not last_check.passed:
-                    return LandingOutcome("check_failed", check=last_check, prepared=computed, checks_run=checks)
-                checked = computed
+            last_check = await self._run_check(request, computed, hooks)
+            checks += 1
+            if not last_check.passed:
+                return LandingOutcome("check_failed", check=last_check, prepared=computed, checks_run=checks)
+            checked = computed
             landed = await asyncio.to_thread(self.git.land_merge, computed)
             if landed.status != "moved":
                 return _outcome(landed, check=last_check, prepared=checked, checks_run=checks)
@@ -163,7 +167,7 @@ class Lander:
                 _append(request.log_path, f"tuiorch: {landed.message}")
         return LandingOutcome(
             "blocked",
-            message=f"{request.base} kept moving while the merge was made ({self.policy.moved_rounds} tries); "
+            message=f"{request.base} kept moving while the check ran ({self.policy.moved_rounds} tries); "
             "tuiorch retries",
             check=last_check,
             prepared=checked,
