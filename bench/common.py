@@ -79,9 +79,10 @@ def bench_env() -> dict[str, str]:
 
 
 @contextmanager
-def work_dir(prefix: str, *, keep: bool = False) -> Iterator[Path]:
-    """A fresh directory under /tmp (on disk here, not tmpfs; see README), removed afterwards unless keep."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+def work_dir(prefix: str, *, keep: bool = False, parent: str = "/tmp") -> Iterator[Path]:
+    """A fresh directory under `parent` (/tmp is on disk here, not tmpfs; see README), removed afterwards
+    unless keep."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
         yield path
     finally:

@@ -3,20 +3,25 @@
     python bench/throughput.py                      # N=20 tasks, W=4 workers, F=2000 files
     python bench/throughput.py --files-list 200,2000,20000
     python bench/throughput.py --quick              # smoke mode, a few seconds
+    python bench/throughput.py --tmpfs --rounds 3 --files-list 200,2000   # the throughput targets
 
 Each size runs both arms on identical fresh generated repos:
   tuiorch  `python -m tuiorch run --headless --json` with a custom agent preset, timed end to end;
   git-cli  a pool of W threads doing, per task, `git worktree add -b task-N`, the agent, then under a lock
            `git merge --no-ff`, and `git worktree remove` + `git branch -d` (the seed workflow's commands).
 The agent (common.AGENT_SCRIPT) writes one file and commits. speedup = git-cli time / tuiorch time.
+With --rounds R both arms run R times per size on fresh repos, interleaved, and the medians are compared;
+--tmpfs puts the repos, worktrees and TMPDIR of both arms on /dev/shm.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -185,32 +190,82 @@ def profiler_available() -> bool:
     return done.returncode == 0
 
 
-def bench_size(files: int, tasks: int, workers: int, *, keep: bool, profile: bool) -> float:
-    """Run both arms for one repo size, print the figures, return the speedup."""
-    with common.work_dir(f"tuiorch-bench-{files}-", keep=keep) as base:
+@dataclass(frozen=True)
+class Place:
+    """Where both arms' repos, worktrees and temp files go."""
+
+    parent: str  # the folder the bench's work dir is made in
+    tmpfs: bool
+
+
+TMPFS = "/dev/shm"
+
+
+def bench_size(
+    files: int, tasks: int, workers: int, *, keep: bool, profile: bool, rounds: int, place: Place
+) -> float:
+    """Run both arms `rounds` times for one repo size, interleaved (the arm that goes first alternates),
+    each on fresh identical repos; print the medians and return the speedup of the medians."""
+    results: dict[str, list[ArmResult]] = {"tuiorch": [], "git-cli": []}
+    with common.work_dir(f"tuiorch-bench-{files}-", keep=keep, parent=place.parent) as base:
         agent = common.write_agent(base)
-        start = time.perf_counter()
-        tuiorch_repo, cli_repo = base / "tuiorch" / "repo", base / "git-cli" / "repo"
-        if generate_repo(tuiorch_repo, files) != generate_repo(cli_repo, files):
-            raise BenchError("the two generated repos differ")
-        setup = time.perf_counter() - start
-        tuiorch_result = run_tuiorch(tuiorch_repo, tasks, workers, agent)
-        # Progress on stderr: the git-CLI arm can take minutes on a big repo.
-        print(f"  (tuiorch arm done in {tuiorch_result.wall:.2f}s; git-cli arm running)", file=sys.stderr)
-        cli_result = run_git_cli(cli_repo, tasks, workers, agent)
-        speedup = cli_result.wall / tuiorch_result.wall
-        print(
-            f"files={files} tasks={tasks} workers={workers}  tuiorch {tuiorch_result.wall:.2f}s  "
-            f"git-cli {cli_result.wall:.2f}s  speedup {speedup:.2f}x"
-        )
-        print(
-            f"  first merge: tuiorch {_maybe(tuiorch_result.first_merge)}  git-cli {_maybe(cli_result.first_merge)}"
-            f"  git-cli retries {cli_result.retries}  (repo generation {setup:.2f}s for both, not timed)"
-        )
+        setup = 0.0
+        for number in range(rounds):
+            folder = base / f"round-{number + 1}"
+            start = time.perf_counter()
+            tuiorch_repo, cli_repo = folder / "tuiorch" / "repo", folder / "git-cli" / "repo"
+            if generate_repo(tuiorch_repo, files) != generate_repo(cli_repo, files):
+                raise BenchError("the two generated repos differ")
+            setup += time.perf_counter() - start
+            arms = [
+                ("tuiorch", lambda repo=tuiorch_repo: run_tuiorch(repo, tasks, workers, agent)),
+                ("git-cli", lambda repo=cli_repo: run_git_cli(repo, tasks, workers, agent)),
+            ]
+            for name, run in arms if number % 2 == 0 else arms[::-1]:
+                results[name].append(run())
+                # Progress on stderr: the git-CLI arm can take minutes on a big repo.
+                print(f"  (round {number + 1}: {name} {results[name][-1].wall:.2f}s)", file=sys.stderr)
+            if not keep:
+                shutil.rmtree(folder, ignore_errors=True)  # on tmpfs the repos take memory
+        speedup = _print_size(files, tasks, workers, rounds, place, results, setup)
         if profile:
             _profile(base, files, tasks, workers, agent)
         sys.stdout.flush()
         return speedup
+
+
+def _print_size(
+    files: int,
+    tasks: int,
+    workers: int,
+    rounds: int,
+    place: Place,
+    results: dict[str, list[ArmResult]],
+    setup: float,
+) -> float:
+    tuiorch_wall = statistics.median(r.wall for r in results["tuiorch"])
+    cli_wall = statistics.median(r.wall for r in results["git-cli"])
+    speedup = cli_wall / tuiorch_wall
+    where = "tmpfs" if place.tmpfs else place.parent
+    median = f"median of {rounds} " if rounds > 1 else ""
+    print(
+        f"files={files} tasks={tasks} workers={workers} ({where}, {median}interleaved)  "
+        f"tuiorch {tuiorch_wall:.2f}s  git-cli {cli_wall:.2f}s  speedup {speedup:.2f}x"
+    )
+    if rounds > 1:
+        for name, arm in results.items():
+            print(f"  {name:<8} rounds: " + "  ".join(f"{r.wall:.2f}s" for r in arm))
+    print(
+        f"  first merge: tuiorch {_median_first(results['tuiorch'])}  git-cli {_median_first(results['git-cli'])}"
+        f"  git-cli retries {sum(r.retries for r in results['git-cli'])}"
+        f"  (repo generation {setup:.2f}s, not timed)"
+    )
+    return speedup
+
+
+def _median_first(results: list[ArmResult]) -> str:
+    firsts = [r.first_merge for r in results if r.first_merge is not None]
+    return _maybe(statistics.median(firsts) if firsts else None)
 
 
 def _profile(base: Path, files: int, tasks: int, workers: int, agent: Path) -> None:
@@ -242,6 +297,18 @@ def _parser() -> argparse.ArgumentParser:
         "--profile", action="store_true", help="also run tuiorch under pyinstrument, if installed"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dirs to look at afterwards")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="rounds per size, arms interleaved; the median is reported (default 1)",
+    )
+    parser.add_argument(
+        "--tmpfs",
+        action="store_true",
+        help=f"repos, worktrees and TMPDIR of both arms on tmpfs ({TMPFS}), so disk noise doesn't hide the "
+        "orchestration's own cost",
+    )
     return parser
 
 
@@ -254,14 +321,30 @@ def main(argv: list[str] | None = None) -> int:
         sizes = common.parse_int_list(args.files_list) if args.files_list else [args.files]
     except ValueError as exc:
         parser.error(f"--files-list: {exc}")
-    if args.tasks < 1 or args.workers < 1:
-        parser.error("--tasks and --workers must be at least 1")
+    if args.tasks < 1 or args.workers < 1 or args.rounds < 1:
+        parser.error("--tasks, --workers and --rounds must be at least 1")
+    place = Place("/tmp", tmpfs=False)
+    if args.tmpfs:
+        if not Path(TMPFS).is_dir() or not os.access(TMPFS, os.W_OK):
+            print(f"throughput: --tmpfs needs a writable {TMPFS}", file=sys.stderr)
+            return 2
+        place = Place(TMPFS, tmpfs=True)
+        # Both arms' processes (tuiorch, git, the agent) put their temp files there too.
+        os.environ["TMPDIR"] = TMPFS
     if shutil.which("git") is None:
         print("throughput: git is not on PATH", file=sys.stderr)
         return 2
     try:
         for files in sizes:
-            bench_size(files, args.tasks, args.workers, keep=args.keep, profile=args.profile)
+            bench_size(
+                files,
+                args.tasks,
+                args.workers,
+                keep=args.keep,
+                profile=args.profile,
+                rounds=args.rounds,
+                place=place,
+            )
     except BenchError as exc:
         print(f"throughput: {exc}", file=sys.stderr)
         return 1
