@@ -246,10 +246,11 @@ def _print_size(
     tuiorch_wall = statistics.median(r.wall for r in results["tuiorch"])
     cli_wall = statistics.median(r.wall for r in results["git-cli"])
     speedup = cli_wall / tuiorch_wall
-    where = "tmpfs" if place.tmpfs else place.parent
-    median = f"median of {rounds} " if rounds > 1 else ""
+    # The plain one-round form is the line other tools read: it stays as it was.
+    modes = (["tmpfs"] if place.tmpfs else []) + ([f"median of {rounds} interleaved"] if rounds > 1 else [])
+    mode = f" ({', '.join(modes)})" if modes else ""
     print(
-        f"files={files} tasks={tasks} workers={workers} ({where}, {median}interleaved)  "
+        f"files={files} tasks={tasks} workers={workers}{mode}  "
         f"tuiorch {tuiorch_wall:.2f}s  git-cli {cli_wall:.2f}s  speedup {speedup:.2f}x"
     )
     if rounds > 1:
