@@ -59,7 +59,7 @@ async def run_task(central: Path, task: str, argv: list[str], *, slot: int = 0, 
     start = git(central, "rev-parse", "main")
     bundle, ref = shipping.ship_bundle(central, task, start, node["tips"])
     prepared = await actor.prepare.remote(bundle, ref, start, slot, f"tuiorch/{task}", list(keep), None, {})
-    pgid = await actor.start.remote(argv, IDENTITY, "the prompt", False, None, 30.0, None)
+    pgid = await actor.start.remote(argv, IDENTITY, "the prompt", False, 30.0, None)
     events = await stream_all(actor)
     result = await actor.collect.remote("leftovers", IDENTITY, list(scratch), [start])
     info = {
@@ -174,7 +174,7 @@ async def _started_tree(central: Path, task: str):  # noqa: ANN202
     start = git(central, "rev-parse", "main")
     bundle, ref = shipping.ship_bundle(central, task, start, node["tips"])
     await actor.prepare.remote(bundle, ref, start, 1, f"tuiorch/{task}", [], None, {})
-    pgid = await actor.start.remote([sys.executable, "-c", SPAWNER], IDENTITY, "p", False, None, None, None)
+    pgid = await actor.start.remote([sys.executable, "-c", SPAWNER], IDENTITY, "p", False, None, None)
     child = None
     async for ref in actor.stream.remote(0):
         for kind, value in await ref:

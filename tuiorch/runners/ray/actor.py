@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from tuiorch.agent import STDERR_MARK, AgentProcess, ProcessHooks
@@ -38,6 +39,7 @@ class AgentActor:
         self.runner: asyncio.Task[None] | None = None
         self.workspace = ""
         self.branch = ""
+        self.start_sha = ""
         self.done = False
 
     # -- the node -------------------------------------------------------------------------------------------
@@ -65,8 +67,13 @@ class AgentActor:
     ) -> dict[str, Any]:
         """Bring `start` into the cache, the slot's worktree onto `branch` at it, [slots] setup if new."""
         prepared = await asyncio.to_thread(self._prepare, bundle, ship_ref, start, slot, branch, keep)
-        self.workspace, self.branch = prepared.workspace, branch
-        result: dict[str, Any] = {"workspace": prepared.workspace, "fresh": prepared.fresh, "setup": None}
+        self.workspace, self.branch, self.start_sha = prepared.workspace, branch, start
+        result: dict[str, Any] = {
+            "workspace": prepared.workspace,
+            "fresh": prepared.fresh,
+            "setup": None,
+            "prompt_file": self.prompt_file(),
+        }
         if prepared.fresh and setup:
             result["setup"] = await asyncio.to_thread(_run_setup, list(setup), prepared.workspace, env)
             if result["setup"]["code"] != 0:
@@ -91,16 +98,13 @@ class AgentActor:
         env: Mapping[str, str],
         prompt: str,
         prompt_on_stdin: bool,
-        prompt_placeholder: str | None,
         timeout: float | None,
         stuck_after: float | None,
     ) -> int | None:
         """Start the agent in the prepared workspace; returns its process group id (None: it could not)."""
-        prompt_file = self.repo.root / "prompts" / f"{os.path.basename(self.workspace)}.md"
+        prompt_file = Path(self.prompt_file())
         prompt_file.parent.mkdir(parents=True, exist_ok=True)
         prompt_file.write_text(prompt, encoding="utf-8")
-        if prompt_placeholder:
-            argv = [arg.replace(prompt_placeholder, str(prompt_file)) for arg in argv]
         log = self.repo.root / "logs" / f"{os.path.basename(self.workspace)}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         spawned = asyncio.get_running_loop().create_future()
@@ -122,6 +126,10 @@ class AgentActor:
         )
         self.runner = asyncio.create_task(self._run(spawned))
         return await spawned
+
+    def prompt_file(self) -> str:
+        """Where the prompt is written on the node (the command is rendered with this path)."""
+        return str(self.repo.root / "prompts" / f"{os.path.basename(self.workspace)}.md")
 
     def _spawned(self, pgid: int, spawned: asyncio.Future[int | None]) -> None:
         # Started in its own session: Ray would not end it if this worker died; the keeper does.
@@ -198,7 +206,14 @@ class AgentActor:
             self.process.cancel()
 
     def status(self) -> dict[str, Any]:
-        return {"events": len(self.events), "done": self.done, "pgid": self.process and self.process.pgid}
+        return {
+            "events": len(self.events),
+            "done": self.done,
+            "pgid": self.process.pgid if self.process else None,
+            "workspace": self.workspace,
+            "branch": self.branch,
+            "start": self.start_sha,
+        }
 
     # -- the result -----------------------------------------------------------------------------------------
 

@@ -1,0 +1,156 @@
+"""RayRunner through the runner seam on a real two-node cluster, driven as the engine drives a runner:
+start -> wait (live output through the hooks) -> collect (the commits verified into the task branch) ->
+release; cancel, timeout, a lost worker, re-attach by name after the driver forgot the run, orphans."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, make_repo
+from tests.ray.conftest import Cluster
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'tuiorch[ray]')")
+
+from tuiorch.prompt import BUILTIN_TEMPLATE, render_prompt  # noqa: E402
+from tuiorch.runners.base import AgentCommand, AgentHooks, AgentSpec, Workspace  # noqa: E402
+from tuiorch.runners.ray.runner import RayRunner  # noqa: E402
+from tuiorch.tasks import Task  # noqa: E402
+
+
+def demo_spec(central: Path, task_id: str, body: str, *, slot: int = 0, **extra) -> AgentSpec:  # noqa: ANN003
+    task = Task(id=task_id, title=f"task {task_id}", description=body)
+    branch = f"task-{task_id}"
+
+    def command(workspace: Workspace) -> AgentCommand:
+        prompt = render_prompt(
+            BUILTIN_TEMPLATE,
+            task=task,
+            worktree=workspace.path,
+            branch=branch,
+            commit_message=f"feat: {task_id}",
+        )
+        return AgentCommand(
+            argv=(sys.executable, "-m", "tuiorch.demo_agent", workspace.prompt_file), prompt=prompt
+        )
+
+    fields = {"keep_commits": False, "timeout": 60.0, "stuck_after": None, **extra}
+    return AgentSpec(
+        task_id=task_id,
+        kind="task",
+        attempt=1,
+        slot=slot,
+        branch=branch,
+        base="main",
+        command=command,
+        log_path=central.parent / f"{central.name}-logs" / f"{task_id}.log",
+        env={"TUIORCH_DEMO_DELAY": "0.01"},
+        **fields,
+    )
+
+
+class Seen:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.stderr: list[str] = []
+        self.started: list = []
+
+    def hooks(self) -> AgentHooks:
+        return AgentHooks(
+            on_lines=self.lines.extend, on_stderr=self.stderr.extend, on_started=self.started.append
+        )
+
+
+@pytest.fixture
+def central(ray_cluster: Cluster, tmp_path: Path) -> Path:
+    return make_repo(ray_cluster.central / tmp_path.name)
+
+
+@pytest.fixture
+async def runner(ray_cluster: Cluster, central: Path):  # noqa: ANN201
+    made = RayRunner(central, address=ray_cluster.address, commands=[sys.executable])
+    yield made
+    await made.close()
+    for line in await made.end_orphans():
+        print(line)
+
+
+WRITE = "```write hello.txt\nhello from the node\n```\n"
+
+
+async def test_a_task_runs_on_the_worker_node_and_its_commits_reach_the_task_branch(
+    ray_cluster: Cluster, runner: RayRunner, central: Path
+) -> None:
+    seen = Seen()
+    handle = await runner.start(demo_spec(central, "1", WRITE), seen.hooks())
+    assert "/" in handle.where and handle.workspace.startswith(str(ray_cluster.node_dirs["worker"]))
+    exit_ = await handle.wait()
+    assert exit_.ok, exit_
+    assert seen.started and seen.started[0].runner == "ray" and seen.started[0].pgid
+    assert any("PROGRESS" in line for line in seen.lines)
+    collected = await handle.collect("leftovers", failed=False)
+    assert collected.has_new_commits
+    assert (
+        collected.tip
+        == git(central, "rev-parse", "task-1")
+        == git(central, "rev-parse", "refs/tuiorch/incoming/1")
+    )
+    assert git(central, "show", "task-1:hello.txt") == "hello from the node"
+    await handle.release()
+    log = Path(demo_spec(central, "1", WRITE).log_path).read_text()
+    assert "PROGRESS" in log
+
+
+async def test_uncommitted_work_is_committed_on_the_node_and_fetched(
+    runner: RayRunner, central: Path
+) -> None:
+    handle = await runner.start(demo_spec(central, "2", WRITE + "no-commit\n"), Seen().hooks())
+    assert (await handle.wait()).ok
+    collected = await handle.collect("feat: leftovers", failed=False)
+    assert collected.has_new_commits
+    assert git(central, "log", "-1", "--format=%s", "task-2") == "feat: leftovers"
+    await handle.release()
+
+
+async def test_nothing_changed_is_no_new_commits(runner: RayRunner, central: Path) -> None:
+    handle = await runner.start(demo_spec(central, "3", "nothing\n"), Seen().hooks())
+    assert (await handle.wait()).ok
+    collected = await handle.collect("x", failed=False)
+    assert not collected.has_new_commits
+    await handle.release()
+
+
+async def test_the_timeout_is_enforced_on_the_node(runner: RayRunner, central: Path) -> None:
+    handle = await runner.start(demo_spec(central, "4", "hang\n", timeout=2.0), Seen().hooks())
+    exit_ = await asyncio.wait_for(handle.wait(), 30)
+    assert exit_.timed_out and not exit_.ok
+    await handle.release()
+
+
+async def test_cancel_ends_a_running_agent(runner: RayRunner, central: Path) -> None:
+    seen = Seen()
+    handle = await runner.start(demo_spec(central, "5", "hang\n"), seen.hooks())
+    waiting = asyncio.ensure_future(handle.wait())
+    while not seen.started:
+        await asyncio.sleep(0.05)
+    handle.cancel()
+    exit_ = await asyncio.wait_for(waiting, 30)
+    assert exit_.cancelled
+    await handle.release()
+
+
+async def test_commits_arrive_while_the_agent_still_runs(runner: RayRunner, central: Path) -> None:
+    handle = await runner.start(demo_spec(central, "6", WRITE + "linger: 20\n"), Seen().hooks())
+    waiting = asyncio.ensure_future(handle.wait())
+    for _ in range(300):
+        if git(central, "branch", "--list", "task-6"):
+            break
+        await asyncio.sleep(0.1)
+    assert git(central, "show", "task-6:hello.txt") == "hello from the node"
+    assert not waiting.done()
+    handle.cancel()
+    await asyncio.wait_for(waiting, 30)
+    await handle.release()

@@ -1,0 +1,388 @@
+"""`RayRunner`: agents in detached named actors on a Ray cluster, placed by tuiorch on nodes that passed
+preflight; the central repository, the merge and the run state stay in tuiorch's process.
+
+Placement is tuiorch's own: each node takes as many agents as its `resources` allow (a node started with
+``--resources='{"tuiorch_agent": 4}'`` takes four agents asking for one), nodes that lack git or the agent
+CLI are reported and skipped, and a lost node is left out of later placements (its tasks are retried
+elsewhere on top of the commits already fetched from it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tuiorch.runners.base import AgentHooks, AgentSpec, Attachment, StartFailed, Workspace
+from tuiorch.runners.ray import shipping
+from tuiorch.runners.ray.actor import AgentActor, preflight
+from tuiorch.runners.ray.handle import RayHandle, RunInfo
+from tuiorch.runners.ray.nodegit import NodeRepo, repo_key
+
+#: The Ray namespace every tuiorch actor lives in (a new tuiorch finds its runs there by name).
+NAMESPACE = "tuiorch"
+DEFAULT_RESOURCES: Mapping[str, float] = {"tuiorch_agent": 1.0}
+
+
+class NoNode(StartFailed):
+    """No node of the cluster can take the agent (none has the resources, git and the agent CLI)."""
+
+
+def _identity(root: Path) -> dict[str, str]:
+    """The central repository's committer, for leftovers committed on a node (which has no identity)."""
+    done = subprocess.run(["git", "var", "GIT_COMMITTER_IDENT"], cwd=root, capture_output=True, text=True)
+    name, email = "tuiorch", "tuiorch@localhost"
+    if done.returncode == 0 and "<" in done.stdout:
+        name = done.stdout.split("<")[0].strip() or name
+        email = done.stdout.split("<")[1].split(">")[0].strip() or email
+    return {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+    }
+
+
+def _node_sweep(key: str, remove_slots: bool) -> None:
+    """Run on a node: remove this repository's slot worktrees there."""
+    repo = NodeRepo(key)
+    if remove_slots and repo.slots.exists():
+        for slot in list(repo.slots.iterdir()):
+            if slot.name.isdigit():
+                repo.remove_slot(int(slot.name))
+
+
+class RayRunner:
+    kind = "ray"
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        address: str,
+        resources: Mapping[str, float] | None = None,
+        commands: Sequence[str] = (),
+        keep: Sequence[str] = (),
+        reuse: bool = True,
+        keep_at_end: bool = False,
+        scratch: Sequence[str] = (),
+    ) -> None:
+        self.root = Path(root)
+        git_dir = subprocess.run(
+            ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        self.key = repo_key(git_dir)
+        self.address = address
+        self.resources = dict(resources or DEFAULT_RESOURCES)
+        self.commands = tuple(commands)
+        self.keep = tuple(keep)
+        self.reuse = reuse
+        self.keep_at_end = keep_at_end
+        self.scratch = tuple(scratch)
+        self.identity = _identity(self.root)
+        self.nodes: dict[str, dict[str, Any]] = {}  # node id -> {"where", "capacity", "running"}
+        self.skipped: dict[str, str] = {}  # node id -> why it takes no agents
+        self.used: set[str] = set()
+        self.handles: set[RayHandle] = set()
+        self._lock = asyncio.Lock()
+
+    # -- the cluster ------------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            init = functools.partial(
+                ray.init,
+                address=self.address,
+                namespace=NAMESPACE,
+                logging_level="ERROR",
+                log_to_driver=False,
+            )
+            await asyncio.to_thread(init)
+
+    async def refresh_nodes(self) -> list[str]:
+        """Learn the alive nodes that can take agents; preflight new ones. Returns notices for the user."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        notices: list[str] = []
+        alive = {node["NodeID"]: node for node in ray.nodes() if node.get("Alive")}
+        for node_id in list(self.nodes):
+            if node_id not in alive:
+                notices.append(
+                    f"Ray node {self.nodes.pop(node_id)['where']} is gone; no more agents go there"
+                )
+        for node_id, node in alive.items():
+            if node_id in self.nodes or node_id in self.skipped:
+                continue
+            capacity = min(
+                int(node.get("Resources", {}).get(name, 0) // amount)
+                for name, amount in self.resources.items()
+            )
+            if capacity <= 0:
+                continue
+            strategy = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+            check = ray.remote(preflight).options(num_cpus=0, scheduling_strategy=strategy)
+            report = await check.remote(list(self.commands))
+            where = f"{report['host']}/{node_id[:6]}"
+            if report["missing"]:
+                self.skipped[node_id] = f"lacks {', '.join(report['missing'])}"
+                notices.append(f"Ray node {where} lacks {', '.join(report['missing'])}: no agents go there")
+                continue
+            self.nodes[node_id] = {"where": where, "capacity": capacity, "running": 0}
+        return notices
+
+    async def _place(self) -> str:
+        async with self._lock:
+            await self.connect()
+            await self.refresh_nodes()
+            free = [
+                (info["running"] / info["capacity"], node_id)
+                for node_id, info in self.nodes.items()
+                if info["running"] < info["capacity"]
+            ]
+            if not free:
+                why = "; ".join(f"{node_id[:6]} {reason}" for node_id, reason in self.skipped.items())
+                raise NoNode(f"no Ray node can take an agent now{': ' + why if why else ''}")
+            node_id = min(free)[1]
+            self.nodes[node_id]["running"] += 1
+            self.used.add(node_id)
+            return node_id
+
+    def _unplace(self, node_id: str) -> None:
+        if node_id in self.nodes:
+            self.nodes[node_id]["running"] = max(0, self.nodes[node_id]["running"] - 1)
+
+    def _actor_name(self, spec: AgentSpec) -> str:
+        return f"tuiorch-{self.key}-{spec.task_id}-{spec.kind}-{spec.attempt}"
+
+    # -- the seam ---------------------------------------------------------------------------------------
+
+    async def start(self, spec: AgentSpec, hooks: AgentHooks) -> RayHandle:
+        if spec.kind != "task":
+            raise StartFailed("the Ray runner runs task agents only; resolve this conflict locally")
+        node_id = await self._place()
+        try:
+            return await self._start_on(node_id, spec, hooks)
+        except BaseException:
+            self._unplace(node_id)
+            raise
+
+    async def _start_on(self, node_id: str, spec: AgentSpec, hooks: AgentHooks) -> RayHandle:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        name = self._actor_name(spec)
+        with contextlib.suppress(ValueError):
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE))  # a leftover of a run that died
+        actor = (
+            ray.remote(AgentActor)
+            .options(
+                name=name,
+                namespace=NAMESPACE,
+                lifetime="detached",
+                num_cpus=0,
+                resources=self.resources,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+                max_restarts=0,
+            )
+            .remote(self.key)
+        )
+        try:
+            return await self._prepare(actor, name, node_id, spec, hooks)
+        except BaseException:
+            ray.kill(actor)
+            raise
+
+    async def _prepare(
+        self, actor: Any, name: str, node_id: str, spec: AgentSpec, hooks: AgentHooks
+    ) -> RayHandle:
+        base_sha = shipping.branch_tip(self.root, spec.base)
+        if base_sha is None:
+            raise StartFailed(f"the base branch {spec.base} does not exist")
+        kept = shipping.branch_tip(self.root, spec.branch) if spec.keep_commits else None
+        start = kept or base_sha
+        node = await actor.node.remote()
+        bundle, ref = await asyncio.to_thread(
+            shipping.ship_bundle, self.root, spec.task_id, start, node["tips"]
+        )
+        setup = list(spec.setup) if spec.setup else None
+        prepared = await actor.prepare.remote(
+            bundle, ref, start, spec.slot, spec.branch, list(self.keep), setup, dict(spec.env)
+        )
+        where = self.nodes.get(node_id, {}).get("where", node_id[:6])
+        if prepared["setup"] is not None:
+            with open(spec.log_path, "a", encoding="utf-8") as log:
+                log.write(f"== setup on {where}: {' '.join(setup or [])} ==\n{prepared['setup']['output']}")
+            if prepared["setup"]["code"] != 0:
+                raise StartFailed(f"[slots] setup failed on {where} (exit {prepared['setup']['code']})")
+        run = RunInfo(
+            actor=actor,
+            name=name,
+            where=where,
+            workspace=prepared["workspace"],
+            slot=spec.slot,
+            task_id=spec.task_id,
+            branch=spec.branch,
+            base_sha=base_sha,
+            start=start,
+            log_path=spec.log_path,
+            identity=self.identity,
+            scratch=self.scratch,
+        )
+        try:
+            command = spec.command(Workspace(path=prepared["workspace"], prompt_file=prepared["prompt_file"]))
+        except StartFailed:
+            await actor.release.remote(spec.slot, not self.reuse)
+            raise
+        handle = self._handle(run, hooks, command, spec, node_id)
+        return handle
+
+    def _handle(
+        self, run: RunInfo, hooks: AgentHooks, command: Any, spec: AgentSpec, node_id: str
+    ) -> RayHandle:
+        release = functools.partial(self._release, node_id=node_id)
+        handle = RayHandle(
+            run,
+            self.root,
+            hooks,
+            command,
+            timeout=spec.timeout,
+            stuck_after=spec.stuck_after,
+            on_release=release,
+        )
+        self.handles.add(handle)
+        return handle
+
+    async def _release(self, handle: RayHandle, *, node_id: str) -> None:
+        import ray
+
+        self.handles.discard(handle)
+        self._unplace(node_id)
+        with contextlib.suppress(ray.exceptions.RayError):
+            await handle.run.actor.release.remote(handle.run.slot, not self.reuse)
+        with contextlib.suppress(ray.exceptions.RayError, ValueError):
+            ray.kill(handle.run.actor)
+
+    async def reattach(self, saved: Attachment, spec: AgentSpec, hooks: AgentHooks) -> RayHandle | None:
+        import ray
+
+        if saved.runner != self.kind or not saved.ref:
+            return None
+        await self.connect()
+        try:
+            actor = ray.get_actor(saved.ref, namespace=NAMESPACE)
+            status = await actor.status.remote()
+        except (ValueError, ray.exceptions.RayError):
+            return None
+        node = await actor.node.remote()
+        node_id = node["node_id"]
+        await self.refresh_nodes()
+        if node_id in self.nodes:
+            self.nodes[node_id]["running"] += 1
+        base_sha = shipping.branch_tip(self.root, spec.base) or status["start"]
+        run = RunInfo(
+            actor=actor,
+            name=saved.ref,
+            where=saved.where,
+            workspace=status["workspace"],
+            slot=spec.slot,
+            task_id=spec.task_id,
+            branch=status["branch"],
+            base_sha=base_sha,
+            start=status["start"],
+            log_path=spec.log_path,
+            pgid=status["pgid"],
+            identity=self.identity,
+            scratch=self.scratch,
+        )
+        return self._handle(run, hooks, None, spec, node_id)
+
+    async def clean_up(self, saved: Attachment, *, leftovers_message: str | None = None) -> str | None:
+        import ray
+
+        if saved.runner != self.kind or not saved.ref:
+            return None
+        await self.connect()
+        try:
+            actor = ray.get_actor(saved.ref, namespace=NAMESPACE)
+        except ValueError:
+            return None
+        with contextlib.suppress(ray.exceptions.RayError):
+            await actor.cancel.remote()
+            status = await actor.status.remote()
+            if leftovers_message and status["workspace"]:
+                result = await actor.collect.remote(
+                    leftovers_message, self.identity, self.scratch, [status["start"]]
+                )
+                if result["bundle"] and not result["uncommitted"]:
+                    with contextlib.suppress(shipping.ShippingError):
+                        task_id = saved.ref.removeprefix(f"tuiorch-{self.key}-").rsplit("-", 2)[0]
+                        shipping.take_result(
+                            self.root, task_id, status["branch"], result["bundle"], status["start"]
+                        )
+        ray.kill(actor)
+        return f"ended the agent {saved.ref} on the Ray node {saved.where}"
+
+    async def end_orphans(self) -> list[str]:
+        import ray
+
+        await self.connect()
+        ended = []
+        prefix = f"tuiorch-{self.key}-"
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            if entry.get("namespace") != NAMESPACE or not entry["name"].startswith(prefix):
+                continue
+            with contextlib.suppress(ValueError, ray.exceptions.RayError):
+                actor = ray.get_actor(entry["name"], namespace=NAMESPACE)
+                with contextlib.suppress(ray.exceptions.RayError):
+                    await asyncio.wait_for(actor.cancel.remote(), 10)
+                ray.kill(actor)
+                ended.append(f"ended the orphaned agent {entry['name']} on the Ray cluster")
+        return ended
+
+    async def close(self) -> None:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        if not ray.is_initialized():
+            return
+        for handle in list(self.handles):
+            handle.cancel()
+            await handle.release()
+        sweeps = []
+        for node_id in self.used:
+            if node_id not in self.nodes:
+                continue
+            strategy = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+            sweep = ray.remote(_node_sweep).options(num_cpus=0, scheduling_strategy=strategy)
+            sweeps.append(sweep.remote(self.key, not self.keep_at_end))
+        for each in sweeps:
+            with contextlib.suppress(ray.exceptions.RayError):
+                await each
+
+
+def make_ray_runner(root: Path, config: Any, commands: Sequence[str], scratch: Sequence[str]) -> RayRunner:
+    """The runner for a `Config` whose [runner] kind is "ray"."""
+    return RayRunner(
+        root,
+        address=config.runner.address,
+        resources=config.runner.resources,
+        commands=commands,
+        keep=config.slots.keep,
+        reuse=config.slots.reuse,
+        keep_at_end=config.slots.keep_at_end,
+        scratch=scratch,
+    )
+
+
+__all__ = ["NAMESPACE", "RayRunner", "make_ray_runner"]
