@@ -33,6 +33,7 @@ from tuiorch.config.settings import (
     AgentConfig,
     Config,
     MergeConfig,
+    RunnerConfig,
     SlotsConfig,
 )
 from tuiorch.config.templating import (
@@ -62,6 +63,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "MergeConfig",
+    "RunnerConfig",
     "Preset",
     "SlotsConfig",
     "agent_argv",

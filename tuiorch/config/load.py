@@ -20,9 +20,11 @@ from tuiorch.config.settings import (
     MESSAGE_PLACEHOLDERS,
     PATH_PLACEHOLDERS,
     RESOLUTIONS,
+    RUNNER_KINDS,
     AgentConfig,
     Config,
     MergeConfig,
+    RunnerConfig,
     SlotsConfig,
 )
 from tuiorch.config.templating import check_placeholders, expand_path_template, placeholder_error
@@ -108,11 +110,24 @@ class _Table:
         return value
 
 
-_TOP_KEYS = ("base", "workers", "tasks", "worktrees", "branch", "agent", "merge", "slots", "prompt", "keymap")
+_TOP_KEYS = (
+    "base",
+    "workers",
+    "tasks",
+    "worktrees",
+    "branch",
+    "agent",
+    "merge",
+    "slots",
+    "prompt",
+    "keymap",
+    "runner",
+)
 _AGENT_KEYS = ("preset", "command", "timeout", "stuck_after", "retries", "output")
 _MERGE_KEYS = ("auto", "message", "check", "on_check_fail", "on_conflict", "resolve_attempts")
 _SLOTS_KEYS = ("reuse", "keep", "setup", "keep_at_end")
 _PROMPT_KEYS = ("template", "resolve_template")
+_RUNNER_KEYS = ("kind", "address", "resources")
 
 
 def config_from_dict(data: Mapping[str, Any], path: str = CONFIG_FILE, *, repo_name: str = "repo") -> Config:
@@ -123,6 +138,7 @@ def config_from_dict(data: Mapping[str, Any], path: str = CONFIG_FILE, *, repo_n
     merge_table = _Table(path, "merge", top.subtable("merge"), _MERGE_KEYS)
     slots_table = _Table(path, "slots", top.subtable("slots"), _SLOTS_KEYS)
     prompt_table = _Table(path, "prompt", top.subtable("prompt"), _PROMPT_KEYS)
+    runner_table = _Table(path, "runner", top.subtable("runner"), _RUNNER_KEYS)
     keymap_data = top.subtable("keymap")
 
     agent = AgentConfig(
@@ -159,9 +175,42 @@ def config_from_dict(data: Mapping[str, Any], path: str = CONFIG_FILE, *, repo_n
         prompt_template=prompt_table.string("template", defaults.prompt_template),
         resolve_template=prompt_table.string("resolve_template", defaults.resolve_template),
         keymap=read_keymap(path, keymap_data),
+        runner=_read_runner(runner_table, defaults.runner),
     )
     validate_config(config, path, repo_name=repo_name)
     return config
+
+
+def _read_runner(table: _Table, defaults: RunnerConfig) -> RunnerConfig:
+    def resources(value: Any) -> dict[str, float]:
+        good = (
+            isinstance(value, dict)
+            and value
+            and all(
+                isinstance(amount, int | float) and not isinstance(amount, bool) and amount > 0
+                for amount in value.values()
+            )
+        )
+        if not good:
+            raise ValueError
+        return {str(name): float(amount) for name, amount in value.items()}
+
+    runner = RunnerConfig(
+        kind=table.choice("kind", defaults.kind, RUNNER_KINDS),
+        address=table.string("address", defaults.address),
+        resources=table.get(
+            "resources",
+            dict(defaults.resources),
+            resources,
+            "a table of positive amounts, e.g. {tuiorch_agent = 1}",
+        ),
+    )
+    if runner.kind == "ray" and not runner.address:
+        # Without an address Ray would start a cluster of its own, listening on every interface.
+        raise table.error(
+            "address", 'kind = "ray" needs the cluster\'s address, e.g. address = "10.0.0.5:6379"'
+        )
+    return runner
 
 
 def validate_config(config: Config, path: str = CONFIG_FILE, *, repo_name: str = "repo") -> None:

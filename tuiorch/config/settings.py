@@ -37,6 +37,16 @@ class SlotsConfig:
 
 
 @dataclass
+class RunnerConfig:
+    #: Where agents run: "local" (this machine) or "ray" (the nodes of a Ray cluster).
+    kind: str = "local"
+    #: kind "ray": the cluster's address, "HOST:PORT" of its head (GCS).
+    address: str = ""
+    #: kind "ray": the Ray resources one agent takes; a node takes as many agents as its own allow.
+    resources: dict[str, float] = field(default_factory=lambda: {"tuiorch_agent": 1.0})
+
+
+@dataclass
 class Config:
     base: str = "main"
     workers: int = 3
@@ -46,6 +56,7 @@ class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
     slots: SlotsConfig = field(default_factory=SlotsConfig)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
     #: Path to the prompt template (relative to the repo root); "" = built-in.
     prompt_template: str = ""
     #: Path to the conflict-resolution prompt template; "" = built-in.
@@ -58,3 +69,4 @@ ARGV_PLACEHOLDERS = ("prompt", "prompt_file", "worktree")
 PATH_PLACEHOLDERS = ("repo", "id")
 MESSAGE_PLACEHOLDERS = ("type", "title", "id", "agent_name", "agent_email")
 RESOLUTIONS = ("ask", "agent", "requeue")
+RUNNER_KINDS = ("local", "ray")

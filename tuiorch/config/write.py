@@ -11,7 +11,7 @@ import tomli_w
 from tuiorch.agent_output import PARSERS
 from tuiorch.config.keymap import DEFAULT_KEYMAP
 from tuiorch.config.presets import PRESETS
-from tuiorch.config.settings import DEFAULT_MESSAGE, Config
+from tuiorch.config.settings import DEFAULT_MESSAGE, Config, RunnerConfig
 from tuiorch.config.values import CONFIG_FILE, ConfigError, format_duration
 
 
@@ -33,6 +33,8 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     }
     if config.keymap:
         data["keymap"] = dict(config.keymap)
+    if config.runner != RunnerConfig():
+        data["runner"] = dataclasses.asdict(config.runner)
     return data
 
 
@@ -85,6 +87,11 @@ keep_at_end = false                   # keep the slot worktrees when the run end
 [prompt]
 template = ""                         # path to a prompt template; empty: the built-in one
 resolve_template = ""                 # path to the conflict-resolution prompt; empty: the built-in one
+
+[runner]
+kind = "local"                        # local | ray: agents on a Ray cluster's nodes (pip install 'tuiorch[ray]')
+# address = "10.0.0.5:6379"           # kind = "ray": the cluster's head; the merge stays on this machine
+# resources = {{ tuiorch_agent = 1 }}   # Ray resources per agent; a node takes as many agents as it has
 
 [keymap]
 # Rebind keys by action name, e.g.  quit = "ctrl+q"
