@@ -67,6 +67,7 @@ from tuiorch.steps.landing import (
     check_failed_action,
     conflict_action,
 )
+from tuiorch.steps.predictor import ConflictPredictor, RunningBranch
 from tuiorch.tasks import Priority, Task
 
 OUTPUT_FLUSH_SECONDS = 0.05
@@ -101,9 +102,6 @@ class Orchestrator:
         self.task_file = task_file
         self.keep_alive = keep_alive
         self.git = GitRepo(self.root)
-        # A second handle for the conflict predictions' read-only queries: they run every half second
-        # and must not queue behind worktree checkouts and merges on the main handle's lock.
-        self.git_reads = GitRepo(self.root)
         self.state_dir = self.git.git_dir / "tuiorch"
         self.logs = log_dir(self.git.git_dir)
         self.preset = agent_preset(config)
@@ -118,6 +116,8 @@ class Orchestrator:
         self._wake = asyncio.Event()
         #: Lands finished branches one at a time (the merge lock, the check gate, compare-and-swap).
         self.lander = Lander(self.git, RetryPolicy())
+        #: Test-merges running branches against base (on a git handle of its own: reads only).
+        self.predictor = ConflictPredictor(GitRepo(self.root), config.base)
         self._runners: dict[str, asyncio.Task[None]] = {}
         #: Slot worktrees holding work tuiorch could not commit, which git would not move away.
         self._kept_worktrees: set[Path] = set()
@@ -128,8 +128,6 @@ class Orchestrator:
         self._restore_notice: str | None = None
         self._saved: dict | None = None
         self._resume_merges: list[TaskRecord] = []
-        #: task id -> (branch tip, base tip) last test-merged, so unchanged pairs are not redone.
-        self._prediction_checked: dict[str, tuple[str, str]] = {}
         self._persist_handle: asyncio.TimerHandle | None = None
         self._restore_state()
 
@@ -1270,29 +1268,18 @@ class Orchestrator:
             await self._predict_conflicts()
 
     async def _predict_conflicts(self) -> None:
-        running = [r for r in self.records.values() if r.status in SLOT_STATUSES and r.branch and r.base_sha]
-        checked = self._prediction_checked
-        if not running:
-            checked.clear()
-            return
-        # A branch may vanish under us (cancel, cleanup): the next round sees the new state.
-        with contextlib.suppress(GitError):
-            await self._predict_running(running, checked)
-
-    async def _predict_running(self, running: list[TaskRecord], checked: dict[str, tuple[str, str]]) -> None:
-        base_tip = await asyncio.to_thread(self.git_reads.tip, self.base)
-        for rec in running:
-            assert rec.branch is not None
-            tip = await asyncio.to_thread(self.git_reads.branch_tip, rec.branch)
-            if tip is None or tip == rec.base_sha or checked.get(rec.task.id) == (tip, base_tip):
+        running = [
+            RunningBranch(r.task.id, r.branch, r.base_sha, r.predicted)
+            for r in self.records.values()
+            if r.status in SLOT_STATUSES and r.branch and r.base_sha
+        ]
+        for prediction in await self.predictor.predict(running):
+            rec = self.records[prediction.task_id]
+            if rec.status not in SLOT_STATUSES or prediction.paths == rec.predicted:
                 continue
-            checked[rec.task.id] = (tip, base_tip)
-            paths = tuple(await asyncio.to_thread(self.git_reads.test_merge, rec.branch, self.base))
-            if paths == rec.predicted or rec.status not in SLOT_STATUSES:
-                continue
-            rec.predicted = paths
-            if paths:
-                self._emit(ev.ConflictPredicted(task=rec.task.id, paths=paths))
+            rec.predicted = prediction.paths
+            if prediction.paths:
+                self._emit(ev.ConflictPredicted(task=rec.task.id, paths=prediction.paths))
             else:
                 self._emit(ev.ConflictCleared(task=rec.task.id))
             self._wake.set()  # queued tasks touching these paths now wait (or may start)
