@@ -97,3 +97,31 @@ def test_wide_merge_quick_prints_the_three_arms_and_the_ratio() -> None:
     # Times are printed to 1 ms and the ratio to 0.01: allow exactly that much rounding.
     rounding = (tuiorch_time / git_time) * (0.0005 / tuiorch_time + 0.0005 / git_time) + 0.005
     assert ratio == pytest.approx(tuiorch_time / git_time, abs=rounding)
+
+
+def test_throughput_tmpfs_rounds_prints_the_medians_of_interleaved_rounds() -> None:
+    done = run_bench("throughput.py", "--quick", "--tmpfs", "--rounds", "2")
+    assert done.returncode == 0, done.stderr
+    line = re.search(
+        r"^files=50 tasks=4 workers=2 \(tmpfs, median of 2 interleaved\)  tuiorch (\d+\.\d+)s  "
+        r"git-cli (\d+\.\d+)s  speedup \d+\.\d+x$",
+        done.stdout,
+        re.MULTILINE,
+    )
+    assert line is not None, done.stdout
+    for arm in ("tuiorch", "git-cli"):
+        rounds = re.search(rf"^  {arm} +rounds: (\d+\.\d+)s  (\d+\.\d+)s$", done.stdout, re.MULTILINE)
+        assert rounds is not None, done.stdout
+        # Two rounds: the median is their mean.
+        median = float(line.group(1 if arm == "tuiorch" else 2))
+        assert median == pytest.approx(sum(float(value) for value in rounds.groups()) / 2, abs=0.011)
+
+
+def test_engine_profile_quick_names_where_the_time_went() -> None:
+    done = run_bench("engine_profile.py", "--quick", "--top", "40")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^files=50 tasks=4 workers=2 ", done.stdout, re.MULTILINE), done.stdout
+    assert re.search(r"first agent started at \d+ ms; run ended at \d+ ms", done.stdout), done.stdout
+    # The git work runs in worker threads: it must show, with the agent's run and the merge.
+    for name in (r"AgentProcess\.run", r"Orchestrator\._merge", r"subprocess git \w"):
+        assert re.search(rf"^ +\d+\.\d +\d+ +\d+\.\d+  \S*{name}", done.stdout, re.MULTILINE), (name, done.stdout)
