@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import os
 import shlex
@@ -17,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from tuiorch import events as ev
+from tuiorch import state
 from tuiorch.agent import AgentExit, AgentProcess, ProcessHooks
 from tuiorch.agent_output import OutputParser, ParsedLine, Usage, make_output_parser
 from tuiorch.config import (
@@ -46,13 +46,12 @@ from tuiorch.model.record import TaskRecord
 from tuiorch.model.status import (
     COMMANDS,
     IN_SLOT,
-    MERGE_PHASE,
     UNMERGED,
     TaskStatus,
     check_transition,
     command_refusal,
 )
-from tuiorch.procs import kill_orphan_agents, kill_stale_group
+from tuiorch.procs import kill_orphan_agents
 from tuiorch.prompt import RESOLVE_TEMPLATE, load_template, render_prompt, render_resolve_prompt
 from tuiorch.queue import QueueError, QueueRow, RunQueue
 from tuiorch.runlock import RunLock, clear_stale_git_locks
@@ -68,6 +67,7 @@ from tuiorch.steps.landing import (
     conflict_action,
 )
 from tuiorch.steps.predictor import ConflictPredictor, RunningBranch
+from tuiorch.steps.recovery import MarkMerged, Requeue, ResumeMerge, SavedTask, TaskRecovery, recover
 from tuiorch.tasks import Priority, Task
 
 OUTPUT_FLUSH_SECONDS = 0.05
@@ -1346,50 +1346,10 @@ class Orchestrator:
     # ------------------------------------------------------------------ persistence
 
     def _persist(self, *, finished: bool = False) -> None:
-        data = {
-            "version": 1,
-            "base": self.base,
-            "base_at_start": self._base_at_start,
-            "finished": finished,
-            "order": self.order,
-            "workers": self.workers,
-            # A task still waiting untouched in the queue needs no entry: 10,000 of them would make
-            # every save slow. The order above keeps its place.
-            "tasks": {task_id: self._task_state(rec) for task_id, rec in self.records.items() if self._worth_saving(rec)},
-        }
-        save_state(self.git.git_dir, data)
-
-    @staticmethod
-    def _worth_saving(rec: TaskRecord) -> bool:
-        return (
-            rec.status is not TaskStatus.QUEUED
-            or rec.held
-            or rec.priority_override
-            or rec.attempts > 0
-            or rec.branch is not None
+        data = state.dump(
+            self.queue, base=self.base, base_at_start=self._base_at_start, workers=self.workers, finished=finished
         )
-
-    @staticmethod
-    def _task_state(rec: TaskRecord) -> dict[str, object]:
-        return {
-            "status": rec.status.value,
-            "title": rec.task.title,
-            "attempts": rec.attempts,
-            "branch": rec.branch,
-            "worktree": str(rec.worktree) if rec.worktree else None,
-            "base_sha": rec.base_sha,
-            "tip": rec.tip,
-            "pgid": rec.pgid,
-            "commit": rec.commit,
-            "held": rec.held,
-            "priority": rec.task.priority.label if rec.priority_override else None,
-            "started": rec.started,
-            "ended": rec.ended,
-            "reason": rec.reason,
-            "paths": list(rec.paths),
-            "requeues": rec.requeues,
-            "usage": rec.usage.to_dict() if rec.usage is not None else None,
-        }
+        save_state(self.git.git_dir, data)
 
     def _persist_soon(self) -> None:
         """Queue edits (order, holds, priorities) come in bursts of keys: save once they settle."""
@@ -1408,30 +1368,16 @@ class Orchestrator:
     def _restore_state(self) -> None:
         """Keep the user's queue order, holds and priorities; remember the rest for `_reconcile`."""
         try:
-            state = load_state(self.git.git_dir)
+            saved = load_state(self.git.git_dir)
         except StateError as exc:
             self._restore_notice = f"{exc}; starting without the saved queue order"
             return
-        if not state or state.get("base") != self.base:
+        if not saved or saved.get("base") != self.base:
             return
-        self._saved = state
-        self.queue.restore_order(state.get("order", []))
-        for task_id, data in state.get("tasks", {}).items():
-            rec = self.records.get(task_id)
-            if rec is None:
-                continue
-            rec.held = bool(data.get("held", False))
-            priority = data.get("priority")
-            if priority:
-                rec.task = dataclasses.replace(rec.task, priority=Priority.parse(priority))
-                rec.priority_override = True
-            rec.usage = Usage.from_dict(data.get("usage"))
-            if data.get("status") == TaskStatus.MERGED.value:
-                rec.log_path = self._existing_log(task_id)
-                self._transition(rec, TaskStatus.MERGED, restoring=True)
-                rec.commit = data.get("commit")
-                rec.started, rec.ended = data.get("started"), data.get("ended")
-                rec.attempts = int(data.get("attempts", 0))
+        self._saved = saved
+        for rec in state.restore(self.queue, saved):
+            rec.log_path = self._existing_log(rec.task.id)
+            self._transition(rec, TaskStatus.MERGED, restoring=True)
 
     def _existing_log(self, task_id: str) -> Path | None:
         """The log an earlier run wrote for the task, if any (`l` shows it for a carried-over task)."""
@@ -1451,127 +1397,51 @@ class Orchestrator:
             self._emit(ev.Notice(message=f"removed {lock}, left by the tuiorch run that stopped", level="warning"))
 
     async def _reconcile(self) -> None:
-        """Pick up where a dead or finished run left off, trusting git over the saved state.
-
-        Agents of a killed run are ended; a task whose branch is already in main is never merged
-        again (a merge that landed just before the crash is recognised and its cleanup finished);
-        work on a branch is kept: finished work is merged, interrupted work re-run on top of it.
-        """
-        state = self._saved
-        if not state:
+        """Pick up where a dead or finished run left off (the rules are `tuiorch.steps.recovery`'s)."""
+        saved = self._saved
+        if not saved:
             return
-        if not state.get("finished") and state.get("base_at_start"):
-            self._base_at_start = state["base_at_start"]
-        worktrees = self._worktree_dir()
-        for task_id, data in state.get("tasks", {}).items():
-            rec = self.records.get(task_id)
-            if rec is None:
-                continue
-            status = data.get("status", "queued")
-            pgid = data.get("pgid")
-            was_running = status in _AGENT_RUNNING_VALUES
-            if pgid and was_running and kill_stale_group(int(pgid), worktrees):
-                self._emit(ev.Notice(message=f"task {task_id}: ended agent process group {pgid} of the dead run"))
-            if status == TaskStatus.MERGED.value:
-                if data.get("branch"):
-                    with contextlib.suppress(GitError):
-                        await asyncio.to_thread(
-                            functools.partial(self.git.delete_branch, data["branch"], base=self.base)
-                        )
-                continue
-            rec.log_path = self._existing_log(task_id)
-            rec.branch = data.get("branch") or self._branch_name(rec.task)
-            rec.base_sha = data.get("base_sha")
-            rec.requeues = int(data.get("requeues", 0))
-            rec.attempts = int(data.get("attempts", 0))
-            old_worktree = Path(data["worktree"]) if data.get("worktree") else None
-            tip = await asyncio.to_thread(self.git.branch_tip, rec.branch)
-            if tip is None:
-                saved_tip = data.get("tip")
-                merge = None
-                if saved_tip and status in _MERGE_PHASE:
-                    merge = await asyncio.to_thread(self.git.find_merge_of, saved_tip, self.base)
-                if merge:
-                    self._recovered_merge(rec, merge)
-                else:
-                    self._reset_to_queue(rec, data)
-                continue
-            if old_worktree is not None and old_worktree.exists() and status in _SLOT_STATUS_VALUES:
-                # What the killed agent left uncommitted is work too, also when it made no commit yet. If
-                # it cannot be committed it stays, and the slot then refuses to be reused over it.
-                with contextlib.suppress(GitError):
-                    await asyncio.to_thread(
-                        self.git.commit_leftovers,
-                        old_worktree,
-                        f"wip: {rec.task.title} (left uncommitted when tuiorch stopped)",
-                        rec.branch,
-                    )
-                tip = await asyncio.to_thread(self.git.branch_tip, rec.branch)
-            if await asyncio.to_thread(self.git.is_merged, rec.branch, self.base):
-                # In main already: either our merge landed just before the crash (a merge commit has
-                # this tip as its second parent), or the branch never got past main's old tip.
-                merge = await asyncio.to_thread(self.git.find_merge_of, tip, self.base)
-                if merge:
-                    self._recovered_merge(rec, merge)
-                with contextlib.suppress(GitError):
-                    if old_worktree is not None and old_worktree.exists():
-                        await asyncio.to_thread(self.git.release_worktree, old_worktree)
-                    await asyncio.to_thread(functools.partial(self.git.delete_branch, rec.branch, base=self.base))
-                if not merge:
-                    self._reset_to_queue(rec, data, front=status in _SLOT_STATUS_VALUES)
-                continue
-            if old_worktree is not None and old_worktree.exists():
-                with contextlib.suppress(GitError):
-                    # What the killed agent left uncommitted is work too.
-                    await asyncio.to_thread(
-                        self.git.commit_leftovers,
-                        old_worktree,
-                        f"wip: {rec.task.title} (left uncommitted when tuiorch stopped)",
-                    )
-                    await asyncio.to_thread(self.git.release_worktree, old_worktree)
-            tip = await asyncio.to_thread(self.git.branch_tip, rec.branch)
-            worked = tip != rec.base_sha
-            if status in _MERGE_PHASE and worked:
-                self._transition(rec, TaskStatus.FINISHED, restoring=True)
-                rec.tip = tip
-                self._resume_merges.append(rec)
-            elif worked:
-                # Interrupted mid-run (or failed before): run again on top of its commits.
-                rec.keep_commits = True
-                if status in _SLOT_STATUS_VALUES:
-                    rec.attempts = max(0, rec.attempts - 1)  # the crash does not use up a retry
-                    self._reset_to_queue(rec, data, front=True)
-                else:
-                    rec.attempts = 0
-                    self._reset_to_queue(rec, data)
-            else:
-                with contextlib.suppress(GitError):
-                    await asyncio.to_thread(functools.partial(self.git.delete_branch, rec.branch, base=self.base))
-                self._reset_to_queue(rec, data, front=status in _SLOT_STATUS_VALUES)
+        if not saved.get("finished") and saved.get("base_at_start"):
+            self._base_at_start = saved["base_at_start"]
+        tasks = [
+            SavedTask.from_state(task_id, data, branch=self._branch_name(rec.task), title=rec.task.title)
+            for task_id, data in saved.get("tasks", {}).items()
+            if (rec := self.records.get(task_id)) is not None
+        ]
+        async for recovery in recover(self.git, tasks, base=self.base, worktrees=self._worktree_dir()):
+            self._apply_recovery(recovery)
         self._persist()
         self._emit(ev.QueueChanged())
 
-    def _recovered_merge(self, rec: TaskRecord, commit: str | None) -> None:
-        rec.commit = commit
-        rec.reason = "merged before tuiorch stopped"
-        self._transition(rec, TaskStatus.MERGED, ev.Merged(task=rec.task.id, commit=commit or ""), restoring=True)
-
-    def _reset_to_queue(self, rec: TaskRecord, data: dict, *, front: bool = False) -> None:
-        self._transition(rec, TaskStatus.QUEUED, restoring=True)
-        rec.reason = ""
-        if data.get("status") in (TaskStatus.FAILED.value, TaskStatus.CANCELLED.value, TaskStatus.EMPTY.value):
-            rec.attempts = 0
-        if front:
-            self.order.remove(rec.task.id)
-            self.order.insert(0, rec.task.id)
-
-
-#: Saved statuses (as strings) of a task whose agent held a slot, or was running at all, when the run died.
-_SLOT_STATUS_VALUES = frozenset(s.value for s in SLOT_STATUSES)
-_AGENT_RUNNING_VALUES = _SLOT_STATUS_VALUES | {TaskStatus.RESOLVING.value}
-
-#: Saved statuses whose agent had finished: their branch only needs merging.
-_MERGE_PHASE = frozenset(s.value for s in MERGE_PHASE)
+    def _apply_recovery(self, recovery: TaskRecovery) -> None:
+        for notice in recovery.notices:
+            self._emit(ev.Notice(message=notice))
+        saved = recovery.saved
+        if saved.merged:
+            return
+        rec = self.records[saved.task_id]
+        rec.log_path = self._existing_log(saved.task_id)
+        rec.branch = saved.branch
+        rec.base_sha = saved.base_sha
+        rec.requeues = saved.requeues
+        rec.attempts = saved.attempts
+        for action in recovery.actions:
+            match action:
+                case MarkMerged(commit=commit):
+                    rec.commit = commit
+                    rec.reason = "merged before tuiorch stopped"
+                    self._transition(rec, TaskStatus.MERGED, ev.Merged(task=rec.task.id, commit=commit), restoring=True)
+                case ResumeMerge(tip=tip):
+                    self._transition(rec, TaskStatus.FINISHED, restoring=True)
+                    rec.tip = tip
+                    self._resume_merges.append(rec)
+                case Requeue(front=front, keep_commits=keep_commits, attempts=attempts):
+                    self._transition(rec, TaskStatus.QUEUED, restoring=True)
+                    rec.reason = ""
+                    rec.keep_commits = rec.keep_commits or keep_commits
+                    rec.attempts = attempts
+                    if front:
+                        self.queue.to_front(rec.task.id)
 
 
 def _succeeded(exit_: AgentExit) -> bool:

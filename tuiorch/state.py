@@ -1,4 +1,5 @@
-"""Persisted run state: `<git_dir>/tuiorch/state.toml` (never committed) and the agent logs folder.
+"""Persisted run state: `<git_dir>/tuiorch/state.toml` (never committed), the agent logs folder, and
+the codec between a run's queue and that file (`dump`, `restore`).
 
 The file is replaced atomically (temp file in the same folder, fsync, rename, fsync of the folder), so
 a crash or power cut leaves either the old state or the new one, never a torn file.
@@ -17,9 +18,17 @@ import tomllib
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
+
+from tuiorch.agent_output import Usage
+from tuiorch.model.status import TaskStatus
+from tuiorch.tasks import Priority
+
+if TYPE_CHECKING:
+    from tuiorch.model.record import TaskRecord
+    from tuiorch.queue import RunQueue
 
 STATE_DIR = "tuiorch"
 STATE_FILE = "state.toml"
@@ -123,3 +132,83 @@ def load_state(git_dir: Path) -> dict[str, Any] | None:
         raise StateError(
             f"{path}: run state is corrupt ({exc}); move or delete the file to start without it"
         ) from exc
+
+
+# ---------------------------------------------------------------------- the run's codec
+
+
+def dump(queue: RunQueue, *, base: str, base_at_start: str | None, workers: int, finished: bool) -> dict[str, Any]:
+    """The run state to save: the queue's order and every task worth an entry."""
+    return {
+        "version": 1,
+        "base": base,
+        "base_at_start": base_at_start,
+        "finished": finished,
+        "order": queue.order,
+        "workers": workers,
+        # A task still waiting untouched in the queue needs no entry: 10,000 of them would make
+        # every save slow. The order above keeps its place.
+        "tasks": {task_id: _task_entry(rec) for task_id, rec in queue.records.items() if _worth_saving(rec)},
+    }
+
+
+def _worth_saving(rec: TaskRecord) -> bool:
+    return (
+        rec.status is not TaskStatus.QUEUED
+        or rec.held
+        or rec.priority_override
+        or rec.attempts > 0
+        or rec.branch is not None
+    )
+
+
+def _task_entry(rec: TaskRecord) -> dict[str, object]:
+    return {
+        "status": rec.status.value,
+        "title": rec.task.title,
+        "attempts": rec.attempts,
+        "branch": rec.branch,
+        "worktree": str(rec.worktree) if rec.worktree else None,
+        "base_sha": rec.base_sha,
+        "tip": rec.tip,
+        "pgid": rec.pgid,
+        "commit": rec.commit,
+        "held": rec.held,
+        "priority": rec.task.priority.label if rec.priority_override else None,
+        "started": rec.started,
+        "ended": rec.ended,
+        "reason": rec.reason,
+        "paths": list(rec.paths),
+        "requeues": rec.requeues,
+        "usage": rec.usage.to_dict() if rec.usage is not None else None,
+    }
+
+
+def restore(queue: RunQueue, data: Mapping[str, Any]) -> list[TaskRecord]:
+    """Give `queue` the saved order, holds, priorities and usage, and the merged tasks' facts.
+
+    Statuses are not the codec's to write: the records saved as merged are returned for the
+    orchestrator to mark. Everything else a task had waits for the recovery, which trusts git.
+    """
+    queue.restore_order(data.get("order", []))
+    merged = []
+    for task_id, entry in data.get("tasks", {}).items():
+        rec = queue.records.get(task_id)
+        if rec is None:
+            continue
+        rec.held = bool(entry.get("held", False))
+        if priority := entry.get("priority"):
+            queue.set_priority(task_id, Priority.parse(priority))
+        rec.usage = Usage.from_dict(entry.get("usage"))
+        if entry.get("status") == TaskStatus.MERGED.value:
+            rec.commit = entry.get("commit")
+            rec.started, rec.ended = entry.get("started"), entry.get("ended")
+            rec.attempts = int(entry.get("attempts", 0))
+            merged.append(rec)
+    return merged
+
+
+def entries_in_order(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every task of the saved order with its entry; a task still waiting untouched has none of its own."""
+    saved = data.get("tasks", {})
+    return {task_id: saved.get(task_id, {"status": TaskStatus.QUEUED.value}) for task_id in data.get("order", [])}

@@ -1,0 +1,258 @@
+"""Picking up where a dead or finished run left off, trusting git over the saved state.
+
+The rules, for each task the saved state knows:
+
+- The dead run's agents are ended first, so nothing writes while their work is judged.
+- A task saved as merged only loses its branch (the merge landed; the branch is a leftover).
+- What a killed agent left uncommitted is work too: it is committed onto the branch (also when the
+  agent made no commit yet). If it cannot be committed it stays, and the slot then refuses to be
+  reused over it.
+- A branch already in the base branch is never merged again. A merge commit of its tip means our
+  merge landed just before the crash: the task is merged. Otherwise the branch never got past the
+  base's old tip: the task starts over.
+- A branch gone but whose saved tip was merged: merged too.
+- Finished work (the agent was done, a merge was due) is merged again; interrupted work re-runs on
+  top of its commits, at the head of the queue, without using up a retry.
+- A branch with nothing beyond where it started is deleted and the task starts over.
+
+`plan_recovery` is that table as a pure function of plain data (`SavedTask`, `BranchFacts`).
+`recover` is the executor: it ends agents, commits leftovers, asks git, and carries out the plan's
+git actions. It never changes run state: the orchestrator applies the outcome actions (`MarkMerged`,
+`Requeue`, `ResumeMerge`) to its records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuiorch.gitops import GitError, GitRepo
+from tuiorch.model.status import IN_SLOT, MERGE_PHASE, TaskStatus
+from tuiorch.procs import kill_stale_group
+
+#: Saved statuses (as strings) of a task whose agent held a slot when the run died.
+_HELD_SLOT = frozenset(s.value for s in IN_SLOT)
+#: ... or whose agent (a task's or a resolver) was running at all.
+_AGENT_RAN = _HELD_SLOT | {TaskStatus.RESOLVING.value}
+#: Saved statuses whose agent had finished: the branch only needs merging.
+_MERGE_PHASE = frozenset(s.value for s in MERGE_PHASE)
+#: Saved statuses whose retries start from zero when the task is queued again.
+_STOPPED = frozenset(s.value for s in (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EMPTY))
+
+
+@dataclass(frozen=True)
+class SavedTask:
+    """One task's entry in the saved run state, typed."""
+
+    task_id: str
+    #: The status it had, as saved ("running", "merging" ...).
+    status: str
+    #: The task's branch: the saved one, else the name the run gives it.
+    branch: str
+    #: The branch was saved (a task saved as merged without one has nothing to clean up).
+    branch_saved: bool = False
+    #: The task's title, for the commit of what its agent left uncommitted.
+    title: str = ""
+    #: The worktree its agent worked in.
+    worktree: Path | None = None
+    #: The commit of base its last attempt started from.
+    base_sha: str | None = None
+    #: The branch tip when its agent finished (finds the merge commit when the branch is gone).
+    tip: str | None = None
+    #: Process group of its agent.
+    pgid: int | None = None
+    attempts: int = 0
+    requeues: int = 0
+
+    @classmethod
+    def from_state(cls, task_id: str, data: Mapping[str, Any], *, branch: str, title: str) -> SavedTask:
+        """From the saved state's entry `data`; `branch` names the task's branch when none was saved."""
+        return cls(
+            task_id=task_id,
+            status=str(data.get("status", TaskStatus.QUEUED.value)),
+            branch=data.get("branch") or branch,
+            branch_saved=bool(data.get("branch")),
+            title=title,
+            worktree=Path(data["worktree"]) if data.get("worktree") else None,
+            base_sha=data.get("base_sha"),
+            tip=data.get("tip"),
+            pgid=int(data["pgid"]) if data.get("pgid") else None,
+            attempts=int(data.get("attempts", 0)),
+            requeues=int(data.get("requeues", 0)),
+        )
+
+    @property
+    def merged(self) -> bool:
+        return self.status == TaskStatus.MERGED.value
+
+    @property
+    def held_slot(self) -> bool:
+        return self.status in _HELD_SLOT
+
+    @property
+    def agent_to_end(self) -> int | None:
+        """The process group to end: its agent was running when the run died."""
+        return self.pgid if self.status in _AGENT_RAN else None
+
+
+@dataclass(frozen=True)
+class BranchFacts:
+    """What git says about a task's branch once the dead agent's leftovers were committed."""
+
+    #: The branch tip now; None when the branch is gone.
+    tip: str | None
+    #: The branch is in the base branch.
+    merged: bool = False
+    #: The base's merge commit of the tip (of the saved tip when the branch is gone), if any.
+    merge_commit: str | None = None
+    #: The agent's old worktree still exists (and still holds the branch).
+    worktree_kept: bool = False
+
+
+# ---------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class DeleteBranch:
+    """Delete the task's branch (it holds nothing beyond the base)."""
+
+
+@dataclass(frozen=True)
+class DropMergedBranch:
+    """Release the old worktree (if `release`), then delete the branch already in the base."""
+
+    release: bool
+
+
+@dataclass(frozen=True)
+class MarkMerged:
+    """Outcome: the task is merged, by `commit`, before the run stopped."""
+
+    commit: str
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """Outcome: the task waits in the queue again."""
+
+    #: At the head of the queue (its agent was interrupted, not done).
+    front: bool
+    #: The branch holds work the next attempt builds on.
+    keep_commits: bool
+    #: Attempts it has used up.
+    attempts: int
+
+
+@dataclass(frozen=True)
+class ResumeMerge:
+    """Outcome: finished work at `tip` that only needs merging."""
+
+    tip: str
+
+
+RecoveryAction = DeleteBranch | DropMergedBranch | MarkMerged | Requeue | ResumeMerge
+
+
+# ---------------------------------------------------------------------- the decision table
+
+
+def plan_recovery(saved: SavedTask, facts: BranchFacts | None) -> list[RecoveryAction]:
+    """What to do with one task, from its saved entry and git's facts (None for a task saved as merged,
+    whose branch git is not asked about)."""
+    if facts is None or saved.merged:
+        return [DeleteBranch()] if saved.merged and saved.branch_saved else []
+    if facts.tip is None:
+        return [MarkMerged(facts.merge_commit)] if facts.merge_commit else [_requeue(saved, front=False)]
+    if facts.merged:
+        return _plan_in_base(saved, facts)
+    return _plan_unmerged(saved, facts.tip)
+
+
+def _plan_in_base(saved: SavedTask, facts: BranchFacts) -> list[RecoveryAction]:
+    """The branch is in the base already: merged by us just before the crash, or never past the old base."""
+    if facts.merge_commit:
+        return [MarkMerged(facts.merge_commit), DropMergedBranch(release=facts.worktree_kept)]
+    return [DropMergedBranch(release=facts.worktree_kept), _requeue(saved, front=saved.held_slot)]
+
+
+def _plan_unmerged(saved: SavedTask, tip: str) -> list[RecoveryAction]:
+    if tip == saved.base_sha:
+        return [DeleteBranch(), _requeue(saved, front=saved.held_slot)]
+    if saved.status in _MERGE_PHASE:
+        return [ResumeMerge(tip)]
+    # The crash does not use up a retry of an interrupted agent; an earlier failure starts afresh.
+    attempts = max(0, saved.attempts - 1) if saved.held_slot else 0
+    return [_requeue(saved, front=saved.held_slot, keep_commits=True, attempts=attempts)]
+
+
+def _requeue(saved: SavedTask, *, front: bool, keep_commits: bool = False, attempts: int | None = None) -> Requeue:
+    used = saved.attempts if attempts is None else attempts
+    return Requeue(front=front, keep_commits=keep_commits, attempts=0 if saved.status in _STOPPED else used)
+
+
+# ---------------------------------------------------------------------- the executor
+
+
+@dataclass(frozen=True)
+class TaskRecovery:
+    """One task picked up: its saved entry, the plan carried out, and what to tell the user."""
+
+    saved: SavedTask
+    actions: tuple[RecoveryAction, ...]
+    notices: tuple[str, ...] = field(default=())
+
+
+async def recover(git: GitRepo, tasks: Iterable[SavedTask], *, base: str, worktrees: Path) -> AsyncIterator[TaskRecovery]:
+    """Carry out each task's plan in git, yielding it as soon as it is done (the caller applies its outcome)."""
+    for saved in tasks:
+        notices: list[str] = []
+        pgid = saved.agent_to_end
+        if pgid and kill_stale_group(pgid, worktrees):
+            notices.append(f"task {saved.task_id}: ended agent process group {pgid} of the dead run")
+        facts = None if saved.merged else await _probe(git, saved, base)
+        actions = plan_recovery(saved, facts)
+        for action in actions:
+            await _carry_out(git, saved, action, base)
+        yield TaskRecovery(saved=saved, actions=tuple(actions), notices=tuple(notices))
+
+
+async def _probe(git: GitRepo, saved: SavedTask, base: str) -> BranchFacts:
+    """Commit what the dead agent left, then ask git where the branch stands."""
+    tip = await asyncio.to_thread(git.branch_tip, saved.branch)
+    if tip is None:
+        merge = None
+        if saved.tip and saved.status in _MERGE_PHASE:
+            merge = await asyncio.to_thread(git.find_merge_of, saved.tip, base)
+        return BranchFacts(tip=None, merge_commit=merge)
+    worktree_kept = saved.worktree is not None and saved.worktree.exists()
+    message = f"wip: {saved.title} (left uncommitted when tuiorch stopped)"
+    if worktree_kept and saved.held_slot:
+        with contextlib.suppress(GitError):
+            await asyncio.to_thread(git.commit_leftovers, saved.worktree, message, saved.branch)
+        tip = await asyncio.to_thread(git.branch_tip, saved.branch)
+    if await asyncio.to_thread(git.is_merged, saved.branch, base):
+        merge = await asyncio.to_thread(git.find_merge_of, tip, base)
+        return BranchFacts(tip=tip, merged=True, merge_commit=merge, worktree_kept=worktree_kept)
+    if worktree_kept:
+        with contextlib.suppress(GitError):
+            await asyncio.to_thread(git.commit_leftovers, saved.worktree, message)
+            await asyncio.to_thread(git.release_worktree, saved.worktree)
+    tip = await asyncio.to_thread(git.branch_tip, saved.branch)
+    return BranchFacts(tip=tip, worktree_kept=worktree_kept)
+
+
+async def _carry_out(git: GitRepo, saved: SavedTask, action: RecoveryAction, base: str) -> None:
+    """The git side of `action`; outcomes are the caller's. A refusal leaves the branch for `tuiorch clean`."""
+    with contextlib.suppress(GitError):
+        match action:
+            case DeleteBranch():
+                await asyncio.to_thread(functools.partial(git.delete_branch, saved.branch, base=base))
+            case DropMergedBranch(release=release):
+                if release and saved.worktree is not None:
+                    await asyncio.to_thread(git.release_worktree, saved.worktree)
+                await asyncio.to_thread(functools.partial(git.delete_branch, saved.branch, base=base))
