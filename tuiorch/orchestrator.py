@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from tuiorch import events as ev
-from tuiorch import state
+from tuiorch import report, state
 from tuiorch.agent import AgentExit, AgentProcess, ProcessHooks
 from tuiorch.agent_output import OutputParser, ParsedLine, Usage, make_output_parser
 from tuiorch.config import (
@@ -1306,42 +1306,11 @@ class Orchestrator:
 
     def summary(self) -> ev.RunFinished:
         """Every task with its state now, and the commits that landed on base this run."""
-        rows = []
-        for task_id in self.order:
-            rec = self.records[task_id]
-            rows.append(
-                {
-                    "id": task_id,
-                    "title": rec.task.title,
-                    "status": rec.status.value,
-                    "duration": round(rec.elapsed, 1) if rec.elapsed is not None else None,
-                    "commit": rec.commit,
-                    "attempts": rec.attempts,
-                    "reason": rec.reason,
-                    "usage": rec.usage.to_dict() if rec.usage is not None else None,
-                }
-            )
-        commits = [{"commit": sha, "subject": subject} for sha, subject in self.main_commits()]
-        merged = sum(1 for r in self.records.values() if r.status is TaskStatus.MERGED)
-        total = self.total_usage()
-        return ev.RunFinished(
-            tasks=[{k: v for k, v in row.items() if v is not None} for row in rows],
-            commits=commits,
-            merged=merged,
-            failed=len(self.records) - merged,
-            exit_code=0 if merged == len(self.records) else 1,
-            usage=total.to_dict() if total is not None else None,
-        )
+        return report.from_records(self.queue.in_order(), self.main_commits())
 
     def total_usage(self) -> Usage | None:
         """Tokens and cost of the whole run so far; None when no agent reported any."""
-        reported = [rec.usage for rec in self.records.values() if rec.usage is not None]
-        if not reported:
-            return None
-        total = Usage()
-        for usage in reported:
-            total = total + usage
-        return total
+        return report.total_usage(rec.usage for rec in self.records.values())
 
     # ------------------------------------------------------------------ persistence
 

@@ -13,7 +13,7 @@ from tuiorch.gitops import GitError, GitRepo
 
 
 def saved_run(repo: GitRepo) -> dict | None:
-    from tuiorch.state import StateError, load_state
+    from tuiorch.state import StateError, entries_in_order, load_state
 
     try:
         state = load_state(repo.git_dir)
@@ -21,9 +21,7 @@ def saved_run(repo: GitRepo) -> dict | None:
         raise UsageError(str(exc)) from None
     if state is None:
         return None
-    # Tasks still waiting untouched have no entry of their own in the saved state.
-    saved = state.get("tasks", {})
-    state["tasks"] = {task_id: saved.get(task_id, {"status": "queued"}) for task_id in state.get("order", [])}
+    state["tasks"] = entries_in_order(state)
     return state
 
 
@@ -81,8 +79,7 @@ def _print_status(state: dict, live: int | None) -> None:
 
 def report(root: Path, as_json: bool) -> int:
     """The final summary of the last run: every task, its end state, duration, merge commit; main's commits."""
-    from tuiorch.agent_output import Usage
-    from tuiorch.events import RunFinished
+    from tuiorch import report as run_report
     from tuiorch.headless import format_summary
 
     repo = open_repo(root)
@@ -90,41 +87,17 @@ def report(root: Path, as_json: bool) -> int:
     if state is None:
         print(json.dumps({"run": None}) if as_json else "no run recorded in this repository")
         return EXIT_OK
-    rows = [_report_row(task_id, data) for task_id, data in state["tasks"].items()]
-    merged = sum(1 for r in rows if r["status"] == "merged")
-    spent = [usage for r in rows if (usage := Usage.from_dict(r.get("usage"))) is not None]
-    total = sum(spent, Usage()) if spent else None
-    summary = RunFinished(
-        tasks=rows,
-        commits=_base_commits(repo, state),
-        merged=merged,
-        failed=len(rows) - merged,
-        exit_code=int(merged != len(rows)),
-        usage=total.to_dict() if total is not None else None,
-    )
+    summary = run_report.from_saved(state["tasks"], _base_commits(repo, state))
     print(json.dumps(summary.to_dict()) if as_json else format_summary(summary).lstrip("\n"))
     return EXIT_OK
 
 
-def _report_row(task_id: str, data: dict) -> dict:
-    row = {"id": task_id, "title": data.get("title", ""), "status": data.get("status", "queued")}
-    if data.get("started") and data.get("ended"):
-        row["duration"] = round(data["ended"] - data["started"], 1)
-    for key in ("commit", "reason", "usage"):
-        if data.get(key):
-            row[key] = data[key]
-    return row
-
-
-def _base_commits(repo: GitRepo, state: dict) -> list[dict[str, str]]:
-    """The commits the run added to the base branch, newest first; none when git cannot say."""
+def _base_commits(repo: GitRepo, state: dict) -> list[tuple[str, str]]:
+    """The commits (sha, subject) the run added to the base branch, newest first; none when git cannot say."""
     if not state.get("base_at_start"):
         return []
     with contextlib.suppress(GitError):
-        return [
-            {"commit": sha, "subject": subject}
-            for sha, subject in repo.commits_since(state.get("base", "main"), state["base_at_start"])
-        ]
+        return repo.commits_since(state.get("base", "main"), state["base_at_start"])
     return []
 
 
