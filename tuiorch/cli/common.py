@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuiorch.config import ConfigError, load_config, missing_agent_program
+from tuiorch.config import Config, ConfigError, load_config, missing_agent_program
 from tuiorch.gitops import GitError, GitRepo
 from tuiorch.prompt import PromptError, load_template
-from tuiorch.tasks import TaskFileError, load_tasks
+from tuiorch.tasks import Task, TaskFileError, load_tasks
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -35,7 +35,20 @@ def open_repo(path: Path) -> GitRepo:
         raise UsageError(str(exc)) from None
 
 
-def load_run_inputs(root: Path, workers: int | None):  # noqa: ANN202 - a small private tuple
+def load_run_inputs(root: Path, workers: int | None) -> tuple[Config, list[Task], Path]:
+    """The configuration, the tasks and the task file of a run, or a UsageError saying what is wrong."""
+    config = _load_config(root, workers)
+    task_file = root / config.tasks
+    tasks = _load_tasks(task_file)
+    for template in (config.prompt_template, config.resolve_template):
+        try:
+            load_template(template, root=root)
+        except PromptError as exc:
+            raise UsageError(f"{exc}; fix it or clear [prompt] in {root / 'tuiorch.toml'}") from None
+    return config, tasks, task_file
+
+
+def _load_config(root: Path, workers: int | None) -> Config:
     try:
         config = load_config(root)
     except ConfigError as exc:
@@ -47,7 +60,10 @@ def load_run_inputs(root: Path, workers: int | None):  # noqa: ANN202 - a small 
     missing = missing_agent_program(config)
     if missing:
         raise UsageError(f"{missing}; install it or set [agent] preset in {root / 'tuiorch.toml'}")
-    task_file = root / config.tasks
+    return config
+
+
+def _load_tasks(task_file: Path) -> list[Task]:
     if not task_file.exists():
         raise UsageError(f"{task_file}: no task file; write one or run `tuiorch init`")
     try:
@@ -56,9 +72,4 @@ def load_run_inputs(root: Path, workers: int | None):  # noqa: ANN202 - a small 
         raise UsageError(str(exc)) from None
     if not tasks:
         raise UsageError(f"{task_file}: no tasks found; each task starts with a heading `## Task 1: Title`")
-    for template in (config.prompt_template, config.resolve_template):
-        try:
-            load_template(template, root=root)
-        except PromptError as exc:
-            raise UsageError(f"{exc}; fix it or clear [prompt] in {root / 'tuiorch.toml'}") from None
-    return config, tasks, task_file
+    return tasks

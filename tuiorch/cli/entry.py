@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tuiorch.cli.common import EXIT_OK, EXIT_USAGE, UsageError
@@ -77,21 +78,19 @@ def _dispatch(args: argparse.Namespace, cwd: Path) -> int:
     """Run the chosen subcommand; no subcommand runs the TUI."""
     if args.command in ("run", "demo") and args.json and not args.headless:
         raise UsageError("--json goes with --headless")
-    match args.command:
-        case None:
-            return run(cwd, headless=False, as_json=False, workers=None, fresh=False)
-        case "run":
-            return run(cwd, headless=args.headless, as_json=args.json, workers=args.workers, fresh=args.fresh)
-        case "init":
-            return init(cwd, args.preset, args.force)
-        case "status":
-            return status(cwd, args.json)
-        case "report":
-            return report(cwd, args.json)
-        case "clean":
-            return clean(cwd, args.force)
-        case "demo":
-            return demo(
-                args.dir, headless=args.headless, as_json=args.json, workers=args.workers, pace=args.pace
-            )
-    return EXIT_USAGE
+    return _COMMANDS[args.command](args, cwd)
+
+
+_COMMANDS: dict[str | None, Callable[[argparse.Namespace, Path], int]] = {
+    None: lambda args, cwd: run(cwd, headless=False, as_json=False, workers=None, fresh=False),
+    "run": lambda args, cwd: run(
+        cwd, headless=args.headless, as_json=args.json, workers=args.workers, fresh=args.fresh
+    ),
+    "init": lambda args, cwd: init(cwd, args.preset, args.force),
+    "status": lambda args, cwd: status(cwd, args.json),
+    "report": lambda args, cwd: report(cwd, args.json),
+    "clean": lambda args, cwd: clean(cwd, args.force),
+    "demo": lambda args, cwd: demo(
+        args.dir, headless=args.headless, as_json=args.json, workers=args.workers, pace=args.pace
+    ),
+}

@@ -24,6 +24,18 @@ def take_over_git_environment(repo: GitRepo, start: Path) -> None:
     repository (and the branch checked out there) they name. Naming this same repository is harmless
     (git sets GIT_DIR for a shell alias run where .git is a file).
     """
+    foreign = _foreign_git_variables(repo, start)
+    if foreign:
+        raise UsageError(
+            f"set in the environment: {', '.join(foreign)}; it would point every agent's git there instead of at "
+            f"the agent's own worktree of {repo.root}: unset it and run tuiorch from inside the repository"
+        )
+    for name in REDIRECTING_GIT_VARIABLES:
+        os.environ.pop(name, None)
+
+
+def _foreign_git_variables(repo: GitRepo, start: Path) -> list[str]:
+    """`NAME=value` of each redirecting variable that names another repository or work tree."""
     found = pygit2.discover_repository(str(start))
     own_dirs = {repo.git_dir.resolve(), *([Path(found).resolve()] if found else [])}
     foreign = []
@@ -35,13 +47,7 @@ def take_over_git_environment(repo: GitRepo, start: Path) -> None:
         same = (name == "GIT_DIR" and target in own_dirs) or (name == "GIT_WORK_TREE" and target == repo.root)
         if not same:
             foreign.append(f"{name}={value}")
-    if foreign:
-        raise UsageError(
-            f"set in the environment: {', '.join(foreign)}; it would point every agent's git there instead of at "
-            f"the agent's own worktree of {repo.root}: unset it and run tuiorch from inside the repository"
-        )
-    for name in REDIRECTING_GIT_VARIABLES:
-        os.environ.pop(name, None)
+    return foreign
 
 
 def check_repository(repo: GitRepo, config: Config, tasks: list[Task], *, fresh: bool) -> None:
@@ -171,16 +177,8 @@ def _check_worktree_folder(folder: Path) -> None:
 
 def _check_stale_branches(repo: GitRepo, config: Config, tasks: list[Task], *, fresh: bool) -> None:
     """A task branch holding commits this run knows nothing of is someone's work: never build on it blindly."""
-    from tuiorch.state import StateError, load_state
-
-    ours: set[str] = set()
-    if not fresh:
-        try:
-            state = load_state(repo.git_dir) or {}
-        except StateError:
-            state = {}  # the run reports the corrupt file itself and starts without it
-        # Branches an earlier (crashed or stopped) run made for its tasks are resumed, not refused.
-        ours = {str(data.get("branch")) for data in state.get("tasks", {}).values() if data.get("branch")}
+    # Branches an earlier (crashed or stopped) run made for its tasks are resumed, not refused.
+    ours = set() if fresh else _branches_of_saved_run(repo)
     existing = set(repo.task_branches(config.branch))
     for task in tasks:
         branch = branch_name(config, task.id, repo.root.name)
@@ -189,6 +187,16 @@ def _check_stale_branches(repo: GitRepo, config: Config, tasks: list[Task], *, f
                 f"branch '{branch}' (for task {task.id}) already exists with commits not in {config.base}; "
                 f"merge or rename it, or drop it with `tuiorch clean --force`"
             )
+
+
+def _branches_of_saved_run(repo: GitRepo) -> set[str]:
+    from tuiorch.state import StateError, load_state
+
+    try:
+        state = load_state(repo.git_dir) or {}
+    except StateError:
+        state = {}  # the run reports the corrupt file itself and starts without it
+    return {str(data.get("branch")) for data in state.get("tasks", {}).values() if data.get("branch")}
 
 
 def refuse_if_running(repo: GitRepo) -> None:

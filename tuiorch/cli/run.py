@@ -43,13 +43,7 @@ def demo(
 
     from tuiorch.demo import DemoError, make_demo_repo
 
-    if pace is not None:
-        if pace < 0:
-            raise UsageError("--pace must be 0 or more seconds")
-        os.environ["TUIORCH_DEMO_DELAY"] = str(pace)
-    else:
-        os.environ.setdefault("TUIORCH_DEMO_DELAY", str(DEMO_PACE))  # the agents inherit it
-
+    _set_pace(pace)
     path = Path(target) if target else Path(tempfile.mkdtemp(prefix="tuiorch-demo-")) / "demo"
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise UsageError(f"{path} exists and is not an empty folder; name a new folder for the demo")
@@ -59,3 +53,13 @@ def demo(
         raise UsageError(str(exc)) from None
     print(f"demo repository: {root}", file=sys.stderr)
     return run(root, headless=headless, as_json=as_json, workers=workers, fresh=False)
+
+
+def _set_pace(pace: float | None) -> None:
+    """The demo agent's pause per step, for the agents to inherit."""
+    if pace is not None:
+        if pace < 0:
+            raise UsageError("--pace must be 0 or more seconds")
+        os.environ["TUIORCH_DEMO_DELAY"] = str(pace)
+    else:
+        os.environ.setdefault("TUIORCH_DEMO_DELAY", str(DEMO_PACE))
