@@ -15,53 +15,9 @@ from tests.ray.conftest import Cluster
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'tuiorch[ray]')")
 
-from tuiorch.prompt import BUILTIN_TEMPLATE, render_prompt  # noqa: E402
-from tuiorch.runners.base import AgentCommand, AgentHooks, AgentSpec, Workspace  # noqa: E402
+from tests.ray.specs import Seen, demo_spec  # noqa: E402
+from tuiorch.runners.base import StartFailed  # noqa: E402
 from tuiorch.runners.ray.runner import RayRunner  # noqa: E402
-from tuiorch.tasks import Task  # noqa: E402
-
-
-def demo_spec(central: Path, task_id: str, body: str, *, slot: int = 0, **extra) -> AgentSpec:  # noqa: ANN003
-    task = Task(id=task_id, title=f"task {task_id}", description=body)
-    branch = f"task-{task_id}"
-
-    def command(workspace: Workspace) -> AgentCommand:
-        prompt = render_prompt(
-            BUILTIN_TEMPLATE,
-            task=task,
-            worktree=workspace.path,
-            branch=branch,
-            commit_message=f"feat: {task_id}",
-        )
-        return AgentCommand(
-            argv=(sys.executable, "-m", "tuiorch.demo_agent", workspace.prompt_file), prompt=prompt
-        )
-
-    fields = {"keep_commits": False, "timeout": 60.0, "stuck_after": None, **extra}
-    return AgentSpec(
-        task_id=task_id,
-        kind="task",
-        attempt=1,
-        slot=slot,
-        branch=branch,
-        base="main",
-        command=command,
-        log_path=central.parent / f"{central.name}-logs" / f"{task_id}.log",
-        env={"TUIORCH_DEMO_DELAY": "0.01"},
-        **fields,
-    )
-
-
-class Seen:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.stderr: list[str] = []
-        self.started: list = []
-
-    def hooks(self) -> AgentHooks:
-        return AgentHooks(
-            on_lines=self.lines.extend, on_stderr=self.stderr.extend, on_started=self.started.append
-        )
 
 
 @pytest.fixture
@@ -154,3 +110,14 @@ async def test_commits_arrive_while_the_agent_still_runs(runner: RayRunner, cent
     handle.cancel()
     await asyncio.wait_for(waiting, 30)
     await handle.release()
+
+
+async def test_a_node_without_the_agent_cli_is_reported_and_skipped(ray_cluster: Cluster, central: Path) -> None:
+    runner = RayRunner(central, address=ray_cluster.address, commands=["no-such-agent-cli"])
+    notices: list[str] = []
+    hooks = Seen().hooks()
+    hooks.on_notice = notices.append
+    with pytest.raises(StartFailed, match="no Ray node can take an agent now.*lacks no-such-agent-cli"):
+        await runner.start(demo_spec(central, "8", WRITE), hooks)
+    assert any("lacks no-such-agent-cli: no agents go there" in notice for notice in notices)
+    await runner.close()

@@ -64,6 +64,8 @@ class RayHandle:
         self.timeout = timeout
         self.stuck_after = stuck_after
         self.on_release = on_release
+        #: Told when the run's node or worker is found gone.
+        self.on_lost: Any = lambda: None
         self.workspace = run.workspace
         self.base_sha = run.base_sha
         self.where = run.where
@@ -110,7 +112,8 @@ class RayHandle:
             pass
 
     def _offset_path(self) -> Path:
-        return self.run.log_path.with_name(self.run.log_path.name + OFFSET_SUFFIX)
+        # One per run: a retry's run starts counting its events at zero.
+        return self.run.log_path.with_name(f"{self.run.log_path.name}.{self.run.name}{OFFSET_SUFFIX}")
 
     def _offset(self) -> int:
         try:
@@ -136,6 +139,7 @@ class RayHandle:
                 offset += len(burst)
                 self._offset_path().write_text(str(offset))
         except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError) as exc:
+            self.on_lost()
             message = f"the Ray node {self.where} or its worker was lost: {type(exc).__name__}"
             with open(self.run.log_path, "a", encoding="utf-8") as log:
                 log.write(f"tuiorch: {message}\n")
@@ -205,4 +209,5 @@ class RayHandle:
         if self._released or self._kept:
             return
         self._released = True
+        self._offset_path().unlink(missing_ok=True)
         await self.on_release(self)

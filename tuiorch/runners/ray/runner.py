@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from tuiorch.runners.ray.nodegit import NodeRepo, repo_key
 #: The Ray namespace every tuiorch actor lives in (a new tuiorch finds its runs there by name).
 NAMESPACE = "tuiorch"
 DEFAULT_RESOURCES: Mapping[str, float] = {"tuiorch_agent": 1.0}
+#: Seconds a node a run found gone takes no agents, even while Ray still lists it as alive.
+LOST_GRACE = 60.0
 
 
 class NoNode(StartFailed):
@@ -90,6 +93,7 @@ class RayRunner:
         self.identity = _identity(self.root)
         self.nodes: dict[str, dict[str, Any]] = {}  # node id -> {"where", "capacity", "running"}
         self.skipped: dict[str, str] = {}  # node id -> why it takes no agents
+        self.lost_at: dict[str, float] = {}  # node id -> when a run found it gone
         self.used: set[str] = set()
         self.handles: set[RayHandle] = set()
         self._lock = asyncio.Lock()
@@ -124,6 +128,8 @@ class RayRunner:
         for node_id, node in alive.items():
             if node_id in self.nodes or node_id in self.skipped:
                 continue
+            if time.monotonic() - self.lost_at.get(node_id, -LOST_GRACE) < LOST_GRACE:
+                continue
             capacity = min(
                 int(node.get("Resources", {}).get(name, 0) // amount)
                 for name, amount in self.resources.items()
@@ -141,19 +147,21 @@ class RayRunner:
             self.nodes[node_id] = {"where": where, "capacity": capacity, "running": 0}
         return notices
 
-    async def _place(self) -> str:
+    async def _place(self, hooks: AgentHooks) -> str:
         async with self._lock:
             await self.connect()
-            await self.refresh_nodes()
+            for notice in await self.refresh_nodes():
+                hooks.on_notice(notice)
+            # The least loaded node first; among equals the one that takes the most agents.
             free = [
-                (info["running"] / info["capacity"], node_id)
+                (info["running"] / info["capacity"], -info["capacity"], node_id)
                 for node_id, info in self.nodes.items()
                 if info["running"] < info["capacity"]
             ]
             if not free:
                 why = "; ".join(f"{node_id[:6]} {reason}" for node_id, reason in self.skipped.items())
                 raise NoNode(f"no Ray node can take an agent now{': ' + why if why else ''}")
-            node_id = min(free)[1]
+            node_id = min(free)[2]
             self.nodes[node_id]["running"] += 1
             self.used.add(node_id)
             return node_id
@@ -170,12 +178,25 @@ class RayRunner:
     async def start(self, spec: AgentSpec, hooks: AgentHooks) -> RayHandle:
         if spec.kind != "task":
             raise StartFailed("the Ray runner runs task agents only; resolve this conflict locally")
-        node_id = await self._place()
-        try:
-            return await self._start_on(node_id, spec, hooks)
-        except BaseException:
-            self._unplace(node_id)
-            raise
+        import ray
+
+        for _ in range(3):  # a node that dies while the run is being prepared: another one
+            node_id = await self._place(hooks)
+            try:
+                return await self._start_on(node_id, spec, hooks)
+            except ray.exceptions.ActorDiedError:
+                self._unplace(node_id)
+                self.node_lost(node_id)
+            except BaseException:
+                self._unplace(node_id)
+                raise
+        raise NoNode("the Ray nodes chosen for this agent died while it was being prepared")
+
+    def node_lost(self, node_id: str) -> None:
+        """A run found its node or worker gone: no agent goes there while Ray may still list a dead node
+        as alive (it notices missed heartbeats within half a minute); one still alive after is taken back."""
+        self.nodes.pop(node_id, None)
+        self.lost_at[node_id] = time.monotonic()
 
     async def _start_on(self, node_id: str, spec: AgentSpec, hooks: AgentHooks) -> RayHandle:
         import ray
