@@ -111,15 +111,53 @@ def test_to_front_and_restore_order() -> None:
 
 def test_view_is_cached_until_the_version_moves() -> None:
     queue = _queue("a")
-    calls: list[int] = []
-
-    def compute() -> list[QueueRow]:
-        calls.append(1)
-        return [QueueRow(task=t, status=TaskStatus.QUEUED, held=False, reason=None) for t in queue.queued()]
-
-    first = queue.view(compute)
-    assert queue.view(compute) is first
-    assert len(calls) == 1
+    first = queue.view(free_slots=1, paused=False)
+    assert first == [QueueRow(task=queue.records["a"].task, status=TaskStatus.QUEUED, held=False, reason=None)]
+    queue.toggle_hold("a")
+    assert queue.view(free_slots=1, paused=False) is first  # the owner has not said that anything changed
     queue.version += 1
-    assert queue.view(compute) is not first
-    assert len(calls) == 2
+    assert queue.view(free_slots=1, paused=False)[0].held
+
+
+def test_rows_say_why_a_task_waits() -> None:
+    queue = RunQueue(
+        [
+            Task(id="a", title="a", touches=("src/x.py",)),
+            Task(id="b", title="b", touches=("src/x.py",)),
+            Task(id="c", title="c", depends=("a",)),
+            Task(id="d", title="d"),
+        ]
+    )
+    queue.records["a"].status = TaskStatus.RUNNING
+    reasons = {row.task.id: row.reason for row in queue.view(free_slots=1, paused=False)}
+    assert reasons["d"] is None
+    assert "a" in (reasons["b"] or "") and "a" in (reasons["c"] or "")
+    queue.version += 1
+    paused = {row.task.id: row.reason for row in queue.view(free_slots=1, paused=True)}
+    assert paused["d"] == "paused" and paused["b"] == reasons["b"]
+
+
+def test_pick_starts_what_fits_and_skips_held_and_busy_tasks() -> None:
+    queue = RunQueue(
+        [
+            Task(id="a", title="a", touches=("src/x.py",)),
+            Task(id="b", title="b", touches=("src/x.py",)),
+            Task(id="c", title="c"),
+            Task(id="d", title="d"),
+        ]
+    )
+    queue.records["a"].status = TaskStatus.RUNNING
+    queue.toggle_hold("c")
+    assert [t.id for t in queue.pick(3)] == ["d"]
+    queue.records["a"].status = TaskStatus.MERGED
+    assert [t.id for t in queue.pick(1)] == ["b"]
+
+
+def test_counts_by_status() -> None:
+    queue = _queue("a", "b", "c")
+    queue.records["a"].status = TaskStatus.RUNNING
+    queue.records["b"].status = TaskStatus.MERGED
+    assert queue.count_in({TaskStatus.RUNNING, TaskStatus.STUCK}) == 1
+    assert queue.has_active_work()
+    queue.records["a"].status = TaskStatus.FAILED
+    assert not queue.has_active_work()

@@ -51,11 +51,9 @@ from tuiorch.model.status import (
     check_transition,
     command_refusal,
 )
-from tuiorch.procs import kill_orphan_agents
 from tuiorch.prompt import RESOLVE_TEMPLATE, load_template, render_prompt, render_resolve_prompt
 from tuiorch.queue import QueueError, QueueRow, RunQueue
-from tuiorch.runlock import RunLock, clear_stale_git_locks
-from tuiorch.scheduler import pick_tasks, wait_reasons
+from tuiorch.runlock import RunLock
 from tuiorch.state import StateError, load_state, log_dir, save_state
 from tuiorch.steps.landing import (
     Lander,
@@ -67,7 +65,15 @@ from tuiorch.steps.landing import (
     conflict_action,
 )
 from tuiorch.steps.predictor import ConflictPredictor, RunningBranch
-from tuiorch.steps.recovery import MarkMerged, Requeue, ResumeMerge, SavedTask, TaskRecovery, recover
+from tuiorch.steps.recovery import (
+    MarkMerged,
+    Requeue,
+    ResumeMerge,
+    SavedTask,
+    TaskRecovery,
+    end_dead_run,
+    recover,
+)
 from tuiorch.tasks import Priority, Task
 
 OUTPUT_FLUSH_SECONDS = 0.05
@@ -156,21 +162,7 @@ class Orchestrator:
 
     def queue_view(self) -> list[QueueRow]:
         """Every task not started yet, in the user's order, with why it waits (cached by the queue)."""
-        return self.queue.view(self._compute_queue_view)
-
-    def _compute_queue_view(self) -> list[QueueRow]:
-        queued = self.queue.queued()
-        running, merged, free, held = self._schedule_inputs()
-        reasons = wait_reasons(queued, running, merged, free, held, self._predicted_paths())
-        return [
-            QueueRow(
-                task=t,
-                status=TaskStatus.QUEUED,
-                held=t.id in held,
-                reason=("paused" if self.paused and not reasons[t.id] else reasons[t.id]),
-            )
-            for t in queued
-        ]
+        return self.queue.view(free_slots=self._free_slots(), paused=self.paused)
 
     def main_commits(self) -> list[tuple[str, str]]:
         """(short sha, subject) of the commits that landed on base during this run."""
@@ -179,10 +171,10 @@ class Orchestrator:
         return self.git.commits_since(self.base, self._base_at_start)
 
     def running_count(self) -> int:
-        return sum(1 for r in self.records.values() if r.status in SLOT_STATUSES)
+        return self.queue.count_in(SLOT_STATUSES)
 
     def has_active_work(self) -> bool:
-        return any(r.status.is_active for r in self.records.values())
+        return self.queue.has_active_work()
 
     # ------------------------------------------------------------------ run loop
 
@@ -250,26 +242,19 @@ class Orchestrator:
             process.cancel()
         self._wake.set()
 
-    def _schedule_inputs(self) -> tuple[list[Task], set[str], int, set[str]]:
-        running = [r.task for r in self.records.values() if r.status in UNMERGED_STATUSES]
-        merged = {i for i, r in self.records.items() if r.status is TaskStatus.MERGED}
-        free = sum(1 for i, s in enumerate(self.slots) if s is None and i < self.workers)
-        held = {i for i, r in self.records.items() if r.held}
-        return running, merged, free, held
+    def _free_slots(self) -> int:
+        return sum(1 for i, s in enumerate(self.slots) if s is None and i < self.workers)
 
     def _blocked(self) -> bool:
-        return any(r.status is TaskStatus.BLOCKED for r in self.records.values())
-
-    def _predicted_paths(self) -> set[str]:
-        return {p for r in self.records.values() if r.status in SLOT_STATUSES for p in r.predicted}
+        return self.queue.count_in({TaskStatus.BLOCKED}) > 0
 
     def _start_eligible(self) -> None:
         if self.paused or self._stopping:
             return
-        running, merged, free, held = self._schedule_inputs()
+        free = self._free_slots()
         if free <= 0:
             return
-        for task in pick_tasks(self.queue.queued(), running, merged, free, held, self._predicted_paths()):
+        for task in self.queue.pick(free):
             slot = next(i for i, s in enumerate(self.slots) if s is None and i < self.workers)
             self.slots[slot] = task.id
             rec = self.records[task.id]
@@ -1353,17 +1338,10 @@ class Orchestrator:
         path = self.logs / f"{task_id}.log"
         return path if path.is_file() else None
 
-    async def _clean_up_after_dead_run(self, state: dict) -> None:
+    async def _clean_up_after_dead_run(self, saved: dict) -> None:
         """The last run died: end its agents, then drop the git locks only it could have held."""
-        for pgid in await asyncio.to_thread(kill_orphan_agents, self.git.git_dir):
-            self._emit(ev.Notice(message=f"ended agent process group {pgid} left by the tuiorch run that stopped"))
-        await asyncio.sleep(0.1)  # let the killed agents go before their locks are judged
-        merging = {TaskStatus.MERGING.value, TaskStatus.CHECKING.value, TaskStatus.FINISHED.value}
-        was_merging = any(data.get("status") in merging for data in state.get("tasks", {}).values())
-        branches = [str(data.get("branch") or "") for data in state.get("tasks", {}).values()]
-        stale = clear_stale_git_locks(self.git.git_dir, self.base, was_merging=was_merging, task_branches=branches)
-        for lock in stale:
-            self._emit(ev.Notice(message=f"removed {lock}, left by the tuiorch run that stopped", level="warning"))
+        for notice in await end_dead_run(self.git.git_dir, self.base, saved.get("tasks", {})):
+            self._emit(ev.Notice(message=notice.message, level=notice.level))
 
     async def _reconcile(self) -> None:
         """Pick up where a dead or finished run left off (the rules are `tuiorch.steps.recovery`'s)."""

@@ -7,11 +7,12 @@ applies, calls one of these edits, then saves the run state and tells the front 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from tuiorch.model.record import TaskRecord
-from tuiorch.model.status import TaskStatus
+from tuiorch.model.status import ACTIVE, IN_SLOT, UNMERGED, TaskStatus
+from tuiorch.scheduler import pick_tasks, wait_reasons
 from tuiorch.tasks import Priority, Task
 
 
@@ -28,6 +29,18 @@ class QueueRow:
     held: bool
     #: Why it waits (a dependency, busy paths, a full pool, "paused"), or None when it starts next.
     reason: str | None
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What the scheduler weighs besides the queued tasks, read in one pass over the records."""
+
+    #: Tasks whose branch is not in the base yet: the paths they touch are busy.
+    unmerged: list[Task]
+    merged: set[str]
+    held: set[str]
+    #: Paths a running branch is predicted to conflict on: queued tasks touching them wait.
+    predicted: set[str]
 
 
 class RunQueue:
@@ -61,17 +74,60 @@ class RunQueue:
         records = self.records
         return [records[i].task for i in self.order if records[i].status is TaskStatus.QUEUED]
 
-    def view(self, compute: Callable[[], list[QueueRow]]) -> list[QueueRow]:
-        """`compute()`'s rows, cached until `version` moves.
+    def count_in(self, statuses: Collection[TaskStatus]) -> int:
+        return sum(1 for rec in self.records.values() if rec.status in statuses)
+
+    def has_active_work(self) -> bool:
+        """An agent or a merge works on some task."""
+        return any(rec.status in ACTIVE for rec in self.records.values())
+
+    def standing(self) -> Standing:
+        unmerged: list[Task] = []
+        merged: set[str] = set()
+        held: set[str] = set()
+        predicted: set[str] = set()
+        for task_id, rec in self.records.items():
+            if rec.status in UNMERGED:
+                unmerged.append(rec.task)
+                if rec.status in IN_SLOT:
+                    predicted.update(rec.predicted)
+            elif rec.status is TaskStatus.MERGED:
+                merged.add(task_id)
+            if rec.held:
+                held.add(task_id)
+        return Standing(unmerged, merged, held, predicted)
+
+    def pick(self, free_slots: int) -> list[Task]:
+        """The queued tasks to start now in `free_slots` slots, in the order they start."""
+        now = self.standing()
+        return pick_tasks(self.queued(), now.unmerged, now.merged, free_slots, now.held, now.predicted)
+
+    def view(self, *, free_slots: int, paused: bool) -> list[QueueRow]:
+        """Every queued task with why it waits, cached until `version` moves (the owner bumps it on
+        every change a row may depend on, the pool's size and pause included).
 
         The app asks many times a second, and with 10,000 queued tasks a fresh plan costs tens of
         milliseconds.
         """
         if self._view_cache is not None and self._view_cache[0] == self.version:
             return self._view_cache[1]
-        rows = compute()
+        rows = self._waiting_rows(free_slots, paused)
         self._view_cache = (self.version, rows)
         return rows
+
+    def _waiting_rows(self, free_slots: int, paused: bool) -> list[QueueRow]:
+        queued = self.queued()
+        now = self.standing()
+        reasons = wait_reasons(queued, now.unmerged, now.merged, free_slots, now.held, now.predicted)
+        return [
+            QueueRow(
+                task=t,
+                status=TaskStatus.QUEUED,
+                held=t.id in now.held,
+                reason=("paused" if paused and not reasons[t.id] else reasons[t.id]),
+            )
+            for t in queued
+        ]
 
     # ------------------------------------------------------------------ edits
 

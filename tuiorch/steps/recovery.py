@@ -33,7 +33,8 @@ from typing import Any
 
 from tuiorch.gitops import GitError, GitRepo
 from tuiorch.model.status import IN_SLOT, MERGE_PHASE, TaskStatus
-from tuiorch.procs import kill_stale_group
+from tuiorch.procs import kill_orphan_agents, kill_stale_group
+from tuiorch.runlock import clear_stale_git_locks
 
 #: Saved statuses (as strings) of a task whose agent held a slot when the run died.
 _HELD_SLOT = frozenset(s.value for s in IN_SLOT)
@@ -41,6 +42,8 @@ _HELD_SLOT = frozenset(s.value for s in IN_SLOT)
 _AGENT_RAN = _HELD_SLOT | {TaskStatus.RESOLVING.value}
 #: Saved statuses whose agent had finished: the branch only needs merging.
 _MERGE_PHASE = frozenset(s.value for s in MERGE_PHASE)
+#: Saved statuses whose merge may have held the base branch's ref lock when the run died.
+_MERGING = frozenset(s.value for s in (TaskStatus.MERGING, TaskStatus.CHECKING, TaskStatus.FINISHED))
 #: Saved statuses whose retries start from zero when the task is queued again.
 _STOPPED = frozenset(s.value for s in (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EMPTY))
 
@@ -256,3 +259,25 @@ async def _carry_out(git: GitRepo, saved: SavedTask, action: RecoveryAction, bas
                 if release and saved.worktree is not None:
                     await asyncio.to_thread(git.release_worktree, saved.worktree)
                 await asyncio.to_thread(functools.partial(git.delete_branch, saved.branch, base=base))
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should hear about the cleanup."""
+
+    message: str
+    level: str = "info"
+
+
+async def end_dead_run(git_dir: Path, base: str, saved_tasks: Mapping[str, Mapping[str, Any]]) -> list[Notice]:
+    """The last run died: end its agents, then drop the git locks only it could have held."""
+    notices = [
+        Notice(f"ended agent process group {pgid} left by the tuiorch run that stopped")
+        for pgid in await asyncio.to_thread(kill_orphan_agents, git_dir)
+    ]
+    await asyncio.sleep(0.1)  # let the killed agents go before their locks are judged
+    was_merging = any(entry.get("status") in _MERGING for entry in saved_tasks.values())
+    branches = [str(entry.get("branch") or "") for entry in saved_tasks.values()]
+    stale = clear_stale_git_locks(git_dir, base, was_merging=was_merging, task_branches=branches)
+    notices += [Notice(f"removed {lock}, left by the tuiorch run that stopped", level="warning") for lock in stale]
+    return notices
