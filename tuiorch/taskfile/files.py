@@ -87,18 +87,28 @@ def write_priority(path: Path, task_id: str, priority: Priority) -> str:
     before = {t.id: t for t in parse(text, str(path), validate=False)}
     edited = (with_priority_toml if toml else with_priority_md)(text, task_id, priority, str(path))
     after = {t.id: t for t in parse(edited, str(path), validate=False)}
-    expected = {tid: (task.priority if tid != task_id else priority) for tid, task in before.items()}
-    unchanged = all(
-        after.get(tid) is not None
-        and after[tid].priority == expected[tid]
-        and (after[tid].description, after[tid].depends, after[tid].touches)
-        == (before[tid].description, before[tid].depends, before[tid].touches)
-        for tid in before
-    )
-    if not unchanged or set(after) != set(before):
+    if not _only_priority_changed(before, after, task_id, priority):
         raise TaskFileError(
             path, None, f"could not set task {task_id}'s priority without changing other text"
         )
     if edited != text:
         _write_task_file(path, edited, layout)
     return edited
+
+
+def _only_priority_changed(
+    before: dict[str, Task], after: dict[str, Task], task_id: str, priority: Priority
+) -> bool:
+    """The same tasks with the same text, dependencies and paths; only `task_id`'s priority is new."""
+    if set(after) != set(before):
+        return False
+    for tid, old in before.items():
+        new = after[tid]
+        expected = priority if tid == task_id else old.priority
+        if new.priority != expected or (new.description, new.depends, new.touches) != (
+            old.description,
+            old.depends,
+            old.touches,
+        ):
+            return False
+    return True

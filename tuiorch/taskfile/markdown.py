@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import NamedTuple
 
 from tuiorch.taskfile.model import (
@@ -200,25 +200,11 @@ def _parse_task_block(
             )
         seen_at[key] = number
         value = _COMMENT.sub("", match["value"]).strip()
-        if key == "depends":
-            fields[key] = _parse_depends(value)
-        elif key == "priority":
-            fields[key] = parse_priority(value, path, number)
-        elif key == "touches":
-            fields[key] = _split_paths(value)
-        elif value:  # type
-            fields[key] = value
+        if key != "type" or value:
+            fields[key] = _METADATA_READERS[key](value, path, number)
         index += 1
-    if index < end and (typo := _KEY_LIKE.match(lines[index].strip())) and lines[index].strip()[:1].isalpha():
-        # Read as text, a misspelt key would drop a dependency or a priority without a word.
-        key = typo["key"]
-        if (near := nearest_key(key, _METADATA_KEYS)) is not None:
-            raise TaskFileError(
-                path,
-                index + 1,
-                f"task {task_id}: unknown key {key!r}; did you mean `{near}`? "
-                f"(keys under a task heading: {', '.join(_METADATA_KEYS)})",
-            )
+    if index < end:
+        _refuse_misspelt_key(lines[index].strip(), index + 1, task_id, path)
     body = [_unescape_heading(line) for line in lines[index:end]]
     return Task(
         id=task_id,
@@ -228,6 +214,30 @@ def _parse_task_block(
         line=heading_line,
         **fields,
     )  # type: ignore[arg-type]
+
+
+_METADATA_READERS: dict[str, Callable[[str, str, int], object]] = {
+    "depends": lambda value, path, line: _parse_depends(value),
+    "priority": parse_priority,
+    "touches": lambda value, path, line: _split_paths(value),
+    "type": lambda value, path, line: value,
+}
+
+
+def _refuse_misspelt_key(text: str, number: int, task_id: str, path: str) -> None:
+    """The first line after the metadata looks like a misspelt key: read as text, it would drop a
+    dependency or a priority without a word."""
+    typo = _KEY_LIKE.match(text)
+    if typo is None or not text[:1].isalpha():
+        return
+    key = typo["key"]
+    if (near := nearest_key(key, _METADATA_KEYS)) is not None:
+        raise TaskFileError(
+            path,
+            number,
+            f"task {task_id}: unknown key {key!r}; did you mean `{near}`? "
+            f"(keys under a task heading: {', '.join(_METADATA_KEYS)})",
+        )
 
 
 def _is_escaped_heading(line: str) -> bool:
@@ -291,15 +301,7 @@ def render_tasks_md(tasks: Iterable[Task], header: str = "") -> str:
 def with_priority_md(text: str, task_id: str, priority: Priority, path: str = "TASKS.md") -> str:
     """`text` with task `task_id`'s priority set, everything else (comments, spacing, order) as it was."""
     lines = text.split("\n")
-    fences = _FenceTracker()
-    heading = None
-    for index, line in enumerate(lines):
-        if fences.feed(line, index + 1) or not _is_task_heading_line(line):
-            continue
-        match = _TASK_HEADING.match(line)
-        if match and match["id"].strip() == task_id:
-            heading = index
-            break
+    heading = _heading_index(lines, task_id)
     if heading is None:
         raise TaskFileError(path, None, f"no task {task_id} in the file to set its priority")
     start = heading + 1
@@ -315,3 +317,15 @@ def with_priority_md(text: str, task_id: str, priority: Priority, path: str = "T
     at = start if index > start else heading + 1
     lines.insert(at, f"priority: {priority.label}")
     return "\n".join(lines)
+
+
+def _heading_index(lines: list[str], task_id: str) -> int | None:
+    """Where task `task_id`'s heading is, outside code fences."""
+    fences = _FenceTracker()
+    for index, line in enumerate(lines):
+        if fences.feed(line, index + 1) or not _is_task_heading_line(line):
+            continue
+        match = _TASK_HEADING.match(line)
+        if match and match["id"].strip() == task_id:
+            return index
+    return None

@@ -31,16 +31,7 @@ def parse_tasks_toml(
     text: str, path: str = "tasks.toml", *, validate: bool = True, known_ids: Collection[str] = ()
 ) -> list[Task]:
     """Tasks from tasks.toml (`[[task]]` tables), in file order; errors name the table's line."""
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise TaskFileError(path, None, f"invalid TOML: {exc}") from None
-    unknown = [key for key in document if key != "task"]
-    if unknown:
-        raise TaskFileError(path, None, f"unknown key {unknown[0]!r} (expected [[task]] tables)")
-    tables = document.get("task", [])
-    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        raise TaskFileError(path, None, "'task' must be [[task]] tables")
+    tables = _task_tables(text, path)
     header_lines = _task_header_lines(text)
     if len(header_lines) != len(tables):
         header_lines = [0] * len(tables)  # unusual spelling (e.g. inline tables): no line numbers
@@ -52,6 +43,21 @@ def parse_tasks_toml(
     if validate:
         validate_tasks(tasks, path, known_ids)
     return tasks
+
+
+def _task_tables(text: str, path: str) -> list[dict[str, object]]:
+    """The document's [[task]] tables; anything else at the top level is refused."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TaskFileError(path, None, f"invalid TOML: {exc}") from None
+    unknown = [key for key in document if key != "task"]
+    if unknown:
+        raise TaskFileError(path, None, f"unknown key {unknown[0]!r} (expected [[task]] tables)")
+    tables = document.get("task", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise TaskFileError(path, None, "'task' must be [[task]] tables")
+    return tables
 
 
 def _key_lines(lines: list[str], header: int) -> dict[str, int]:
