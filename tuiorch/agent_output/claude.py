@@ -62,23 +62,9 @@ class ClaudeStreamParser(JsonParser):
         return ParsedLine()
 
     def _assistant(self, message: dict[str, Any]) -> ParsedLine:
-        shown: list[str] = []
-        texts: list[str] = []
-        status = None
         self._count(message)
         synthetic = message.get("model") == "<synthetic>"
-        for block in as_list(message.get("content")):
-            block = as_dict(block)
-            if block.get("type") == "text" and as_str(block.get("text")).strip():
-                texts.append(block["text"])
-                shown.append(block["text"].rstrip())
-            elif block.get("type") == "tool_use":
-                name = as_str(block.get("name")) or "tool"
-                self.tools[as_str(block.get("id"))] = name
-                shown.append("→ " + tool_summary(name, block.get("input")))
-                status = f"running tool {name}"
-            elif block.get("type") in ("thinking", "redacted_thinking"):
-                status = status or "thinking"
+        shown, texts, status = self._blocks(as_list(message.get("content")))
         if texts and not synthetic:
             self._last_text = "\n".join(texts).strip()
         if synthetic and texts:
@@ -89,6 +75,24 @@ class ClaudeStreamParser(JsonParser):
             display="\n".join(shown) or None, status=status or ("thinking" if texts else None)
         )
         return with_progress(result, "\n".join(texts))
+
+    def _blocks(self, content: list[Any]) -> tuple[list[str], list[str], str | None]:
+        """What a message's blocks show, the model's words among them, and the status they leave."""
+        shown: list[str] = []
+        texts: list[str] = []
+        status = None
+        for block in map(as_dict, content):
+            if block.get("type") == "text" and as_str(block.get("text")).strip():
+                texts.append(block["text"])
+                shown.append(block["text"].rstrip())
+            elif block.get("type") == "tool_use":
+                name = as_str(block.get("name")) or "tool"
+                self.tools[as_str(block.get("id"))] = name
+                shown.append("→ " + tool_summary(name, block.get("input")))
+                status = f"running tool {name}"
+            elif block.get("type") in ("thinking", "redacted_thinking"):
+                status = status or "thinking"
+        return shown, texts, status
 
     def _count(self, message: dict[str, Any]) -> None:
         usage = as_dict(message.get("usage"))
@@ -114,24 +118,33 @@ class ClaudeStreamParser(JsonParser):
         subtype = as_str(event.get("subtype")) or "success"
         if isinstance(event.get("usage"), dict) or as_number(event.get("total_cost_usd")) is not None:
             self.usage = _claude_usage(as_dict(event.get("usage")), as_number(event.get("total_cost_usd")))
-        details = []
-        if (turns := as_number(event.get("num_turns"))) is not None:
-            details.append(f"{int(turns)} turns")
-        if (cost := as_number(event.get("total_cost_usd"))) is not None:
-            details.append(f"${cost:.2f}")
-        if (millis := as_number(event.get("duration_ms"))) is not None:
-            details.append(f"{millis / 1000:.0f}s")
-        suffix = f" ({', '.join(details)})" if details else ""
+        suffix = _result_details(event)
         if event.get("is_error") is True or subtype != "success":
-            errors = [
-                first_line(as_str(item)) for item in as_list(event.get("errors")) if as_str(item).strip()
-            ]
-            message = "; ".join(errors) or first_line(as_str(event.get("result"))) or self.warning or subtype
+            message = _errors(event) or first_line(as_str(event.get("result"))) or self.warning or subtype
             return self.fail(message, f"agent failed: {message}{suffix}")
         final = as_str(event.get("result")).strip()
         repeated = final == self._last_text  # already shown as the model said it
         display = (final + "\n" if final and not repeated else "") + f"done{suffix}"
         return with_progress(ParsedLine(display=display, status="done"), final)
+
+
+def _errors(event: dict[str, Any]) -> str:
+    """The closing event's `errors`, first line of each, joined."""
+    return "; ".join(
+        first_line(as_str(item)) for item in as_list(event.get("errors")) if as_str(item).strip()
+    )
+
+
+def _result_details(event: dict[str, Any]) -> str:
+    """ " (12 turns, $0.04, 31s)" from the closing event, or "" when it says none of these."""
+    details = []
+    if (turns := as_number(event.get("num_turns"))) is not None:
+        details.append(f"{int(turns)} turns")
+    if (cost := as_number(event.get("total_cost_usd"))) is not None:
+        details.append(f"${cost:.2f}")
+    if (millis := as_number(event.get("duration_ms"))) is not None:
+        details.append(f"{millis / 1000:.0f}s")
+    return f" ({', '.join(details)})" if details else ""
 
 
 def _claude_usage(usage: dict[str, Any], cost: float | None) -> Usage:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from tuiorch.agent_output.base import (
@@ -73,39 +74,42 @@ class GeminiStreamParser(JsonParser):
         return result
 
     def handle(self, event: dict[str, Any]) -> ParsedLine:
-        kind = event.get("type")
-        if kind == "init":
-            model = as_str(event.get("model"))
-            return ParsedLine(display=f"session started{f' ({model})' if model else ''}", status="starting")
-        if kind == "message":
-            if event.get("role") != "assistant":
-                return ParsedLine()  # the prompt echoed back
-            return self._message(as_str(event.get("content")), event.get("delta") is True)
-        if kind == "tool_use":
-            name = as_str(event.get("tool_name")) or "tool"
-            self.tools[as_str(event.get("tool_id"))] = name
-            return ParsedLine(
-                display="→ " + tool_summary(name, event.get("parameters")), status=f"running tool {name}"
-            )
-        if kind == "tool_result":
-            name = self.tools.get(as_str(event.get("tool_id")), "tool")
-            if event.get("status") != "error":
-                # Gemini's own tools finish in milliseconds: the pane keeps the tool's name while the
-                # model thinks, or the user would never see which tool ran.
-                return ParsedLine(status=f"thinking (after {name})")
-            error = event.get("error")
-            message = as_str(as_dict(error).get("message")) or as_str(error) or as_str(event.get("output"))
-            return ParsedLine(display=failure(name, message), status="thinking")
-        if kind == "error":
-            # Reported errors are often recoverable; the final result says whether the run failed.
-            severity = as_str(event.get("severity")) or "error"
-            message = first_line(as_str(event.get("message")))
-            if severity == "error" and message:
-                self.warning = message
-            return ParsedLine(display=f"{severity}: {message}")
-        if kind == "result":
-            return self._result(event)
-        return ParsedLine()
+        handler = _EVENTS.get(as_str(event.get("type")))
+        return handler(self, event) if handler else ParsedLine()
+
+    def _init(self, event: dict[str, Any]) -> ParsedLine:
+        model = as_str(event.get("model"))
+        return ParsedLine(display=f"session started{f' ({model})' if model else ''}", status="starting")
+
+    def _message_event(self, event: dict[str, Any]) -> ParsedLine:
+        if event.get("role") != "assistant":
+            return ParsedLine()  # the prompt echoed back
+        return self._message(as_str(event.get("content")), event.get("delta") is True)
+
+    def _tool_use(self, event: dict[str, Any]) -> ParsedLine:
+        name = as_str(event.get("tool_name")) or "tool"
+        self.tools[as_str(event.get("tool_id"))] = name
+        return ParsedLine(
+            display="→ " + tool_summary(name, event.get("parameters")), status=f"running tool {name}"
+        )
+
+    def _tool_result(self, event: dict[str, Any]) -> ParsedLine:
+        name = self.tools.get(as_str(event.get("tool_id")), "tool")
+        if event.get("status") != "error":
+            # Gemini's own tools finish in milliseconds: the pane keeps the tool's name while the
+            # model thinks, or the user would never see which tool ran.
+            return ParsedLine(status=f"thinking (after {name})")
+        error = event.get("error")
+        message = as_str(as_dict(error).get("message")) or as_str(error) or as_str(event.get("output"))
+        return ParsedLine(display=failure(name, message), status="thinking")
+
+    def _error(self, event: dict[str, Any]) -> ParsedLine:
+        # Reported errors are often recoverable; the final result says whether the run failed.
+        severity = as_str(event.get("severity")) or "error"
+        message = first_line(as_str(event.get("message")))
+        if severity == "error" and message:
+            self.warning = message
+        return ParsedLine(display=f"{severity}: {message}")
 
     def _message(self, content: str, delta: bool) -> ParsedLine:
         if not delta:
@@ -120,22 +124,41 @@ class GeminiStreamParser(JsonParser):
 
     def _result(self, event: dict[str, Any]) -> ParsedLine:
         stats = as_dict(event.get("stats"))
-        details = []
-        if (tokens := as_number(stats.get("total_tokens"))) is not None:
-            details.append(f"{int(tokens)} tokens")
-        if (calls := as_number(stats.get("tool_calls"))) is not None:
-            details.append(f"{int(calls)} tool calls")
-        if (millis := as_number(stats.get("duration_ms"))) is not None:
-            details.append(f"{millis / 1000:.0f}s")
-        suffix = f" ({', '.join(details)})" if details else ""
+        suffix = _result_details(stats)
         if stats:
-            sent = as_int(stats.get("input_tokens")) or as_int(stats.get("input"))
-            received = as_int(stats.get("output_tokens")) or as_int(stats.get("output"))
-            if not (sent or received) and (total := as_int(stats.get("total_tokens"))):
-                sent = total  # only a total reported: count it once, as sent
-            self.usage = Usage(sent, received)
+            self.usage = _gemini_usage(stats)
         if event.get("status") == "error" or event.get("error"):
             error = event.get("error")
             message = as_str(as_dict(error).get("message")) or as_str(error) or self.warning or "error"
             return self.fail(message, f"agent failed: {first_line(message)}{suffix}")
         return ParsedLine(display=f"done{suffix}", status="done")
+
+
+_EVENTS: dict[str, Callable[[GeminiStreamParser, dict[str, Any]], ParsedLine]] = {
+    "init": GeminiStreamParser._init,
+    "message": GeminiStreamParser._message_event,
+    "tool_use": GeminiStreamParser._tool_use,
+    "tool_result": GeminiStreamParser._tool_result,
+    "error": GeminiStreamParser._error,
+    "result": GeminiStreamParser._result,
+}
+
+
+def _result_details(stats: dict[str, Any]) -> str:
+    """ " (1234 tokens, 3 tool calls, 12s)" from the result's stats, or "" when they say none of these."""
+    details = []
+    if (tokens := as_number(stats.get("total_tokens"))) is not None:
+        details.append(f"{int(tokens)} tokens")
+    if (calls := as_number(stats.get("tool_calls"))) is not None:
+        details.append(f"{int(calls)} tool calls")
+    if (millis := as_number(stats.get("duration_ms"))) is not None:
+        details.append(f"{millis / 1000:.0f}s")
+    return f" ({', '.join(details)})" if details else ""
+
+
+def _gemini_usage(stats: dict[str, Any]) -> Usage:
+    sent = as_int(stats.get("input_tokens")) or as_int(stats.get("input"))
+    received = as_int(stats.get("output_tokens")) or as_int(stats.get("output"))
+    if not (sent or received) and (total := as_int(stats.get("total_tokens"))):
+        sent = total  # only a total reported: count it once, as sent
+    return Usage(sent, received)
