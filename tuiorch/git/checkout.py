@@ -1,0 +1,437 @@
+"""Bring a user's checkout of the base branch along when a merge lands, the way git itself would.
+
+The files and index of a working tree where base is checked out are updated by `git read-tree -m -u`
+(git's two-way merge from base's old tip to the merge commit), run in that working tree with its own
+config: sparse-checkout patterns, filters (Git LFS, eol conversion, `ident`), file modes, symlinks,
+split and sparse indexes and `core.*` settings are all git's business, so the result is what
+`git merge` would have left. Only the paths the merge changes are touched; a dirty or untracked file
+in one of them makes git refuse before writing anything, and nothing of the user's is overwritten.
+
+git's index lock is held from before HEAD is read until after the ref has moved, so a `git switch`,
+`git commit` or `git reset` of the user's cannot slip in between; git's own command works on a copy
+of the index (GIT_INDEX_FILE), installed just before base moves and put back if it cannot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuiorch.git.proc import git_env
+
+_LOCK_POLL = 0.005
+#: How long after another command wrote an index its HEAD update may still be on the way.
+_SETTLE = 0.05
+#: The identity (inode, mtime, size) of the index each checkout got from us last.
+_installed: dict[Path, tuple[int, int, int]] = {}
+
+#: What git's plumbing says when a two-way merge would overwrite something (LC_ALL=C, untranslated).
+_REFUSALS = (
+    re.compile(r"^error: Entry '(.*)' not uptodate\. Cannot merge\.$"),
+    re.compile(r"^error: Entry '(.*)' would be overwritten by merge\. Cannot merge\.$"),
+    re.compile(r"^error: Updating '(.*)' would lose untracked files in it$"),
+    re.compile(r"^error: Untracked working tree file '(.*)' would be (?:overwritten|removed) by merge\.$"),
+    re.compile(r"^error: Path '(.*)' not uptodate; will not remove from working tree\.$"),
+)
+
+#: The user's own operations that own base while they run, by the file or directory that marks them.
+_OPERATIONS = (
+    ("rebase-merge", "rebase", "git rebase --continue, or --abort"),
+    ("rebase-apply/applying", "git am", "git am --continue, or --abort"),
+    ("rebase-apply", "rebase", "git rebase --continue, or --abort"),
+    ("MERGE_HEAD", "merge", "commit it, or git merge --abort"),
+    ("CHERRY_PICK_HEAD", "cherry-pick", "git cherry-pick --continue, or --abort"),
+    ("REVERT_HEAD", "revert", "git revert --continue, or --abort"),
+    ("sequencer", "cherry-pick or revert sequence", "git cherry-pick --continue, or --quit"),
+    ("BISECT_START", "bisect", "git bisect reset"),
+)
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A working tree (primary or linked) and its own git dir (where HEAD, index and operations live)."""
+
+    workdir: Path
+    gitdir: Path
+
+
+class Refused(Exception):
+    """git would not update the checkout: the user has changes in `paths` (or another reason)."""
+
+    def __init__(self, message: str, paths: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.paths = paths
+
+
+class Busy(Exception):
+    """Another git process holds the checkout's index (or is switching its HEAD); try again shortly."""
+
+
+def head_ref(gitdir: Path) -> str | None:
+    """The branch HEAD is attached to (refs/heads/...), or None when it is detached or unreadable."""
+    try:
+        text = (gitdir / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    return text.removeprefix("ref:").strip() if text.startswith("ref:") else None
+
+
+def branch_in_hand(gitdir: Path) -> str | None:
+    """The branch this working tree has checked out, or is rebasing or bisecting (HEAD detached meanwhile)."""
+    attached = head_ref(gitdir)
+    if attached is not None:
+        return attached
+    for name in ("rebase-merge/head-name", "rebase-apply/head-name"):
+        with contextlib.suppress(OSError):
+            text = (gitdir / name).read_text().strip()
+            if text.startswith("refs/"):
+                return text
+    with contextlib.suppress(OSError):
+        started = (gitdir / "BISECT_START").read_text().strip()
+        if started:
+            return started if started.startswith("refs/") else f"refs/heads/{started}"
+    return None
+
+
+def operation_in_progress(gitdir: Path) -> tuple[str, str] | None:
+    """(what, how to finish it) for a rebase, am, merge, cherry-pick, revert or bisect under way."""
+    for marker, what, finish in _OPERATIONS:
+        if (gitdir / marker).exists():
+            return what, finish
+    return None
+
+
+def git_processes_in(workdirs: Iterable[Path], exclude: Iterable[Path] = ()) -> set[int] | None:
+    """Pids of git processes working in (or under) any of `workdirs` but not under `exclude` (other
+    working trees nested inside, e.g. task worktrees); None where /proc is missing."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    roots = [str(w) for w in workdirs]
+    skipped = [str(e) for e in exclude if str(e) not in roots]
+    found: set[int] = set()
+    own = os.getpid()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == own:
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "git":
+                continue
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if any(cwd == root or cwd.startswith(root + "/") for root in roots) and not any(
+            cwd == other or cwd.startswith(other + "/") for other in skipped
+        ):
+            found.add(int(entry.name))
+    return found
+
+
+def wait_for_exit(pids: set[int], timeout: float) -> None:
+    """Return once none of `pids` runs any more, or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        alive = {pid for pid in alive if Path(f"/proc/{pid}").exists() and not _zombie(pid)}
+        if alive:
+            time.sleep(_LOCK_POLL)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return " Z " in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:4]
+    except (OSError, IndexError):
+        return True
+
+
+def all_checkouts(common_dir: Path, primary: Path | None) -> list[Checkout]:
+    """The primary working tree (if any) and every linked worktree whose directory exists."""
+    found: list[Checkout] = []
+    if primary is not None:
+        found.append(Checkout(primary, common_dir))
+    worktrees = common_dir / "worktrees"
+    if worktrees.is_dir():
+        for admin in sorted(worktrees.iterdir()):
+            gitdir_file = admin / "gitdir"
+            if not gitdir_file.is_file():
+                continue
+            with contextlib.suppress(OSError):
+                workdir = Path(gitdir_file.read_text().strip()).parent
+                if workdir.is_dir():
+                    found.append(Checkout(workdir.resolve(), admin))
+    return found
+
+
+def find_checkouts(common_dir: Path, primary: Path | None, refname: str) -> list[Checkout]:
+    """Working trees whose branch in hand (checked out, being rebased or bisected) is `refname`."""
+    return [c for c in all_checkouts(common_dir, primary) if branch_in_hand(c.gitdir) == refname]
+
+
+def _run(checkout: Checkout, args: list[str], *, index: Path | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    extra = {"GIT_INDEX_FILE": str(index)} if index is not None else {}
+    return subprocess.run(
+        ["git", *args],
+        cwd=checkout.workdir,
+        env=git_env(**extra),
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+    )
+
+
+def _refused_paths(stderr: str) -> list[str]:
+    found = []
+    for line in stderr.splitlines():
+        for pattern in _REFUSALS:
+            match = pattern.match(line.strip())
+            if match:
+                found.append(match.group(1))
+                break
+    return found
+
+
+def hidden_from_status(checkout: Checkout, paths: Iterable[str]) -> dict[str, str]:
+    """Which of `paths` the index marks skip-worktree or assume-unchanged: a change there is one that
+    `git status` does not show (git merge still refuses to overwrite it)."""
+    done = _run(checkout, ["--literal-pathspecs", "ls-files", "-v", "-z", "--", *paths])
+    hidden = {}
+    for record in done.stdout.decode(errors="surrogateescape").split("\0"):
+        tag, _, path = record.partition(" ")
+        if tag == "S":
+            hidden[path] = "skip-worktree"
+        elif tag.islower():
+            hidden[path] = "assume-unchanged"
+    return hidden
+
+
+def paths_collide(dirty: str, changed: str) -> bool:
+    """Same file, or one is a directory holding the other (a file in the way of a directory)."""
+    return dirty == changed or changed.startswith(dirty.rstrip("/") + "/") or dirty.startswith(changed + "/")
+
+
+class IndexUpdate:
+    """One checkout's update, from taking git's index lock to committing or rolling back.
+
+    lock() -> apply() -> stage() -> [the ref moves] -> commit(); rollback() at any point after lock()
+    puts the files and the index back as they were.
+    """
+
+    def __init__(self, checkout: Checkout) -> None:
+        self.checkout = checkout
+        self.lock_path = checkout.gitdir / "index.lock"
+        self.index_path = checkout.gitdir / "index"
+        self.scratch = checkout.gitdir / f"index.tuiorch-{os.getpid()}"
+        self.backup = checkout.gitdir / f"index.tuiorch-{os.getpid()}-before"
+        self._had_index = False
+        self._locked = False
+        self._applied: tuple[str, str] | None = None
+        self._staged = False
+
+    def lock(self, timeout: float = 0.0) -> None:
+        """Take git's index lock, waiting up to `timeout` seconds for another git command to let go."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                break
+            except FileExistsError:
+                if time.monotonic() >= deadline:
+                    raise Busy(str(self.lock_path)) from None
+                time.sleep(_LOCK_POLL)
+        os.close(fd)
+        self._locked = True
+        self._let_a_switch_finish()
+        if (self.checkout.gitdir / "HEAD.lock").exists():
+            self.release()  # a git command is moving HEAD right now
+            raise Busy(str(self.checkout.gitdir / "HEAD.lock"))
+
+    def _let_a_switch_finish(self) -> None:
+        """Wait, holding the lock, until an index written moments ago has had time to get its HEAD.
+
+        `git switch` writes the new branch's index, releases the lock and only then points HEAD at
+        the branch; an index younger than _SETTLE that we did not write may be such a switch's, whose
+        HEAD is about to change. Once it has, the HEAD check that follows sees the truth.
+        """
+        try:
+            st = os.stat(self.index_path)
+        except OSError:
+            return
+        if _installed.get(self.index_path) == (st.st_ino, st.st_mtime_ns, st.st_size):
+            return  # the index we installed ourselves
+        age = time.time() - st.st_mtime
+        if 0 <= age < _SETTLE:
+            time.sleep(_SETTLE - age)
+
+    def apply(
+        self,
+        old: str,
+        new: str,
+        changed: set[str],
+        already: Callable[[list[str]], list[tuple[str, str, str]]],
+    ) -> None:
+        """Update files and the scratch index from commit `old` to `new` with git's two-way merge.
+
+        `changed`: the paths that differ between old and new. When git refuses, the user's changes in
+        those paths are named (Refused), except files already holding exactly the merge's version
+        (what a crash between the update and the ref move leaves behind): `already` returns their
+        index lines (mode, blob id, path) in `new`, they are staged in the scratch index and the
+        update is tried once more.
+        """
+        if self.index_path.exists():
+            shutil.copyfile(self.index_path, self.scratch)
+            # As `git merge` does first: a file whose stat data alone changed (touched, saved unchanged,
+            # chowned) is clean again, not "not uptodate". Exit 1 only lists files that really differ.
+            _run(self.checkout, ["update-index", "-q", "--refresh"], index=self.scratch)
+        for attempt in range(2):
+            done = _run(self.checkout, ["read-tree", "-m", "-u", old, new], index=self.scratch)
+            if done.returncode == 0:
+                self._applied = (old, new)
+                return
+            stderr = done.stderr.decode(errors="replace")
+            refused = _refused_paths(stderr)
+            if not refused:
+                self._restore(old, new)
+                raise Refused(stderr.strip().splitlines()[-1] if stderr.strip() else "git read-tree failed")
+            hits = self.dirty_among(changed) or refused
+            matching = already(hits) if attempt == 0 else []
+            if len(matching) < len(hits):
+                raise Refused("uncommitted changes", tuple(sorted(hits)))
+            info = "".join(f"{mode} {sha}\t{path}\n" for mode, sha, path in matching).encode(errors="surrogateescape")
+            staged = _run(self.checkout, ["update-index", "--index-info"], index=self.scratch, stdin=info)
+            if staged.returncode != 0:
+                raise Refused(staged.stderr.decode(errors="replace").strip() or "git update-index failed")
+        raise Refused("uncommitted changes", tuple(sorted(self.dirty_among(changed))))
+
+    def _dirty_paths(self) -> list[str]:
+        """Every path `git status` shows (modified, staged, untracked), for naming what blocks."""
+        done = _run(
+            self.checkout,
+            ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames", "--ignore-submodules=none"],
+        )
+        paths = []
+        for record in done.stdout.decode(errors="surrogateescape").split("\0"):
+            if len(record) > 3:
+                paths.append(record[3:])
+        return paths
+
+    def dirty_among(self, changed: Iterable[str]) -> list[str]:
+        """The user's changed or untracked paths that collide with `changed` (see paths_collide)."""
+        files = set(changed)
+        directories = {"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)}
+        hits = set()
+        for dirty in self._dirty_paths():
+            bare = dirty.rstrip("/")
+            parents = {"/".join(bare.split("/")[:i]) for i in range(1, bare.count("/") + 1)}
+            if bare in files or bare in directories or parents & files:
+                hits.add(dirty)
+        return sorted(hits)
+
+    def head_still(self, refname: str) -> bool:
+        return head_ref(self.checkout.gitdir) == refname
+
+    @property
+    def staged(self) -> bool:
+        return self._staged
+
+    def stage(self) -> None:
+        """Install the updated index while still holding git's lock (the old one is kept aside).
+
+        Installed before the ref moves, so a crash in between leaves files and index ahead of base,
+        which the next attempt recognises (read-tree keeps entries already at the merge's version),
+        never an index behind its HEAD.
+        """
+        if self._applied is None:
+            return  # only held, nothing to install
+        self._had_index = self.index_path.exists()
+        if self._had_index:
+            shutil.copyfile(self.index_path, self.backup)
+        os.replace(self.scratch, self.index_path)
+        self._staged = True
+        with contextlib.suppress(OSError):
+            st = os.stat(self.index_path)
+            _installed[self.index_path] = (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def commit(self) -> None:
+        """Keep the installed index and release git's lock."""
+        self._staged = False
+        self._applied = None
+        self.release()
+
+    def release(self) -> None:
+        self.scratch.unlink(missing_ok=True)
+        self.backup.unlink(missing_ok=True)
+        if self._locked:
+            self.lock_path.unlink(missing_ok=True)
+            self._locked = False
+
+    def rollback(self) -> None:
+        """Put the index and the files back as they were and release the lock."""
+        try:
+            if self._staged:
+                if self._had_index:
+                    os.replace(self.backup, self.index_path)
+                else:
+                    self.index_path.unlink(missing_ok=True)
+                _installed.pop(self.index_path, None)
+                self._staged = False
+            if self._applied is not None:
+                self._restore(*self._applied)
+                self._applied = None
+        finally:
+            self.release()
+
+    def _restore(self, old: str, new: str) -> None:
+        """Undo git's update of the paths changed between `old` and `new`, even one stopped half way.
+
+        git touched exactly the paths whose index entry was old's version (rewritten or deleted) and
+        the paths new adds that the index did not have (written); the real index still says what
+        they were, so those are checked out from it again and the added files removed.
+        """
+        diff = _run(self.checkout, ["diff-tree", "-r", "-z", "--name-only", "--no-renames", old, new])
+        changed = [p for p in diff.stdout.decode(errors="surrogateescape").split("\0") if p]
+        if not changed:
+            return
+        staged = _entries(_run(self.checkout, ["ls-files", "-s", "-z"]).stdout, stage_field=True)
+        in_old = _entries(_run(self.checkout, ["ls-tree", "-r", "-z", old]).stdout, stage_field=False)
+        in_new = _entries(_run(self.checkout, ["ls-tree", "-r", "-z", new]).stdout, stage_field=False)
+        workdir = self.checkout.workdir
+        for rel in sorted(changed, reverse=True):  # files before the directories holding them
+            if rel in staged or rel not in in_new:
+                continue
+            target = workdir / rel
+            if target.is_file() or target.is_symlink():
+                target.unlink(missing_ok=True)
+                parent = target.parent
+                while parent != workdir and parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
+                    parent = parent.parent
+        restore = [rel for rel in changed if rel in staged and staged[rel] == in_old.get(rel)]
+        if restore:
+            _run(
+                self.checkout,
+                ["checkout-index", "-f", "-q", "-z", "--stdin"],
+                stdin=b"\0".join(rel.encode(errors="surrogateescape") for rel in restore) + b"\0",
+            )
+
+
+def _entries(listing: bytes, *, stage_field: bool) -> dict[str, tuple[str, str]]:
+    """path -> (mode, object id) from `git ls-files -s -z` (stage_field) or `git ls-tree -r -z` output."""
+    found: dict[str, tuple[str, str]] = {}
+    for record in listing.decode(errors="surrogateescape").split("\0"):
+        if "\t" not in record:
+            continue
+        meta, path = record.split("\t", 1)
+        fields = meta.split()
+        if stage_field:  # mode sha stage
+            if fields[2] == "0":
+                found[path] = (fields[0], fields[1])
+        else:  # mode type sha
+            found[path] = (fields[0], fields[2])
+    return found

@@ -1,0 +1,78 @@
+"""`tuiorch clean`: remove tuiorch's worktrees and task branches, keeping whatever holds work."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tuiorch.git.branches import Branches
+from tuiorch.git.refs import Refs
+from tuiorch.git.worktrees import Worktrees
+
+
+def clean(
+    refs: Refs,
+    worktrees: Worktrees,
+    branches: Branches,
+    base: str,
+    branch_template: str,
+    worktree_dir: Path,
+    *,
+    force: bool = False,
+) -> list[str]:
+    """Remove tuiorch's worktrees under worktree_dir and task branches; return what was done, a line each.
+
+    A branch with commits not in base is kept (and named) unless force; then the dropped commits are listed.
+    """
+    report: list[str] = []
+    kept = _clean_worktrees(worktrees, worktree_dir, force, report)
+    worktrees.prune()
+    _clean_branches(refs, branches, base, branch_template, set(kept), force, report)
+    return report or ["nothing to clean"]
+
+
+def _clean_worktrees(worktrees: Worktrees, worktree_dir: Path, force: bool, report: list[str]) -> list[Path]:
+    """Remove the worktrees under `worktree_dir`; those kept for their uncommitted work."""
+    kept: list[Path] = []
+    if not worktree_dir.is_dir():
+        return kept
+    for child in sorted(worktree_dir.iterdir()):
+        if child.is_dir() and child.name.startswith(".") and ".removing-" in child.name:
+            # A removal that a crash interrupted (see Worktrees.remove).
+            shutil.rmtree(child, ignore_errors=True)
+            report.append(f"removed leftover {child}")
+        elif child.is_dir() and worktrees.admin(child) is not None:
+            dirty = worktrees.uncommitted(child)
+            if dirty and not force:
+                report.append(
+                    f"kept worktree {child}: uncommitted work ({', '.join(dirty[:3])}"
+                    f"{', ...' if len(dirty) > 3 else ''}); pass --force to delete it anyway"
+                )
+                kept.append(child.resolve())
+                continue
+            worktrees.remove(child)
+            report.append(f"removed worktree {child}" + (" with its uncommitted work" if dirty else ""))
+    return kept
+
+
+def _clean_branches(
+    refs: Refs, branches: Branches, base: str, template: str, held: set[Path], force: bool, report: list[str]
+) -> None:
+    """Delete the task branches merged into base, and with `force` the others too, listing their commits."""
+    base_tip = refs.tip(base)
+    for branch in refs.task_branches(template):
+        where = [w for w in branches.checkouts(branch) if w in held]
+        if where:
+            report.append(f"kept {branch}: checked out in the kept worktree {where[0]}")
+            continue
+        if refs.is_merged(branch, base):
+            branches.delete(branch, base=base)
+            report.append(f"deleted merged branch {branch}")
+            continue
+        dropped = branches.unmerged_commits(branch, base_tip)
+        if not force:
+            report.append(f"kept {branch}: {len(dropped)} commit(s) not in {base} (pass --force to delete it)")
+            continue
+        branches.delete(branch, force=True, base=base)
+        report.append(f"deleted {branch} with {len(dropped)} commit(s) not in {base}:")
+        report.extend(f"  {sha} {subject}" for sha, subject in dropped)

@@ -1,0 +1,37 @@
+"""The git lock files a killed tuiorch can leave behind, and their removal when its run resumes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def clear_stale_git_locks(
+    git_dir: Path, base: str, *, was_merging: bool, task_branches: Sequence[str] = ()
+) -> list[Path]:
+    """Remove the lock files a killed tuiorch could have held; return what was removed.
+
+    Called only when the saved run did not finish and we hold the run lock, so no tuiorch and none of
+    its agents (killed first) is alive. Locks in tuiorch's own worktrees are therefore stale. main's index
+    and ref locks are taken as ours only if the dead run was in the middle of a merge; otherwise they may
+    be a live git command of the user's and are left alone.
+    """
+    git_dir = Path(git_dir)
+    candidates: list[Path] = []
+    worktrees = git_dir / "worktrees"
+    if worktrees.is_dir():
+        candidates += [admin / name for admin in worktrees.iterdir() for name in ("index.lock", "HEAD.lock")]
+    if was_merging:
+        candidates += [git_dir / "index.lock", git_dir / "refs" / "heads" / f"{base}.lock"]
+    # Task branches are tuiorch's own: a lock on one is a commit the dead run (or its agent) never finished.
+    candidates += [git_dir / "refs" / "heads" / f"{branch}.lock" for branch in task_branches if branch]
+    # Copies of an index a merge was updating (see IndexUpdate in checkout.py): only tuiorch makes them.
+    candidates += list(git_dir.glob("index.tuiorch-*"))
+    if worktrees.is_dir():
+        candidates += [leftover for admin in worktrees.iterdir() for leftover in admin.glob("index.tuiorch-*")]
+    removed = []
+    for lock in candidates:
+        if lock.is_file():
+            lock.unlink(missing_ok=True)
+            removed.append(lock)
+    return removed
