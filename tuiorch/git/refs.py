@@ -35,6 +35,36 @@ def operation_in_progress(workdir: Path) -> tuple[str, str] | None:
     return None
 
 
+def discover_git_dir(start: Path) -> Path | None:
+    """The git dir git would use from `start` (a linked worktree's own admin dir), or None."""
+    found = pygit2.discover_repository(str(start))
+    return Path(found) if found else None
+
+
+def head_is_detached(workdir: Path) -> bool:
+    """True if HEAD is detached in the working tree `workdir`."""
+    return pygit2.Repository(str(workdir)).head_is_detached
+
+
+def current_branch(workdir: Path) -> str | None:
+    """The branch checked out in `workdir`; None when HEAD is detached or the branch has no commit."""
+    handle = pygit2.Repository(str(workdir))
+    if handle.head_is_detached:
+        return None
+    try:
+        return handle.head.shorthand
+    except pygit2.GitError:
+        return None  # an unborn branch
+
+
+def worktree_head(worktree: Path) -> str | None:
+    """The commit HEAD points at in `worktree`, or None when it cannot be read."""
+    try:
+        return str(pygit2.Repository(str(worktree)).head.target)
+    except (pygit2.GitError, KeyError):
+        return None
+
+
 def valid_branch_name(name: str) -> bool:
     """True if git accepts `name` as a branch name."""
     return bool(name) and pygit2.reference_is_valid_name(f"refs/heads/{name}")
