@@ -41,7 +41,7 @@ from tuiorch.gitops import (
     UncommittedWork,
     with_task_worktree_config,
 )
-from tuiorch.hunks import MergeFileError, Resolution, conflict_file
+from tuiorch.hunks import Resolution
 from tuiorch.model.record import TaskRecord
 from tuiorch.model.status import (
     COMMANDS,
@@ -73,6 +73,15 @@ from tuiorch.steps.recovery import (
     TaskRecovery,
     end_dead_run,
     recover,
+)
+from tuiorch.steps.resolution import (
+    AttemptOutcome,
+    ConflictResolver,
+    ResolutionError,
+    Side,
+    attempt_notice,
+    gave_up_reason,
+    resolution_message,
 )
 from tuiorch.tasks import Priority, Task
 
@@ -124,6 +133,8 @@ class Orchestrator:
         self.lander = Lander(self.git, RetryPolicy())
         #: Test-merges running branches against base (on a git handle of its own: reads only).
         self.predictor = ConflictPredictor(GitRepo(self.root), config.base)
+        #: The git side of conflict resolution, by the resolver agent or in the conflict modal.
+        self.resolver = ConflictResolver(self.git, config.base)
         self._runners: dict[str, asyncio.Task[None]] = {}
         #: Slot worktrees holding work tuiorch could not commit, which git would not move away.
         self._kept_worktrees: set[Path] = set()
@@ -761,61 +772,43 @@ class Orchestrator:
         task = rec.task
         assert rec.branch is not None
         path = self._resolve_path(rec)
-        while rec.status is TaskStatus.CONFLICT and rec.resolve_attempts < self.config.merge.resolve_attempts:
+        limit = self.config.merge.resolve_attempts
+        while rec.status is TaskStatus.CONFLICT and rec.resolve_attempts < limit:
             rec.resolve_attempts += 1
-            self._emit(
-                ev.Notice(
-                    message=f"task {task.id}: agent resolving the conflict "
-                    f"(attempt {rec.resolve_attempts} of {self.config.merge.resolve_attempts})"
-                )
-            )
-            before = await asyncio.to_thread(self.git.branch_tip, rec.branch)
-            failure = await self._one_resolve_attempt(rec, path)
-            with contextlib.suppress(GitError):
-                await asyncio.to_thread(self.git.remove_worktree, path)
+            self._emit(ev.Notice(message=attempt_notice(task.id, rec.resolve_attempts, limit)))
+            before = await self.resolver.branch_tip(rec.branch)
+            outcome = await self._one_resolve_attempt(rec, path)
+            await self.resolver.drop_worktree(path)
             rec.worktree = None
-            if failure is None:
+            if outcome.resolved:
                 await self._merge(rec, apply_policy=False)
                 continue
-            if before is not None:
-                # What a failed attempt committed (a merge with markers left in) must never reach main.
-                try:
-                    await asyncio.to_thread(self.git.undo_branch, rec.branch, before)
-                except GitError as exc:
-                    failure += f"; its commits stay on {rec.branch} ({exc})"
-            rec.reason = f"resolver agent: {failure}"
-            self._emit(ev.Notice(message=f"task {task.id}: the resolver agent failed: {failure}", level="warning"))
+            # What a failed attempt committed (a merge with markers left in) must never reach main.
+            outcome = await self.resolver.undo_attempt(rec.branch, before, outcome)
+            rec.reason = outcome.reason
+            self._emit(ev.Notice(message=f"task {task.id}: the resolver agent failed: {outcome.failure}", level="warning"))
             self._transition(
                 rec, TaskStatus.CONFLICT, ev.ConflictFound(task=task.id, paths=rec.paths, kinds=dict(rec.kinds))
             )
-        if rec.status is TaskStatus.CONFLICT and rec.resolve_attempts >= self.config.merge.resolve_attempts:
-            rec.reason = f"conflict in {', '.join(rec.paths)}; the agent could not resolve it, over to you"
+        if rec.status is TaskStatus.CONFLICT and rec.resolve_attempts >= limit:
+            rec.reason = gave_up_reason(rec.paths)
             self._persist()
             self._emit(ev.QueueChanged())
 
-    async def _one_resolve_attempt(self, rec: TaskRecord, path: Path) -> str | None:
-        """Run the resolver agent once; None when the branch now holds a marker-free merge of the base tip
-        the agent was given (main may have moved on since: the usual merge takes it from there).
+    async def _one_resolve_attempt(self, rec: TaskRecord, path: Path) -> AttemptOutcome:
+        """Run the resolver agent once; resolved when the branch now holds a marker-free merge of the base
+        tip the agent was given (main may have moved on since: the usual merge takes it from there).
 
         When nothing conflicts any more (main moved since the merge stopped), no agent is started.
         """
         task = rec.task
         assert rec.branch is not None
-        await asyncio.to_thread(
-            functools.partial(self.git.prepare_worktree, path, rec.branch, self.base, keep_commits=True)
-        )
         message = self._resolution_message(rec)
-        conflicted = await asyncio.to_thread(
-            functools.partial(self.git.start_manual_merge, path, base=self.base, message=message)
-        )
+        start = await self.resolver.begin_attempt(path, rec.branch, message)
         rec.worktree = path
-        given = await asyncio.to_thread(self.git.merge_head, path)
-        if not conflicted:
-            return None  # main moved and nothing conflicts now: no agent needed, the merge is retried
-        files = []
-        for conflict_path in conflicted:
-            ours, theirs, ancestor = await asyncio.to_thread(self.git.conflict_sides, rec.branch, self.base, conflict_path)
-            files.append((conflict_path, ancestor, ours, theirs))
+        if not start.conflicted:
+            return AttemptOutcome(True)  # main moved and nothing conflicts now: no agent needed
+        files = await self.resolver.conflict_files(rec.branch, start.conflicted)
         prompt = render_resolve_prompt(
             self.resolve_template,
             task=task,
@@ -832,7 +825,7 @@ class Orchestrator:
         prompt_file.write_text(prompt, encoding="utf-8")
         argv = render_argv(agent_argv(self.config), prompt=prompt, prompt_file=str(prompt_file), worktree=str(path))
         if too_long := too_long_argument(argv):
-            return too_long
+            return AttemptOutcome(False, too_long)
         self._transition(rec, TaskStatus.RESOLVING)
         parser = make_output_parser(output_format(self.config))
         rec.stderr_tail.clear()  # an earlier run's last words are not this one's
@@ -859,32 +852,12 @@ class Orchestrator:
             rec.activity = ""
         self._transition(rec, TaskStatus.CONFLICT)  # the agent is done: the outcome is judged from here
         if not _succeeded(exit_) or parser.error is not None:
-            return failure_reason(exit_, parser, list(rec.stderr_tail), self.preset)
-        try:
-            # Stage each path the agent freed of markers (told to leave staging to tuiorch, or forgot it).
-            for conflict_path in conflicted:
-                with contextlib.suppress(GitError):
-                    await asyncio.to_thread(self.git.mark_resolved, path, conflict_path)
-            # Commits the resolution when the agent left it uncommitted (its sandbox may forbid committing).
-            await asyncio.to_thread(self.git.finish_manual_merge, path, message)
-        except GitError as exc:
-            if "no merge in progress" not in str(exc):
-                return str(exc)
-        marked = await asyncio.to_thread(self.git.files_with_markers, path, conflicted)
-        marked += await asyncio.to_thread(self.git.committed_markers, rec.branch, conflicted)
-        if marked:
-            return "conflict markers remain in " + ", ".join(sorted(set(marked)))
-        if given and not await asyncio.to_thread(self.git.branch_contains, rec.branch, given):
-            return f"the agent did not commit the merge of {self.base}"
-        return None
+            return AttemptOutcome(False, failure_reason(exit_, parser, list(rec.stderr_tail), self.preset))
+        return await self.resolver.finish_attempt(path, rec.branch, start, message)
 
     def _resolution_message(self, rec: TaskRecord) -> str:
-        """The task's own commit message (subject and trailers), saying which conflicts the merge resolves."""
-        subject, _, rest = self._commit_message(rec.task).partition("\n")
-        paths = ", ".join(sorted(rec.kinds) or rec.paths) or "no path"
-        note = f"Merge {self.base} into {rec.branch}; conflicts resolved in {paths}."
-        rest = rest.strip("\n")
-        return f"{subject}\n\n{note}" + (f"\n\n{rest}" if rest else "")
+        assert rec.branch is not None
+        return resolution_message(self._commit_message(rec.task), self.base, rec.branch, sorted(rec.kinds) or rec.paths)
 
     async def hand_to_agent(self, task_id: str) -> None:
         """The conflict modal's `g`: the resolver agent gets a fresh set of attempts.
@@ -902,7 +875,7 @@ class Orchestrator:
         if task_id in self._runners:
             raise CommandError(f"task {task_id} is busy")
         if rec.status is TaskStatus.RESOLVING and rec.worktree is not None:
-            await asyncio.to_thread(self.git.remove_worktree, rec.worktree)
+            await self.resolver.remove_worktree(rec.worktree)
             rec.worktree = None
             self._transition(rec, TaskStatus.CONFLICT)
         rec.resolve_attempts = 0
@@ -1064,50 +1037,51 @@ class Orchestrator:
     def conflict_sides(self, task_id: str, path: str) -> tuple[str | None, str | None, str | None]:
         rec = self._record(task_id)
         assert rec.branch is not None
-        return self.git.conflict_sides(rec.branch, self.base, path)
+        return self.resolver.sides(rec.branch, path)
 
     def _resolve_path(self, rec: TaskRecord) -> Path:
         return self._worktree_dir(rec.task.id) / f"resolve-{rec.task.id}"
 
+    def _in_conflict(self, task_id: str) -> TaskRecord:
+        rec = self._record(task_id)
+        if rec.status not in (TaskStatus.CONFLICT, TaskStatus.RESOLVING) or rec.branch is None:
+            raise CommandError(f"task {task_id} is not in conflict")
+        return rec
+
+    def _resolving(self, task_id: str) -> tuple[TaskRecord, Path]:
+        rec = self._record(task_id)
+        if rec.status is not TaskStatus.RESOLVING or rec.worktree is None:
+            raise CommandError(f"task {task_id} has no resolution in progress")
+        return rec, rec.worktree
+
     async def prepare_manual(self, task_id: str) -> Path:
         """A worktree on the task branch with main merged in, conflict markers and all."""
-        rec = self._record(task_id)
-        if rec.status not in (TaskStatus.CONFLICT, TaskStatus.RESOLVING):
-            raise CommandError(f"task {task_id} is not in conflict")
+        rec = self._in_conflict(task_id)
         path = self._resolve_path(rec)
         if rec.status is TaskStatus.CONFLICT or rec.worktree != path:
             assert rec.branch is not None
-            await asyncio.to_thread(
-                functools.partial(self.git.prepare_worktree, path, rec.branch, self.base, keep_commits=True)
-            )
-            await asyncio.to_thread(functools.partial(self.git.start_manual_merge, path, base=self.base))
+            await self.resolver.prepare_manual(path, rec.branch)
             rec.worktree = path
             self._transition(rec, TaskStatus.RESOLVING)
         return path
 
-    async def take_side(self, task_id: str, path: str, side: str) -> None:
+    async def take_side(self, task_id: str, path: str, side: Side) -> None:
         rec = self._record(task_id)
         worktree = await self.prepare_manual(task_id)
-        await asyncio.to_thread(self.git.take_side, worktree, path, side)
+        await self.resolver.take_side(worktree, path, side)
         rec.paths = tuple(p for p in rec.paths if p != path)
         self._emit(ev.QueueChanged())
 
     async def mark_resolved(self, task_id: str, path: str) -> None:
         """A path edited by hand (the modal's `e`) is accepted once its markers are gone."""
-        rec = self._record(task_id)
-        if rec.status is not TaskStatus.RESOLVING or rec.worktree is None:
-            raise CommandError(f"task {task_id} has no resolution in progress")
-        await asyncio.to_thread(self.git.mark_resolved, rec.worktree, path)
+        rec, worktree = self._resolving(task_id)
+        await self.resolver.mark_resolved(worktree, path)
         rec.paths = tuple(p for p in rec.paths if p != path)
         self._emit(ev.QueueChanged())
 
     async def finish_resolution(self, task_id: str) -> None:
-        rec = self._record(task_id)
-        if rec.status is not TaskStatus.RESOLVING or rec.worktree is None:
-            raise CommandError(f"task {task_id} has no resolution in progress")
-        await asyncio.to_thread(self.git.finish_manual_merge, rec.worktree, self._resolution_message(rec))
-        worktree = rec.worktree
-        await asyncio.to_thread(self.git.remove_worktree, worktree)
+        rec, worktree = self._resolving(task_id)
+        await self.resolver.finish(worktree, self._resolution_message(rec))
         rec.worktree = None
         await self._merge(rec)
 
@@ -1117,54 +1091,31 @@ class Orchestrator:
 
     async def conflict_resolution(self, task_id: str) -> Resolution:
         """The task's conflict as hunks to choose from, pinned to the two tips it was computed from."""
-        rec = self._record(task_id)
-        if rec.status not in (TaskStatus.CONFLICT, TaskStatus.RESOLVING) or rec.branch is None:
-            raise CommandError(f"task {task_id} is not in conflict")
-        paths = rec.paths or await asyncio.to_thread(self.git.test_merge, rec.branch, self.base)
-
-        def build() -> Resolution:
-            base_tip, task_tip, texts = self.git.conflict_texts(rec.branch or "", self.base, paths)
-            files = [conflict_file(path, kind, ours, theirs, base, binary=binary)
-                     for path, kind, ours, theirs, base, binary in texts]
-            return Resolution(files, (self.base, rec.branch or ""), base_tip=base_tip, task_tip=task_tip)
-
+        rec = self._in_conflict(task_id)
+        assert rec.branch is not None
         try:
-            return await asyncio.to_thread(build)
-        except MergeFileError as exc:
+            return await self.resolver.hunks(rec.branch, rec.paths)
+        except ResolutionError as exc:
             raise CommandError(str(exc)) from None
 
     async def resolve_conflict(self, task_id: str, resolution: Resolution) -> None:
         """Commit a hunk-by-hunk resolution on the task branch as the merge of exactly the tips it was made
         from, then retry the merge into base (which may conflict again if base moved since)."""
-        rec = self._record(task_id)
-        if rec.status not in (TaskStatus.CONFLICT, TaskStatus.RESOLVING) or rec.branch is None:
-            raise CommandError(f"task {task_id} is not in conflict")
+        rec = self._in_conflict(task_id)
+        assert rec.branch is not None
         if task_id in self._runners:
             raise CommandError(f"task {task_id} is busy")
-        if not resolution.done:
-            raise CommandError(f"{len(resolution.open_keys())} hunks still need a choice")
-        if await asyncio.to_thread(self.git.branch_tip, rec.branch) != resolution.task_tip:
-            raise CommandError(f"branch {rec.branch} moved since the conflict was shown; open it again")
-        path = self._resolve_path(rec)
-        if rec.worktree is not None and rec.status is TaskStatus.RESOLVING:
-            await asyncio.to_thread(self.git.remove_worktree, rec.worktree)
-        await asyncio.to_thread(
-            functools.partial(self.git.prepare_worktree, path, rec.branch, self.base, keep_commits=True)
-        )
-        conflicted = await asyncio.to_thread(
-            functools.partial(self.git.start_manual_merge, path, base=self.base, commit=resolution.base_tip)
-        )
-        rec.worktree = path
-        self._transition(rec, TaskStatus.RESOLVING)
-        for index, file in enumerate(resolution.files):
-            how, value = resolution.result(index)
-            if how == "side":
-                await asyncio.to_thread(self.git.take_side, path, file.path, value)  # type: ignore[arg-type]
-            else:
-                await asyncio.to_thread(self.git.write_resolved, path, file.path, value or "")
-        left = sorted(set(conflicted) - {file.path for file in resolution.files})
-        if left:
-            raise CommandError(f"also in conflict: {', '.join(left)}; open the conflict again")
+        try:
+            await self.resolver.check_pinned(rec.branch, resolution)
+            path = self._resolve_path(rec)
+            if rec.worktree is not None and rec.status is TaskStatus.RESOLVING:
+                await self.resolver.remove_worktree(rec.worktree)
+            conflicted = await self.resolver.begin_hunk_merge(path, rec.branch, resolution)
+            rec.worktree = path
+            self._transition(rec, TaskStatus.RESOLVING)
+            await self.resolver.apply_hunks(path, resolution, conflicted)
+        except ResolutionError as exc:
+            raise CommandError(str(exc)) from None
         await self.finish_resolution(task_id)
 
     async def task_diff(self, task_id: str, *, max_lines: int = DIFF_MAX_LINES) -> TaskDiff:
