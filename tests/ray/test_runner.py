@@ -112,7 +112,9 @@ async def test_commits_arrive_while_the_agent_still_runs(runner: RayRunner, cent
     await handle.release()
 
 
-async def test_a_node_without_the_agent_cli_is_reported_and_skipped(ray_cluster: Cluster, central: Path) -> None:
+async def test_a_node_without_the_agent_cli_is_reported_and_skipped(
+    ray_cluster: Cluster, central: Path
+) -> None:
     runner = RayRunner(central, address=ray_cluster.address, commands=["no-such-agent-cli"])
     notices: list[str] = []
     hooks = Seen().hooks()
@@ -121,3 +123,63 @@ async def test_a_node_without_the_agent_cli_is_reported_and_skipped(ray_cluster:
         await runner.start(demo_spec(central, "8", WRITE), hooks)
     assert any("lacks no-such-agent-cli: no agents go there" in notice for notice in notices)
     await runner.close()
+
+
+def conflicting_branch(central: Path) -> tuple[str, str]:
+    """task-9 and main both changed a.txt since they parted; (branch tip, main tip)."""
+    git(central, "checkout", "-q", "-b", "task-9")
+    (central / "a.txt").write_text("ours\n")
+    git(central, "commit", "-qam", "ours")
+    git(central, "checkout", "-q", "main")
+    (central / "a.txt").write_text("theirs\n")
+    git(central, "commit", "-qam", "theirs")
+    return git(central, "rev-parse", "task-9"), git(central, "rev-parse", "main")
+
+
+def resolver_spec(central: Path, script: str):  # noqa: ANN201
+    from dataclasses import replace
+
+    from tuiorch.runners.base import AgentCommand
+
+    spec = demo_spec(central, "9", "", keep_commits=True)
+    return replace(
+        spec,
+        kind="resolve",
+        merge_message="Merge main into task-9",
+        command=lambda workspace: AgentCommand(argv=(sys.executable, "-c", script), prompt="resolve"),
+    )
+
+
+@pytest.fixture
+def central_with_conflict(ray_cluster: Cluster, tmp_path: Path) -> Path:
+    return make_repo(ray_cluster.central / tmp_path.name, {"a.txt": "base\n"})
+
+
+async def test_a_resolver_gets_the_base_merged_in_with_markers_and_its_resolution_comes_back_as_the_merge(
+    runner: RayRunner, central_with_conflict: Path
+) -> None:
+    central = central_with_conflict
+    ours, theirs = conflicting_branch(central)
+    script = "import pathlib; assert '<<<<<<<' in pathlib.Path('a.txt').read_text(); pathlib.Path('a.txt').write_text('both\\n')"
+    handle = await runner.start(resolver_spec(central, script), Seen().hooks())
+    assert handle.conflicted == ("a.txt",)
+    assert (await handle.wait()).ok
+    collected = await handle.collect("x", failed=False)
+    assert collected.markers == ()
+    assert git(central, "rev-parse", "task-9^1", "task-9^2").split() == [ours, theirs]
+    assert git(central, "show", "task-9:a.txt") == "both"
+    assert git(central, "log", "-1", "--format=%s", "task-9") == "Merge main into task-9"
+    await handle.release()
+
+
+async def test_a_resolution_that_leaves_markers_is_never_committed(
+    runner: RayRunner, central_with_conflict: Path
+) -> None:
+    central = central_with_conflict
+    ours, _ = conflicting_branch(central)
+    handle = await runner.start(resolver_spec(central, "pass"), Seen().hooks())
+    assert (await handle.wait()).ok
+    collected = await handle.collect("x", failed=False)
+    assert collected.markers == ("a.txt",)
+    assert git(central, "rev-parse", "task-9") == ours
+    await handle.release()

@@ -41,6 +41,8 @@ class AgentActor:
         self.branch = ""
         self.start_sha = ""
         self.done = False
+        #: A resolver's run: (paths left in conflict, the merge's message).
+        self.resolving: tuple[list[str], str] | None = None
 
     # -- the node -------------------------------------------------------------------------------------------
 
@@ -89,6 +91,12 @@ class AgentActor:
             if not self.repo.has_commit(start):
                 raise nodegit.NodeGitError(f"the start commit {start[:10]} did not reach the node")
             return self.repo.prepare_slot(slot, branch, start, keep)
+
+    async def merge_in(self, base: str, message: str, identity: Mapping[str, str]) -> list[str]:
+        """A resolver's workspace: `base` merged into the branch uncommitted, conflicts left for the agent."""
+        conflicted = await asyncio.to_thread(nodegit.merge_in, self.workspace, base, message, dict(identity))
+        self.resolving = (conflicted, message)
+        return conflicted
 
     # -- the agent ------------------------------------------------------------------------------------------
 
@@ -226,9 +234,14 @@ class AgentActor:
     def _collect(
         self, message: str, identity: dict[str, str], scratch: list[str], exclude: list[str]
     ) -> dict[str, Any]:
-        uncommitted = None
+        uncommitted, markers = None, []
+        if self.resolving is not None:
+            markers = nodegit.finish_resolution(
+                self.workspace, self.resolving[0], self.resolving[1], identity
+            )
         try:
-            nodegit.commit_leftovers(self.workspace, message, self.branch, identity, scratch)
+            if not markers:  # a merge still marked is never committed: it stays on the node
+                nodegit.commit_leftovers(self.workspace, message, self.branch, identity, scratch)
         except nodegit.NodeGitError as exc:
             uncommitted = str(exc)
         head = nodegit.tip(self.workspace, self.branch)
@@ -236,6 +249,7 @@ class AgentActor:
             "tip": head,
             "bundle": nodegit.result_bundle(self.workspace, self.branch, exclude),
             "uncommitted": uncommitted,
+            "markers": markers,
         }
 
     async def bundle_since(self, exclude: Sequence[str]) -> bytes | None:

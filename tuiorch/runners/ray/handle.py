@@ -175,7 +175,7 @@ class RayHandle:
 
     def _known(self) -> list[str]:
         tip = shipping.branch_tip(self.root, self.run.branch)
-        return [sha for sha in {self.run.start, tip} if sha]
+        return [sha for sha in {self.run.start, self.run.base_sha, tip} if sha]
 
     async def _fetch(self, bundle: bytes | None) -> str | None:
         if bundle is None:
@@ -203,7 +203,7 @@ class RayHandle:
                 raise
             tip = shipping.branch_tip(self.root, self.run.branch)
         has_new = tip is not None and not shipping.is_ancestor(self.root, tip, self.base_sha)
-        return Collected(tip=tip, has_new_commits=has_new)
+        return Collected(tip=tip, has_new_commits=has_new, markers=tuple(result.get("markers") or ()))
 
     async def release(self) -> None:
         if self._released or self._kept:

@@ -96,7 +96,8 @@ class NodeRepo:
         with tempfile.NamedTemporaryFile(dir=self.root, suffix=".bundle", delete=False) as out:
             out.write(bundle)
         try:
-            _git(["fetch", "-q", out.name, f"+{ship_ref}:{ship_ref}"], cwd=self.cache)
+            # The ref and any `-also-N` refs beside it (a resolver's base).
+            _git(["fetch", "-q", out.name, f"+{ship_ref}*:{ship_ref}*"], cwd=self.cache)
         finally:
             os.unlink(out.name)
 
@@ -184,3 +185,51 @@ def result_bundle(workspace: str, branch: str, exclude: Sequence[str]) -> bytes 
             return None
         raise NodeGitError(f"git bundle create failed in {workspace}: {said}")
     return done.stdout
+
+
+MARKERS = ("<<<<<<< ", ">>>>>>> ")
+
+
+def merge_in(workspace: str, base: str, message: str, identity: Mapping[str, str]) -> list[str]:
+    """Merge `base` into the checked-out branch without committing; the paths left in conflict."""
+    path = Path(workspace)
+    done = subprocess.run(
+        ["git", "merge", "-q", "--no-ff", "--no-commit", "-m", message, base],
+        cwd=path,
+        capture_output=True,
+        env={**os.environ, **identity},
+        check=False,
+    )
+    unmerged = _git(["diff", "--name-only", "--diff-filter=U", "-z"], cwd=path).decode()
+    conflicted = [p for p in unmerged.split("\0") if p]
+    if done.returncode != 0 and not conflicted:
+        said = (done.stderr or done.stdout).decode(errors="replace").strip()
+        raise NodeGitError(f"git merge of {base[:10]} failed in {workspace}: {said}")
+    return conflicted
+
+
+def has_markers(file: Path) -> bool:
+    try:
+        text = file.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(line.startswith(MARKERS) or line == "=======" for line in text.splitlines())
+
+
+def finish_resolution(
+    workspace: str, conflicted: Sequence[str], message: str, identity: Mapping[str, str]
+) -> list[str]:
+    """Stage the conflicted paths freed of markers and commit the merge if the agent left it uncommitted;
+    returns the paths still marked (then nothing is committed)."""
+    path = Path(workspace)
+    marked = [p for p in conflicted if has_markers(path / p)]
+    if marked:
+        return marked
+    if (path / ".git").is_file() or (path / ".git").is_dir():
+        merging = subprocess.run(
+            ["git", "rev-parse", "-q", "--verify", "MERGE_HEAD"], cwd=path, capture_output=True, check=False
+        )
+        if merging.returncode == 0:
+            _git(["add", "-A"], cwd=path, env=identity)
+            _git(["commit", "-q", "--no-edit", "-m", message], cwd=path, env=identity)
+    return []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -176,8 +177,6 @@ class RayRunner:
     # -- the seam ---------------------------------------------------------------------------------------
 
     async def start(self, spec: AgentSpec, hooks: AgentHooks) -> RayHandle:
-        if spec.kind != "task":
-            raise StartFailed("the Ray runner runs task agents only; resolve this conflict locally")
         import ray
 
         for _ in range(3):  # a node that dies while the run is being prepared: another one
@@ -233,8 +232,9 @@ class RayRunner:
         kept = shipping.branch_tip(self.root, spec.branch) if spec.keep_commits else None
         start = kept or base_sha
         node = await actor.node.remote()
+        also = [base_sha] if spec.kind == "resolve" else []
         bundle, ref = await asyncio.to_thread(
-            shipping.ship_bundle, self.root, spec.task_id, start, node["tips"]
+            shipping.ship_bundle, self.root, spec.task_id, start, node["tips"], also
         )
         setup = list(spec.setup) if spec.setup else None
         prepared = await actor.prepare.remote(
@@ -260,12 +260,21 @@ class RayRunner:
             identity=self.identity,
             scratch=self.scratch,
         )
+        conflicted: list[str] = []
+        if spec.kind == "resolve":
+            conflicted = await actor.merge_in.remote(base_sha, spec.merge_message, self.identity)
+        workspace = Workspace(
+            path=prepared["workspace"], prompt_file=prepared["prompt_file"], conflicted=tuple(conflicted)
+        )
         try:
-            command = spec.command(Workspace(path=prepared["workspace"], prompt_file=prepared["prompt_file"]))
+            command = spec.command(workspace)
+            if inspect.isawaitable(command):  # a resolver's prompt reads the conflicted files first
+                command = await command
         except StartFailed:
             await actor.release.remote(spec.slot, not self.reuse)
             raise
         handle = self._handle(run, hooks, command, spec, node_id)
+        handle.conflicted = tuple(conflicted)
         return handle
 
     def _handle(

@@ -45,15 +45,21 @@ def known_commits(root: Path, shas: Iterable[str]) -> list[str]:
     return [line.split()[0] for line in done.stdout.decode().splitlines() if line.endswith(" commit")]
 
 
-def ship_bundle(root: Path, task_id: str, start: str, node_tips: Iterable[str]) -> tuple[bytes | None, str]:
-    """(bundle or None when the node has `start` already, the ref it carries) for a node with `node_tips`."""
+def ship_bundle(
+    root: Path, task_id: str, start: str, node_tips: Iterable[str], also: Sequence[str] = ()
+) -> tuple[bytes | None, str]:
+    """(bundle or None when the node has everything already, the ref it carries `start` in) for a node
+    with `node_tips`. `also`: more commits the node needs (a resolver's base), in refs named after it."""
     ref = SHIP_PREFIX + task_id
     have = known_commits(root, node_tips)
-    if start in have:
+    wanted = {ref: start, **{f"{ref}-also-{n}": sha for n, sha in enumerate(also)}}
+    wanted = {name: sha for name, sha in wanted.items() if sha not in have}
+    if not wanted:
         return None, ref
-    _git(root, ["update-ref", ref, start])
+    for name, sha in wanted.items():
+        _git(root, ["update-ref", name, sha])
     try:
-        done = _git(root, ["bundle", "create", "-q", "-", ref, "--not", *have], check=False)
+        done = _git(root, ["bundle", "create", "-q", "-", *wanted, "--not", *have], check=False)
         if done.returncode != 0:
             said = done.stderr.decode(errors="replace").strip()
             if "empty bundle" in said:
@@ -61,7 +67,8 @@ def ship_bundle(root: Path, task_id: str, start: str, node_tips: Iterable[str]) 
             raise ShippingError(f"git bundle create failed in {root}: {said}")
         return done.stdout, ref
     finally:
-        _git(root, ["update-ref", "-d", ref], check=False)
+        for name in wanted:
+            _git(root, ["update-ref", "-d", name], check=False)
 
 
 def is_ancestor(root: Path, older: str, newer: str) -> bool:
