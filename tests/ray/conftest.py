@@ -67,8 +67,65 @@ class Cluster:
         self.root = root
         #: Central repositories live here; the worker node sees an empty folder in its place.
         self.central = root / "central"
-        self.node_dirs = {"head": root / "node-head", "worker": root / "node-worker"}
+        self.node_dirs: dict[str, Path] = {}
         self.address = ADDRESS
+
+
+def start_cluster(cluster: Cluster, agent_nodes: dict[str, int], env: dict[str, str] | None = None) -> None:
+    """A head that takes no agents and one node per `agent_nodes` entry (name -> agents it takes), each
+    with its own node folder and unable to see `cluster.central`. The caller isolates the network first
+    and runs `stop_cluster` whatever happens."""
+    base_env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        **(env or {}),
+    }
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", f"--object-store-memory={STORE_BYTES}"]
+    _ray(
+        "start",
+        "--head",
+        f"--port={PORT}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        *common,
+        env={**base_env, "TUIORCH_RAY_DIR": str(cluster.root / "node-head")},
+    )
+    hide = f'mount -t tmpfs -o size=1m tuiorch-hidden {cluster.central} && exec "$0" "$@"'
+    for name, agents in agent_nodes.items():
+        cluster.node_dirs[name] = cluster.root / f"node-{name}"
+        _ray(
+            "start",
+            f"--address={ADDRESS}",
+            *common,
+            f"--resources={json.dumps({AGENT_RESOURCE: agents})}",
+            env={**base_env, "TUIORCH_RAY_DIR": str(cluster.node_dirs[name])},
+            wrap=["unshare", "--mount", "--propagation", "private", "sh", "-c", hide],
+        )
+    import ray
+
+    ray.init(address=ADDRESS, logging_level="ERROR", log_to_driver=False)
+    deadline = time.monotonic() + 60
+    while ray.cluster_resources().get(AGENT_RESOURCE, 0) < sum(agent_nodes.values()):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the Ray nodes did not join within a minute")
+        time.sleep(0.2)
+
+
+def stop_cluster() -> None:
+    """Nothing of Ray outlives this: the driver disconnects, every Ray process on the machine is stopped."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    subprocess.run([ray_bin(), "stop", "--force"], capture_output=True, check=False)
+
+
+def isolate_network() -> None:
+    """Only loopback from here on (Ray listens on every interface it sees)."""
+    if _interfaces() != ["lo"]:
+        _isolate_network()
 
 
 @pytest.fixture(scope="session")
@@ -76,45 +133,11 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'tuiorch[ray]')")
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("Ray listens on every interface: its tests run as root, in namespaces they make")
-    if _interfaces() != ["lo"]:
-        _isolate_network()
-    import ray
-
+    isolate_network()
     cluster = Cluster(tmp_path_factory.mktemp("ray"))
     cluster.central.mkdir()
-    base_env = {
-        **os.environ,
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "TUIORCH_DEMO_DELAY": "0.01",
-    }
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", f"--object-store-memory={STORE_BYTES}"]
     try:
-        _ray(
-            "start",
-            "--head",
-            f"--port={PORT}",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-            *common,
-            env={**base_env, "TUIORCH_RAY_DIR": str(cluster.node_dirs["head"])},
-        )
-        hide = f'mount -t tmpfs -o size=1m tuiorch-hidden {cluster.central} && exec "$0" "$@"'
-        _ray(
-            "start",
-            f"--address={ADDRESS}",
-            *common,
-            f"--resources={json.dumps({AGENT_RESOURCE: 4})}",
-            env={**base_env, "TUIORCH_RAY_DIR": str(cluster.node_dirs["worker"])},
-            wrap=["unshare", "--mount", "--propagation", "private", "sh", "-c", hide],
-        )
-        ray.init(address=ADDRESS, logging_level="ERROR", log_to_driver=False)
-        deadline = time.monotonic() + 60
-        while ray.cluster_resources().get(AGENT_RESOURCE, 0) < 4 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        start_cluster(cluster, {"worker": 4}, env={"TUIORCH_DEMO_DELAY": "0.01"})
         yield cluster
     finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        subprocess.run([ray_bin(), "stop", "--force"], capture_output=True, check=False)
+        stop_cluster()

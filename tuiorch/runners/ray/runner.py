@@ -14,26 +14,20 @@ import contextlib
 import functools
 import inspect
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from tuiorch.runners.base import AgentHooks, AgentSpec, Attachment, StartFailed, Workspace
 from tuiorch.runners.ray import shipping
-from tuiorch.runners.ray.actor import AgentActor, preflight
+from tuiorch.runners.ray.actor import AgentActor
 from tuiorch.runners.ray.handle import RayHandle, RunInfo
 from tuiorch.runners.ray.nodegit import NodeRepo, repo_key
+from tuiorch.runners.ray.placement import NoNode, Placement
 
 #: The Ray namespace every tuiorch actor lives in (a new tuiorch finds its runs there by name).
 NAMESPACE = "tuiorch"
 DEFAULT_RESOURCES: Mapping[str, float] = {"tuiorch_agent": 1.0}
-#: Seconds a node a run found gone takes no agents, even while Ray still lists it as alive.
-LOST_GRACE = 60.0
-
-
-class NoNode(StartFailed):
-    """No node of the cluster can take the agent (none has the resources, git and the agent CLI)."""
 
 
 def _identity(root: Path) -> dict[str, str]:
@@ -86,16 +80,12 @@ class RayRunner:
         self.key = repo_key(git_dir)
         self.address = address
         self.resources = dict(resources or DEFAULT_RESOURCES)
-        self.commands = tuple(commands)
         self.keep = tuple(keep)
         self.reuse = reuse
         self.keep_at_end = keep_at_end
         self.scratch = tuple(scratch)
         self.identity = _identity(self.root)
-        self.nodes: dict[str, dict[str, Any]] = {}  # node id -> {"where", "capacity", "running"}
-        self.skipped: dict[str, str] = {}  # node id -> why it takes no agents
-        self.lost_at: dict[str, float] = {}  # node id -> when a run found it gone
-        self.used: set[str] = set()
+        self.placement = Placement(resources or DEFAULT_RESOURCES, commands)
         self.handles: set[RayHandle] = set()
         self._lock = asyncio.Lock()
 
@@ -114,62 +104,15 @@ class RayRunner:
             )
             await asyncio.to_thread(init)
 
-    async def refresh_nodes(self) -> list[str]:
-        """Learn the alive nodes that can take agents; preflight new ones. Returns notices for the user."""
-        import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        notices: list[str] = []
-        alive = {node["NodeID"]: node for node in ray.nodes() if node.get("Alive")}
-        for node_id in list(self.nodes):
-            if node_id not in alive:
-                notices.append(
-                    f"Ray node {self.nodes.pop(node_id)['where']} is gone; no more agents go there"
-                )
-        for node_id, node in alive.items():
-            if node_id in self.nodes or node_id in self.skipped:
-                continue
-            if time.monotonic() - self.lost_at.get(node_id, -LOST_GRACE) < LOST_GRACE:
-                continue
-            capacity = min(
-                int(node.get("Resources", {}).get(name, 0) // amount)
-                for name, amount in self.resources.items()
-            )
-            if capacity <= 0:
-                continue
-            strategy = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
-            check = ray.remote(preflight).options(num_cpus=0, scheduling_strategy=strategy)
-            report = await check.remote(list(self.commands))
-            where = f"{report['host']}/{node_id[:6]}"
-            if report["missing"]:
-                self.skipped[node_id] = f"lacks {', '.join(report['missing'])}"
-                notices.append(f"Ray node {where} lacks {', '.join(report['missing'])}: no agents go there")
-                continue
-            self.nodes[node_id] = {"where": where, "capacity": capacity, "running": 0}
-        return notices
-
     async def _place(self, hooks: AgentHooks) -> str:
         async with self._lock:
             await self.connect()
-            for notice in await self.refresh_nodes():
+            for notice in await self.placement.refresh():
                 hooks.on_notice(notice)
-            # The least loaded node first; among equals the one that takes the most agents.
-            free = [
-                (info["running"] / info["capacity"], -info["capacity"], node_id)
-                for node_id, info in self.nodes.items()
-                if info["running"] < info["capacity"]
-            ]
-            if not free:
-                why = "; ".join(f"{node_id[:6]} {reason}" for node_id, reason in self.skipped.items())
-                raise NoNode(f"no Ray node can take an agent now{': ' + why if why else ''}")
-            node_id = min(free)[2]
-            self.nodes[node_id]["running"] += 1
-            self.used.add(node_id)
-            return node_id
-
-    def _unplace(self, node_id: str) -> None:
-        if node_id in self.nodes:
-            self.nodes[node_id]["running"] = max(0, self.nodes[node_id]["running"] - 1)
+            try:
+                return self.placement.take()
+            except NoNode as exc:
+                raise StartFailed(str(exc)) from None
 
     def _actor_name(self, spec: AgentSpec) -> str:
         return f"tuiorch-{self.key}-{spec.task_id}-{spec.kind}-{spec.attempt}"
@@ -184,18 +127,12 @@ class RayRunner:
             try:
                 return await self._start_on(node_id, spec, hooks)
             except ray.exceptions.ActorDiedError:
-                self._unplace(node_id)
-                self.node_lost(node_id)
+                self.placement.give_back(node_id)
+                self.placement.lost(node_id)
             except BaseException:
-                self._unplace(node_id)
+                self.placement.give_back(node_id)
                 raise
-        raise NoNode("the Ray nodes chosen for this agent died while it was being prepared")
-
-    def node_lost(self, node_id: str) -> None:
-        """A run found its node or worker gone: no agent goes there while Ray may still list a dead node
-        as alive (it notices missed heartbeats within half a minute); one still alive after is taken back."""
-        self.nodes.pop(node_id, None)
-        self.lost_at[node_id] = time.monotonic()
+        raise StartFailed("the Ray nodes chosen for this agent died while it was being prepared")
 
     async def _start_on(self, node_id: str, spec: AgentSpec, hooks: AgentHooks) -> RayHandle:
         import ray
@@ -240,7 +177,7 @@ class RayRunner:
         prepared = await actor.prepare.remote(
             bundle, ref, start, spec.slot, spec.branch, list(self.keep), setup, dict(spec.env)
         )
-        where = self.nodes.get(node_id, {}).get("where", node_id[:6])
+        where = self.placement.where(node_id)
         if prepared["setup"] is not None:
             with open(spec.log_path, "a", encoding="utf-8") as log:
                 log.write(f"== setup on {where}: {' '.join(setup or [])} ==\n{prepared['setup']['output']}")
@@ -297,7 +234,7 @@ class RayRunner:
         import ray
 
         self.handles.discard(handle)
-        self._unplace(node_id)
+        self.placement.give_back(node_id)
         with contextlib.suppress(ray.exceptions.RayError):
             await handle.run.actor.release.remote(handle.run.slot, not self.reuse)
         with contextlib.suppress(ray.exceptions.RayError, ValueError):
@@ -316,9 +253,8 @@ class RayRunner:
             return None
         node = await actor.node.remote()
         node_id = node["node_id"]
-        await self.refresh_nodes()
-        if node_id in self.nodes:
-            self.nodes[node_id]["running"] += 1
+        await self.placement.refresh()
+        self.placement.count(node_id)
         base_sha = shipping.branch_tip(self.root, spec.base) or status["start"]
         run = RunInfo(
             actor=actor,
@@ -390,8 +326,8 @@ class RayRunner:
             handle.cancel()
             await handle.release()
         sweeps = []
-        for node_id in self.used:
-            if node_id not in self.nodes:
+        for node_id in self.placement.used:
+            if node_id not in self.placement.nodes:
                 continue
             strategy = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
             sweep = ray.remote(_node_sweep).options(num_cpus=0, scheduling_strategy=strategy)
