@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_repo
+from tuiorch import events as ev
 from tuiorch.config import load_config
-from tuiorch.headless import run_headless
+from tuiorch.headless import _DETAILS, format_event, run_headless
 from tuiorch.tasks import load_tasks
 
 
@@ -356,3 +357,11 @@ def test_not_a_git_repository_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "git" in done.stderr.lower()
     assert "Traceback" not in done.stderr
+
+
+def test_every_printed_event_has_its_own_line() -> None:
+    """A new printed event gets a formatter, not a bare event name on the user's terminal."""
+    printed = {cls for cls in vars(ev).values() if isinstance(cls, type) and issubclass(cls, ev.Event) and cls.printed}
+    assert printed - set(_DETAILS) == {ev.Event, ev.TaskEvent, ev.RunFinished}
+    line = format_event(ev.ConflictFound(task="4", paths=("a.txt", "b.txt"), kinds={"b.txt": "add/add"}))
+    assert line is not None and line.endswith("task 4 conflict in a.txt (content), b.txt (add/add)")

@@ -6,8 +6,9 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from tuiorch import events as ev
 from tuiorch.agent_output import Usage, format_usage
@@ -21,69 +22,67 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+def _started(event: ev.TaskStarted) -> str:
+    detail = f"started in slot {event.slot} on {event.branch}"
+    return detail + (f" (attempt {event.attempt})" if event.attempt > 1 else "")
+
+
+def _progress(event: ev.TaskProgress) -> str:
+    if event.done is not None and event.total is not None:
+        detail = f"progress {event.done}/{event.total}"
+    elif event.percent is not None:
+        detail = f"progress {event.percent:g}%"
+    else:
+        detail = "progress"
+    return detail + (f" {event.text}" if event.text else "")
+
+
+def _finished(event: ev.TaskFinished) -> str:
+    if event.timed_out:
+        return "finished: timed out"
+    if event.signal:
+        return f"finished: killed by {event.signal}"
+    return f"finished (exit {event.exit})"
+
+
+def _conflict(event: ev.ConflictFound) -> str:
+    return "conflict in " + ", ".join(f"{p} ({event.kinds.get(p, 'content')})" for p in event.paths)
+
+
+#: What follows "HH:MM:SS task N" (or "run") on the line of each printed event; others print their name.
+_DETAILS: dict[type[ev.Event], Callable[[Any], str]] = {
+    ev.TaskStarted: _started,
+    ev.TaskProgress: _progress,
+    ev.TaskActivity: lambda e: e.activity,
+    ev.TaskFinished: _finished,
+    ev.TaskStuck: lambda e: f"stuck: no output or file change for {e.idle_seconds:g}s",
+    ev.ConflictPredicted: lambda e: "conflict predicted in " + ", ".join(e.paths),
+    ev.ConflictCleared: lambda _e: "predicted conflict cleared",
+    ev.MergeStarted: lambda _e: "merging",
+    ev.CheckStarted: lambda e: f"checking {e.commit[:7]}",
+    ev.Merged: lambda e: f"merged {e.commit[:7]} ({e.parents} parents)",
+    ev.ConflictFound: _conflict,
+    ev.CheckFailed: lambda e: f"check failed (exit {e.exit})",
+    ev.TaskFailed: lambda e: f"failed: {e.reason}",
+    ev.TaskEmpty: lambda _e: "empty: the agent changed nothing",
+    ev.TaskCancelled: lambda _e: "cancelled",
+    ev.MergeBlocked: lambda e: f"merge blocked: {e.reason}",
+    ev.PoolChanged: lambda e: f"pool size {e.workers}" + (" (paused)" if e.paused else ""),
+    ev.Notice: lambda e: e.message,
+}
+
+
 def format_event(event: ev.Event) -> str | None:
     """One human line for a state change, or None for events that are not printed."""
     if not event.printed:
         return None
     stamp = event.time.strftime("%H:%M:%S")
+    if isinstance(event, ev.RunFinished):
+        return f"{stamp} run finished: {event.merged} merged, {event.failed} not merged"
     task = getattr(event, "task", None)
     subject = f"task {task}" if task is not None else "run"
-    match event:
-        case ev.TaskStarted():
-            detail = f"started in slot {event.slot} on {event.branch}"
-            if event.attempt > 1:
-                detail += f" (attempt {event.attempt})"
-        case ev.TaskProgress():
-            if event.done is not None and event.total is not None:
-                detail = f"progress {event.done}/{event.total}"
-            elif event.percent is not None:
-                detail = f"progress {event.percent:g}%"
-            else:
-                detail = "progress"
-            if event.text:
-                detail += f" {event.text}"
-        case ev.TaskActivity():
-            detail = event.activity
-        case ev.TaskFinished():
-            if event.timed_out:
-                detail = "finished: timed out"
-            elif event.signal:
-                detail = f"finished: killed by {event.signal}"
-            else:
-                detail = f"finished (exit {event.exit})"
-        case ev.TaskStuck():
-            detail = f"stuck: no output or file change for {event.idle_seconds:g}s"
-        case ev.ConflictPredicted():
-            detail = "conflict predicted in " + ", ".join(event.paths)
-        case ev.ConflictCleared():
-            detail = "predicted conflict cleared"
-        case ev.MergeStarted():
-            detail = "merging"
-        case ev.CheckStarted():
-            detail = f"checking {event.commit[:7]}"
-        case ev.Merged():
-            detail = f"merged {event.commit[:7]} ({event.parents} parents)"
-        case ev.ConflictFound():
-            detail = "conflict in " + ", ".join(f"{p} ({event.kinds.get(p, 'content')})" for p in event.paths)
-        case ev.CheckFailed():
-            detail = f"check failed (exit {event.exit})"
-        case ev.TaskFailed():
-            detail = f"failed: {event.reason}"
-        case ev.TaskEmpty():
-            detail = "empty: the agent changed nothing"
-        case ev.TaskCancelled():
-            detail = "cancelled"
-        case ev.MergeBlocked():
-            detail = f"merge blocked: {event.reason}"
-        case ev.PoolChanged():
-            detail = f"pool size {event.workers}" + (" (paused)" if event.paused else "")
-        case ev.Notice():
-            detail = event.message
-        case ev.RunFinished():
-            return f"{stamp} run finished: {event.merged} merged, {event.failed} not merged"
-        case _:
-            detail = event.name
-    return f"{stamp} {subject} {detail}"
+    describe = _DETAILS.get(type(event))
+    return f"{stamp} {subject} {describe(event) if describe is not None else event.name}"
 
 
 def format_summary(summary: ev.RunFinished) -> str:
