@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from tuiorch.ui.availability import ActionJudge
 from tuiorch.ui.bindings import MAIN_BINDINGS
-
-if TYPE_CHECKING:
-    from tuiorch.ui.app import TuiorchApp
 
 
 class TuiorchCommands(Provider):
     def _commands(self) -> list[tuple[str, str, str]]:
         """(title, help, action) for every binding whose action applies to the current selection."""
-        app: TuiorchApp = self.app  # type: ignore[assignment]
+        main = self._main_screen()
         found = []
         for binding in MAIN_BINDINGS:
             if binding.id in ("interrupt", "command_palette", "focus_next", "focus_previous"):
@@ -24,19 +22,24 @@ class TuiorchCommands(Provider):
             name, _, args = binding.action.partition("(")
             params = tuple(arg.strip("'\") ") for arg in args.split(",")) if args else ()
             # applies(), not check_action(): while the palette is open the main screen's keys are hidden.
-            if not app.applies(name, params):
+            if not main.applies(name, params):
                 continue
-            key = app.get_key_display(binding)
+            key = self.app.get_key_display(binding)
             found.append((f"{binding.description} ({key})", binding.tooltip, binding.action))
         return found
 
+    def _main_screen(self) -> ActionJudge:
+        """The main screen (the first on the stack): its selection decides, and its actions run."""
+        return cast(ActionJudge, self.app.screen_stack[0])
+
     async def discover(self) -> Hits:
         for title, help_text, action in self._commands():
-            yield DiscoveryHit(title, partial(self.app.run_action, action), help=help_text)
+            yield DiscoveryHit(title, partial(self._main_screen().run_action, action), help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for title, help_text, action in self._commands():
             score = max(matcher.match(title), matcher.match(help_text))
             if score > 0:
-                yield Hit(score, matcher.highlight(title), partial(self.app.run_action, action), help=help_text)
+                run = partial(self._main_screen().run_action, action)
+                yield Hit(score, matcher.highlight(title), run, help=help_text)

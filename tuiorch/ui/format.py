@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from tuiorch.agent_output import format_usage
-from tuiorch.events import TaskStatus
+from tuiorch.model.status import FAILED_STATES, IN_SLOT, TaskStatus
 
 #: Shown where a value is unknown or not yet meaningful.
 NONE = "—"
@@ -78,8 +78,6 @@ def status_label(status: str, held: bool = False) -> str:
     return STATUS_LABELS.get(status, str(status))
 
 
-#: Statuses whose task holds a worker slot (its agent runs).
-IN_SLOT = frozenset({TaskStatus.STARTING, TaskStatus.RUNNING, TaskStatus.STUCK})
 
 #: How loud a note is: the pane and the queue colour it by this.
 WARNING, ERROR, INFO = "warning", "error", "info"
@@ -192,7 +190,6 @@ class PoolCounts:
     blocked: int = 0
 
 
-FAILED_STATES = frozenset({TaskStatus.FAILED, TaskStatus.CHECK_FAILED})
 
 
 def pool_counts(records: Mapping[str, Any], workers: int, paused: bool) -> PoolCounts:
@@ -302,3 +299,24 @@ def pending_lines(records: Iterable[Any]) -> list[str]:
         reason = str(getattr(record, "reason", "") or status_label(record.status))
         lines.append(f"  task {record.task.id} ({record.task.title}): {reason}; {hint}")
     return lines
+
+
+def summary_rows(
+    records: Mapping[str, Any], order: Iterable[str], *, redact: bool
+) -> list[tuple[str, str, str, str, str, str, str]]:
+    """One row per task for the summary screen: id, title, status, duration, commit, agents' use, reason."""
+    rows = []
+    for task_id in order:
+        record = records[task_id]
+        rows.append(
+            (
+                task_id,
+                record.task.title,
+                status_label(record.status, record.held),
+                NONE if redact and record.elapsed is not None else format_duration(record.elapsed),
+                ("•" * 7 if record.commit else NONE) if redact else short_sha(record.commit),
+                format_usage(record.usage) or NONE,
+                record.reason,
+            )
+        )
+    return rows

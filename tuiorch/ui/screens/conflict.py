@@ -20,9 +20,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
-from tuiorch.events import TaskStatus
 from tuiorch.gitops import GitError
 from tuiorch.hunks import BOTH, EDITED, OURS, THEIRS, Key, Resolution, context, hunks_of
+from tuiorch.model.status import IN_CONFLICT
 from tuiorch.orchestrator import CommandError
 from tuiorch.ui.format import has_conflict_markers
 from tuiorch.ui.highlight import highlight_lines
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 RESOLVED, REQUEUED, AGENT, LATER, GONE = "resolved", "requeued", "agent", "later", "gone"
 #: Clean lines shown above and below a hunk.
 CONTEXT_LINES = 3
-IN_CONFLICT = frozenset({TaskStatus.CONFLICT, TaskStatus.RESOLVING})
 #: How often the modal looks whether its task left the conflict (merged by the agent, requeued…).
 WATCH_SECONDS = 0.5
 
