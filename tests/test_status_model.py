@@ -105,6 +105,7 @@ def test_the_named_sets_agree_with_the_status_properties() -> None:
         ("send_back", {S.CONFLICT, S.RESOLVING, S.CHECK_FAILED}),
         ("requeue", {S.CONFLICT, S.RESOLVING, S.CHECK_FAILED, S.BLOCKED}),
         ("triage", {S.CONFLICT, S.RESOLVING}),
+        ("review", {S.FINISHED, S.CHECK_FAILED}),
     ],
 )
 def test_a_command_applies_exactly_where_the_table_says(command: str, applies_in: set[TaskStatus]) -> None:
@@ -128,7 +129,7 @@ def test_a_refusal_says_why_in_the_users_words() -> None:
 def test_every_command_that_leaves_a_status_has_a_transition_for_it() -> None:
     """A command offered in a status must lead somewhere the table allows."""
     leads_to = {"retry": {S.QUEUED, S.MERGING}, "send_back": {S.QUEUED, S.CONFLICT}, "requeue": {S.QUEUED},
-                "merge": {S.MERGING}, "cancel": {S.CANCELLED}, "triage": {S.RESOLVING}}
+                "merge": {S.MERGING}, "cancel": {S.CANCELLED}, "triage": {S.RESOLVING}, "review": {S.QUEUED}}
     for command, targets in leads_to.items():
         for status in COMMANDS[command]:
             assert TRANSITIONS[status] & targets or status in targets, (command, status)

@@ -520,10 +520,13 @@ class Orchestrator:
             try:
                 await work(rec)
             except GitError as exc:
-                rec.reason = str(exc)
-                if kind == "merge":
+                if self._merged_anyway(rec, str(exc)):
+                    pass
+                elif kind == "merge":
+                    rec.reason = str(exc)
                     self._transition(rec, TaskStatus.FAILED, ev.TaskFailed(task=task_id, reason=str(exc)))
                 else:
+                    rec.reason = str(exc)
                     self._transition(
                         rec, TaskStatus.CONFLICT, ev.ConflictFound(task=task_id, paths=rec.paths, kinds=dict(rec.kinds))
                     )
@@ -584,7 +587,17 @@ class Orchestrator:
 
         return on_stdout, on_stderr, finish
 
+    def _merged_anyway(self, rec: TaskRecord, error: str) -> bool:
+        """A git error after the merge landed (its branch could not be deleted) does not undo the merge:
+        the task stays merged and the user is told. True if that is the case."""
+        if rec.status is not TaskStatus.MERGED:
+            return False
+        self._emit(ev.Notice(message=f"task {rec.task.id} is merged, but then: {error}", level="warning"))
+        return True
+
     async def _fail_after_error(self, rec: TaskRecord, reason: str) -> None:
+        if self._merged_anyway(rec, reason):
+            return
         rec.reason = reason
         rec.ended = rec.ended or time.time()
         self._transition(rec, TaskStatus.FAILED, ev.TaskFailed(task=rec.task.id, reason=reason))
@@ -1136,7 +1149,7 @@ class Orchestrator:
     def send_back(self, task_id: str, note: str) -> None:
         """Review's `g`: the task's agent gets its branch back, with the user's note in its prompt."""
         rec = self._record(task_id)
-        if rec.status not in (TaskStatus.FINISHED, TaskStatus.CHECK_FAILED):
+        if rec.status not in COMMANDS["review"]:
             raise CommandError(
                 f"task {task_id} is {rec.status.value}; only a finished task (or a failed check) goes back to its agent"
             )

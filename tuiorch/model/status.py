@@ -93,7 +93,8 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     # Back to queued: a failed attempt with retries left.
     _S.RUNNING: frozenset({_S.STUCK, _S.FINISHED, _S.EMPTY, _S.CANCELLED, _S.QUEUED}) | _ERROR_ENDS,
     _S.STUCK: frozenset({_S.STUCK, _S.RUNNING, _S.FINISHED, _S.EMPTY, _S.CANCELLED, _S.QUEUED}) | _ERROR_ENDS,
-    _S.FINISHED: frozenset({_S.MERGING}) | _ERROR_ENDS,
+    # Back to queued: sent back to its agent from the review, with the user's note.
+    _S.FINISHED: frozenset({_S.MERGING, _S.QUEUED}) | _ERROR_ENDS,
     _S.MERGING: frozenset({_S.CHECKING, _S.MERGED, _S.CONFLICT, _S.BLOCKED}) | _ERROR_ENDS,
     _S.CHECKING: frozenset({_S.MERGED, _S.CONFLICT, _S.BLOCKED, _S.CHECK_FAILED}) | _ERROR_ENDS,
     # A blocked merge is retried without passing through merging again.
@@ -124,6 +125,8 @@ COMMANDS: dict[str, frozenset[TaskStatus]] = {
     "send_back": frozenset({_S.CONFLICT, _S.RESOLVING, _S.CHECK_FAILED}),
     "requeue": frozenset({_S.CONFLICT, _S.RESOLVING, _S.CHECK_FAILED, _S.BLOCKED}),
     "triage": IN_CONFLICT,
+    # The diff screen's send back, with the user's note for the task's agent.
+    "review": frozenset({_S.FINISHED, _S.CHECK_FAILED}),
 }
 
 #: Why a command does not apply, said after "task X is <status>".
@@ -137,6 +140,7 @@ REFUSALS: dict[str, str] = {
     "send_back": "; only a conflict or a failed check goes back to an agent",
     "requeue": "; nothing to requeue",
     "triage": ", not in conflict",
+    "review": "; only a finished task (or a failed check) goes back to its agent",
 }
 
 

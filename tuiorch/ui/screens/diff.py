@@ -14,8 +14,8 @@ from textual.widgets import Button, Footer, Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from tuiorch.diffs import TaskDiff
-from tuiorch.events import TaskStatus
 from tuiorch.gitops import GitError
+from tuiorch.model.status import COMMANDS, TaskStatus
 from tuiorch.orchestrator import CommandError
 from tuiorch.ui.format import status_label
 from tuiorch.ui.screens.refusal import SaysWhyNot
@@ -29,7 +29,8 @@ REFRESH_SECONDS = 1.0
 #: States whose branch or worktree may still change under the screen.
 LIVE = frozenset({TaskStatus.STARTING, TaskStatus.RUNNING, TaskStatus.STUCK, TaskStatus.RESOLVING,
                   TaskStatus.QUEUED, TaskStatus.MERGING, TaskStatus.CHECKING})
-SENDABLE = frozenset({TaskStatus.FINISHED, TaskStatus.CHECK_FAILED})
+#: States the review sends back to the task's agent.
+SENDABLE = COMMANDS["review"]
 
 
 class NoteScreen(ModalScreen[str | None]):

@@ -41,7 +41,7 @@ from tuiorch.ui.widgets.worker_grid import WorkerGrid
 
 if TYPE_CHECKING:
     from tuiorch.orchestrator import Orchestrator, TaskRecord
-    from tuiorch.ui.app import TuiorchApp
+    from tuiorch.ui.host import Host
 
 #: How often new output is written into the panes: a scrolling tail reads the same at 4 Hz, and each write
 #: repaints whole panes, which under a flood from every slot is most of what the UI loop does.
@@ -80,7 +80,7 @@ class MainScreen(Screen[None]):
         self._conflicts_scanned = False
 
     @property
-    def tuiorch(self) -> TuiorchApp:
+    def tuiorch(self) -> Host:
         return self.app  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ layout
