@@ -1,0 +1,190 @@
+"""A confined agent's own git repository, and bringing its commits back.
+
+The agent's worktree is a linked worktree of the user's repository, but inside the sandbox its `.git` names
+a private git directory instead: a repository of the agent's own that borrows the user's objects read-only
+(`objects/info/alternates`) and starts with the task branch where the attempt starts (and the base branch,
+for `git log main..`). Whatever git command the agent runs, it changes only that private repository: the
+user's refs, objects, config and checkout are on the read-only side of the sandbox.
+
+When the agent ends, tuiorch fetches the task branch from the private repository into a quarantine ref,
+checks that it still descends from the commit the attempt started from, and only then moves the task
+branch (compare-and-swap). Nothing else the agent did to its repository (other branches, tags, rewritten
+history, a pruned object store) reaches the user's repository.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuiorch.gitops import GitError, with_task_worktree_config
+
+__all__ = ["Collected", "Shadow", "collect_shadow", "prepare_shadow", "remove_shadow"]
+
+#: Where private repositories live, under the user's common git directory.
+SHADOW_FOLDER = ("tuiorch", "confined")
+#: Files of a worktree's own git state that the private repository starts with (a resolver agent finds
+#: the merge in progress, conflicted index and all).
+_WORKTREE_STATE = (
+    "index",
+    "MERGE_HEAD",
+    "MERGE_MSG",
+    "MERGE_MODE",
+    "AUTO_MERGE",
+    "ORIG_HEAD",
+    "config.worktree",
+)
+#: Quarantine for fetched work, never a branch.
+INCOMING = "refs/tuiorch/incoming/"
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """One attempt's private repository."""
+
+    root: Path
+    #: The private git directory (writable in the sandbox) and the gitfile bound over `<worktree>/.git`.
+    git_dir: Path
+    gitfile: Path
+    worktree: Path
+    branch: str
+    #: The task branch's tip when the attempt started: the agent's work must descend from it.
+    start: str
+
+
+@dataclass(frozen=True)
+class Collected:
+    tip: str
+    #: The agent moved its branch (its commits were taken).
+    moved: bool
+    #: Why nothing was taken although the agent may have worked (shown to the user), or "".
+    note: str = ""
+
+
+def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env=with_task_worktree_config(_scrubbed_env()),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check and done.returncode != 0:
+        raise GitError(f"git {args[0]} failed in {cwd}: {done.stderr.strip() or done.stdout.strip()}")
+    return done
+
+
+def _scrubbed_env() -> dict[str, str]:
+    """The environment without variables that would send git to another repository."""
+    redirects = (
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_COMMON_DIR",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_NAMESPACE",
+    )
+    return {k: v for k, v in os.environ.items() if k not in redirects}
+
+
+def prepare_shadow(worktree: Path, branch: str, base: str, key: str) -> Shadow:
+    """Make the private repository for an attempt in `worktree` (on `branch`), replacing any earlier one."""
+    found = _git(
+        worktree, "rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir",
+        "--git-path", "hooks", f"refs/heads/{branch}", f"refs/heads/{base}",
+    ).stdout.split("\n")  # fmt: skip
+    admin, common, hooks, start, base_tip = (Path(found[0]), Path(found[1]), found[2], found[3], found[4])
+    root = common.joinpath(*SHADOW_FOLDER, key)
+    if root.exists():
+        shutil.rmtree(root)
+    git_dir = root / "git"
+    for sub in ("objects/info", "objects/pack", "refs/tags", "info"):
+        (git_dir / sub).mkdir(parents=True)
+    (git_dir / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+    (git_dir / "objects/info/alternates").write_text(f"{common / 'objects'}\n")
+    _write_ref(git_dir, branch, start)
+    if base != branch:
+        _write_ref(git_dir, base, base_tip)
+    (git_dir / "config").write_text(_config_text(common, hooks))
+    for name, source in (("info/exclude", common / "info/exclude"), ("shallow", common / "shallow")):
+        if source.is_file():
+            shutil.copyfile(source, git_dir / name)
+    for name in _WORKTREE_STATE:
+        if (admin / name).is_file():
+            shutil.copyfile(admin / name, git_dir / name)
+    gitfile = root / "gitfile"
+    gitfile.write_text(f"gitdir: {git_dir}\n")
+    return Shadow(root=root, git_dir=git_dir, gitfile=gitfile, worktree=worktree, branch=branch, start=start)
+
+
+def _write_ref(git_dir: Path, branch: str, sha: str) -> None:
+    path = git_dir / "refs" / "heads" / branch
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{sha}\n")
+
+
+def _config_text(common: Path, hooks: str) -> str:
+    """The user's config (included, read-only), the repository format it needs, and its hooks."""
+    fmt = subprocess.run(
+        ["git", "config", "--file", str(common / "config"), "--get-regexp",
+         r"^(core\.repositoryformatversion|extensions\.)"],
+        capture_output=True, text=True, check=False, env=_scrubbed_env(),
+    ).stdout.splitlines()  # fmt: skip
+    settings = dict(line.partition(" ")[::2] for line in fmt)
+    lines = ["[core]", f"\trepositoryformatversion = {settings.pop('core.repositoryformatversion', '0')}"]
+    if settings:
+        lines.append("[extensions]")
+        lines += [f"\t{key.removeprefix('extensions.')} = {value}" for key, value in settings.items()]
+    # Included first, so that the settings after it win: the user's identity, signing, filters and the
+    # rest apply to the agent's commits as in any of the user's worktrees, and so do the user's hooks.
+    lines += [
+        "[include]", f"\tpath = {common / 'config'}",
+        "[core]", "\tbare = false", "\tlogAllRefUpdates = true", f"\thooksPath = {hooks}",
+    ]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def collect_shadow(shadow: Shadow, task_id: str) -> Collected:
+    """Bring the agent's commits on its task branch into the user's repository, verified.
+
+    The branch is fetched into a quarantine ref, must descend from the attempt's start, and then moves
+    the task branch from exactly the start (compare-and-swap); the worktree's index follows it, its files
+    are left as they are. Raises GitError when the agent's branch no longer holds its starting point.
+    """
+    incoming = INCOMING + task_id
+    fetched = _git(
+        shadow.worktree, "-c", "protocol.file.allow=always", "fetch", "--quiet", "--no-tags",
+        "--no-write-fetch-head", "--no-recurse-submodules", str(shadow.git_dir),
+        f"+refs/heads/{shadow.branch}:{incoming}", check=False,
+    )  # fmt: skip
+    if fetched.returncode != 0:
+        note = f"the agent's branch {shadow.branch} could not be read from its repository; its commits were not taken"
+        return Collected(tip=shadow.start, moved=False, note=note)
+    try:
+        tip = _git(shadow.worktree, "rev-parse", "--verify", f"{incoming}^{{commit}}").stdout.strip()
+        if tip == shadow.start:
+            return Collected(tip=tip, moved=False)
+        if (
+            _git(shadow.worktree, "merge-base", "--is-ancestor", shadow.start, tip, check=False).returncode
+            != 0
+        ):
+            raise GitError(
+                f"the agent rewrote its branch {shadow.branch}: {tip[:12]} does not descend from "
+                f"{shadow.start[:12]}, where the attempt started; its commits were not taken"
+            )
+        _git(shadow.worktree, "update-ref", "-m", "tuiorch: the confined agent's commits",
+             f"refs/heads/{shadow.branch}", tip, shadow.start)  # fmt: skip
+        # The index (and a merge in progress) now follow the new tip; the agent's files stay as they are.
+        _git(shadow.worktree, "reset", "--quiet")
+        return Collected(tip=tip, moved=True)
+    finally:
+        _git(shadow.worktree, "update-ref", "-d", incoming, check=False)
+
+
+def remove_shadow(shadow: Shadow) -> None:
+    shutil.rmtree(shadow.root, ignore_errors=True)
