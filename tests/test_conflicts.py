@@ -97,7 +97,8 @@ def test_the_resolver_attempt_cap_hands_the_conflict_to_a_human(repo: Path, tmp_
         extra='\n[merge]\non_conflict = "agent"\nresolve_attempts = 2\n',
     )
     config = (repo / "tuiorch.toml").read_text().replace(
-        'preset = "demo"', f'preset = "custom"\ncommand = ["{sys.executable}", "{script}", "{{prompt_file}}"]'
+        'preset = "demo"',
+        f'preset = "custom"\ncommand = ["{sys.executable}", "{script}", "{{prompt_file}}"]',
     )
     (repo / "tuiorch.toml").write_text(config)
     git(repo, "commit", "-qam", "custom agent")
@@ -112,8 +113,12 @@ def test_the_resolver_attempt_cap_hands_the_conflict_to_a_human(repo: Path, tmp_
     assert "task-2" in task_branches(repo)
 
 
-def _custom_resolver(repo: Path, tmp_path: Path, resolve_code: str) -> None:
-    """The demo agent for tasks; `resolve_code` (Python, with `prompt`, `worktree`, `root`, `git`) for resolutions."""
+def _custom_resolver(repo: Path, tmp_path: Path, resolve_code: str, *, moves_main: bool = False) -> None:
+    """The demo agent for tasks; `resolve_code` (Python, with `prompt`, `worktree`, `root`, `git`) for resolutions.
+
+    moves_main: the resolver commits on main in the user's checkout (to move main under the resolution),
+    which only an unconfined agent can do.
+    """
     script = tmp_path / "resolver.py"
     script.write_text(
         "import os, subprocess, sys\nfrom pathlib import Path\n"
@@ -126,7 +131,9 @@ def _custom_resolver(repo: Path, tmp_path: Path, resolve_code: str) -> None:
         + "\nelse:\n    sys.exit(subprocess.call([sys.executable, '-m', 'tuiorch.demo_agent', sys.argv[1]]))\n"
     )
     config = (repo / "tuiorch.toml").read_text().replace(
-        'preset = "demo"', f'preset = "custom"\ncommand = ["{sys.executable}", "{script}", "{{prompt_file}}"]'
+        'preset = "demo"',
+        f'preset = "custom"\ncommand = ["{sys.executable}", "{script}", "{{prompt_file}}"]'
+        + ('\nconfine = "off"' if moves_main else ""),
     )
     (repo / "tuiorch.toml").write_text(config)
     git(repo, "commit", "-qam", "custom agent")
@@ -156,6 +163,7 @@ def test_a_resolution_is_accepted_although_main_moved_meanwhile(repo: Path, tmp_
         git(root, "commit", "-q", "-m", "another merge landed meanwhile")
         sys.exit(subprocess.call([sys.executable, "-m", "tuiorch.demo_agent", sys.argv[1]]))
         """,
+        moves_main=True,
     )
     code, events = run(repo)
     assert code == 0, [e for e in events if e["event"] in ("notice", "conflict")]
@@ -186,6 +194,7 @@ def test_no_resolver_runs_when_nothing_conflicts_any_more(repo: Path, tmp_path: 
         git(root, "commit", "-q", "-am", "main takes the same README")
         sys.exit(1)
         """,
+        moves_main=True,
     )
     code, events = run(repo)
     assert code == 0, [e for e in events if e["event"] in ("notice", "conflict")]

@@ -20,6 +20,7 @@ from tuiorch import report, state
 from tuiorch.agent import AgentExit, AgentProcess, ProcessHooks
 from tuiorch.agent_output import OutputParser, ParsedLine, Usage, make_output_parser
 from tuiorch.config import (
+    CONFIG_FILE,
     Config,
     Preset,
     agent_argv,
@@ -32,6 +33,8 @@ from tuiorch.config import (
     too_long_argument,
     worktree_dir,
 )
+from tuiorch.confine.attempts import Confiner
+from tuiorch.confine.sandbox import confined_preset, decide
 from tuiorch.diffs import TaskDiff
 from tuiorch.gitops import (
     DIFF_MAX_LINES,
@@ -120,6 +123,14 @@ class Orchestrator:
         self.state_dir = self.git.git_dir / "tuiorch"
         self.logs = log_dir(self.git.git_dir)
         self.preset = agent_preset(config)
+        confinement = decide(config.agent.confine, config.agent.preset, config.agent.writable, self.root / CONFIG_FILE)
+        #: Agents run in a bubblewrap sandbox that lets them change only their worktree and branch.
+        self.confiner = Confiner(confinement.sandbox)
+        self._confine_warning = confinement.warning
+        self._argv_template = agent_argv(config)
+        if self.confiner.on and config.agent.preset != "custom":
+            self.preset = confined_preset(self.preset)
+            self._argv_template = list(self.preset.argv)
         self.template = load_template(config.prompt_template, root=self.root)
         self.resolve_template = (
             load_template(config.resolve_template, root=self.root) if config.resolve_template else RESOLVE_TEMPLATE
@@ -204,6 +215,8 @@ class Orchestrator:
         self._base_at_start = await asyncio.to_thread(self.git.tip, self.base)
         if self._restore_notice:
             self._emit(ev.Notice(message=self._restore_notice, level="warning"))
+        if self._confine_warning:
+            self._emit(ev.Notice(message=self._confine_warning, level="warning"))
         await asyncio.to_thread(self.git.prune)
         await self._reconcile()
         for rec in self._resume_merges:
@@ -375,12 +388,13 @@ class Orchestrator:
         prompt_file.parent.mkdir(parents=True, exist_ok=True)
         prompt_file.write_text(prompt, encoding="utf-8")
         argv = render_argv(
-            agent_argv(self.config), prompt=prompt, prompt_file=str(prompt_file), worktree=str(rec.worktree)
+            self._argv_template, prompt=prompt, prompt_file=str(prompt_file), worktree=str(rec.worktree)
         )
         if too_long := too_long_argument(argv):
             await self._leave_worktree(rec)
             await self._fail_after_error(rec, too_long)
             return
+        argv = await self._confine(rec, rec.worktree, argv)
 
         def on_stuck(idle: float) -> None:
             self._transition(rec, TaskStatus.STUCK, ev.TaskStuck(task=task.id, idle_seconds=round(idle, 1)))
@@ -411,13 +425,22 @@ class Orchestrator:
             rec,
             TaskStatus.RUNNING,
             ev.TaskStarted(
-                task=task.id, slot=slot + 1, branch=rec.branch, worktree=str(rec.worktree), attempt=rec.attempts
+                task=task.id,
+                slot=slot + 1,
+                branch=rec.branch,
+                worktree=str(rec.worktree),
+                attempt=rec.attempts,
+                confined=rec.confined,
             ),
         )
         try:
             exit_ = await process.run()
+        except BaseException:
+            await self.confiner.collect(task.id, quiet=True)
+            raise
         finally:
             self._processes.pop(task.id, None)
+        self._confined_note(task.id, await self.confiner.collect(task.id))
         finish_output()
         rec.ended = time.time()
         rec.pgid = None
@@ -656,6 +679,17 @@ class Orchestrator:
             "TUIORCH_GIT_DIR": str(self.git.git_dir.resolve()),
         }
 
+    async def _confine(self, rec: TaskRecord, worktree: Path, argv: list[str]) -> list[str]:
+        """The argv to start for this attempt: inside its sandbox when the run confines its agents."""
+        rec.confined = self.confiner.on
+        assert rec.branch is not None
+        env = {**os.environ, **self._agent_env(rec)}
+        return await self.confiner.enter(rec.task.id, worktree, rec.branch, self.base, argv, env)
+
+    def _confined_note(self, task_id: str, note: str) -> None:
+        if note:
+            self._emit(ev.Notice(message=f"task {task_id}: {note}", level="warning"))
+
     def _record_pgid(self, rec: TaskRecord, pgid: int) -> None:
         rec.pgid = pgid
         self._persist()
@@ -836,9 +870,10 @@ class Orchestrator:
         prompt_file = self.state_dir / "prompts" / f"{task.id}-resolve.md"
         prompt_file.parent.mkdir(parents=True, exist_ok=True)
         prompt_file.write_text(prompt, encoding="utf-8")
-        argv = render_argv(agent_argv(self.config), prompt=prompt, prompt_file=str(prompt_file), worktree=str(path))
+        argv = render_argv(self._argv_template, prompt=prompt, prompt_file=str(prompt_file), worktree=str(path))
         if too_long := too_long_argument(argv):
             return AttemptOutcome(False, too_long)
+        argv = await self._confine(rec, path, argv)
         self._transition(rec, TaskStatus.RESOLVING)
         parser = make_output_parser(output_format(self.config))
         rec.stderr_tail.clear()  # an earlier run's last words are not this one's
@@ -857,12 +892,16 @@ class Orchestrator:
         self._processes[task.id] = process
         try:
             exit_ = await process.run()
+        except BaseException:
+            await self.confiner.collect(task.id, quiet=True)
+            raise
         finally:
             self._processes.pop(task.id, None)
             rec.pgid = None
             finish_output()
             self._flush_output()
             rec.activity = ""
+        self._confined_note(task.id, await self.confiner.collect(task.id))
         self._transition(rec, TaskStatus.CONFLICT)  # the agent is done: the outcome is judged from here
         if not _succeeded(exit_) or parser.error is not None:
             return AttemptOutcome(False, failure_reason(exit_, parser, list(rec.stderr_tail), self.preset))

@@ -17,6 +17,7 @@ from tuiorch.config.keymap import check_keymap_clashes, read_keymap
 from tuiorch.config.presets import PRESETS
 from tuiorch.config.settings import (
     ARGV_PLACEHOLDERS,
+    CONFINE_MODES,
     MESSAGE_PLACEHOLDERS,
     PATH_PLACEHOLDERS,
     RESOLUTIONS,
@@ -123,7 +124,7 @@ _TOP_KEYS = (
     "keymap",
     "runner",
 )
-_AGENT_KEYS = ("preset", "command", "timeout", "stuck_after", "retries", "output")
+_AGENT_KEYS = ("preset", "command", "timeout", "stuck_after", "retries", "output", "confine", "writable")
 _MERGE_KEYS = ("auto", "message", "check", "on_check_fail", "on_conflict", "resolve_attempts")
 _SLOTS_KEYS = ("reuse", "keep", "setup", "keep_at_end")
 _PROMPT_KEYS = ("template", "resolve_template")
@@ -148,6 +149,8 @@ def config_from_dict(data: Mapping[str, Any], path: str = CONFIG_FILE, *, repo_n
         stuck_after=agent_table.duration("stuck_after", defaults.agent.stuck_after),
         retries=agent_table.integer("retries", defaults.agent.retries, minimum=0),
         output=agent_table.choice("output", defaults.agent.output, ("", *PARSERS)),
+        confine=agent_table.choice("confine", defaults.agent.confine, CONFINE_MODES),
+        writable=agent_table.string_list("writable", defaults.agent.writable),
     )
     merge = MergeConfig(
         auto=merge_table.boolean("auto", defaults.merge.auto),

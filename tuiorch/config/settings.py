@@ -16,6 +16,11 @@ class AgentConfig:
     retries: int = 1
     #: How the agent's output is read (agent_output.PARSERS); "" = the preset's own.
     output: str = ""
+    #: Agents in a sandbox that lets them change only their worktree and branch: "auto" (where
+    #: bubblewrap works), "on" (refuse to run without it), "off".
+    confine: str = "auto"
+    #: Extra paths a confined agent may write (~ expanded), beyond its worktree and its CLI's own folders.
+    writable: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -70,3 +75,4 @@ PATH_PLACEHOLDERS = ("repo", "id")
 MESSAGE_PLACEHOLDERS = ("type", "title", "id", "agent_name", "agent_email")
 RESOLUTIONS = ("ask", "agent", "requeue")
 RUNNER_KINDS = ("local", "ray")
+CONFINE_MODES = ("auto", "on", "off")

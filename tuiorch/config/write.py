@@ -68,6 +68,8 @@ timeout = "60m"                       # hard limit per attempt
 stuck_after = "10m"                   # no output and no file change for this long: flagged stuck
 retries = 1                           # extra attempts after a failure
 output = ""                           # how its output is read: "" (the preset's) | {" | ".join(PARSERS)}
+confine = "auto"                      # sandbox: only its worktree and branch writable (auto | on | off)
+writable = []                         # more paths a confined agent may write, e.g. ["~/.npm"]
 
 [merge]
 auto = true                           # false: ask before each merge

@@ -21,6 +21,7 @@ __all__ = [
     "BWRAP",
     "PRIVATE_TEMP",
     "SandboxSpec",
+    "StatePath",
     "bubblewrap_problem",
     "hidden_by_private_temp",
     "sandbox_argv",
@@ -31,23 +32,29 @@ BWRAP = "bwrap"
 #: Folders each sandbox gets empty and private.
 PRIVATE_TEMP = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
 
-#: Each preset's own folders and files, relative to $HOME unless an environment variable names them:
-#: logins, settings, sessions and caches the CLI writes at every run.
+#: Each preset's own folders (ending in "/") and files, relative to $HOME unless an environment variable
+#: names them: logins, settings, sessions and caches the CLI writes at every run.
 _STATE_PATHS: dict[str, tuple[str, ...]] = {
-    "claude": ("$CLAUDE_CONFIG_DIR|~/.claude", "~/.claude.json", "~/.claude.json.backup"),
-    "codex": ("$CODEX_HOME|~/.codex",),
-    "gemini": ("~/.gemini",),
+    "claude": ("$CLAUDE_CONFIG_DIR|~/.claude/", "~/.claude.json", "~/.claude.json.backup"),
+    "codex": ("$CODEX_HOME|~/.codex/",),
+    "gemini": ("~/.gemini/",),
     "opencode": (
-        "$XDG_CONFIG_HOME|~/.config:opencode",
-        "$XDG_DATA_HOME|~/.local/share:opencode",
-        "$XDG_CACHE_HOME|~/.cache:opencode",
-        "$XDG_STATE_HOME|~/.local/state:opencode",
+        "$XDG_CONFIG_HOME|~/.config:opencode/",
+        "$XDG_DATA_HOME|~/.local/share:opencode/",
+        "$XDG_CACHE_HOME|~/.cache:opencode/",
+        "$XDG_STATE_HOME|~/.local/state:opencode/",
     ),
-    "aider": ("~/.aider",),
+    "aider": ("~/.aider/",),
 }
 
 
-def state_paths(preset: str, env: Mapping[str, str]) -> tuple[Path, ...]:
+@dataclass(frozen=True)
+class StatePath:
+    path: Path
+    folder: bool
+
+
+def state_paths(preset: str, env: Mapping[str, str]) -> tuple[StatePath, ...]:
     """The state folders and files of a preset's CLI, with the environment's overrides applied.
 
     A spec is "$VAR|~/default" (the variable's value, else the default) with an optional ":sub" appended.
@@ -55,11 +62,12 @@ def state_paths(preset: str, env: Mapping[str, str]) -> tuple[Path, ...]:
     home = Path(env.get("HOME") or os.path.expanduser("~"))
     found = []
     for spec in _STATE_PATHS.get(preset, ()):
-        spec, _, sub = spec.partition(":")
+        folder = spec.endswith("/")
+        spec, _, sub = spec.rstrip("/").partition(":")
         variable, _, default = spec.rpartition("|")
         value = env.get(variable[1:], "") if variable else ""
         base = Path(value) if value else home / default.removeprefix("~/")
-        found.append(base / sub if sub else base)
+        found.append(StatePath(base / sub if sub else base, folder))
     return tuple(found)
 
 

@@ -22,7 +22,15 @@ from pathlib import Path
 
 from tuiorch.gitops import GitError, with_task_worktree_config
 
-__all__ = ["Collected", "Shadow", "collect_shadow", "prepare_shadow", "remove_shadow"]
+__all__ = [
+    "Collected",
+    "Shadow",
+    "branch_stamp",
+    "follow_branch",
+    "prepare_shadow",
+    "remove_shadow",
+    "take_branch",
+]
 
 #: Where private repositories live, under the user's common git directory.
 SHADOW_FOLDER = ("tuiorch", "confined")
@@ -149,12 +157,25 @@ def _config_text(common: Path, hooks: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def collect_shadow(shadow: Shadow, task_id: str) -> Collected:
+def branch_stamp(shadow: Shadow) -> tuple[int, ...]:
+    """Changes whenever the agent may have moved its branch (its ref file or packed refs), cheaply."""
+    stamp: list[int] = []
+    for path in (shadow.git_dir / "refs" / "heads" / shadow.branch, shadow.git_dir / "packed-refs"):
+        try:
+            info = path.stat()
+        except OSError:
+            stamp += [0, 0, 0]
+            continue
+        stamp += [info.st_mtime_ns, info.st_size, info.st_ino]
+    return tuple(stamp)
+
+
+def take_branch(shadow: Shadow, task_id: str, current: str) -> Collected:
     """Bring the agent's commits on its task branch into the user's repository, verified.
 
-    The branch is fetched into a quarantine ref, must descend from the attempt's start, and then moves
-    the task branch from exactly the start (compare-and-swap); the worktree's index follows it, its files
-    are left as they are. Raises GitError when the agent's branch no longer holds its starting point.
+    The branch is fetched into a quarantine ref and must descend from the attempt's start; then the task
+    branch moves to it from exactly `current`, its tip as tuiorch last set it (compare-and-swap). Raises
+    GitError when the agent's branch no longer holds the attempt's start (its history was rewritten).
     """
     incoming = INCOMING + task_id
     fetched = _git(
@@ -164,26 +185,26 @@ def collect_shadow(shadow: Shadow, task_id: str) -> Collected:
     )  # fmt: skip
     if fetched.returncode != 0:
         note = f"the agent's branch {shadow.branch} could not be read from its repository; its commits were not taken"
-        return Collected(tip=shadow.start, moved=False, note=note)
+        return Collected(tip=current, moved=False, note=note)
     try:
         tip = _git(shadow.worktree, "rev-parse", "--verify", f"{incoming}^{{commit}}").stdout.strip()
-        if tip == shadow.start:
+        if tip == current:
             return Collected(tip=tip, moved=False)
-        if (
-            _git(shadow.worktree, "merge-base", "--is-ancestor", shadow.start, tip, check=False).returncode
-            != 0
-        ):
+        if _git(shadow.worktree, "merge-base", "--is-ancestor", shadow.start, tip, check=False).returncode:
             raise GitError(
                 f"the agent rewrote its branch {shadow.branch}: {tip[:12]} does not descend from "
                 f"{shadow.start[:12]}, where the attempt started; its commits were not taken"
             )
         _git(shadow.worktree, "update-ref", "-m", "tuiorch: the confined agent's commits",
-             f"refs/heads/{shadow.branch}", tip, shadow.start)  # fmt: skip
-        # The index (and a merge in progress) now follow the new tip; the agent's files stay as they are.
-        _git(shadow.worktree, "reset", "--quiet")
+             f"refs/heads/{shadow.branch}", tip, current)  # fmt: skip
         return Collected(tip=tip, moved=True)
     finally:
         _git(shadow.worktree, "update-ref", "-d", incoming, check=False)
+
+
+def follow_branch(shadow: Shadow) -> None:
+    """The worktree's index (and any merge in progress) now follow the moved branch; files stay as they are."""
+    _git(shadow.worktree, "reset", "--quiet")
 
 
 def remove_shadow(shadow: Shadow) -> None:

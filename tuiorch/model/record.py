@@ -70,6 +70,8 @@ class TaskRecord:
     activity: str = ""
     #: Process group of the running agent (killed on resume if the run died).
     pgid: int | None = None
+    #: The agent runs (or ran) in tuiorch's sandbox: only its worktree and branch writable.
+    confined: bool = False
     #: The attempt's log file.
     log_path: Path | None = None
     #: Commit of base the attempt started from.

@@ -1,0 +1,74 @@
+"""The confined agents of one run, as the engine drives them: enter before the agent starts, collect after.
+
+While an agent runs, its new commits are brought over to its task branch every CONFINED_SYNC_SECONDS, so
+conflict predictions and diffs see them as they see any running branch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from tuiorch.confine.sandbox import ConfinedRun, Sandbox
+from tuiorch.gitops import GitError
+
+__all__ = ["CONFINED_SYNC_SECONDS", "Confiner"]
+
+#: How often a confined agent's branch is looked at while it runs.
+CONFINED_SYNC_SECONDS = 0.5
+
+
+class Confiner:
+    """Each running agent's sandbox, by task id; does nothing when the run is unconfined."""
+
+    def __init__(self, sandbox: Sandbox | None) -> None:
+        self.sandbox = sandbox
+        self._runs: dict[str, tuple[ConfinedRun, asyncio.Task[None]]] = {}
+
+    @property
+    def on(self) -> bool:
+        return self.sandbox is not None
+
+    async def enter(
+        self,
+        task_id: str,
+        worktree: Path,
+        branch: str,
+        base: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+    ) -> list[str]:
+        """The argv to start: the agent's own, or it inside its sandbox (its private repository made)."""
+        if self.sandbox is None:
+            return list(argv)
+        run = await asyncio.to_thread(self.sandbox.enter, worktree, branch, base, task_id, argv, env)
+        self._runs[task_id] = (run, asyncio.create_task(_sync(run, task_id)))
+        return run.argv
+
+    async def collect(self, task_id: str, *, quiet: bool = False) -> str:
+        """The agent's commits onto its task branch once it has ended; a note for the user, or "".
+
+        Raises GitError when the agent rewrote its branch's history, unless quiet (the attempt is being
+        cancelled or torn down: what it committed is still taken when it can be)."""
+        entry = self._runs.pop(task_id, None)
+        if entry is None:
+            return ""
+        run, syncing = entry
+        syncing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await syncing
+        try:
+            return (await asyncio.to_thread(run.collect, task_id)).note
+        except GitError:
+            if quiet:
+                return ""
+            raise
+
+
+async def _sync(run: ConfinedRun, task_id: str) -> None:
+    while True:
+        await asyncio.sleep(CONFINED_SYNC_SECONDS)
+        with contextlib.suppress(GitError, OSError):
+            await asyncio.to_thread(run.sync, task_id)
