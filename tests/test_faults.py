@@ -86,9 +86,14 @@ def write_project(
     extra: str = "",
     timeout: str = "60s",
 ) -> None:
-    """tuiorch.toml and TASKS.md, committed so main's checkout starts clean."""
+    """tuiorch.toml and TASKS.md, committed so main's checkout starts clean.
+
+    Unconfined: these agents report their process ids in files beside the test (outside their worktree),
+    and the crash tests need agents that outlive a killed tuiorch, as unconfined ones do.
+    """
     (repo / "tuiorch.toml").write_text(
-        f'workers = {workers}\n\n{agent}timeout = "{timeout}"\nstuck_after = "0"\nretries = 0\n{extra}'
+        f'workers = {workers}\n\n{agent}timeout = "{timeout}"\nstuck_after = "0"\nretries = 0\n'
+        f'confine = "off"\n{extra}'
     )
     (repo / "TASKS.md").write_text(textwrap.dedent(tasks_md))
     git(repo, "add", "tuiorch.toml", "TASKS.md")

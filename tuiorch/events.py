@@ -60,6 +60,8 @@ class TaskStarted(TaskEvent):
     branch: str
     worktree: str
     attempt: int = 1
+    #: The agent runs in tuiorch's sandbox: it can change only its worktree and its branch.
+    confined: bool = False
 
 
 @dataclass(kw_only=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tuiorch.config import Config, ConfigError, load_config, missing_agent_program
+from tuiorch.confine.sandbox import decide
 from tuiorch.gitops import GitError, GitRepo
 from tuiorch.prompt import PromptError, load_template
 from tuiorch.tasks import Task, TaskFileError, load_tasks
@@ -60,6 +61,11 @@ def _load_config(root: Path, workers: int | None) -> Config:
     missing = missing_agent_program(config)
     if missing:
         raise UsageError(f"{missing}; install it or set [agent] preset in {root / 'tuiorch.toml'}")
+    try:
+        # `confine = "on"` on a machine where bubblewrap cannot confine: refused before anything starts.
+        decide(config.agent.confine, config.agent.preset, config.agent.writable, root / "tuiorch.toml")
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
     return config
 
 

@@ -1,0 +1,250 @@
+"""Confined agents: a hostile agent (a real program) tries every escape under a real tuiorch run with
+bubblewrap; nothing outside its worktree and branch changes, and its own commit still merges."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, make_repo
+from tuiorch.config import PRESETS
+from tuiorch.confine.bwrap import SandboxSpec, bubblewrap_problem, sandbox_argv, state_paths
+from tuiorch.confine.sandbox import confined_preset
+
+needs_bwrap = pytest.mark.skipif(bubblewrap_problem() is not None, reason=f"{bubblewrap_problem()}")
+
+# Each escape is a shell command run from the agent's worktree; the agent prints what happened to each,
+# then commits its legitimate work on its own branch.
+HOSTILE = textwrap.dedent(
+    """\
+    import json, os, signal, subprocess, sys
+    from pathlib import Path
+
+    facts = json.loads(Path(sys.argv[1]).read_text())
+    repo, other_slot, outside = facts["repo"], facts["other_slot"], facts["outside"]
+    # The legitimate work first, committed on its own branch: the escapes below have a commit to push.
+    Path("feature.txt").write_text("legitimate work\\n")
+    subprocess.run(["git", "add", "feature.txt"], check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "feat: the legitimate work"], check=True)
+    escapes = {
+        "update-ref main": ["git", "-C", repo, "update-ref", "refs/heads/main", "HEAD"],
+        "push . HEAD:main": ["git", "push", "-q", ".", "HEAD:main"],
+        "push to the user's repository": ["git", "push", "-q", repo, "HEAD:main"],
+        "branch -f other": ["git", "-C", repo, "branch", "-f", "other", "HEAD"],
+        "own branch -f other": ["git", "branch", "-f", "other", "HEAD"],
+        "reset --hard in the user's checkout": ["git", "-C", repo, "reset", "-q", "--hard", "HEAD~1"],
+        "gc --prune=now in the user's repository": ["git", "-C", repo, "gc", "-q", "--prune=now"],
+        "write the user's checkout": ["sh", "-c", f"echo pwned > {repo}/README.md"],
+        "write another slot's worktree": ["sh", "-c", f"echo pwned > {other_slot}/file.txt"],
+        "write $HOME": ["sh", "-c", "echo pwned > $HOME/escaped.txt"],
+        "write /tmp outside its own": ["sh", "-c", f"echo pwned > {outside}"],
+    }
+    for name, argv in escapes.items():
+        done = subprocess.run(argv, capture_output=True, text=True)
+        print(f"ESCAPE {name}: exit {done.returncode} {done.stderr.strip()[-160:]!r}", flush=True)
+    try:
+        os.kill(facts["victim"], signal.SIGKILL)
+        print("ESCAPE kill another agent: sent", flush=True)
+    except OSError as exc:
+        print(f"ESCAPE kill another agent: {exc}", flush=True)
+    # Switch to main in its own repository and commit there, then come back: main must not move.
+    subprocess.run(["git", "checkout", "-q", "main"], check=True)
+    Path("on-main.txt").write_text("should never reach main\\n")
+    subprocess.run(["git", "add", "on-main.txt"], check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "sneaked onto main"], check=True)
+    subprocess.run(["git", "checkout", "-q", os.environ["TUIORCH_BRANCH"]], check=True)
+    subprocess.run(["git", "gc", "-q", "--prune=now"], check=True)
+    print("committed", flush=True)
+    # Last, as it also wipes the agent's own repository: delete the user's.
+    done = subprocess.run(["rm", "-rf", repo], capture_output=True, text=True)
+    print(f"ESCAPE delete the repository: exit {done.returncode} {done.stderr.strip()[-160:]!r}", flush=True)
+    """
+)
+
+
+def _project(tmp_path: Path, confine: str, agent_code: str = HOSTILE) -> tuple[Path, Path]:
+    repo = make_repo(tmp_path / "repo", {"README.md": "# mine\n", "TASKS.md": "## Task 1: Hostile\n"})
+    git(repo, "commit", "-q", "--allow-empty", "-m", "second")
+    git(repo, "branch", "other", "HEAD~1")
+    script = tmp_path / "hostile.py"
+    script.write_text(agent_code)
+    facts = tmp_path / "facts.json"
+    command = json.dumps([sys.executable, str(script), str(facts)])
+    (repo / "tuiorch.toml").write_text(
+        f'workers = 1\n[agent]\npreset = "custom"\ncommand = {command}\nconfine = "{confine}"\n'
+        'stuck_after = "0"\nretries = 0\n'
+    )
+    git(repo, "add", "tuiorch.toml")
+    git(repo, "commit", "-q", "-m", "config")
+    return repo, facts
+
+
+def _run(repo: Path, env: dict[str, str] | None = None) -> tuple[int, list[dict], str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "tuiorch", "run", "--headless", "--json"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    events = []
+    for line in done.stdout.splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            events.append(json.loads(line))
+    return done.returncode, events, done.stderr
+
+
+def _refs(repo: Path) -> dict[str, str]:
+    lines = git(repo, "for-each-ref", "--format=%(refname) %(objectname)").splitlines()
+    return dict(line.split(" ", 1) for line in lines)
+
+
+@needs_bwrap
+def test_a_hostile_confined_agent_changes_nothing_outside_its_worktree_and_branch(tmp_path: Path) -> None:
+    repo, facts = _project(tmp_path, "on")
+    other_slot = tmp_path / "repo-worktrees" / "slot-9"
+    other_slot.mkdir(parents=True)
+    (other_slot / "file.txt").write_text("another agent's work\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    outside = tmp_path / "outside.txt"
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        facts.write_text(
+            json.dumps({"repo": str(repo), "other_slot": str(other_slot), "outside": str(outside), "victim": victim.pid})
+        )
+        before = _refs(repo)
+        code, events, stderr = _run(repo, {**os.environ, "HOME": str(home)})
+        assert code == 0, stderr + json.dumps(events)[:3000]
+        assert victim.poll() is None, "the confined agent killed a process outside its sandbox"
+    finally:
+        victim.kill()
+        victim.wait()
+    started = [e for e in events if e["event"] == "task_started"]
+    assert started and all(e["confined"] for e in started)
+    log = (repo / ".git" / "tuiorch" / "logs" / "1.log").read_text()
+    escapes = [line for line in log.splitlines() if line.startswith("ESCAPE")]
+    assert len(escapes) == 13, log
+    for line in escapes:
+        # Inside its own repository and its own /tmp: allowed there, and checked by their effects below.
+        if any(own in line for own in ("push . HEAD:main", "own branch -f other", "/tmp outside its own")):
+            continue
+        assert "exit 0" not in line and ": sent" not in line, line
+    after = _refs(repo)
+    assert after["refs/heads/other"] == before["refs/heads/other"]
+    merged = after["refs/heads/main"]
+    assert git(repo, "rev-parse", f"{merged}^1") == before["refs/heads/main"]  # main moved by one merge only
+    assert git(repo, "show", f"{merged}:feature.txt") == "legitimate work"
+    assert "sneaked onto main" not in git(repo, "log", "--format=%s", "main")
+    assert not [ref for ref in after if ref.startswith("refs/tuiorch/")]
+    assert git(repo, "status", "--porcelain") == ""
+    assert (repo / "README.md").read_text() == "# mine\n"
+    assert (other_slot / "file.txt").read_text() == "another agent's work\n"
+    assert not (home / "escaped.txt").exists() and not outside.exists()
+    git(repo, "fsck", "--no-progress")
+
+
+REWRITER = textwrap.dedent(
+    """\
+    import subprocess
+    from pathlib import Path
+    # A branch whose history no longer holds where the attempt started.
+    subprocess.run(["git", "checkout", "-q", "--orphan", "fresh"], check=True)
+    Path("feature.txt").write_text("rewritten\\n")
+    subprocess.run(["git", "add", "-A"], check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "rewritten history"], check=True)
+    branch = subprocess.run(["sh", "-c", "echo $TUIORCH_BRANCH"], capture_output=True, text=True).stdout.strip()
+    subprocess.run(["git", "branch", "-f", branch, "fresh"], check=True)
+    subprocess.run(["git", "checkout", "-q", branch], check=True)
+    """
+)
+
+
+@needs_bwrap
+def test_a_confined_agent_that_rewrites_its_branch_history_is_refused(tmp_path: Path) -> None:
+    repo, facts = _project(tmp_path, "on", REWRITER)
+    facts.write_text("{}")
+    main = git(repo, "rev-parse", "main")
+    code, events, stderr = _run(repo)
+    assert code == 1, stderr
+    failed = [e for e in events if e["event"] == "task_failed"]
+    assert failed and "rewrote its branch" in failed[0]["reason"], failed
+    assert git(repo, "rev-parse", "main") == main
+    assert "rewritten history" not in git(repo, "log", "--all", "--format=%s")
+
+
+def _path_without_bwrap(tmp_path: Path) -> str:
+    """A PATH with git (and the shell tools git needs) but no bubblewrap."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("git", "sh", "true"):
+        found = subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, text=True).stdout.strip()
+        (bin_dir / tool).symlink_to(found)
+    return str(bin_dir)
+
+
+def test_without_bubblewrap_auto_runs_unconfined_with_one_warning(tmp_path: Path) -> None:
+    repo, facts = _project(tmp_path, "auto", "from pathlib import Path\nPath('feature.txt').write_text('x')\n")
+    facts.write_text("{}")
+    code, events, stderr = _run(repo, {**os.environ, "PATH": _path_without_bwrap(tmp_path)})
+    assert code == 0, stderr + json.dumps(events)[:2000]
+    warnings = [e["message"] for e in events if e["event"] == "notice" and "not confined" in e["message"]]
+    assert len(warnings) == 1, warnings
+    assert "bubblewrap" in warnings[0] and "move any branch" in warnings[0]
+    assert str(repo / "tuiorch.toml") in warnings[0]
+    assert not any(e["confined"] for e in events if e["event"] == "task_started")
+
+
+def test_without_bubblewrap_confine_on_is_refused_up_front(tmp_path: Path) -> None:
+    repo, facts = _project(tmp_path, "on")
+    main = git(repo, "rev-parse", "main")
+    code, events, stderr = _run(repo, {**os.environ, "PATH": _path_without_bwrap(tmp_path)})
+    assert code != 0
+    assert f"{repo / 'tuiorch.toml'}: [agent] confine" in stderr and "bubblewrap" in stderr
+    assert not [e for e in events if e["event"] == "task_started"]
+    assert git(repo, "rev-parse", "main") == main
+
+
+def test_the_sandbox_binds_only_its_worktree_git_and_state_writable(tmp_path: Path) -> None:
+    spec = SandboxSpec(
+        worktree=Path("/w/slot-1"),
+        git_dir=Path("/r/.git/tuiorch/confined/1/git"),
+        gitfile=Path("/r/.git/tuiorch/confined/1/gitfile"),
+        writable=(Path("/home/u/.codex"),),
+        visible=(Path("/tmp/r"),),
+    )
+    argv = sandbox_argv(spec, ["codex", "exec"])
+    assert argv[:4] == ["bwrap", "--ro-bind", "/", "/"]
+    assert argv[-3:] == ["--", "codex", "exec"]
+    pairs = [(argv[i], argv[i + 1]) for i in range(len(argv) - 1) if argv[i].startswith("--")]
+    writable = {target for flag, target in pairs if flag in ("--bind", "--bind-try")}
+    assert writable == {"/home/u/.codex", "/w/slot-1", "/r/.git/tuiorch/confined/1/git"}
+    # The private tmp comes before what must stay visible in it; the gitfile is bound over .git last.
+    assert argv.index("/tmp") < argv.index("/tmp/r")
+    assert argv.index("/w/slot-1/.git") > argv.index("/w/slot-1")
+    for flag in ("--unshare-pid", "--die-with-parent"):
+        assert flag in argv
+    assert argv[argv.index("--cap-drop") + 1] == "ALL"
+
+
+def test_each_preset_writes_its_own_state_folders() -> None:
+    env = {"HOME": "/home/u", "CODEX_HOME": "/srv/codex"}
+    assert [s.path for s in state_paths("codex", env)] == [Path("/srv/codex")]
+    assert Path("/home/u/.claude") in [s.path for s in state_paths("claude", env)]
+    assert Path("/home/u/.local/share/opencode") in [s.path for s in state_paths("opencode", env)]
+    assert state_paths("demo", env) == ()
+
+
+def test_confined_codex_runs_without_its_own_sandbox_and_commits() -> None:
+    codex = confined_preset(PRESETS["codex"])
+    assert codex.commits and "workspace-write" not in codex.argv and "danger-full-access" in codex.argv
+    assert confined_preset(PRESETS["claude"]) == PRESETS["claude"]
