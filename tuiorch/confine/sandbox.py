@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -91,31 +92,35 @@ class ConfinedRun:
         #: The task branch's tip as tuiorch last set it.
         self.tip = shadow.start
         self._stamp = branch_stamp(shadow)
+        # sync runs in a worker thread that a cancelled sync loop does not stop: one at a time with collect.
+        self._lock = threading.Lock()
 
     def sync(self, task_id: str) -> bool:
         """Take the agent's branch if it moved since the last look; True when the task branch moved.
         A rewritten history is left alone here (the agent may still put it right); `collect` refuses it."""
-        stamp = branch_stamp(self.shadow)
-        if stamp == self._stamp:
-            return False
-        self._stamp = stamp
-        try:
-            taken = take_branch(self.shadow, task_id, self.tip)
-        except GitError:
-            return False
-        self.tip = taken.tip
-        return taken.moved
+        with self._lock:
+            stamp = branch_stamp(self.shadow)
+            if stamp == self._stamp or not self.shadow.root.exists():
+                return False
+            self._stamp = stamp
+            try:
+                taken = take_branch(self.shadow, task_id, self.tip)
+            except GitError:
+                return False
+            self.tip = taken.tip
+            return taken.moved
 
     def collect(self, task_id: str) -> Collected:
         """The agent's commits on its branch, verified, onto the task branch; GitError when refused."""
-        try:
-            taken = take_branch(self.shadow, task_id, self.tip)
-            self.tip = taken.tip
-            if self.tip != self.shadow.start:
-                follow_branch(self.shadow)
-            return Collected(tip=self.tip, moved=self.tip != self.shadow.start, note=taken.note)
-        finally:
-            remove_shadow(self.shadow)
+        with self._lock:
+            try:
+                taken = take_branch(self.shadow, task_id, self.tip)
+                self.tip = taken.tip
+                if self.tip != self.shadow.start:
+                    follow_branch(self.shadow)
+                return Collected(tip=self.tip, moved=self.tip != self.shadow.start, note=taken.note)
+            finally:
+                remove_shadow(self.shadow)
 
 
 @dataclass(frozen=True)
