@@ -11,6 +11,7 @@ from pathlib import Path
 from tests.conftest import git, make_repo
 from tests.test_faults import merges_per_task
 from tuiorch.config import load_config
+from tuiorch.confine.bwrap import bubblewrap_problem
 from tuiorch.tasks import load_tasks
 
 CONFLICTING = """\
@@ -190,6 +191,11 @@ def test_clean_refuses_a_live_run_and_status_shows_it_live(repo: Path) -> None:
         assert "running" in status.stdout
         data = json.loads(tuiorch(repo, "status", "--json").stdout)
         assert data["live"] is True and data["pid"] == str(run.pid)
+        # Whether the agent is confined to its worktree and branch: where bubblewrap works, it is.
+        confined = bubblewrap_problem() is None
+        assert data["tasks"]["1"]["confined"] is confined
+        row = next(line for line in status.stdout.splitlines() if line.split()[:1] == ["1"])
+        assert ("unconfined" not in row and "confined" in row) if confined else "unconfined" in row
 
         for args in (("clean",), ("clean", "--force")):
             clean = tuiorch(repo, *args)

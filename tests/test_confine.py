@@ -12,11 +12,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from textual.widgets import Label
 
 from tests.conftest import git, make_repo
+from tests.test_headless import write_project
+from tests.test_ui_app import SIZE, make_app, quit_app, wait_for
 from tuiorch.config import PRESETS
 from tuiorch.confine.bwrap import SandboxSpec, bubblewrap_problem, sandbox_argv, state_paths
 from tuiorch.confine.sandbox import confined_preset
+from tuiorch.ui.widgets import WorkerPane
 
 needs_bwrap = pytest.mark.skipif(bubblewrap_problem() is not None, reason=f"{bubblewrap_problem()}")
 
@@ -248,3 +252,20 @@ def test_confined_codex_runs_without_its_own_sandbox_and_commits() -> None:
     codex = confined_preset(PRESETS["codex"])
     assert codex.commits and "workspace-write" not in codex.argv and "danger-full-access" in codex.argv
     assert confined_preset(PRESETS["claude"]) == PRESETS["claude"]
+
+
+@needs_bwrap
+async def test_the_pane_says_a_running_agent_is_confined(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    write_project(repo, "## Task 1: Thinks\nsleep: 30\n", workers=1)
+    app = make_app(repo)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query(WorkerPane).first()
+
+        def shows_confined() -> bool:
+            """the pane's status line says confined"""
+            return "confined" in str(pane.query_one(".status", Label).render())
+
+        await wait_for(pilot, shows_confined)
+        assert app.orch.records["1"].confined
+        await quit_app(pilot, app)

@@ -19,7 +19,8 @@ import pytest
 from textual.widgets import DataTable, Log
 
 from tests.conftest import git
-from tests.test_ui_app import CONFLICTING, THREE_TASKS, make_app, statuses, write_project
+from tests.test_ui_app import CONFLICTING, THREE_TASKS, make_app, statuses
+from tests.test_ui_app import write_project as write_demo_project
 from tests.test_ui_learnable import PRIORITIES
 from tuiorch.events import TaskStatus
 from tuiorch.ui.app import TuiorchApp
@@ -36,6 +37,11 @@ from tuiorch.ui.widgets import QueuePane
 FROZEN = 1_700_000_000.0
 SIZES = pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
 
+
+
+def write_project(repo: Path, tasks_md: str, *, workers: int = 2, extra: str = "") -> None:
+    """The demo project, its agents unconfined: a screen must look the same with or without bubblewrap."""
+    write_demo_project(repo, tasks_md, workers=workers, extra='confine = "off"\n' + extra)
 
 def freeze(app: TuiorchApp) -> None:
     app.clock = lambda: FROZEN

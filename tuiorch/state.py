@@ -172,6 +172,7 @@ def _task_entry(rec: TaskRecord) -> dict[str, object]:
         "base_sha": rec.base_sha,
         "tip": rec.tip,
         "pgid": rec.pgid,
+        "confined": rec.confined,
         "commit": rec.commit,
         "held": rec.held,
         "priority": rec.task.priority.label if rec.priority_override else None,

@@ -29,13 +29,20 @@ from tests.conformance.cli_env import PRESET_CLIS, cli_env, cli_path
 from tests.conformance.model_server import MODEL_TRAILER, ModelServer
 from tests.conftest import git, make_repo
 from tuiorch.config import PRESETS as TUIORCH_PRESETS
+from tuiorch.confine.bwrap import bubblewrap_problem
+from tuiorch.confine.sandbox import confined_preset
 from tuiorch.prompt import RESOLVE_MARKER
 
 PRESETS = ("claude", "codex", "opencode", "gemini", "aider")
 
-#: Presets whose CLI makes the task's commit itself (codex's sandbox keeps .git read-only; aider runs with
-#: --no-auto-commits): tuiorch commits what the others leave.
-COMMITS_ITSELF = {name for name in PRESETS if TUIORCH_PRESETS[name].commits}
+#: Presets whose CLI makes the task's commit itself: tuiorch commits what the others leave. Unconfined,
+#: codex's own sandbox keeps .git read-only; confined (where bubblewrap works: `confine = "auto"`) it runs
+#: without it and commits. aider runs with --no-auto-commits either way.
+COMMITS_ITSELF = {
+    name
+    for name in PRESETS
+    if (confined_preset(TUIORCH_PRESETS[name]) if bubblewrap_problem() is None else TUIORCH_PRESETS[name]).commits
+}
 
 #: The HTTP status each preset's API-error case answers with, and the words of it the user must see.
 #: (aider retries a 500 for over a minute and opencode a 500 for half a minute: 401 keeps them quick.)

@@ -74,7 +74,14 @@ def _print_status(state: dict, live: int | None) -> None:
     print(f"run {where}: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks"))
     for task_id, data in tasks.items():
         commit = str(data.get("commit", ""))[:7]
-        print(f"  {task_id:<8} {data.get('status', '?'):<13} {commit:<7} {data.get('reason', '')}")
+        print(f"  {task_id:<8} {data.get('status', '?'):<13} {commit:<7} {_sandbox_word(data)}{data.get('reason', '')}")
+
+
+def _sandbox_word(data: dict) -> str:
+    """For an agent at work: whether it runs confined to its worktree and branch."""
+    if data.get("status") not in ("running", "stuck", "resolving"):
+        return ""
+    return "confined " if data.get("confined") else "unconfined "
 
 
 def report(root: Path, as_json: bool) -> int:

@@ -180,6 +180,7 @@ class WorkerPane(Vertical, can_focus=True):
             record.attempts,
             activity_text(record),
             usage_text(record),
+            record.confined,
         )
         if state == self._shown:
             return
@@ -198,6 +199,8 @@ class WorkerPane(Vertical, can_focus=True):
             parts.append(doing)
         if record.attempts > 1:
             parts.append(f"attempt {record.attempts}")
+        if record.confined and status.is_active:
+            parts.append("confined")
         parts.append(f"elapsed {format_duration(elapsed)}")
         words = progress_text(record.progress)
         if words:
