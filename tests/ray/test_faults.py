@@ -60,6 +60,7 @@ async def _killed_driver(central: Path, task_id: str, body: str, tmp_path: Path)
     )
     try:
         await _wait_for(lambda: saved.exists() and log.exists() and "demo output line 3 " in log.read_text())
+        await asyncio.sleep(0.5)
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
@@ -89,15 +90,22 @@ async def test_tuiorch_killed_dash_9_reattaches_and_loses_no_output_and_no_commi
         await runner.close()
 
 
-async def test_orphaned_runs_are_ended_and_reattaching_them_finds_nothing(
+async def test_orphaned_runs_are_ended_and_what_they_left_reaches_their_branch(
     ray_cluster: Cluster, central: Path, tmp_path: Path
 ) -> None:
-    saved = await _killed_driver(central, "2", WRITE + "lines: 20\nrate: 10\nhang\n", tmp_path)
+    # The agent writes one.txt, then hangs before writing two.txt: its work is uncommitted on the node.
+    body = "```write one.txt\none\n```\n```write two.txt\ntwo\n```\nlines: 5\nhang\n"
+    saved = await _killed_driver(central, "2", body, tmp_path)
     assert saved.pgid and _alive(saved.pgid)
     runner = RayRunner(central, address=ray_cluster.address, commands=[sys.executable])
     ended = await runner.end_orphans()
     assert any(saved.ref in line for line in ended)
     await _wait_for(lambda: not _alive(saved.pgid), 15)
+    assert git(central, "show", "task-2:one.txt") == "one"
+    assert (
+        git(central, "log", "-1", "--format=%s", "task-2")
+        == "wip: work left uncommitted by an interrupted run"
+    )
     assert await runner.reattach(saved, demo_spec(central, "2", ""), Seen().hooks()) is None
 
 

@@ -213,6 +213,16 @@ class AgentActor:
         if self.process is not None:
             self.process.cancel()
 
+    async def end(self, grace: float = 10.0) -> bool:
+        """Cancel the agent and wait (up to `grace` seconds) until its tree is gone; whether it is."""
+        self.cancel()
+        if self.process is None:
+            return True
+        deadline = asyncio.get_running_loop().time() + grace
+        while not self.done and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        return self.done
+
     def status(self) -> dict[str, Any]:
         return {
             "events": len(self.events),

@@ -28,6 +28,8 @@ from tuiorch.runners.ray.placement import NoNode, Placement
 #: The Ray namespace every tuiorch actor lives in (a new tuiorch finds its runs there by name).
 NAMESPACE = "tuiorch"
 DEFAULT_RESOURCES: Mapping[str, float] = {"tuiorch_agent": 1.0}
+#: The commit message of what an orphaned run left uncommitted.
+ORPHAN_MESSAGE = "wip: work left uncommitted by an interrupted run"
 
 
 def _identity(root: Path) -> dict[str, str]:
@@ -283,23 +285,37 @@ class RayRunner:
             actor = ray.get_actor(saved.ref, namespace=NAMESPACE)
         except ValueError:
             return None
-        with contextlib.suppress(ray.exceptions.RayError):
-            await actor.cancel.remote()
-            status = await actor.status.remote()
-            if leftovers_message and status["workspace"]:
-                result = await actor.collect.remote(
-                    leftovers_message, self.identity, self.scratch, [status["start"]]
-                )
-                if result["bundle"] and not result["uncommitted"]:
-                    with contextlib.suppress(shipping.ShippingError):
-                        task_id = saved.ref.removeprefix(f"tuiorch-{self.key}-").rsplit("-", 2)[0]
-                        shipping.take_result(
-                            self.root, task_id, status["branch"], result["bundle"], status["start"]
-                        )
-        ray.kill(actor)
+        await self._bring_back(actor, saved.ref, leftovers_message)
         return f"ended the agent {saved.ref} on the Ray node {saved.where}"
 
+    async def _bring_back(self, actor: Any, name: str, message: str | None) -> None:
+        """End a run's agent, bring its commits (and, with `message`, its leftovers committed) into the
+        task branch, and end the actor; the node's workspace is released only when nothing is left in it."""
+        import ray
+
+        with contextlib.suppress(ray.exceptions.RayError, shipping.ShippingError):
+            await actor.end.remote()
+            status = await actor.status.remote()
+            if status["workspace"]:
+                known = [
+                    sha for sha in (status["start"], shipping.branch_tip(self.root, status["branch"])) if sha
+                ]
+                if message:
+                    result = await actor.collect.remote(message, self.identity, self.scratch, known)
+                    bundle = None if result["uncommitted"] else result["bundle"]
+                else:
+                    bundle = await actor.bundle_since.remote(known)
+                if bundle:
+                    task_id = name.removeprefix(f"tuiorch-{self.key}-").rsplit("-", 2)[0]
+                    await asyncio.to_thread(
+                        shipping.take_result, self.root, task_id, status["branch"], bundle, status["start"]
+                    )
+        with contextlib.suppress(ray.exceptions.RayError, ValueError):
+            ray.kill(actor)
+
     async def end_orphans(self) -> list[str]:
+        """Every run of this repository still on the cluster is ended; its commits and leftovers are
+        brought into its task branch first (a run whose state was never saved loses nothing either)."""
         import ray
 
         await self.connect()
@@ -308,11 +324,9 @@ class RayRunner:
         for entry in ray.util.list_named_actors(all_namespaces=True):
             if entry.get("namespace") != NAMESPACE or not entry["name"].startswith(prefix):
                 continue
-            with contextlib.suppress(ValueError, ray.exceptions.RayError):
+            with contextlib.suppress(ValueError):
                 actor = ray.get_actor(entry["name"], namespace=NAMESPACE)
-                with contextlib.suppress(ray.exceptions.RayError):
-                    await asyncio.wait_for(actor.cancel.remote(), 10)
-                ray.kill(actor)
+                await self._bring_back(actor, entry["name"], ORPHAN_MESSAGE)
                 ended.append(f"ended the orphaned agent {entry['name']} on the Ray cluster")
         return ended
 
