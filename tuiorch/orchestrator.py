@@ -123,7 +123,9 @@ class Orchestrator:
         self.state_dir = self.git.git_dir / "tuiorch"
         self.logs = log_dir(self.git.git_dir)
         self.preset = agent_preset(config)
-        confinement = decide(config.agent.confine, config.agent.preset, config.agent.writable, self.root / CONFIG_FILE)
+        # Agents on Ray nodes run unconfined: the sandbox is built for agents on this machine.
+        confine = config.agent.confine if config.runner.kind == "local" else "off"
+        confinement = decide(confine, config.agent.preset, config.agent.writable, self.root / CONFIG_FILE)
         #: Agents run in a bubblewrap sandbox that lets them change only their worktree and branch.
         self.confiner = Confiner(confinement.sandbox)
         self._confine_warning = confinement.warning
