@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pygit2
-
 from tuiorch.config import default_config_toml
+from tuiorch.git import GitError, create_repository
 
 DEMO_NAME = "tuiorch demo"
 DEMO_EMAIL = "demo@tuiorch.invalid"
@@ -273,23 +272,10 @@ def make_demo_repo(path: Path) -> Path:
     path = Path(path).expanduser().absolute()
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise DemoError(f"{path} already exists and is not an empty directory; pick a new one")
+    files = {**PROJECT_FILES, "TASKS.md": TASKS_MD, "tuiorch.toml": default_config_toml("demo")}
     try:
         path.mkdir(parents=True, exist_ok=True)
-        repo = pygit2.init_repository(str(path), initial_head="main")
-        # Its own identity, so the demo works on machines (and CI) with no git identity configured.
-        repo.config["user.name"] = DEMO_NAME
-        repo.config["user.email"] = DEMO_EMAIL
-        repo.config["commit.gpgsign"] = False
-        files = {**PROJECT_FILES, "TASKS.md": TASKS_MD, "tuiorch.toml": default_config_toml("demo")}
-        for relative, text in files.items():
-            target = path / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        repo.index.add_all()
-        repo.index.write()
-        tree = repo.index.write_tree()
-        signature = pygit2.Signature(DEMO_NAME, DEMO_EMAIL)
-        repo.create_commit("HEAD", signature, signature, "chore: calc demo project for tuiorch\n", tree, [])
-    except (OSError, pygit2.GitError) as exc:
+        create_repository(path, files, (DEMO_NAME, DEMO_EMAIL), "chore: calc demo project for tuiorch\n")
+    except (OSError, GitError) as exc:
         raise DemoError(f"cannot create the demo repository at {path}: {exc}") from None
     return path

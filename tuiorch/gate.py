@@ -16,9 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pygit2
-
 from tuiorch.agent import AgentProcess, ProcessHooks
+from tuiorch.git import worktree_head
 
 #: Lines of check output kept for the task's pane and the check_failed event.
 TAIL_LINES = 50
@@ -50,10 +49,7 @@ def _start_problem(argv0: str, cwd: Path) -> str | None:
 
 
 def _head_of(worktree: Path) -> str:
-    try:
-        return str(pygit2.Repository(str(worktree)).head.target)
-    except (pygit2.GitError, KeyError):
-        return "(unknown commit)"
+    return worktree_head(worktree) or "(unknown commit)"
 
 
 def _append(log_path: Path, line: str) -> None:

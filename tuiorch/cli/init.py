@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pygit2
-
 from tuiorch.cli.common import EXIT_OK, UsageError, open_repo
 from tuiorch.config import ConfigError, default_config_toml
-from tuiorch.gitops import GitRepo
+from tuiorch.git import GitRepo, current_branch
 
 TASKS_TEMPLATE = """\
 # Tasks for tuiorch
@@ -45,10 +43,4 @@ def init(root: Path, preset: str, force: bool) -> int:
 
 def _current_branch(repo: GitRepo) -> str | None:
     """The branch checked out in the repository (the one `init` makes the base), None when detached."""
-    head = pygit2.Repository(str(repo.root))
-    if head.head_is_detached:
-        return None
-    try:
-        return head.head.shorthand
-    except pygit2.GitError:
-        return None  # an unborn branch
+    return current_branch(repo.root)

@@ -9,11 +9,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import pygit2
-
 from tuiorch.cli.common import REDIRECTING_GIT_VARIABLES, UsageError
 from tuiorch.config import Config, branch_name, worktree_dir
-from tuiorch.gitops import GitError, GitRepo, branch_clash
+from tuiorch.git import GitError, GitRepo, branch_clash, discover_git_dir, head_is_detached
 from tuiorch.tasks import Task
 
 
@@ -36,8 +34,8 @@ def take_over_git_environment(repo: GitRepo, start: Path) -> None:
 
 def _foreign_git_variables(repo: GitRepo, start: Path) -> list[str]:
     """`NAME=value` of each redirecting variable that names another repository or work tree."""
-    found = pygit2.discover_repository(str(start))
-    own_dirs = {repo.git_dir.resolve(), *([Path(found).resolve()] if found else [])}
+    found = discover_git_dir(start)
+    own_dirs = {repo.git_dir.resolve(), *([found.resolve()] if found else [])}
     foreign = []
     for name in REDIRECTING_GIT_VARIABLES:
         value = os.environ.get(name)
@@ -66,7 +64,7 @@ def check_repository(repo: GitRepo, config: Config, tasks: list[Task], *, fresh:
             f"{operation} is in progress in {workdir}; end it ({finish}) before running tuiorch, "
             f"which would otherwise merge into {config.base} under it"
         )
-    if pygit2.Repository(str(repo.root)).head_is_detached:
+    if head_is_detached(repo.root):
         # A detached HEAD is often a rebase or bisect under way, whose end would clash with merges into base.
         raise UsageError(
             f"HEAD is detached in {repo.root}; finish what you are doing and switch to a branch "

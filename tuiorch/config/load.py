@@ -10,8 +10,6 @@ from difflib import get_close_matches
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import pygit2
-
 from tuiorch.agent_output import PARSERS
 from tuiorch.config.keymap import check_keymap_clashes, read_keymap
 from tuiorch.config.presets import PRESETS
@@ -30,6 +28,7 @@ from tuiorch.config.settings import (
 )
 from tuiorch.config.templating import check_placeholders, expand_path_template, placeholder_error
 from tuiorch.config.values import CONFIG_FILE, ConfigError, parse_duration, show_value
+from tuiorch.git.refs import valid_branch_name
 
 
 class _Table:
@@ -285,7 +284,7 @@ def _check_commands(config: Config, path: str) -> None:
 
 
 def is_valid_branch_name(name: str) -> bool:
-    return bool(name) and pygit2.reference_is_valid_name(f"refs/heads/{name}")
+    return valid_branch_name(name)
 
 
 def load_config(root: Path) -> Config:
