@@ -1,6 +1,6 @@
 """What a task changed: its diff against the merge base, as plain data the review screen renders.
 
-gitops builds these from git objects; everything here is pure (no git, no Textual).
+tuiorch.git (git/diff.py) builds these from git objects; everything here is pure (no git, no Textual).
 """
 
 from __future__ import annotations

@@ -121,17 +121,24 @@ def git_processes_in(workdirs: Iterable[Path], exclude: Iterable[Path] = ()) -> 
     for entry in proc.iterdir():
         if not entry.name.isdigit() or int(entry.name) == own:
             continue
-        try:
-            if (entry / "comm").read_text().strip() != "git":
-                continue
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if any(cwd == root or cwd.startswith(root + "/") for root in roots) and not any(
-            cwd == other or cwd.startswith(other + "/") for other in skipped
-        ):
+        cwd = _git_cwd(entry)
+        if cwd is not None and _under(cwd, roots) and not _under(cwd, skipped):
             found.add(int(entry.name))
     return found
+
+
+def _git_cwd(entry: Path) -> str | None:
+    """The working directory of the process at /proc/`entry` if it is a git, else None."""
+    try:
+        if (entry / "comm").read_text().strip() != "git":
+            return None
+        return os.readlink(entry / "cwd")
+    except OSError:
+        return None
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path == root or path.startswith(root + "/") for root in roots)
 
 
 def wait_for_exit(pids: set[int], timeout: float) -> None:
@@ -401,17 +408,8 @@ class IndexUpdate:
         staged = _entries(_run(self.checkout, ["ls-files", "-s", "-z"]).stdout, stage_field=True)
         in_old = _entries(_run(self.checkout, ["ls-tree", "-r", "-z", old]).stdout, stage_field=False)
         in_new = _entries(_run(self.checkout, ["ls-tree", "-r", "-z", new]).stdout, stage_field=False)
-        workdir = self.checkout.workdir
-        for rel in sorted(changed, reverse=True):  # files before the directories holding them
-            if rel in staged or rel not in in_new:
-                continue
-            target = workdir / rel
-            if target.is_file() or target.is_symlink():
-                target.unlink(missing_ok=True)
-                parent = target.parent
-                while parent != workdir and parent.is_dir() and not any(parent.iterdir()):
-                    parent.rmdir()
-                    parent = parent.parent
+        added = [rel for rel in changed if rel not in staged and rel in in_new]
+        _remove_files(self.checkout.workdir, added)
         restore = [rel for rel in changed if rel in staged and staged[rel] == in_old.get(rel)]
         if restore:
             _run(
@@ -419,6 +417,19 @@ class IndexUpdate:
                 ["checkout-index", "-f", "-q", "-z", "--stdin"],
                 stdin=b"\0".join(rel.encode(errors="surrogateescape") for rel in restore) + b"\0",
             )
+
+
+def _remove_files(workdir: Path, paths: list[str]) -> None:
+    """Delete the files at `paths` in `workdir`, and the directories that leaves empty."""
+    for rel in sorted(paths, reverse=True):  # files before the directories holding them
+        target = workdir / rel
+        if not (target.is_file() or target.is_symlink()):
+            continue
+        target.unlink(missing_ok=True)
+        parent = target.parent
+        while parent != workdir and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
 
 
 def _entries(listing: bytes, *, stage_field: bool) -> dict[str, tuple[str, str]]:

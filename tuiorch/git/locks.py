@@ -16,22 +16,26 @@ def clear_stale_git_locks(
     and ref locks are taken as ours only if the dead run was in the middle of a merge; otherwise they may
     be a live git command of the user's and are left alone.
     """
-    git_dir = Path(git_dir)
-    candidates: list[Path] = []
-    worktrees = git_dir / "worktrees"
-    if worktrees.is_dir():
-        candidates += [admin / name for admin in worktrees.iterdir() for name in ("index.lock", "HEAD.lock")]
-    if was_merging:
-        candidates += [git_dir / "index.lock", git_dir / "refs" / "heads" / f"{base}.lock"]
-    # Task branches are tuiorch's own: a lock on one is a commit the dead run (or its agent) never finished.
-    candidates += [git_dir / "refs" / "heads" / f"{branch}.lock" for branch in task_branches if branch]
-    # Copies of an index a merge was updating (see IndexUpdate in checkout.py): only tuiorch makes them.
-    candidates += list(git_dir.glob("index.tuiorch-*"))
-    if worktrees.is_dir():
-        candidates += [leftover for admin in worktrees.iterdir() for leftover in admin.glob("index.tuiorch-*")]
+    candidates = _candidates(Path(git_dir), base, was_merging, task_branches)
     removed = []
     for lock in candidates:
         if lock.is_file():
             lock.unlink(missing_ok=True)
             removed.append(lock)
     return removed
+
+
+def _candidates(git_dir: Path, base: str, was_merging: bool, task_branches: Sequence[str]) -> list[Path]:
+    """The lock files a killed run could have held, present or not."""
+    candidates: list[Path] = []
+    worktrees = git_dir / "worktrees"
+    admins = list(worktrees.iterdir()) if worktrees.is_dir() else []
+    candidates += [admin / name for admin in admins for name in ("index.lock", "HEAD.lock")]
+    if was_merging:
+        candidates += [git_dir / "index.lock", git_dir / "refs" / "heads" / f"{base}.lock"]
+    # Task branches are tuiorch's own: a lock on one is a commit the dead run (or its agent) never finished.
+    candidates += [git_dir / "refs" / "heads" / f"{branch}.lock" for branch in task_branches if branch]
+    # Copies of an index a merge was updating (see IndexUpdate in checkout.py): only tuiorch makes them.
+    candidates += list(git_dir.glob("index.tuiorch-*"))
+    candidates += [leftover for admin in admins for leftover in admin.glob("index.tuiorch-*")]
+    return candidates

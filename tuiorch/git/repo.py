@@ -32,7 +32,7 @@ class Repo:
         handle, workdir, git_dir = open_repository(Path(root))
         #: The main repository (refs, objects and the worktree list are shared by every worktree).
         self.handle = handle
-        #: The primary working tree, resolved.
+        #: The working tree tuiorch was started in (a linked worktree's, when started in one), resolved.
         self.root = workdir
         #: The common git dir; tuiorch's run state lives in git_dir / "tuiorch".
         self.git_dir = git_dir
@@ -149,7 +149,7 @@ def locked(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P]
 
 
 def open_repository(root: Path) -> tuple[pygit2.Repository, Path, Path]:
-    """(libgit2 handle on the common git dir, primary working tree, common git dir) for `root`.
+    """(libgit2 handle on the common git dir, the working tree holding `root`, common git dir).
 
     GitError, worded for the user, for a missing path, no repository, a bare one, one without
     commits, a SHA-256 one or one owned by someone else.
@@ -159,25 +159,34 @@ def open_repository(root: Path) -> tuple[pygit2.Repository, Path, Path]:
     found = pygit2.discover_repository(str(root))
     if found is None:
         raise GitError(f"{root} is not inside a git repository (run `git init` first)")
-    discovered = _open_discovered(root, found)
-    if not discovered.is_bare and discovered.workdir is not None:
-        # Opened from its git dir, libgit2 takes that folder's parent as the work tree, which is
-        # wrong for `git init --separate-git-dir`: git itself names the work tree.
-        toplevel = proc.show_toplevel(root)
-        if toplevel is not None and Path(discovered.workdir).resolve() != toplevel:
-            discovered = pygit2.Repository(str(toplevel))
+    discovered = _with_git_s_work_tree(root, _open_discovered(root, found))
     if discovered.is_bare or discovered.workdir is None:
         raise GitError(f"{found} is a bare repository; tuiorch needs a working tree")
     if discovered.head_is_unborn:
         raise GitError(f"{discovered.workdir} has no commits yet; make a first commit before running tuiorch")
-    admin_dir = Path(found)
+    handle, git_dir = _common(discovered, Path(found))
+    return handle, Path(discovered.workdir).resolve(), git_dir
+
+
+def _common(discovered: pygit2.Repository, admin_dir: Path) -> tuple[pygit2.Repository, Path]:
+    """The handle on the common git dir and its path (a linked worktree's own handle will not do)."""
     commondir_file = admin_dir / "commondir"
-    workdir = Path(discovered.workdir).resolve()
     if commondir_file.is_file():
         # A linked worktree: refs, objects and the worktree list live in the main repository.
         git_dir = (admin_dir / commondir_file.read_text().strip()).resolve()
-        return pygit2.Repository(str(git_dir)), workdir, git_dir
-    return discovered, workdir, admin_dir.resolve()
+        return pygit2.Repository(str(git_dir)), git_dir
+    return discovered, admin_dir.resolve()
+
+
+def _with_git_s_work_tree(root: Path, discovered: pygit2.Repository) -> pygit2.Repository:
+    """Opened from its git dir, libgit2 takes that folder's parent as the work tree, which is wrong
+    for `git init --separate-git-dir`: git itself names the work tree."""
+    if discovered.is_bare or discovered.workdir is None:
+        return discovered
+    toplevel = proc.show_toplevel(root)
+    if toplevel is not None and Path(discovered.workdir).resolve() != toplevel:
+        return pygit2.Repository(str(toplevel))
+    return discovered
 
 
 def _open_discovered(root: Path, found: str) -> pygit2.Repository:

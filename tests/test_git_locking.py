@@ -1,0 +1,68 @@
+"""One locking style: every public method of the git nouns holds the repository lock while it uses
+libgit2, so the engine's threads never use the repository at the same time."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_repo
+from tuiorch.git import GitRepo
+from tuiorch.git.branches import Branches
+from tuiorch.git.conflicts import Conflicts
+from tuiorch.git.leftovers import Leftovers
+from tuiorch.git.merge import Merges
+from tuiorch.git.refs import Refs
+from tuiorch.git.worktrees import Worktrees
+
+# Public methods that take the lock in steps around work done outside it, or run inside a locked one.
+SPLIT_OR_INNER = {
+    (Worktrees, "prepare"),  # `git worktree add` and the checkout run outside the lock
+    (Worktrees, "remove"),  # the renamed directory is deleted outside the lock
+    (Branches, "point"),  # called by Worktrees under their lock
+}
+
+
+@pytest.mark.parametrize("noun", [Refs, Branches, Worktrees, Leftovers, Merges, Conflicts])
+def test_every_public_method_takes_the_lock(noun: type) -> None:
+    for name, method in inspect.getmembers(noun, inspect.isfunction):
+        if name.startswith("_") or (noun, name) in SPLIT_OR_INNER:
+            continue
+        assert hasattr(method, "__wrapped__"), f"{noun.__name__}.{name} is not @locked"
+
+
+def test_a_call_waits_while_another_thread_holds_the_repository(tmp_path: Path) -> None:
+    gr = GitRepo(make_repo(tmp_path / "repo"))
+    done = threading.Event()
+    answers: list[str] = []
+
+    def ask() -> None:
+        answers.append(gr.tip("main"))
+        done.set()
+
+    with gr.repo.lock:  # e.g. a merge under way on another thread
+        asker = threading.Thread(target=ask)
+        asker.start()
+        assert not done.wait(0.2)
+    asker.join(5)
+    assert done.is_set() and len(answers[0]) == 40
+
+
+def test_a_new_worktree_is_checked_out_outside_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slot's checkout (seconds on a big repository) never holds up merges and the other slots."""
+    gr = GitRepo(make_repo(tmp_path / "repo"))
+    held_during_checkout: list[bool] = []
+    add = Worktrees._add
+
+    def spying_add(self: Worktrees, path: Path, branch: str) -> None:
+        held_during_checkout.append(self.repo.lock.locked())
+        add(self, path, branch)
+
+    monkeypatch.setattr(Worktrees, "_add", spying_add)
+    gr.prepare_worktree(tmp_path / "wt", "task-1", "main")
+    assert held_during_checkout == [False]
+    assert (tmp_path / "wt" / "README.md").exists()
+    assert not gr.repo.lock.locked()
