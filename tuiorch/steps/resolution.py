@@ -112,8 +112,13 @@ class ConflictResolver:
         except GitError as exc:
             if "no merge in progress" not in str(exc):
                 return AttemptOutcome(False, str(exc))
-        marked = await asyncio.to_thread(self.git.files_with_markers, path, start.conflicted)
-        marked += await asyncio.to_thread(self.git.committed_markers, branch, start.conflicted)
+        in_files = await asyncio.to_thread(self.git.files_with_markers, path, start.conflicted)
+        return await self.verdict(branch, start, in_files)
+
+    async def verdict(self, branch: str, start: AttemptStart, marked_in_files: Sequence[str]) -> AttemptOutcome:
+        """Resolved when no conflicted path holds markers, in the workspace (`marked_in_files`) or in
+        what the branch committed, and the branch holds the merge of the base tip the agent was given."""
+        marked = [*marked_in_files, *await asyncio.to_thread(self.git.committed_markers, branch, start.conflicted)]
         if marked:
             return AttemptOutcome(False, "conflict markers remain in " + ", ".join(sorted(set(marked))))
         if start.given and not await asyncio.to_thread(self.git.branch_contains, branch, start.given):
