@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-from tests.conftest import git
+from tests.conftest import git, make_repo
 from tests.test_headless import of, run, task_branches, worktrees, write_project
 
 NO_BAD_FILE = shlex.join([sys.executable, "-c", "import os, sys; sys.exit(1 if os.path.exists('BAD') else 0)"])
@@ -108,3 +109,43 @@ def test_on_check_fail_requeue_redoes_the_task_once(repo: Path) -> None:
     assert len(of(events, "task_started", "2")) == 2
     assert len(of(events, "check_failed", "2")) == 2
     assert "BAD" not in git(repo, "ls-tree", "--name-only", "main").split()
+
+
+def test_a_checked_merge_blocked_by_the_users_file_lands_later_without_a_second_check(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"notes.txt": "committed\n", "README.md": "# r\n"})
+    write_project(
+        repo,
+        """\
+        ## Task 1: Touches the user's file
+        ```write notes.txt
+        from the agent
+        ```
+        """,
+        workers=1,
+        extra=check_config(),
+    )
+    dirty = b"my unsaved work\n"
+    (repo / "notes.txt").write_bytes(dirty)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuiorch", "run", "--headless", "--json"], cwd=repo, stdout=subprocess.PIPE, text=True
+    )
+    events: list[dict] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            events.append(json.loads(line))
+            if events[-1]["event"] == "merge_blocked":
+                break
+        assert of(events, "merge_blocked", "1")[0]["paths"] == ["notes.txt"]
+        assert (repo / "notes.txt").read_bytes() == dirty
+        git(repo, "stash")  # the user puts their change away; the next retry lands the merge
+        events += [json.loads(line) for line in proc.stdout]
+        assert proc.wait(timeout=60) == 0, events
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    checks = of(events, "check_started", "1")
+    assert len(checks) == 1  # the commit that passed is the one that lands: no second check
+    assert of(events, "merged", "1")[0]["commit"] == checks[0]["commit"] == git(repo, "rev-parse", "main")
+    assert git(repo, "show", "main:notes.txt") == "from the agent"
