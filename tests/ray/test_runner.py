@@ -5,6 +5,7 @@ release; cancel, timeout, a lost worker, re-attach by name after the driver forg
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 from pathlib import Path
 
@@ -183,3 +184,19 @@ async def test_a_resolution_that_leaves_markers_is_never_committed(
     assert collected.markers == ("a.txt",)
     assert git(central, "rev-parse", "task-9") == ours
     await handle.release()
+
+
+async def test_an_unreachable_cluster_is_a_start_failure_naming_it(tmp_path: Path) -> None:
+    # A new process: this one is connected to the test cluster already.
+    script = (
+        "import asyncio, sys\n"
+        "from tuiorch.runners.ray.runner import RayRunner\n"
+        "from tuiorch.runners.base import StartFailed\n"
+        "try:\n"
+        "    asyncio.run(RayRunner(sys.argv[1], address='127.0.0.1:9').connect())\n"
+        "except StartFailed as exc:\n"
+        "    print(exc.reason)\n"
+    )
+    repo = make_repo(tmp_path / "repo")
+    done = subprocess.run([sys.executable, "-c", script, str(repo)], capture_output=True, text=True, timeout=60)
+    assert "cannot reach the Ray cluster at 127.0.0.1:9" in done.stdout, done.stderr

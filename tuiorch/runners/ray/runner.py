@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,15 @@ NAMESPACE = "tuiorch"
 DEFAULT_RESOURCES: Mapping[str, float] = {"tuiorch_agent": 1.0}
 #: The commit message of what an orphaned run left uncommitted.
 ORPHAN_MESSAGE = "wip: work left uncommitted by an interrupted run"
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """OSError unless something accepts connections at "HOST:PORT"."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError('expected "HOST:PORT"')
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+        pass
 
 
 def _identity(root: Path) -> dict[str, str]:
@@ -90,13 +100,17 @@ class RayRunner:
         self.placement = Placement(resources or DEFAULT_RESOURCES, commands)
         self.handles: set[RayHandle] = set()
         self._lock = asyncio.Lock()
+        self._connecting = asyncio.Lock()
 
     # -- the cluster ------------------------------------------------------------------------------------
 
     async def connect(self) -> None:
+        """Join the cluster as its driver, once; an unreachable cluster is a StartFailed saying so."""
         import ray
 
-        if not ray.is_initialized():
+        async with self._connecting:
+            if ray.is_initialized():
+                return
             init = functools.partial(
                 ray.init,
                 address=self.address,
@@ -104,7 +118,12 @@ class RayRunner:
                 logging_level="ERROR",
                 log_to_driver=False,
             )
-            await asyncio.to_thread(init)
+            try:
+                # Ray itself retries an unreachable address for minutes: look first.
+                await asyncio.to_thread(_reachable, self.address)
+                await asyncio.to_thread(init)
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise StartFailed(f"cannot reach the Ray cluster at {self.address}: {exc}") from None
 
     async def _place(self, hooks: AgentHooks) -> str:
         async with self._lock:
