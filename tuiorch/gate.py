@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuiorch.agent import AgentProcess, ProcessHooks
+from tuiorch.agent import AgentExit, AgentProcess, ProcessHooks
 from tuiorch.git import worktree_head
 
 #: Lines of check output kept for the task's pane and the check_failed event.
@@ -93,16 +93,7 @@ async def run_check(
     ended = await process.run()
     took = time.monotonic() - started
     tail = list(process.tail)
-    if ended.error:
-        reason = ended.error.replace("cannot start agent", "cannot start check")
-    elif ended.timed_out:
-        reason = f"timed out after {timeout:g}s"
-    elif ended.cancelled:
-        reason = "cancelled"
-    elif ended.signal:
-        reason = f"killed by {ended.signal}"
-    else:
-        reason = f"exit {ended.code}"
+    reason = _ended_reason(ended, timeout)
     passed = ended.ok
     if not passed and not ended.error:
         # Say why in the tail too: the pane and the event show the tail, not the log's footer.
@@ -115,6 +106,19 @@ async def run_check(
         timed_out=ended.timed_out,
         reason="" if passed else reason,
     )
+
+
+def _ended_reason(ended: AgentExit, timeout: float | None) -> str:
+    """How the check ended, in one line for the user."""
+    if ended.error:
+        return ended.error.replace("cannot start agent", "cannot start check")
+    if ended.timed_out:
+        return f"timed out after {timeout:g}s"
+    if ended.cancelled:
+        return "cancelled"
+    if ended.signal:
+        return f"killed by {ended.signal}"
+    return f"exit {ended.code}"
 
 
 def _each(on_line: Callable[[str], None]) -> Callable[[list[str]], None]:
