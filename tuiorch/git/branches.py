@@ -29,17 +29,9 @@ class Branches:
 
         The caller holds the repository lock.
         """
-        handle = self.repo.handle
-        refname = f"refs/heads/{branch}"
-        existing = handle.references.get(refname)
+        existing = self.repo.handle.references.get(f"refs/heads/{branch}")
         if existing is None:
-            clash = branch_clash(branch, list(handle.branches.local))
-            if clash is not None:
-                raise GitError(clash_message(branch, clash))
-            try:
-                handle.create_branch(branch, base_commit)
-            except ValueError as exc:
-                raise GitError(f"'{branch}' is not a valid branch name") from exc
+            self._create(branch, base_commit)
             return
         current = existing.peel(pygit2.Commit).id
         has_own_commits = not self.repo.contains(base_commit.id, current)
@@ -53,6 +45,16 @@ class Branches:
             raise GitError(f"branch '{branch}' is checked out in {elsewhere[0]}; release it first")
         if not has_own_commits and current != base_commit.id:
             existing.set_target(base_commit.id, f"tuiorch: reset {branch} to {base}")
+
+    def _create(self, branch: str, base_commit: pygit2.Commit) -> None:
+        handle = self.repo.handle
+        clash = branch_clash(branch, list(handle.branches.local))
+        if clash is not None:
+            raise GitError(clash_message(branch, clash))
+        try:
+            handle.create_branch(branch, base_commit)
+        except ValueError as exc:
+            raise GitError(f"'{branch}' is not a valid branch name") from exc
 
     @locked
     def delete(self, branch: str, *, force: bool = False, base: str = "main") -> None:

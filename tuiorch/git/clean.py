@@ -33,26 +33,33 @@ def clean(
 
 def _clean_worktrees(worktrees: Worktrees, worktree_dir: Path, force: bool, report: list[str]) -> list[Path]:
     """Remove the worktrees under `worktree_dir`; those kept for their uncommitted work."""
-    kept: list[Path] = []
     if not worktree_dir.is_dir():
-        return kept
+        return []
+    kept: list[Path] = []
     for child in sorted(worktree_dir.iterdir()):
         if child.is_dir() and child.name.startswith(".") and ".removing-" in child.name:
             # A removal that a crash interrupted (see Worktrees.remove).
             shutil.rmtree(child, ignore_errors=True)
             report.append(f"removed leftover {child}")
-        elif child.is_dir() and worktrees.admin(child) is not None:
-            dirty = worktrees.uncommitted(child)
-            if dirty and not force:
-                report.append(
-                    f"kept worktree {child}: uncommitted work ({', '.join(dirty[:3])}"
-                    f"{', ...' if len(dirty) > 3 else ''}); pass --force to delete it anyway"
-                )
-                kept.append(child.resolve())
-                continue
-            worktrees.remove(child)
-            report.append(f"removed worktree {child}" + (" with its uncommitted work" if dirty else ""))
+        elif child.is_dir() and worktrees.admin(child) is not None and not _remove_worktree(
+            worktrees, child, force, report
+        ):
+            kept.append(child.resolve())
     return kept
+
+
+def _remove_worktree(worktrees: Worktrees, child: Path, force: bool, report: list[str]) -> bool:
+    """Remove one worktree unless it holds uncommitted work (and not force); False when kept."""
+    dirty = worktrees.uncommitted(child)
+    if dirty and not force:
+        report.append(
+            f"kept worktree {child}: uncommitted work ({', '.join(dirty[:3])}"
+            f"{', ...' if len(dirty) > 3 else ''}); pass --force to delete it anyway"
+        )
+        return False
+    worktrees.remove(child)
+    report.append(f"removed worktree {child}" + (" with its uncommitted work" if dirty else ""))
+    return True
 
 
 def _clean_branches(

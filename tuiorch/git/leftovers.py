@@ -62,13 +62,7 @@ class Leftovers:
         if changed == []:
             return []  # nothing to commit: no git process needed (most agents commit their work)
         left_out = {p for p in untracked if is_scratch(p.rstrip("/"), scratch)}
-        nested = [p for p in untracked if p.endswith("/") and p not in left_out]
-        if nested:
-            raise UncommittedWork(
-                f"the agent made a git repository inside its worktree ({', '.join(nested)}); tuiorch cannot "
-                f"commit it. Remove its .git or make it a submodule; its work is kept in {worktree}",
-                worktree,
-            )
+        _refuse_nested_repositories(worktree, [p for p in untracked if p not in left_out])
         if changed is None:
             return ["."] + [f":(exclude,literal){p}" for p in sorted(left_out)]
         return [f":(literal){p}" for p in changed if p not in left_out]
@@ -110,6 +104,17 @@ class Leftovers:
                 return None  # git's filters (e.g. Git LFS) found nothing really changed
             raise UncommittedWork(f"git commit refused the agent's leftovers: {output(done)}; {kept}", worktree)
         return str(pygit2.Repository(str(worktree)).head.target)
+
+
+def _refuse_nested_repositories(worktree: Path, untracked: list[str]) -> None:
+    """UncommittedWork if the agent made a repository inside its worktree (status shows it as "dir/")."""
+    nested = [p for p in untracked if p.endswith("/")]
+    if nested:
+        raise UncommittedWork(
+            f"the agent made a git repository inside its worktree ({', '.join(nested)}); tuiorch cannot "
+            f"commit it. Remove its .git or make it a submodule; its work is kept in {worktree}",
+            worktree,
+        )
 
 
 def _refuse_unfinished_operation(worktree: Path, wt_repo: pygit2.Repository) -> None:
