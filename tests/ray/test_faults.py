@@ -177,3 +177,24 @@ async def test_a_dead_node_fails_its_run_and_the_retry_on_another_node_keeps_its
         await retry.release()
     finally:
         await runner.close()
+
+
+async def test_tuiorch_clean_ends_orphaned_remote_runs_and_removes_their_node_worktrees(
+    ray_cluster: Cluster, central: Path, tmp_path: Path
+) -> None:
+    (central / "tuiorch.toml").write_text(f'[runner]\nkind = "ray"\naddress = "{ray_cluster.address}"\n')
+    git(central, "add", "tuiorch.toml")
+    git(central, "commit", "-qm", "ray config")
+    body = "```write one.txt\none\n```\n```write two.txt\ntwo\n```\nlines: 5\nhang\n"
+    saved = await _killed_driver(central, "5", body, tmp_path)
+    assert Path(saved.workspace).is_dir() and _alive(saved.pgid)
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "tuiorch", "clean"], cwd=central, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"ended the orphaned agent {saved.ref}" in done.stdout
+    assert "removed the slot worktrees on the Ray node" in done.stdout
+    await _wait_for(lambda: not _alive(saved.pgid), 15)
+    assert not Path(saved.workspace).exists()
+    # What the agent had done is on its branch (unmerged, so clean keeps the branch).
+    assert git(central, "show", "task-5:one.txt") == "one"

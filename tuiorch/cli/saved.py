@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from tuiorch.cli.common import EXIT_OK, UsageError, open_repo
-from tuiorch.config import ConfigError, load_config, worktree_dir
+from tuiorch.config import Config, ConfigError, load_config, worktree_dir
 from tuiorch.gitops import GitError, GitRepo
 
 
@@ -74,7 +74,9 @@ def _print_status(state: dict, live: int | None) -> None:
     print(f"run {where}: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks"))
     for task_id, data in tasks.items():
         commit = str(data.get("commit", ""))[:7]
-        print(f"  {task_id:<8} {data.get('status', '?'):<13} {commit:<7} {_sandbox_word(data)}{data.get('reason', '')}")
+        print(
+            f"  {task_id:<8} {data.get('status', '?'):<13} {commit:<7} {_sandbox_word(data)}{data.get('reason', '')}"
+        )
 
 
 def _sandbox_word(data: dict) -> str:
@@ -108,6 +110,19 @@ def _base_commits(repo: GitRepo, state: dict) -> list[tuple[str, str]]:
     return []
 
 
+def _clean_runner(root: Path, config: Config) -> list[str]:
+    """Agents a dead run left on a Ray cluster are ended (their work brought into their branches first,
+    so the branch cleanup below sees it) and the nodes' worktrees removed."""
+    if config.runner.kind != "ray":
+        return []
+    from tuiorch.runners.ray.runner import clean_cluster
+
+    try:
+        return clean_cluster(root, config)
+    except Exception as exc:  # a cluster that is down must not stop the local cleanup
+        return [f"could not clean up on the Ray cluster at {config.runner.address}: {exc}"]
+
+
 def clean(root: Path, force: bool) -> int:
     from tuiorch.runlock import RunLock, RunLockError
 
@@ -124,7 +139,8 @@ def clean(root: Path, force: bool) -> int:
     except RunLockError as exc:
         raise UsageError(f"{exc}; clean removes nothing while a run is live") from None
     try:
-        lines = repo.clean(config.base, config.branch, worktree_dir(config, repo.root), force=force)
+        lines = _clean_runner(repo.root, config)
+        lines += repo.clean(config.base, config.branch, worktree_dir(config, repo.root), force=force)
     except GitError as exc:
         raise UsageError(str(exc)) from None
     finally:

@@ -57,13 +57,16 @@ def _identity(root: Path) -> dict[str, str]:
     }
 
 
-def _node_sweep(key: str, remove_slots: bool) -> None:
-    """Run on a node: remove this repository's slot worktrees there."""
+def _node_sweep(key: str, remove_slots: bool) -> int:
+    """Run on a node: remove this repository's slot worktrees there; how many there were."""
     repo = NodeRepo(key)
+    removed = 0
     if remove_slots and repo.slots.exists():
         for slot in list(repo.slots.iterdir()):
             if slot.name.isdigit():
                 repo.remove_slot(int(slot.name))
+                removed += 1
+    return removed
 
 
 class RayRunner:
@@ -349,6 +352,22 @@ class RayRunner:
                 ended.append(f"ended the orphaned agent {entry['name']} on the Ray cluster")
         return ended
 
+    async def sweep_all(self) -> list[str]:
+        """Remove this repository's slot worktrees on every alive node."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        swept = []
+        for node in ray.nodes():
+            if not node.get("Alive") or self.placement.capacity(node.get("Resources", {})) <= 0:
+                continue
+            strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
+            sweep = ray.remote(_node_sweep).options(num_cpus=0, scheduling_strategy=strategy)
+            with contextlib.suppress(ray.exceptions.RayError):
+                if await sweep.remote(self.key, True):
+                    swept.append(f"removed the slot worktrees on the Ray node {node['NodeID'][:6]}")
+        return swept
+
     async def close(self) -> None:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -368,6 +387,26 @@ class RayRunner:
         for each in sweeps:
             with contextlib.suppress(ray.exceptions.RayError):
                 await each
+
+
+def clean_cluster(root: Path, config: Any) -> list[str]:
+    """`tuiorch clean` on a Ray cluster: end every run of this repository still there (its commits and
+    leftovers brought into its task branch first) and remove the repository's slot worktrees on every
+    node; one line per thing done."""
+
+    async def clean() -> list[str]:
+        runner = make_ray_runner(root, config, (), ())
+        await runner.connect()
+        lines = await runner.end_orphans()
+        lines += await runner.sweep_all()
+        return lines
+
+    try:
+        return asyncio.run(clean())
+    finally:
+        import ray
+
+        ray.shutdown()
 
 
 def make_ray_runner(root: Path, config: Any, commands: Sequence[str], scratch: Sequence[str]) -> RayRunner:
