@@ -8,11 +8,10 @@ from tuiorch.git.checkout import (  # noqa: F401
     all_checkouts,
     branch_in_hand,
     find_checkouts,
-    git_processes_in,
     head_ref,
     hidden_from_status,
     operation_in_progress,
     paths_collide,
-    wait_for_exit,
 )
 from tuiorch.git.proc import git_env  # noqa: F401
+from tuiorch.git.running import git_processes_in, wait_for_exit  # noqa: F401

@@ -5,7 +5,8 @@
 - worktrees.py, slots.py, cleaning.py: a slot's worktree made, reused, cleaned, removed
 - branches.py: task branches pointed, deleted, moved back; leftovers.py: an agent's uncommitted work
 - merge.py (the only busy-ref retry loop), land.py (compare-and-swap), checkout.py (the user's
-  checkout of base brought along), merge_commit.py (hooks, signing), outcomes.py
+  checkout of base brought along), running.py (git commands running there), merge_commit.py
+  (hooks, signing), outcomes.py
 - conflicts.py: conflict triage in a task worktree; diff.py: a task's changes for review
 - locks.py: lock files a killed run left behind; clean.py: `tuiorch clean`; create.py: a new repository
 - facade.py: GitRepo, the whole package behind one object

@@ -26,14 +26,13 @@ from tuiorch.git.checkout import (
     Refused,
     all_checkouts,
     find_checkouts,
-    git_processes_in,
     hidden_from_status,
     operation_in_progress,
-    wait_for_exit,
 )
 from tuiorch.git.outcomes import MergeOutcome, PreparedMerge
 from tuiorch.git.proc import git_env
 from tuiorch.git.repo import Repo
+from tuiorch.git.running import git_processes_in, wait_for_exit
 from tuiorch.git.trees import file_matches, tree_entry
 
 #: How long a merge waits for a git command of the user's to release the index (like git's ref lock wait).

@@ -1,0 +1,60 @@
+"""The git commands running in a working tree, found through /proc, and waiting for them to end."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+_POLL = 0.005
+
+
+def git_processes_in(workdirs: Iterable[Path], exclude: Iterable[Path] = ()) -> set[int] | None:
+    """Pids of git processes working in (or under) any of `workdirs` but not under `exclude` (other
+    working trees nested inside, e.g. task worktrees); None where /proc is missing."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    roots = [str(w) for w in workdirs]
+    skipped = [str(e) for e in exclude if str(e) not in roots]
+    found: set[int] = set()
+    own = os.getpid()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == own:
+            continue
+        cwd = _git_cwd(entry)
+        if cwd is not None and _under(cwd, roots) and not _under(cwd, skipped):
+            found.add(int(entry.name))
+    return found
+
+
+def _git_cwd(entry: Path) -> str | None:
+    """The working directory of the process at /proc/`entry` if it is a git, else None."""
+    try:
+        if (entry / "comm").read_text().strip() != "git":
+            return None
+        return os.readlink(entry / "cwd")
+    except OSError:
+        return None
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path == root or path.startswith(root + "/") for root in roots)
+
+
+def wait_for_exit(pids: set[int], timeout: float) -> None:
+    """Return once none of `pids` runs any more, or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        alive = {pid for pid in alive if Path(f"/proc/{pid}").exists() and not _zombie(pid)}
+        if alive:
+            time.sleep(_POLL)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return " Z " in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:4]
+    except (OSError, IndexError):
+        return True
