@@ -4,6 +4,8 @@ libgit2, so the engine's threads never use the repository at the same time."""
 from __future__ import annotations
 
 import inspect
+import shutil
+import subprocess
 import threading
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 
 from tests.conftest import make_repo
 from tuiorch.git import GitRepo
+from tuiorch.git import worktrees as worktrees_module
 from tuiorch.git.branches import Branches
 from tuiorch.git.conflicts import Conflicts
 from tuiorch.git.leftovers import Leftovers
@@ -66,3 +69,24 @@ def test_a_new_worktree_is_checked_out_outside_the_lock(tmp_path: Path, monkeypa
     assert held_during_checkout == [False]
     assert (tmp_path / "wt" / "README.md").exists()
     assert not gr.repo.lock.locked()
+
+
+def test_a_removed_worktree_is_deleted_outside_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deleting a big checkout (seconds) never holds up merges and the other slots."""
+    gr = GitRepo(make_repo(tmp_path / "repo"))
+    wt = tmp_path / "wt"
+    gr.prepare_worktree(wt, "task-1", "main")
+    held_while_deleting: list[bool] = []
+    rmtree = shutil.rmtree
+
+    def spying_rmtree(path: Path, *args: object, **kwargs: object) -> None:
+        if ".removing-" in Path(path).name:
+            held_while_deleting.append(gr.repo.lock.locked())
+        rmtree(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worktrees_module.shutil, "rmtree", spying_rmtree)
+    gr.remove_worktree(wt)
+    assert held_while_deleting == [False]
+    assert not wt.exists() and not any(tmp_path.glob(".wt.removing-*"))
+    listed = subprocess.run(["git", "worktree", "list"], cwd=gr.root, capture_output=True, text=True).stdout
+    assert str(wt) not in listed
