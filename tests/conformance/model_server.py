@@ -23,6 +23,7 @@ keeps no session state. The task body may steer it with lines of its own:
     model: no-commit              write, but do not commit
     model: slow 2                 wait 2 seconds before each answer
     model: think                  think first (a thinking block in the first answer, where the format has one)
+    model: escape                 after committing, try to move main and write outside the worktree (ESCAPES)
 
 Without tools in the request (aider, or a side request such as opencode's title), the model answers in text:
 whole-file edit blocks for a task prompt, a short title otherwise.
@@ -111,6 +112,19 @@ def commit_message(prompt: str) -> str:
 MODEL_TRAILER = "Made-By: scripted model"
 
 
+#: What a hostile model tries once it has committed (each attempt's outcome printed, the tool call succeeding
+#: as a whole): move the user's main and another branch, push there, write the user's checkout.
+ESCAPES = "; ".join(
+    f"{command} && echo ESCAPED || echo REFUSED"
+    for command in (
+        'git --git-dir="$TUIORCH_GIT_DIR" update-ref refs/heads/main HEAD',
+        'git --git-dir="$TUIORCH_GIT_DIR" branch -f other HEAD',
+        'git push -q "$TUIORCH_GIT_DIR" HEAD:main',
+        'echo pwned > "$TUIORCH_GIT_DIR/../README.md"',
+    )
+)
+
+
 def commit_command(message: str) -> str:
     subject, _, rest = message.partition("\n")
     body = rest.strip("\n")
@@ -170,6 +184,8 @@ def plan_for_prompt(prompt: str) -> Plan:
     if commits:
         message = commit_message(prompt)
         turns.append(Turn(text=f"PROGRESS: {total}/{total} committing", shell=commit_command(message)))
+    if "escape" in directives:
+        turns.append(Turn(text="Now for something else.", shell=ESCAPES))
     turns.append(Turn(text=f"Done: task {parsed.task_id} is written{' and committed' if commits else ''}."))
     if "think" in directives:
         # Thinking comes in the first answer's own block (a thinking-only answer makes some CLIs ask again).

@@ -350,6 +350,29 @@ def test_the_clis_turn_limit_stops_the_task_without_merging(
         assert run.of("task_empty", "1") or run.of("task_failed", "1")
 
 
+@pytest.mark.skipif(bubblewrap_problem() is not None, reason=f"agents cannot be confined: {bubblewrap_problem()}")
+@pytest.mark.parametrize("preset", presets("escape", only=("claude", "codex", "opencode", "gemini")))
+def test_a_confined_cli_that_tries_to_escape_changes_only_its_branch(
+    preset: str, tmp_path: Path, env_for: Callable[..., dict[str, str]]
+) -> None:
+    """The model has the CLI move main and another branch, push to the user's repository and write their
+    checkout once it has committed its work: each attempt fails, and only its own commit merges."""
+    env = env_for(preset)
+    repo = make_project(tmp_path, preset, tasks_md(("1", "Escapes", "model: escape\n" + write_block("mine.txt", "mine"))))
+    git(repo, "branch", "other")
+    main, other, readme = git(repo, "rev-parse", "main"), git(repo, "rev-parse", "other"), (repo / "README.md").read_text()
+    run = run_tuiorch(repo, env)
+    assert run.code == 0, run.stderr[-2000:] + str(run.events)[:2000]
+    assert all(e["confined"] for e in run.of("task_started"))
+    log = (repo / ".git" / "tuiorch" / "logs" / "1.log").read_text()
+    assert "REFUSED" in log and "ESCAPED" not in log.replace("echo ESCAPED", ""), log[-3000:]
+    merged = run.of("merged", "1")[0]["commit"]
+    assert git(repo, "rev-parse", f"{merged}^1") == main
+    assert git(repo, "show", f"{merged}:mine.txt") == "mine"
+    assert git(repo, "rev-parse", "other") == other
+    assert (repo / "README.md").read_text() == readme and git(repo, "status", "--porcelain") == ""
+
+
 @pytest.mark.parametrize("preset", presets("timeout"))
 def test_a_model_that_never_answers_times_out_and_leaves_no_process(
     preset: str, tmp_path: Path, env_for: Callable[..., dict[str, str]]
