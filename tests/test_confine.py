@@ -154,6 +154,9 @@ def test_a_hostile_confined_agent_changes_nothing_outside_its_worktree_and_branc
     assert (repo / "README.md").read_text() == "# mine\n"
     assert (other_slot / "file.txt").read_text() == "another agent's work\n"
     assert not (home / "escaped.txt").exists() and not outside.exists()
+    # The run says what the sandbox refused, naming paths the agent tried to write.
+    refused = [e["message"] for e in events if e["event"] == "notice" and "sandbox refused" in e["message"]]
+    assert len(refused) == 1 and str(repo) in refused[0], refused
     git(repo, "fsck", "--no-progress")
 
 

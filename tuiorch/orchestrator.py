@@ -686,7 +686,8 @@ class Orchestrator:
         rec.confined = self.confiner.on
         assert rec.branch is not None
         env = {**os.environ, **self._agent_env(rec)}
-        return await self.confiner.enter(rec.task.id, worktree, rec.branch, self.base, argv, env)
+        log_path = self.logs / f"{rec.task.id}.log"
+        return await self.confiner.enter(rec.task.id, worktree, rec.branch, self.base, argv, env, log_path)
 
     def _confined_note(self, task_id: str, note: str) -> None:
         if note:

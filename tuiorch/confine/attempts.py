@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,6 +19,12 @@ __all__ = ["CONFINED_SYNC_SECONDS", "Confiner"]
 
 #: How often a confined agent's branch is looked at while it runs.
 CONFINED_SYNC_SECONDS = 0.5
+#: How the sandbox's refusals read in an agent's output (git, shells, Python, node all say it so).
+_REFUSED = re.compile(
+    r"(/[^\s'\"`:]+)['\"`]?:? ?.{0,40}Read-only file system|Read-only file system: ['\"]?(/[^\s'\"`]+)"
+)
+#: Paths named in the one notice about refused writes.
+_REFUSALS_SHOWN = 3
 
 
 class Confiner:
@@ -26,6 +33,8 @@ class Confiner:
     def __init__(self, sandbox: Sandbox | None) -> None:
         self.sandbox = sandbox
         self._runs: dict[str, tuple[ConfinedRun, asyncio.Task[None]]] = {}
+        #: task id -> (its log, where this attempt's output starts in it)
+        self._logs: dict[str, tuple[Path, int]] = {}
 
     @property
     def on(self) -> bool:
@@ -39,10 +48,14 @@ class Confiner:
         base: str,
         argv: Sequence[str],
         env: Mapping[str, str],
+        log_path: Path | None = None,
     ) -> list[str]:
-        """The argv to start: the agent's own, or it inside its sandbox (its private repository made)."""
+        """The argv to start: the agent's own, or it inside its sandbox (its private repository made).
+        `log_path`: the agent's log, where `collect` looks for what the sandbox refused."""
         if self.sandbox is None:
             return list(argv)
+        if log_path is not None:
+            self._logs[task_id] = (log_path, log_path.stat().st_size if log_path.exists() else 0)
         run = await asyncio.to_thread(self.sandbox.enter, worktree, branch, base, task_id, argv, env)
         self._runs[task_id] = (run, asyncio.create_task(_sync(run, task_id)))
         return run.argv
@@ -59,12 +72,31 @@ class Confiner:
         syncing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await syncing
+        refused = await asyncio.to_thread(self._refusals, task_id)
         try:
-            return (await asyncio.to_thread(run.collect, task_id)).note
+            note = (await asyncio.to_thread(run.collect, task_id)).note
         except GitError:
             if quiet:
                 return ""
             raise
+        return "; ".join(part for part in (refused, note) if part)
+
+    def _refusals(self, task_id: str) -> str:
+        """What the sandbox refused this attempt, as its output tells it: the paths it tried to write."""
+        log_path, start = self._logs.pop(task_id, (None, 0))
+        if log_path is None:
+            return ""
+        try:
+            with open(log_path, encoding="utf-8", errors="replace") as log:
+                log.seek(start)
+                text = log.read()
+        except OSError:
+            return ""
+        paths = list(dict.fromkeys(found.group(1) or found.group(2) for found in _REFUSED.finditer(text)))
+        if not paths:
+            return ""
+        more = f" and {len(paths) - _REFUSALS_SHOWN} more" if len(paths) > _REFUSALS_SHOWN else ""
+        return f"the sandbox refused the agent writes outside its worktree: {', '.join(paths[:_REFUSALS_SHOWN])}{more}"
 
 
 async def _sync(run: ConfinedRun, task_id: str) -> None:
