@@ -687,7 +687,11 @@ class Orchestrator:
         assert rec.branch is not None
         env = {**os.environ, **self._agent_env(rec)}
         log_path = self.logs / f"{rec.task.id}.log"
-        return await self.confiner.enter(rec.task.id, worktree, rec.branch, self.base, argv, env, log_path)
+        argv = await self.confiner.enter(rec.task.id, worktree, rec.branch, self.base, argv, env, log_path)
+        if self._stopping:  # stopped while the sandbox was made: the agent never starts
+            await self.confiner.collect(rec.task.id, quiet=True)
+            raise asyncio.CancelledError
+        return argv
 
     def _confined_note(self, task_id: str, note: str) -> None:
         if note:
