@@ -143,26 +143,31 @@ class Sandbox:
     ) -> ConfinedRun:
         """The private repository for this attempt and the agent's argv inside its sandbox."""
         shadow = prepare_shadow(worktree, branch, base, task_id)
-        state = _existing_state_paths(self.preset, env)
-        program = shutil.which(argv[0], path=env.get("PATH", os.environ.get("PATH"))) if argv else None
-        seen = [
-            shadow.root.parent.parent.parent,  # the common git directory: objects, prompts
-            *_checkout_of(shadow),
-            worktree.parent,
-            Path(env.get("HOME") or os.path.expanduser("~")),
-            *(Path(p) for p in env.get("PATH", os.environ.get("PATH", "")).split(os.pathsep) if p),
-            *([Path(program).parent] if program else []),
-            # Files the command names (a script, a config) stay readable where they are.
-            *(Path(arg) for arg in argv[1:] if arg.startswith("/")),
-        ]
+        seen = _what_it_must_see(shadow, argv, env)
         spec = SandboxSpec(
             worktree=worktree,
             git_dir=shadow.git_dir,
             gitfile=shadow.gitfile,
-            writable=(*state, *self.writable),
+            writable=(*_existing_state_paths(self.preset, env), *self.writable),
             visible=hidden_by_private_temp([p for p in seen if _exists(p)]),
         )
         return ConfinedRun(shadow=shadow, argv=sandbox_argv(spec, argv, bwrap=self.bwrap))
+
+
+def _what_it_must_see(shadow: Shadow, argv: Sequence[str], env: Mapping[str, str]) -> list[Path]:
+    """Paths the agent reads, wherever they are (a private /tmp must not hide them)."""
+    search = env.get("PATH", os.environ.get("PATH", ""))
+    program = shutil.which(argv[0], path=search) if argv else None
+    return [
+        shadow.root.parent.parent.parent,  # the common git directory: objects, prompts
+        *_checkout_of(shadow),
+        shadow.worktree.parent,
+        Path(env.get("HOME") or os.path.expanduser("~")),
+        *(Path(p) for p in search.split(os.pathsep) if p),
+        *([Path(program).parent] if program else []),
+        # Files the command names (a script, a config) stay readable where they are.
+        *(Path(arg) for arg in argv[1:] if arg.startswith("/")),
+    ]
 
 
 def _checkout_of(shadow: Shadow) -> list[Path]:
