@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tuiorch.confine.sandbox import ConfinedRun, Sandbox
-from tuiorch.gitops import GitError
+from tuiorch.git.errors import GitError
 
 __all__ = ["CONFINED_SYNC_SECONDS", "Confiner"]
 

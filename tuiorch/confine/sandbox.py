@@ -32,7 +32,7 @@ from tuiorch.confine.shadow import (
     remove_shadow,
     take_branch,
 )
-from tuiorch.gitops import GitError
+from tuiorch.git.errors import GitError
 
 __all__ = ["ConfinedRun", "Sandbox", "confined_preset", "decide", "unconfined_warning"]
 

@@ -14,13 +14,13 @@ history, a pruned object store) reaches the user's repository.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuiorch.gitops import GitError, with_task_worktree_config
+from tuiorch.git.errors import GitError
+from tuiorch.git.proc import clean_env, with_task_worktree_config
 
 __all__ = [
     "Collected",
@@ -76,7 +76,7 @@ def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     done = subprocess.run(
         ["git", *args],
         cwd=cwd,
-        env=with_task_worktree_config(_scrubbed_env()),
+        env=with_task_worktree_config(clean_env()),
         capture_output=True,
         text=True,
         check=False,
@@ -84,20 +84,6 @@ def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     if check and done.returncode != 0:
         raise GitError(f"git {args[0]} failed in {cwd}: {done.stderr.strip() or done.stdout.strip()}")
     return done
-
-
-def _scrubbed_env() -> dict[str, str]:
-    """The environment without variables that would send git to another repository."""
-    redirects = (
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_INDEX_FILE",
-        "GIT_COMMON_DIR",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_NAMESPACE",
-    )
-    return {k: v for k, v in os.environ.items() if k not in redirects}
 
 
 def prepare_shadow(worktree: Path, branch: str, base: str, key: str) -> Shadow:
@@ -141,7 +127,7 @@ def _config_text(common: Path, hooks: str) -> str:
     fmt = subprocess.run(
         ["git", "config", "--file", str(common / "config"), "--get-regexp",
          r"^(core\.repositoryformatversion|extensions\.)"],
-        capture_output=True, text=True, check=False, env=_scrubbed_env(),
+        capture_output=True, text=True, check=False, env=clean_env(),
     ).stdout.splitlines()  # fmt: skip
     settings = dict(line.partition(" ")[::2] for line in fmt)
     lines = ["[core]", f"\trepositoryformatversion = {settings.pop('core.repositoryformatversion', '0')}"]
