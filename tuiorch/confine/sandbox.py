@@ -27,6 +27,7 @@ from tuiorch.confine.shadow import (
     Collected,
     Shadow,
     branch_stamp,
+    carry_state,
     follow_branch,
     prepare_shadow,
     remove_shadow,
@@ -118,6 +119,7 @@ class ConfinedRun:
                 self.tip = taken.tip
                 if self.tip != self.shadow.start:
                     follow_branch(self.shadow)
+                carry_state(self.shadow, task_id)
                 return Collected(tip=self.tip, moved=self.tip != self.shadow.start, note=taken.note)
             finally:
                 remove_shadow(self.shadow)

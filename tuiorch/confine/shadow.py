@@ -26,6 +26,7 @@ __all__ = [
     "Collected",
     "Shadow",
     "branch_stamp",
+    "carry_state",
     "follow_branch",
     "prepare_shadow",
     "remove_shadow",
@@ -61,6 +62,8 @@ class Shadow:
     branch: str
     #: The task branch's tip when the attempt started: the agent's work must descend from it.
     start: str
+    #: The worktree's own git state folder in the user's repository (HEAD, index, a merge in progress).
+    admin: Path
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,15 @@ def prepare_shadow(worktree: Path, branch: str, base: str, key: str) -> Shadow:
             shutil.copyfile(admin / name, git_dir / name)
     gitfile = root / "gitfile"
     gitfile.write_text(f"gitdir: {git_dir}\n")
-    return Shadow(root=root, git_dir=git_dir, gitfile=gitfile, worktree=worktree, branch=branch, start=start)
+    return Shadow(
+        root=root,
+        git_dir=git_dir,
+        gitfile=gitfile,
+        worktree=worktree,
+        branch=branch,
+        start=start,
+        admin=admin,
+    )
 
 
 def _write_ref(git_dir: Path, branch: str, sha: str) -> None:
@@ -191,6 +202,61 @@ def take_branch(shadow: Shadow, task_id: str, current: str) -> Collected:
 def follow_branch(shadow: Shadow) -> None:
     """The worktree's index (and any merge in progress) now follow the moved branch; files stay as they are."""
     _git(shadow.worktree, "reset", "--quiet")
+
+
+#: What a git operation left half done in a repository: its markers (any one means one is in progress) and
+#: the state a worktree needs for git (and tuiorch) to see it as the agent left it.
+_OPERATION_MARKERS = ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "rebase-merge", "rebase-apply")
+_OPERATION_STATE = (*_OPERATION_MARKERS, "MERGE_MSG", "MERGE_MODE", "AUTO_MERGE", "REBASE_HEAD", "index")
+
+
+def carry_state(shadow: Shadow, task_id: str) -> None:
+    """Give the worktree the agent's HEAD and half-done operation where it left its own repository on a
+    detached HEAD or in the middle of a merge, rebase, cherry-pick or revert: tuiorch then keeps the
+    worktree for the user as it does for an unconfined agent, never committing conflict markers. The
+    commits involved are fetched (into a quarantine namespace, dropped after); no branch moves."""
+    head = (
+        (shadow.git_dir / "HEAD").read_text(errors="replace").strip()
+        if (shadow.git_dir / "HEAD").exists()
+        else ""
+    )
+    detached = not head.startswith("ref:")
+    busy = [name for name in _OPERATION_MARKERS if (shadow.git_dir / name).exists()]
+    if not detached and not busy:
+        return
+    quarantine = f"{INCOMING}{task_id}-state"
+    fetched = _git(
+        shadow.worktree, "-c", "protocol.file.allow=always", "fetch", "--quiet", "--no-tags",
+        "--no-write-fetch-head", "--no-recurse-submodules", str(shadow.git_dir),
+        f"+HEAD:{quarantine}/HEAD", f"+refs/heads/*:{quarantine}/heads/*", check=False,
+    )  # fmt: skip
+    try:
+        if detached and fetched.returncode == 0:
+            sha = _git(
+                shadow.worktree, "rev-parse", "--verify", f"{quarantine}/HEAD^{{commit}}"
+            ).stdout.strip()
+            _git(
+                shadow.worktree,
+                "update-ref",
+                "--no-deref",
+                "-m",
+                "tuiorch: where the agent left HEAD",
+                "HEAD",
+                sha,
+            )
+            _git(shadow.worktree, "reset", "--quiet")
+        for name in _OPERATION_STATE if busy else ():
+            source, target = shadow.git_dir / name, shadow.admin / name
+            if source.is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            elif source.is_file():
+                shutil.copyfile(source, target)
+    finally:
+        refs = _git(
+            shadow.worktree, "for-each-ref", "--format=%(refname)", f"{quarantine}/", check=False
+        ).stdout
+        for ref in refs.split():
+            _git(shadow.worktree, "update-ref", "-d", ref, check=False)
 
 
 def remove_shadow(shadow: Shadow) -> None:
