@@ -78,13 +78,20 @@ class NodeRepo:
             yield
 
     def ensure(self) -> None:
-        if not (self.cache / "HEAD").exists():
-            self.root.mkdir(parents=True, exist_ok=True)
-            _git(["init", "--bare", "-q", str(self.cache)], cwd=self.root)
+        """The cache exists; made aside and renamed into place, so nobody sees it half made."""
+        if self.cache.exists():
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        making = Path(tempfile.mkdtemp(prefix="cache-", dir=self.root))
+        _git(["init", "--bare", "-q", str(making)], cwd=self.root)
+        try:
+            os.rename(making, self.cache)
+        except OSError:  # another agent made it first
+            shutil.rmtree(making, ignore_errors=True)
 
     def tips(self) -> list[str]:
         """Every commit a ref of the cache names: the central side ships only what is not behind these."""
-        if not (self.cache / "HEAD").exists():
+        if not self.cache.exists():
             return []
         out = _git(["for-each-ref", "--format=%(objectname)"], cwd=self.cache)
         return sorted(set(out.decode().split()))

@@ -180,6 +180,10 @@ class RayRunner:
         )
         try:
             return await self._prepare(actor, name, node_id, spec, hooks)
+        except ray.exceptions.RayTaskError as exc:
+            ray.kill(actor)
+            where = self.placement.where(node_id)
+            raise StartFailed(f"preparing the workspace on the Ray node {where} failed: {exc.cause}") from None
         except BaseException:
             ray.kill(actor)
             raise
