@@ -30,7 +30,7 @@ if str(PROJECT_ROOT) not in sys.path:
 import pygit2  # noqa: E402
 from pygit2.enums import FileMode  # noqa: E402
 
-from tuiorch.gitops import GitRepo  # noqa: E402
+from tuiorch.git import GitRepo  # noqa: E402
 
 FILES_PER_DIR = 100
 LINES_PER_FILE = 30

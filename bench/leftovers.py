@@ -22,7 +22,7 @@ import pygit2
 from common import BENCH_IDENTITY, BenchError, generate_repo, generated_file_path, git
 from pygit2.enums import FileStatus
 
-from tuiorch.gitops import GitRepo
+from tuiorch.git import GitRepo
 
 
 def libgit2_commit(worktree: Path, message: str) -> str | None:

@@ -37,7 +37,7 @@ from common import (
 )
 from pygit2.enums import CheckoutStrategy
 
-from tuiorch.gitops import GitRepo
+from tuiorch.git import GitRepo
 
 TARGET = 1.2
 

@@ -36,7 +36,7 @@ from tuiorch.config import (
 from tuiorch.confine.attempts import Confiner
 from tuiorch.confine.sandbox import confined_preset, decide
 from tuiorch.diffs import TaskDiff
-from tuiorch.gitops import (
+from tuiorch.git import (
     DIFF_MAX_LINES,
     GitError,
     GitRepo,

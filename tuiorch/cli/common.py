@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tuiorch.config import Config, ConfigError, load_config, missing_agent_program
 from tuiorch.confine.sandbox import decide
-from tuiorch.gitops import GitError, GitRepo
+from tuiorch.git import GitError, GitRepo
 from tuiorch.prompt import PromptError, load_template
 from tuiorch.tasks import Task, TaskFileError, load_tasks
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tuiorch.cli.common import EXIT_OK, UsageError, open_repo
 from tuiorch.config import Config, ConfigError, load_config, worktree_dir
-from tuiorch.gitops import GitError, GitRepo
+from tuiorch.git import GitError, GitRepo
 
 
 def saved_run(repo: GitRepo) -> dict | None:

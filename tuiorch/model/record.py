@@ -17,7 +17,7 @@ from tuiorch.model.status import TaskStatus
 
 if TYPE_CHECKING:
     from tuiorch.agent_output import Progress, Usage
-    from tuiorch.gitops import PreparedMerge
+    from tuiorch.git import PreparedMerge
     from tuiorch.tasks import Task
 
 #: Agent output lines a record keeps (what a pane shows when it opens on a running task).

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from tuiorch.gate import CheckResult, run_check
-from tuiorch.gitops import GitRepo, MergeOutcome, PreparedMerge
+from tuiorch.git import GitRepo, MergeOutcome, PreparedMerge
 
 LandingKind = Literal["merged", "conflict", "blocked", "check_failed"]
 #: What a policy does with a conflict or a failed check: requeue once, hand it to an agent, or leave it to the user.

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tuiorch.gitops import GitError, GitRepo
+from tuiorch.git import GitError, GitRepo
 
 
 @dataclass(frozen=True)

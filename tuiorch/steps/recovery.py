@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuiorch.gitops import GitError, GitRepo
+from tuiorch.git import GitError, GitRepo
+from tuiorch.git.locks import clear_stale_git_locks
 from tuiorch.model.status import IN_SLOT, MERGE_PHASE, TaskStatus
 from tuiorch.procs import kill_orphan_agents, kill_stale_group
-from tuiorch.runlock import clear_stale_git_locks
 
 #: Saved statuses (as strings) of a task whose agent held a slot when the run died.
 _HELD_SLOT = frozenset(s.value for s in IN_SLOT)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tuiorch.gitops import GitError, GitRepo
+from tuiorch.git import GitError, GitRepo
 from tuiorch.hunks import MergeFileError, Resolution, conflict_file
 
 Side = Literal["ours", "theirs"]

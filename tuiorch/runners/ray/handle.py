@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tuiorch.agent import STDERR_MARK, AgentExit
-from tuiorch.gitops import GitError, UncommittedWork
+from tuiorch.git import GitError, UncommittedWork
 from tuiorch.runners.base import AgentCommand, AgentHooks, Attachment, Collected
 from tuiorch.runners.ray import shipping
 
