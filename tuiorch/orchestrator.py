@@ -48,8 +48,8 @@ from tuiorch.hunks import Resolution
 from tuiorch.model.record import TaskRecord
 from tuiorch.model.status import (
     COMMANDS,
+    IN_CONFLICT,
     IN_SLOT,
-    UNMERGED,
     TaskStatus,
     check_transition,
     command_refusal,
@@ -93,10 +93,6 @@ OUTPUT_FLUSH_SECONDS = 0.05
 PREDICT_SECONDS = 0.5
 #: Queue edits are saved this long after the last one (a burst of J/K presses is one save).
 QUEUE_SAVE_DELAY = 0.3
-#: Statuses whose task holds a worker slot.
-SLOT_STATUSES = IN_SLOT
-#: Statuses whose branch is not in main yet: their `touches` still count as busy.
-UNMERGED_STATUSES = UNMERGED
 
 
 class CommandError(Exception):
@@ -195,7 +191,7 @@ class Orchestrator:
         return self.git.commits_since(self.base, self._base_at_start)
 
     def running_count(self) -> int:
-        return self.queue.count_in(SLOT_STATUSES)
+        return self.queue.count_in(IN_SLOT)
 
     def has_active_work(self) -> bool:
         return self.queue.has_active_work()
@@ -318,7 +314,7 @@ class Orchestrator:
         try:
             await self._run_agent_and_merge(rec, slot)
         except asyncio.CancelledError:
-            if rec.status in SLOT_STATUSES:
+            if rec.status in IN_SLOT:
                 rec.reason = "cancelled"
                 self._transition(rec, TaskStatus.CANCELLED, ev.TaskCancelled(task=task.id))
             raise
@@ -929,7 +925,7 @@ class Orchestrator:
             rec.attempts = 0
             self._requeue_front(rec)
             return
-        if rec.status not in (TaskStatus.CONFLICT, TaskStatus.RESOLVING):
+        if rec.status not in IN_CONFLICT:
             raise CommandError(f"task {task_id} is not in conflict")
         if task_id in self._runners:
             raise CommandError(f"task {task_id} is busy")
@@ -1103,7 +1099,7 @@ class Orchestrator:
 
     def _in_conflict(self, task_id: str) -> TaskRecord:
         rec = self._record(task_id)
-        if rec.status not in (TaskStatus.CONFLICT, TaskStatus.RESOLVING) or rec.branch is None:
+        if rec.status not in IN_CONFLICT or rec.branch is None:
             raise CommandError(f"task {task_id} is not in conflict")
         return rec
 
@@ -1185,7 +1181,7 @@ class Orchestrator:
         diff = functools.partial(self.git.task_diff, self.base, max_lines=max_lines)
         if rec.status is TaskStatus.MERGED and rec.commit:
             return await asyncio.to_thread(diff, commit=rec.commit)
-        if rec.status in SLOT_STATUSES and rec.holds_worktree and rec.worktree is not None:
+        if rec.status in IN_SLOT and rec.holds_worktree and rec.worktree is not None:
             with contextlib.suppress(GitError):
                 return await asyncio.to_thread(diff, worktree=rec.worktree)
         if await asyncio.to_thread(self.git.branch_tip, branch):
@@ -1266,11 +1262,11 @@ class Orchestrator:
         running = [
             RunningBranch(r.task.id, r.branch, r.base_sha, r.predicted)
             for r in self.records.values()
-            if r.status in SLOT_STATUSES and r.branch and r.base_sha
+            if r.status in IN_SLOT and r.branch and r.base_sha
         ]
         for prediction in await self.predictor.predict(running):
             rec = self.records[prediction.task_id]
-            if rec.status not in SLOT_STATUSES or prediction.paths == rec.predicted:
+            if rec.status not in IN_SLOT or prediction.paths == rec.predicted:
                 continue
             rec.predicted = prediction.paths
             if prediction.paths:
