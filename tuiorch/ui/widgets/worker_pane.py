@@ -144,15 +144,7 @@ class WorkerPane(Vertical, can_focus=True):
         self._redact = redact
         if record is None:
             if self.task_id is not None or not self._shown:
-                self.task_id = None
-                self._shown = ("idle",)
-                self.border_title = f"slot {self.slot + 1} · idle"
-                self.border_subtitle = ""
-                self.set_class(True, "-idle")
-                self.set_class(False, "-stuck", "-warning", "-error")
-                self.query_one(".status", Label).update("waiting for a task")
-                self.query_one(ProgressBar).update(total=100, progress=0)
-                self._set_note("", "")
+                self._show_idle()
             return
         task = record.task
         if task.id != self.task_id:
@@ -193,24 +185,21 @@ class WorkerPane(Vertical, can_focus=True):
         spent = usage_text(record)
         # The cost sits on the bottom border, where it fits even a narrow pane.
         self.border_subtitle = " · ".join(part for part in (spent, status_label(status)) if part)
-        # Most telling first: a narrow pane cuts the line at its end.
-        parts = [status_label(status)]
-        if doing := activity_text(record):
-            parts.append(doing)
-        if record.attempts > 1:
-            parts.append(f"attempt {record.attempts}")
-        if record.confined and status.is_active:
-            parts.append("confined")
-        parts.append(f"elapsed {format_duration(elapsed)}")
-        words = progress_text(record.progress)
-        if words:
-            parts.append(words)
-        if quiet is not None and status.is_active:
-            parts.append(f"last output {format_duration(quiet)} ago")
         # A fixed-size line: no layout pass for what changes every second in every pane.
-        self.query_one(".status", Label).update(" · ".join(parts), layout=False)
+        self.query_one(".status", Label).update(status_line(record, status, elapsed, quiet), layout=False)
         self.query_one(ProgressBar).update(total=total, progress=done)
         self._set_note(note, level)
+
+    def _show_idle(self) -> None:
+        self.task_id = None
+        self._shown = ("idle",)
+        self.border_title = f"slot {self.slot + 1} · idle"
+        self.border_subtitle = ""
+        self.set_class(True, "-idle")
+        self.set_class(False, "-stuck", "-warning", "-error")
+        self.query_one(".status", Label).update("waiting for a task")
+        self.query_one(ProgressBar).update(total=100, progress=0)
+        self._set_note("", "")
 
     def _set_note(self, note: str, level: str) -> None:
         """The gate, a predicted conflict, or why the task stopped: one line, coloured by how much it matters.
@@ -225,3 +214,21 @@ class WorkerPane(Vertical, can_focus=True):
         label.set_class(bool(note), "-shown")
         for name in (INFO, WARNING, ERROR):
             label.set_class(level == name, f"-{name}")
+
+
+def status_line(record: Any, status: TaskStatus, elapsed: float | None, quiet: float | None) -> str:
+    """The pane's status line, most telling first: a narrow pane cuts the line at its end."""
+    parts = [status_label(status)]
+    if doing := activity_text(record):
+        parts.append(doing)
+    if record.attempts > 1:
+        parts.append(f"attempt {record.attempts}")
+    if record.confined and status.is_active:
+        parts.append("confined")
+    parts.append(f"elapsed {format_duration(elapsed)}")
+    words = progress_text(record.progress)
+    if words:
+        parts.append(words)
+    if quiet is not None and status.is_active:
+        parts.append(f"last output {format_duration(quiet)} ago")
+    return " · ".join(parts)
