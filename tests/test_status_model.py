@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import git
 from tests.test_headless import write_project
 from tuiorch import events as ev
 from tuiorch.config import load_config
@@ -194,3 +195,27 @@ def test_a_full_run_takes_only_allowed_transitions(repo: Path) -> None:
     assert {S.CHECKING, S.CONFLICT, S.RESOLVING} <= set(seen["2"])
     assert S.STUCK in seen["5"]
     assert seen["4"].count(S.STARTING) == 2  # one retry
+
+
+def test_a_merged_task_stays_merged_when_its_branch_cannot_be_deleted(repo: Path, tmp_path: Path) -> None:
+    """The user checks the task's branch out elsewhere while its agent finishes: the merge lands, git then
+    refuses to delete the branch; the task is merged (and the user told why the branch stays), not failed."""
+    write_project(repo, "## Task 1: Hello\nlinger: 3\n```write hello.txt\nhello\n```\n", workers=1)
+    events: list[ev.Event] = []
+    orchestrator = Orchestrator(repo, load_config(repo), load_tasks(repo / "TASKS.md"), events.append)
+    elsewhere = tmp_path / "users-checkout"
+
+    async def scenario() -> None:
+        run = asyncio.create_task(orchestrator.run())
+        rec = orchestrator.records["1"]
+        while not (rec.branch and rec.base_sha and git(repo, "rev-parse", rec.branch) != rec.base_sha):
+            await asyncio.sleep(0.05)  # the agent has committed and lingers
+        git(repo, "worktree", "add", "-f", str(elsewhere), rec.branch)
+        await run
+
+    asyncio.run(scenario())
+    assert orchestrator.records["1"].status is S.MERGED
+    assert "hello" in git(repo, "show", "main:hello.txt")
+    notices = [e.message for e in events if isinstance(e, ev.Notice)]
+    assert any("task 1 is merged, but then:" in n and "checked out" in n for n in notices), notices
+    assert not [e for e in events if isinstance(e, ev.TaskFailed)]
