@@ -102,7 +102,13 @@ async def test_at_80x24_the_footer_keeps_help_and_quit_on_screen(repo: Path) -> 
     write_project(repo, THREE_TASKS, workers=1)
     app = make_app(repo, paused=True, watch_tasks=False)
     async with app.run_test(size=SMALL) as pilot:
-        await pilot.pause(0.3)
+
+        def footer_drawn() -> bool:
+            """the footer is laid out (on a loaded machine that takes a while)"""
+            return any(k.region.width > 0 for k in app.query(FooterKey))
+
+        await wait_for(pilot, footer_drawn)
+        await pilot.pause(0.1)
         for key in ("question_mark", "q"):
             shown = [k for k in app.query(FooterKey) if k.key == key]
             assert shown, f"{key} is not in the footer"
