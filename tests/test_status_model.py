@@ -93,6 +93,7 @@ def test_the_named_sets_agree_with_the_status_properties() -> None:
     assert {s for s in TaskStatus if s.is_final} == sm.FINAL
     assert sm.IN_SLOT < sm.ACTIVE and sm.IN_SLOT < sm.UNMERGED
     assert not sm.UNMERGED & {S.QUEUED, S.MERGED, S.FAILED, S.EMPTY, S.CANCELLED}
+    assert sm.AGENT_AT_WORK < sm.ACTIVE and S.STARTING not in sm.AGENT_AT_WORK
     assert ev.TaskStatus is TaskStatus  # the old import keeps working
 
 

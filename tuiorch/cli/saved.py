@@ -10,6 +10,7 @@ from pathlib import Path
 from tuiorch.cli.common import EXIT_OK, UsageError, open_repo
 from tuiorch.config import Config, ConfigError, load_config, worktree_dir
 from tuiorch.git import GitError, GitRepo
+from tuiorch.model.status import AGENT_AT_WORK
 
 
 def saved_run(repo: GitRepo) -> dict | None:
@@ -79,9 +80,13 @@ def _print_status(state: dict, live: int | None) -> None:
         )
 
 
+#: Saved statuses (as written) of a task whose agent is at work.
+_AGENT_AT_WORK = frozenset(status.value for status in AGENT_AT_WORK)
+
+
 def _sandbox_word(data: dict) -> str:
     """For an agent at work: whether it runs confined to its worktree and branch."""
-    if data.get("status") not in ("running", "stuck", "resolving"):
+    if data.get("status") not in _AGENT_AT_WORK:
         return ""
     return "confined " if data.get("confined") else "unconfined "
 

@@ -75,6 +75,8 @@ UNMERGED = IN_SLOT | {_S.FINISHED, _S.MERGING, _S.CHECKING, _S.CONFLICT, _S.BLOC
 ACTIVE = IN_SLOT | {_S.FINISHED, _S.MERGING, _S.CHECKING, _S.RESOLVING}
 #: Nothing more happens without the user's word.
 FINAL = frozenset({_S.MERGED, _S.FAILED, _S.CONFLICT, _S.CHECK_FAILED, _S.EMPTY, _S.CANCELLED})
+#: An agent process works on the task now: its own, or the resolver.
+AGENT_AT_WORK = frozenset({_S.RUNNING, _S.STUCK, _S.RESOLVING})
 #: Its conflict waits for the user or is being resolved.
 IN_CONFLICT = frozenset({_S.CONFLICT, _S.RESOLVING})
 #: Stopped by a failure the user should look at.
