@@ -9,8 +9,10 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from textual.widgets import Label
 
@@ -272,3 +274,68 @@ async def test_the_pane_says_a_running_agent_is_confined(tmp_path: Path) -> None
         await wait_for(pilot, shows_confined)
         assert app.orch.records["1"].confined
         await quit_app(pilot, app)
+
+
+TWO_PARTS = textwrap.dedent(
+    """\
+    import subprocess, sys, time
+    from pathlib import Path
+
+    def commit(name, message):
+        Path(name).write_text(name + "\\n")
+        subprocess.run(["git", "add", name], check=True)
+        subprocess.run(["git", "commit", "-q", "-m", message], check=True)
+
+    if Path("part-a.txt").exists():  # the resumed attempt finds part A on its branch
+        commit("part-b.txt", "feat: part B")
+    else:
+        commit("part-a.txt", "feat: part A")
+        print("part A committed", flush=True)
+        time.sleep(300)
+    """
+)
+
+
+@needs_bwrap
+def test_kill9_with_a_confined_agent_running_keeps_its_commits_and_ends_the_agent(tmp_path: Path) -> None:
+    repo, facts = _project(tmp_path, "on", TWO_PARTS)
+    facts.write_text("{}")
+    main = git(repo, "rev-parse", "main")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuiorch", "run", "--headless", "--json"],
+        cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        # Part A reaches the task branch while the agent still runs (its commits are brought over as made).
+        deadline = time.monotonic() + 60
+        while "feat: part A" not in _log_of(repo, "task-1"):
+            assert time.monotonic() < deadline, "part A never reached the task branch"
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    worktrees = tmp_path / "repo-worktrees"
+    deadline = time.monotonic() + 10
+    while _processes_under(worktrees):  # the sandbox dies with tuiorch: nothing of the agent is left
+        assert time.monotonic() < deadline, _processes_under(worktrees)
+        time.sleep(0.1)
+
+    code, events, stderr = _run(repo)
+    assert code == 0, stderr + json.dumps(events)[:2000]
+    merged = [e["commit"] for e in events if e["event"] == "merged"]
+    assert len(merged) == 1 and git(repo, "rev-parse", f"{merged[0]}^1") == main
+    assert git(repo, "log", "--format=%s", f"{main}..{merged[0]}^2").splitlines() == ["feat: part B", "feat: part A"]
+
+
+def _log_of(repo: Path, branch: str) -> str:
+    done = subprocess.run(["git", "log", "--format=%s", branch], cwd=repo, capture_output=True, text=True)
+    return done.stdout
+
+
+def _processes_under(folder: Path) -> list[int]:
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.cwd().startswith(str(folder)):
+                found.append(proc.pid)
+    return found
