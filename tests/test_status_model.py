@@ -157,7 +157,7 @@ RUN_TASKS = """\
     exit: 3
 
     ## Task 5: Quiet for a while
-    sleep: 1.5
+    sleep: 3
     ```write quiet.txt
     quiet
     ```
@@ -193,7 +193,8 @@ def test_a_full_run_takes_only_allowed_transitions(repo: Path) -> None:
             assert target in TRANSITIONS[current], (task_id, history)
     finals = {task_id: history[-1] for task_id, history in seen.items()}
     assert finals == {"1": S.MERGED, "2": S.MERGED, "3": S.EMPTY, "4": S.FAILED, "5": S.MERGED}
-    assert {S.CHECKING, S.CONFLICT, S.RESOLVING} <= set(seen["2"])
+    # Whichever of 1 and 2 lands second conflicts (2 as a rule; 1 if a loaded machine slows it).
+    assert any({S.CHECKING, S.CONFLICT, S.RESOLVING} <= set(seen[t]) for t in ("1", "2")), seen
     assert S.STUCK in seen["5"]
     assert seen["4"].count(S.STARTING) == 2  # one retry
 
