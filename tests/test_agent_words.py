@@ -14,7 +14,7 @@ from tests.test_headless import of, run
 from tuiorch.agent import AgentExit
 from tuiorch.agent_output import make_output_parser
 from tuiorch.config import PRESETS
-from tuiorch.orchestrator import failure_reason
+from tuiorch.verdict import failure_reason
 
 
 def custom(output: str, *, stdin: bool = False, retries: int = 0) -> str:

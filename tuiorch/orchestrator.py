@@ -9,28 +9,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import shlex
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tuiorch import events as ev
 from tuiorch import report, state
-from tuiorch.agent import AgentExit, AgentProcess, ProcessHooks
-from tuiorch.agent_output import OutputParser, ParsedLine, Usage, make_output_parser
+from tuiorch.agent import AgentExit
+from tuiorch.agent_command import AgentBrief
+from tuiorch.agent_feed import AgentFeed
+from tuiorch.agent_output import OutputParser, Usage, make_output_parser
 from tuiorch.config import (
     CONFIG_FILE,
     Config,
-    Preset,
     agent_argv,
     agent_preset,
     branch_name,
     output_format,
-    prompt_on_stdin,
-    render_argv,
-    render_commit_message,
-    too_long_argument,
     worktree_dir,
 )
 from tuiorch.confine.attempts import Confiner
@@ -41,8 +37,6 @@ from tuiorch.git import (
     GitError,
     GitRepo,
     PreparedMerge,
-    UncommittedWork,
-    with_task_worktree_config,
 )
 from tuiorch.hunks import Resolution
 from tuiorch.model.record import TaskRecord
@@ -54,10 +48,13 @@ from tuiorch.model.status import (
     check_transition,
     command_refusal,
 )
-from tuiorch.prompt import RESOLVE_TEMPLATE, load_template, render_prompt, render_resolve_prompt
+from tuiorch.prompt import RESOLVE_TEMPLATE, load_template
 from tuiorch.queue import QueueError, QueueRow, RunQueue
 from tuiorch.runlock import RunLock
+from tuiorch.runners.base import AgentHandle, AgentHooks, AgentSpec, Attachment, Runner, StartFailed
+from tuiorch.runners.factory import make_runner
 from tuiorch.state import StateError, load_state, log_dir, save_state
+from tuiorch.steps.attempt import AttemptOutcome, AttemptPlan, run_attempt
 from tuiorch.steps.landing import (
     Lander,
     LandingHooks,
@@ -77,8 +74,8 @@ from tuiorch.steps.recovery import (
     end_dead_run,
     recover,
 )
+from tuiorch.steps.resolution import AttemptOutcome as ResolverOutcome
 from tuiorch.steps.resolution import (
-    AttemptOutcome,
     ConflictResolver,
     ResolutionError,
     Side,
@@ -87,6 +84,7 @@ from tuiorch.steps.resolution import (
     resolution_message,
 )
 from tuiorch.tasks import Priority, Task
+from tuiorch.verdict import failure_reason, succeeded
 
 OUTPUT_FLUSH_SECONDS = 0.05
 #: How often running branches are test-merged against main (only when a tip moved).
@@ -109,6 +107,7 @@ class Orchestrator:
         *,
         task_file: Path | None = None,
         keep_alive: bool = False,
+        agent_runner: Runner | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.config = config
@@ -133,6 +132,17 @@ class Orchestrator:
         self.resolve_template = (
             load_template(config.resolve_template, root=self.root) if config.resolve_template else RESOLVE_TEMPLATE
         )
+        self.brief = AgentBrief(config, self.preset, self.template, self.resolve_template, self._argv_template)
+        self.agent_runner: Runner = agent_runner or make_runner(
+            config,
+            self.git,
+            self.root,
+            worktrees=self._worktree_dir,
+            prompts=self.state_dir / "prompts",
+            scratch=self.preset.scratch,
+            programs=self._argv_template[:1],
+            confiner=self.confiner,
+        )
         self.queue = RunQueue(tasks)
         self.workers = config.workers
         self.paused = False
@@ -145,9 +155,8 @@ class Orchestrator:
         #: The git side of conflict resolution, by the resolver agent or in the conflict modal.
         self.resolver = ConflictResolver(self.git, config.base)
         self._runners: dict[str, asyncio.Task[None]] = {}
-        #: Slot worktrees holding work tuiorch could not commit, which git would not move away.
-        self._kept_worktrees: set[Path] = set()
-        self._processes: dict[str, AgentProcess] = {}
+        #: The running agent of each task that has one (cancel and stop reach it here).
+        self._agents: dict[str, AgentHandle] = {}
         self._pending_output: dict[str, list[str]] = {}
         self._stopping = False
         self._base_at_start: str | None = None
@@ -260,8 +269,8 @@ class Orchestrator:
         commit that the run state never hears of.
         """
         self._stopping = True
-        for process in self._processes.values():
-            process.cancel()
+        for agent in self._agents.values():
+            agent.cancel()
         self._wake.set()
 
     def _free_slots(self) -> int:
@@ -296,35 +305,26 @@ class Orchestrator:
     def _worktree_dir(self, task_id: str = "") -> Path:
         return worktree_dir(self.config, self.root, task_id)
 
-    def _slot_path(self, slot: int, task: Task) -> Path:
-        if self.config.slots.reuse:
-            path = self._worktree_dir() / f"slot-{slot + 1}"
-            generation = 1
-            while path in self._kept_worktrees:  # a kept worktree git could not move out of the slot
-                generation += 1
-                path = self._worktree_dir() / f"slot-{slot + 1}.{generation}"
-            return path
-        return self._worktree_dir(task.id) / self._branch_name(task)
-
     def _branch_name(self, task: Task) -> str:
         return branch_name(self.config, task.id, self.root.name)
 
     async def _run_task(self, rec: TaskRecord, slot: int) -> None:
+        """One attempt at the task in `slot`, then what its outcome calls for (a merge, a retry ...)."""
         task = rec.task
         try:
-            await self._run_agent_and_merge(rec, slot)
+            outcome = await self._attempt(rec, slot)
+            await self._apply_attempt(rec, slot, outcome)
         except asyncio.CancelledError:
             if rec.status in IN_SLOT:
                 rec.reason = "cancelled"
                 self._transition(rec, TaskStatus.CANCELLED, ev.TaskCancelled(task=task.id))
             raise
-        except UncommittedWork as exc:
-            await self._keep_worktree(rec, exc)
         except (GitError, OSError) as exc:
-            await self._fail_after_error(rec, str(exc))
+            self._fail_after_error(rec, str(exc))
         except Exception as exc:  # a bug must fail one task, not take the pool down
-            await self._fail_after_error(rec, f"internal error: {type(exc).__name__}: {exc}")
+            self._fail_after_error(rec, f"internal error: {type(exc).__name__}: {exc}")
         finally:
+            self._agents.pop(task.id, None)
             self._free_slot(rec, slot)
             self._runners.pop(task.id, None)
             self._wake.set()
@@ -337,7 +337,7 @@ class Orchestrator:
             self.slots.pop()
         self._wake.set()
 
-    async def _run_agent_and_merge(self, rec: TaskRecord, slot: int) -> None:
+    async def _attempt(self, rec: TaskRecord, slot: int) -> AttemptOutcome:
         task = rec.task
         rec.attempts += 1
         rec.started = time.time()
@@ -345,148 +345,71 @@ class Orchestrator:
         rec.progress = None
         rec.reason = ""
         rec.branch = self._branch_name(task)
-        rec.worktree = self._slot_path(slot, task)
         rec.log_path = self.logs / f"{task.id}.log"
-        fresh_worktree = not rec.worktree.exists()
-        rec.holds_worktree = True
-        # An earlier attempt's commits are kept: the retry builds on them.
-        rec.base_sha = await asyncio.to_thread(
-            functools.partial(
-                self.git.prepare_worktree,
-                rec.worktree,
-                rec.branch,
-                self.base,
-                tuple(self.config.slots.keep),
-                keep_commits=rec.attempts > 1 or rec.keep_commits,
-                scratch=self.preset.scratch,
-            )
-        )
-        for ref in self.git.take_rescued():
-            self._emit(ev.Notice(message=f"{rec.worktree} held uncommitted work; saved as {ref} before reuse"))
-        if fresh_worktree and self.config.slots.setup:
-            failure = await self._run_setup(rec)
-            if failure:
-                await asyncio.to_thread(self.git.remove_worktree, rec.worktree)  # set up again next time
-                rec.reason = failure
-                rec.ended = time.time()
-                self._transition(rec, TaskStatus.FAILED, ev.TaskFailed(task=task.id, reason=failure))
-                return
-        prompt = render_prompt(
-            self.template,
-            task=task,
-            worktree=str(rec.worktree),
-            branch=rec.branch,
-            agent_name=self.preset.agent_name,
-            agent_email=self.preset.agent_email,
-            extra=self._retry_note(rec),
-            commits=self.preset.commits,
-            commit_message=self._commit_message(task),
-        )
-        prompt_file = self.state_dir / "prompts" / f"{task.id}.md"
-        prompt_file.parent.mkdir(parents=True, exist_ok=True)
-        prompt_file.write_text(prompt, encoding="utf-8")
-        argv = render_argv(
-            self._argv_template, prompt=prompt, prompt_file=str(prompt_file), worktree=str(rec.worktree)
-        )
-        if too_long := too_long_argument(argv):
-            await self._leave_worktree(rec)
-            await self._fail_after_error(rec, too_long)
-            return
-        argv = await self._confine(rec, rec.worktree, argv)
-
-        def on_stuck(idle: float) -> None:
-            self._transition(rec, TaskStatus.STUCK, ev.TaskStuck(task=task.id, idle_seconds=round(idle, 1)))
-
         parser = make_output_parser(output_format(self.config))
         rec.stderr_tail.clear()  # an earlier run's last words are not this one's
-        on_stdout, on_stderr, finish_output = self._line_handler(rec, parser)
-        process = AgentProcess(
-            argv,
-            rec.worktree,
-            rec.log_path,
-            hooks=ProcessHooks(
-                on_lines=on_stdout,
-                on_stderr=on_stderr,
-                on_stuck=on_stuck,
-                on_spawn=lambda pgid: self._record_pgid(rec, pgid),
-            ),
-            stdin_path=prompt_file if prompt_on_stdin(self.config) else None,
+        spec = AgentSpec(
+            task_id=task.id,
+            kind="task",
+            attempt=rec.attempts,
+            slot=slot,
+            branch=rec.branch,
+            base=self.base,
+            # An earlier attempt's commits are kept: the retry builds on them.
+            keep_commits=rec.attempts > 1 or rec.keep_commits,
+            command=self.brief.task_command(rec),
+            log_path=rec.log_path,
+            env=self.brief.env(rec),
+            setup=tuple(shlex.split(self.config.slots.setup)) or None,
             timeout=self.config.agent.timeout or None,
             stuck_after=self.config.agent.stuck_after or None,
-            watch_dir=rec.worktree,
-            env=self._agent_env(rec),
         )
-        if self._stopping:
-            raise asyncio.CancelledError
-        self._processes[task.id] = process
-        self._transition(
-            rec,
-            TaskStatus.RUNNING,
-            ev.TaskStarted(
-                task=task.id,
-                slot=slot + 1,
-                branch=rec.branch,
-                worktree=str(rec.worktree),
-                attempt=rec.attempts,
-                confined=rec.confined,
-            ),
+        plan = AttemptPlan(
+            commit_message=self._commit_message(task),
+            wip_message=f"wip: {task.title} (attempt {rec.attempts} stopped)",
+            may_retry=rec.attempts <= self.config.agent.retries,
         )
-        try:
-            exit_ = await process.run()
-        except BaseException:
-            await self.confiner.collect(task.id, quiet=True)
-            raise
-        finally:
-            self._processes.pop(task.id, None)
-        self._confined_note(task.id, await self.confiner.collect(task.id))
-        finish_output()
-        rec.ended = time.time()
-        rec.pgid = None
-        self._flush_output()
-        self._emit(ev.TaskFinished(task=task.id, exit=exit_.code, signal=exit_.signal, timed_out=exit_.timed_out))
-        # A CLI may exit 0 although its model calls failed (aider does): its own words decide.
-        failed = not _succeeded(exit_) or parser.error is not None
-        if failed:
-            # An interrupted attempt's edits are kept on its branch: a retry builds on them. Edits that
-            # cannot be committed (UncommittedWork) fail the task and keep its worktree (see _run_task).
-            with _suppress_all_but(GitError, UncommittedWork):
-                await asyncio.to_thread(
-                    self.git.commit_leftovers,
-                    rec.worktree,
-                    f"wip: {task.title} (attempt {rec.attempts} stopped)",
-                    rec.branch,
-                    self.preset.scratch,
-                )
-            await self._leave_worktree(rec)
-        if exit_.cancelled:
+        host = _AttemptHost(self, rec, slot, parser)
+        return await run_attempt(self.agent_runner, spec, host.hooks, host, plan)
+
+    async def _apply_attempt(self, rec: TaskRecord, slot: int, outcome: AttemptOutcome) -> None:
+        """The engine's side of an attempt's outcome: the transition, and a merge when it finished."""
+        task = rec.task
+        rec.holds_worktree = False
+        if outcome.kept is not None:
+            rec.worktree = Path(outcome.kept)
+        if outcome.end == "cancelled":
             rec.reason = "cancelled"
             self._transition(rec, TaskStatus.CANCELLED, ev.TaskCancelled(task=task.id))
             return
-        if failed:
-            reason = failure_reason(exit_, parser, list(rec.stderr_tail), self.preset)
-            rec.last_failure = reason
+        if outcome.exit is not None and outcome.failed:
+            rec.last_failure = outcome.reason
             rec.activity = ""
-            if rec.attempts <= self.config.agent.retries:
-                rec.reason = f"attempt {rec.attempts} failed: {reason}; retrying"
-                self._requeue_front(rec)
-                return
-            rec.reason = reason
-            self._transition(
-                rec,
-                TaskStatus.FAILED,
-                ev.TaskFailed(task=task.id, reason=reason, exit=exit_.code, signal=exit_.signal),
-            )
+        if outcome.end == "retry":
+            rec.reason = f"attempt {rec.attempts} failed: {outcome.reason}; retrying"
+            self._requeue_front(rec)
             return
+        if outcome.end == "failed":
+            exit_ = outcome.exit
+            rec.reason = outcome.reason
+            rec.ended = rec.ended or time.time()
+            failed = ev.TaskFailed(task=task.id, reason=outcome.reason)
+            if exit_ is not None:
+                failed = ev.TaskFailed(task=task.id, reason=outcome.reason, exit=exit_.code, signal=exit_.signal)
+            self._transition(rec, TaskStatus.FAILED, failed)
+            return
+        await self._finished(rec, slot, outcome)
+
+    async def _finished(self, rec: TaskRecord, slot: int, outcome: AttemptOutcome) -> None:
+        """The agent succeeded: empty without commits, else finished and merged (or waiting for the word)."""
+        task = rec.task
         rec.review_note = ""
-        message = self._commit_message(task)
-        await asyncio.to_thread(self.git.commit_leftovers, rec.worktree, message, rec.branch, self.preset.scratch)
-        has_commits = await asyncio.to_thread(self.git.has_new_commits, rec.branch, rec.base_sha)
-        rec.tip = await asyncio.to_thread(self.git.branch_tip, rec.branch)
-        await self._leave_worktree(rec)
+        rec.tip = outcome.tip
         rec.activity = ""
-        if not has_commits:
-            rec.reason = "agent exited 0 without changing anything"
+        if outcome.end == "empty":
+            rec.reason = outcome.reason
             self._transition(rec, TaskStatus.EMPTY, ev.TaskEmpty(task=task.id))
+            assert rec.branch is not None
             await asyncio.to_thread(functools.partial(self.git.delete_branch, rec.branch, base=self.base))
             return
         self._transition(rec, TaskStatus.FINISHED)
@@ -498,24 +421,6 @@ class Orchestrator:
             self._emit(ev.Notice(message=f"task {task.id} finished; merge it when you are ready"))
             return
         await self._merge(rec)
-
-    async def _run_setup(self, rec: TaskRecord) -> str | None:
-        """[slots] setup, once in a newly made worktree (argv split, never a shell); a failure message or None."""
-        assert rec.worktree is not None and rec.log_path is not None
-        argv = shlex.split(self.config.slots.setup)
-        with open(rec.log_path, "a", encoding="utf-8") as log:
-            log.write(f"== setup: {shlex.join(argv)} in {rec.worktree} ==\n")
-        process = AgentProcess(
-            argv, rec.worktree, rec.log_path, timeout=self.config.agent.timeout or None, env=self._agent_env(rec)
-        )
-        self._processes[rec.task.id] = process
-        try:
-            exit_ = await process.run()
-        finally:
-            self._processes.pop(rec.task.id, None)
-        if _succeeded(exit_):
-            return None
-        return f"slot setup `{self.config.slots.setup}` {_exit_words(exit_)}"
 
     async def approve_merge(self, task_id: str) -> None:
         """With [merge] auto = false: the user's word to merge a finished task."""
@@ -557,57 +462,6 @@ class Orchestrator:
 
         self._runners[task_id] = asyncio.create_task(run(), name=f"{kind}-{task_id}")
 
-    def _line_handler(
-        self, rec: TaskRecord, parser: OutputParser
-    ) -> tuple[Callable[[list[str]], None], Callable[[list[str]], None], Callable[[], None]]:
-        """Per agent run: parse each burst of stdout (and, apart, stderr) lines into the pane's tail, the
-        task's progress, its live activity and its usage. Returns the stdout and stderr handlers and
-        `finish`, which takes what the parser held back once the run has ended."""
-        task_id = rec.task.id
-        usage_before = rec.usage
-
-        def take(parsed_lines: list[ParsedLine], count: int) -> None:
-            rec.last_output = time.time()
-            rec.lines += count
-            shown: list[str] = []
-            progress = None
-            activity = None
-            for parsed in parsed_lines:
-                display = parsed.display
-                if display is not None:
-                    if "\n" in display:
-                        shown.extend(display.splitlines())
-                    else:
-                        shown.append(display)
-                if parsed.progress is not None:
-                    progress = parsed.progress
-                if parsed.status:
-                    activity = parsed.status
-            self._pending_output.setdefault(task_id, []).extend(shown)
-            if parser.usage is not None:
-                rec.usage = parser.usage if usage_before is None else usage_before + parser.usage
-            if progress is not None:
-                # One progress event per burst: a flood of PROGRESS lines needs only the latest.
-                rec.progress = p = progress
-                self._emit(ev.TaskProgress(task=task_id, percent=p.percent, done=p.done, total=p.total, text=p.text))
-            if activity is not None and activity != rec.activity:
-                rec.activity = activity
-                self._emit(ev.TaskActivity(task=task_id, activity=activity))
-            if rec.status is TaskStatus.STUCK:
-                self._transition(rec, TaskStatus.RUNNING)
-
-        def on_stdout(lines: list[str]) -> None:
-            take([parser.feed(line) for line in lines], len(lines))
-
-        def on_stderr(lines: list[str]) -> None:
-            rec.stderr_tail.extend(line for line in lines if line.strip())
-            take([parser.feed_stderr(line) for line in lines], len(lines))
-
-        def finish() -> None:
-            take([parser.flush()], 0)
-
-        return on_stdout, on_stderr, finish
-
     def _merged_anyway(self, rec: TaskRecord, error: str) -> bool:
         """A git error after the merge landed (its branch could not be deleted) does not undo the merge:
         the task stays merged and the user is told. True if that is the case."""
@@ -616,120 +470,39 @@ class Orchestrator:
         self._emit(ev.Notice(message=f"task {rec.task.id} is merged, but then: {error}", level="warning"))
         return True
 
-    async def _fail_after_error(self, rec: TaskRecord, reason: str) -> None:
+    def _fail_after_error(self, rec: TaskRecord, reason: str) -> None:
         if self._merged_anyway(rec, reason):
             return
         rec.reason = reason
         rec.ended = rec.ended or time.time()
-        self._transition(rec, TaskStatus.FAILED, ev.TaskFailed(task=rec.task.id, reason=reason))
-        with contextlib.suppress(GitError, OSError):
-            await self._leave_worktree(rec)
-
-    async def _keep_worktree(self, rec: TaskRecord, exc: UncommittedWork) -> None:
-        """Work tuiorch could not commit: fail the task and keep its worktree, never reset or removed.
-
-        A warm slot's worktree is moved out of the slot (the slot starts afresh for the next task);
-        if git will not move it, the slot gets a new folder instead and this one stays as it is.
-        """
         rec.holds_worktree = False
-        kept = exc.worktree
-        reason = str(exc)
-        if self.config.slots.reuse and kept.parent == self._worktree_dir():
-            base = self._worktree_dir() / f"kept-{kept.name}-task-{rec.task.id}"
-            target, n = base, 1
-            while target.exists():
-                n += 1
-                target = base.with_name(f"{base.name}.{n}")
-            if await asyncio.to_thread(self.git.move_worktree, kept, target):
-                reason = reason.replace(str(kept), str(target))
-                if rec.worktree == kept:
-                    rec.worktree = target
-            else:
-                self._kept_worktrees.add(kept)
-        rec.reason = reason
-        rec.ended = rec.ended or time.time()
         self._transition(rec, TaskStatus.FAILED, ev.TaskFailed(task=rec.task.id, reason=reason))
 
-    async def _leave_worktree(self, rec: TaskRecord) -> None:
-        """The agent is done with its worktree: detach a warm slot, or remove a per-task one.
+    def _agent_feed(self, rec: TaskRecord, parser: OutputParser) -> AgentFeed:
+        """The agent's output into the record and the pane; output from a stuck agent means it runs again."""
+        return AgentFeed(rec, parser, functools.partial(self._show, rec.task.id), self._emit, functools.partial(self._unstuck, rec))
 
-        Only once, and only while the task still holds it: a freed slot may already serve another task.
-        """
-        if rec.worktree is None or not rec.holds_worktree:
-            return
-        rec.holds_worktree = False
-        if self.config.slots.reuse:
-            await asyncio.to_thread(self.git.release_worktree, rec.worktree)
-        else:
-            await asyncio.to_thread(self.git.remove_worktree, rec.worktree)
+    def _show(self, task_id: str, lines: list[str]) -> None:
+        """Lines for the task's pane, emitted in batches by the flusher."""
+        self._pending_output.setdefault(task_id, []).extend(lines)
 
-    def _agent_env(self, rec: TaskRecord) -> dict[str, str]:
-        # TUIORCH_GIT_DIR marks the process as ours: a resumed run finds and ends it even if this run
-        # dies before recording its process group.
-        # The agent's own git keeps the worktree a full checkout with an index libgit2 can read.
-        inherited = {k: v for k, v in os.environ.items() if k.startswith("GIT_CONFIG_")}
-        return {
-            # What the CLI needs to run unattended in a new folder (e.g. gemini's workspace trust).
-            **dict(self.preset.env),
-            **with_task_worktree_config(inherited),
-            "TUIORCH_TASK": rec.task.id,
-            "TUIORCH_BRANCH": rec.branch or "",
-            "TUIORCH_GIT_DIR": str(self.git.git_dir.resolve()),
-        }
+    def _unstuck(self, rec: TaskRecord) -> None:
+        if rec.status is TaskStatus.STUCK:
+            self._transition(rec, TaskStatus.RUNNING)
 
-    async def _confine(self, rec: TaskRecord, worktree: Path, argv: list[str]) -> list[str]:
-        """The argv to start for this attempt: inside its sandbox when the run confines its agents."""
-        rec.confined = self.confiner.on
-        assert rec.branch is not None
-        env = {**os.environ, **self._agent_env(rec)}
-        log_path = self.logs / f"{rec.task.id}.log"
-        argv = await self.confiner.enter(rec.task.id, worktree, rec.branch, self.base, argv, env, log_path)
-        if self._stopping:  # stopped while the sandbox was made: the agent never starts
-            await self.confiner.collect(rec.task.id, quiet=True)
-            raise asyncio.CancelledError
-        return argv
-
-    def _confined_note(self, task_id: str, note: str) -> None:
-        if note:
-            self._emit(ev.Notice(message=f"task {task_id}: {note}", level="warning"))
-
-    def _record_pgid(self, rec: TaskRecord, pgid: int) -> None:
-        rec.pgid = pgid
+    def _record_pgid(self, rec: TaskRecord, attachment: Attachment) -> None:
+        rec.pgid = attachment.pgid
+        rec.attachment = attachment
         self._persist()
 
-    def _retry_note(self, rec: TaskRecord) -> str:
-        if rec.review_note and rec.keep_commits:
-            return (
-                "Your branch already holds your earlier work for this task. It was reviewed and sent back "
-                f"to you with this note:\n```\n{rec.review_note}\n```\nMake the changes it asks for and commit.\n"
-            )
-        if rec.check_output and rec.keep_commits:
-            return (
-                f"Your branch already holds your earlier work, but merged with {self.base} it fails the "
-                f"check `{self.config.merge.check}`. Fix that and commit. The check's last output:\n"
-                f"```\n{rec.check_output}\n```\n"
-            )
-        if rec.continued and rec.attempts <= 1:
-            return (
-                f"An earlier attempt at this task was stopped ({rec.continued}). Your branch "
-                f"{rec.branch} already holds what it committed (and any edits it left, committed as "
-                "\"wip\"): look at them (git log, git diff) and continue from there rather than start over.\n"
-            )
-        if rec.attempts <= 1 or not rec.tail:
-            return ""
-        last = "\n".join(list(rec.tail)[-20:])
-        why = rec.last_failure or "no reason given"
-        return f"A previous attempt failed ({why}). Its last output lines:\n```\n{last}\n```\n"
+    def _notice(self, message: str) -> None:
+        self._emit(ev.Notice(message=message))
+
+    def _warning(self, message: str) -> None:
+        self._emit(ev.Notice(message=message, level="warning"))
 
     def _commit_message(self, task: Task) -> str:
-        return render_commit_message(
-            self.config.merge.message,
-            type=task.type,
-            title=task.title,
-            id=task.id,
-            agent_name=self.preset.agent_name,
-            agent_email=self.preset.agent_email,
-        )
+        return self.brief.commit_message(task)
 
     # ------------------------------------------------------------------ merging
 
@@ -783,8 +556,8 @@ class Orchestrator:
         def on_check(prepared: PreparedMerge) -> None:
             self._transition(rec, TaskStatus.CHECKING, ev.CheckStarted(task=task_id, commit=prepared.commit))
 
-        show_lines, _stderr, _finish = self._line_handler(rec, make_output_parser("text"))
-        return LandingHooks(on_locked=on_locked, on_check=on_check, on_line=lambda line: show_lines([line]))
+        feed = self._agent_feed(rec, make_output_parser("text"))
+        return LandingHooks(on_locked=on_locked, on_check=on_check, on_line=lambda line: feed.on_stdout([line]))
 
     async def _merged(self, rec: TaskRecord, outcome: LandingOutcome) -> None:
         assert rec.branch is not None
@@ -845,7 +618,7 @@ class Orchestrator:
             self._persist()
             self._emit(ev.QueueChanged())
 
-    async def _one_resolve_attempt(self, rec: TaskRecord, path: Path) -> AttemptOutcome:
+    async def _one_resolve_attempt(self, rec: TaskRecord, path: Path) -> ResolverOutcome:
         """Run the resolver agent once; resolved when the branch now holds a marker-free merge of the base
         tip the agent was given (main may have moved on since: the usual merge takes it from there).
 
@@ -854,61 +627,74 @@ class Orchestrator:
         task = rec.task
         assert rec.branch is not None
         message = self._resolution_message(rec)
-        start = await self.resolver.begin_attempt(path, rec.branch, message)
-        rec.worktree = path
-        if not start.conflicted:
-            return AttemptOutcome(True)  # main moved and nothing conflicts now: no agent needed
-        files = await self.resolver.conflict_files(rec.branch, start.conflicted)
-        prompt = render_resolve_prompt(
-            self.resolve_template,
-            task=task,
-            worktree=path,
-            branch=rec.branch,
-            files=files,
-            base_branch=self.base,
-            agent_name=self.preset.agent_name,
-            agent_email=self.preset.agent_email,
-            commits=self.preset.commits,
-        )
-        prompt_file = self.state_dir / "prompts" / f"{task.id}-resolve.md"
-        prompt_file.parent.mkdir(parents=True, exist_ok=True)
-        prompt_file.write_text(prompt, encoding="utf-8")
-        argv = render_argv(self._argv_template, prompt=prompt, prompt_file=str(prompt_file), worktree=str(path))
-        if too_long := too_long_argument(argv):
-            return AttemptOutcome(False, too_long)
-        argv = await self._confine(rec, path, argv)
-        self._transition(rec, TaskStatus.RESOLVING)
         parser = make_output_parser(output_format(self.config))
         rec.stderr_tail.clear()  # an earlier run's last words are not this one's
-        on_stdout, on_stderr, finish_output = self._line_handler(rec, parser)
-        process = AgentProcess(
-            argv,
-            path,
-            self.logs / f"{task.id}.log",
-            hooks=ProcessHooks(
-                on_lines=on_stdout, on_stderr=on_stderr, on_spawn=lambda pgid: self._record_pgid(rec, pgid)
-            ),
-            stdin_path=prompt_file if prompt_on_stdin(self.config) else None,
+        feed = self._agent_feed(rec, parser)
+        spec = AgentSpec(
+            task_id=task.id,
+            kind="resolve",
+            attempt=rec.resolve_attempts,
+            slot=rec.slot or 0,
+            branch=rec.branch,
+            base=self.base,
+            keep_commits=True,
+            command=self.brief.resolve_command(rec, functools.partial(self.resolver.conflict_files, rec.branch)),
+            log_path=self.logs / f"{task.id}.log",
+            env=self.brief.env(rec),
             timeout=self.config.agent.timeout or None,
-            env=self._agent_env(rec),
+            merge_message=message,
         )
-        self._processes[task.id] = process
+        hooks = AgentHooks(
+            on_lines=feed.on_stdout,
+            on_stderr=feed.on_stderr,
+            on_started=functools.partial(self._record_pgid, rec),
+            on_notice=self._notice,
+            on_warning=self._warning,
+        )
         try:
-            exit_ = await process.run()
-        except BaseException:
-            await self.confiner.collect(task.id, quiet=True)
-            raise
+            handle = await self.agent_runner.start(spec, hooks)
+        except StartFailed as exc:
+            return ResolverOutcome(False, exc.reason)
+        rec.worktree = Path(handle.workspace)
+        rec.where, rec.confined = handle.where, handle.confined
+        try:
+            if not handle.conflicted:
+                return ResolverOutcome(True)  # main moved and nothing conflicts now: no agent needed
+            return await self._run_resolver(rec, handle, feed, message)
         finally:
-            self._processes.pop(task.id, None)
+            with contextlib.suppress(GitError, OSError):
+                await handle.release()
+
+    async def _run_resolver(
+        self, rec: TaskRecord, handle: AgentHandle, feed: AgentFeed, message: str
+    ) -> ResolverOutcome:
+        assert rec.branch is not None
+        self._transition(rec, TaskStatus.RESOLVING)
+        self._agents[rec.task.id] = handle
+        try:
+            exit_ = await handle.wait()
+        finally:
+            self._agents.pop(rec.task.id, None)
             rec.pgid = None
-            finish_output()
+            rec.attachment = None
+            feed.finish()
             self._flush_output()
             rec.activity = ""
-        self._confined_note(task.id, await self.confiner.collect(task.id))
         self._transition(rec, TaskStatus.CONFLICT)  # the agent is done: the outcome is judged from here
-        if not _succeeded(exit_) or parser.error is not None:
-            return AttemptOutcome(False, failure_reason(exit_, parser, list(rec.stderr_tail), self.preset))
-        return await self.resolver.finish_attempt(path, rec.branch, start, message)
+        if not succeeded(exit_, feed.parser):
+            return ResolverOutcome(False, failure_reason(exit_, feed.parser, list(rec.stderr_tail), self.preset))
+        try:
+            collected = await handle.collect(message, failed=False)
+        except GitError as exc:
+            return ResolverOutcome(False, str(exc))
+        marked = [*collected.markers]
+        marked += await asyncio.to_thread(self.git.committed_markers, rec.branch, handle.conflicted)
+        if marked:
+            return ResolverOutcome(False, "conflict markers remain in " + ", ".join(sorted(set(marked))))
+        given = handle.base_sha
+        if given and not await asyncio.to_thread(self.git.branch_contains, rec.branch, given):
+            return ResolverOutcome(False, f"the agent did not commit the merge of {self.base}")
+        return ResolverOutcome(True)
 
     def _resolution_message(self, rec: TaskRecord) -> str:
         assert rec.branch is not None
@@ -1019,9 +805,9 @@ class Orchestrator:
 
     def cancel(self, task_id: str) -> None:
         self._refuse("cancel", task_id)
-        process = self._processes.get(task_id)
-        if process is not None:
-            process.cancel()
+        agent = self._agents.get(task_id)
+        if agent is not None:
+            agent.cancel()
         else:
             runner = self._runners.get(task_id)
             if runner is not None:
@@ -1287,12 +1073,10 @@ class Orchestrator:
     async def _cleanup_slots(self) -> None:
         if self.config.slots.keep_at_end:
             return
-        paths = {self._slot_path(i, self.records[t].task) for i, t in enumerate(self.slots) if t}
-        if self.config.slots.reuse:
-            paths |= {self._slot_path(i, Task(id="_", title="_")) for i in range(max(len(self.slots), self.workers))}
-        paths.add(self._worktree_dir() / ".check")
-        # In parallel: deleting several big checkouts is disk-bound.
-        await asyncio.gather(*(asyncio.to_thread(self.git.remove_worktree, p) for p in paths if p.exists()))
+        await self.agent_runner.close()
+        check = self._worktree_dir() / ".check"
+        if check.exists():
+            await asyncio.to_thread(self.git.remove_worktree, check)
         await asyncio.to_thread(self.git.prune)
 
     def summary(self) -> ev.RunFinished:
@@ -1397,62 +1181,58 @@ class Orchestrator:
                         self.queue.to_front(rec.task.id)
 
 
-def _succeeded(exit_: AgentExit) -> bool:
-    return exit_.code == 0 and not exit_.timed_out and exit_.signal is None
+class _AttemptHost:
+    """The orchestrator's part in one task attempt: the agent's hooks, and the transitions at its start
+    and end (see steps.attempt.AttemptHost)."""
 
+    def __init__(self, orch: Orchestrator, rec: TaskRecord, slot: int, parser: OutputParser) -> None:
+        self.orch = orch
+        self.rec = rec
+        self.slot = slot
+        self.parser = parser
+        self.feed = orch._agent_feed(rec, parser)
+        self.hooks = AgentHooks(
+            on_lines=self.feed.on_stdout,
+            on_stderr=self.feed.on_stderr,
+            on_stuck=self._stuck,
+            on_unstuck=functools.partial(orch._unstuck, rec),
+            on_started=functools.partial(orch._record_pgid, rec),
+            on_notice=orch._notice,
+            on_warning=orch._warning,
+        )
 
-@contextlib.contextmanager
-def _suppress_all_but(suppressed: type[BaseException], raised: type[BaseException]) -> Iterator[None]:
-    """Suppress `suppressed` errors except those that are also `raised` (a subclass that must go up)."""
-    try:
-        yield
-    except raised:
-        raise
-    except suppressed:
-        pass
+    def _stuck(self, idle: float) -> None:
+        event = ev.TaskStuck(task=self.rec.task.id, idle_seconds=round(idle, 1))
+        self.orch._transition(self.rec, TaskStatus.STUCK, event)
 
+    def ready(self, handle: AgentHandle) -> None:
+        orch, rec = self.orch, self.rec
+        if orch._stopping:
+            raise asyncio.CancelledError
+        rec.worktree = Path(handle.workspace)
+        rec.base_sha = handle.base_sha
+        rec.holds_worktree = True
+        rec.where, rec.confined = handle.where, handle.confined
+        orch._agents[rec.task.id] = handle
+        assert rec.branch is not None
+        started = ev.TaskStarted(
+            task=rec.task.id,
+            slot=self.slot + 1,
+            branch=rec.branch,
+            worktree=handle.workspace,
+            attempt=rec.attempts,
+            confined=handle.confined,
+        )
+        orch._transition(rec, TaskStatus.RUNNING, started)
 
-def _exit_words(exit_: AgentExit) -> str:
-    if exit_.timed_out:
-        return "timed out"
-    if exit_.signal:
-        return f"killed by {exit_.signal}"
-    if exit_.error:
-        return exit_.error
-    return f"exited {exit_.code}"
-
-
-#: HTTP statuses a model API answers with; a CLI that exits with the status & 0xFF is read back by these.
-_HTTP_STATUSES = (400, 401, 402, 403, 404, 408, 409, 413, 422, 429, 500, 502, 503, 504, 529)
-
-
-def failure_reason(exit_: AgentExit, parser: OutputParser, stderr: list[str], preset: Preset) -> str:
-    """Why an agent run failed, in the agent's own words where it gave any.
-
-    In order: a timeout or signal; the error the agent's output reported (an API error, a turn limit);
-    what its exit code means for its CLI; the last recoverable error it reported; its last stderr line;
-    the bare exit code.
-    """
-    if exit_.timed_out or exit_.signal or exit_.error:
-        return _exit_words(exit_)
-    code = exit_.code
-    meaning = dict(preset.exit_codes).get(code) if code is not None else None
-    where = f"exit {code}"
-    if meaning is None and preset.http_exit_codes and code is not None:
-        statuses = [status for status in _HTTP_STATUSES if status & 0xFF == code]
-        if statuses:
-            where = f"exit {code}: HTTP {statuses[0]}, as this CLI exits with the HTTP status & 0xFF"
-            meaning = f"the model API answered HTTP {statuses[0]} ({where})"
-    if parser.error:
-        return f"{_clip(parser.error)} ({where})"  # one line: it heads a pane's note and a headless line
-    words = parser.warning or (stderr[-1].strip() if stderr else "")
-    if meaning:
-        return f"{meaning}: {_clip(words)}" if words else meaning
-    if words:
-        return f"{_clip(words)} ({where})"
-    return f"agent exited {code}"
-
-
-def _clip(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    def ended(self, exit_: AgentExit) -> str | None:
+        orch, rec = self.orch, self.rec
+        self.feed.finish()
+        rec.ended = time.time()
+        rec.pgid = None
+        rec.attachment = None
+        orch._flush_output()
+        orch._emit(ev.TaskFinished(task=rec.task.id, exit=exit_.code, signal=exit_.signal, timed_out=exit_.timed_out))
+        if succeeded(exit_, self.parser):
+            return None
+        return failure_reason(exit_, self.parser, list(rec.stderr_tail), orch.preset)

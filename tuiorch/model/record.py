@@ -18,6 +18,7 @@ from tuiorch.model.status import TaskStatus
 if TYPE_CHECKING:
     from tuiorch.agent_output import Progress, Usage
     from tuiorch.git import PreparedMerge
+    from tuiorch.runners.base import Attachment
     from tuiorch.tasks import Task
 
 #: Agent output lines a record keeps (what a pane shows when it opens on a running task).
@@ -49,6 +50,12 @@ class TaskRecord:
     worktree: Path | None = None
     #: The task's agent owns its slot worktree (set while it is prepared and used; cleared on leaving).
     holds_worktree: bool = False
+    #: Where its agent runs or last ran: "local" or a node's name ("" before any agent ran).
+    where: str = ""
+    #: Its agent runs (or ran) confined to its worktree and branch.
+    confined: bool = False
+    #: What a restarted tuiorch needs to find the running agent again (saved with the run state).
+    attachment: Attachment | None = None
 
     # ---- the current attempt
     #: Attempts started on the current try (reset by retry and requeue).

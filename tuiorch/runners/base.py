@@ -23,7 +23,8 @@ its work in threads, processes or on other machines.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -41,6 +42,7 @@ __all__ = [
     "Runner",
     "StartFailed",
     "Workspace",
+    "render_command",
 ]
 
 #: What the agent is asked to do: a task's work, or resolving its conflict with the base.
@@ -107,8 +109,10 @@ class AgentSpec:
     #: The branch's earlier commits are kept (a retry or a resolver builds on them); else the branch is
     #: reset to the base's tip.
     keep_commits: bool
-    #: Renders the command once the workspace exists. May raise `StartFailed` to refuse it.
-    command: Callable[[Workspace], AgentCommand]
+    #: Renders the command once the workspace exists; may raise `StartFailed` to refuse it. It may
+    #: return an awaitable (a resolver's prompt reads the conflicted files' texts from git): runners
+    #: call it through `render_command`.
+    command: Callable[[Workspace], AgentCommand | Awaitable[AgentCommand]]
     #: Where the agent's output goes, whole (stderr lines marked); on tuiorch's machine.
     log_path: Path
     #: Environment for the agent and for setup (the preset's variables, TUIORCH_TASK, ...).
@@ -121,6 +125,14 @@ class AgentSpec:
     stuck_after: float | None = None
     #: kind "resolve": the message of the merge commit of the base into the branch.
     merge_message: str = ""
+
+
+async def render_command(spec: AgentSpec, workspace: Workspace) -> AgentCommand:
+    """`spec.command` for `workspace`, awaited if it returns an awaitable."""
+    command = spec.command(workspace)
+    if inspect.isawaitable(command):
+        return await command
+    return command
 
 
 @dataclass(frozen=True)
@@ -221,6 +233,8 @@ class AgentHooks:
     #: Something the user should be told that is not the agent's output (e.g. uncommitted work found
     #: in a reused workspace was saved under a ref).
     on_notice: Callable[[str], None] = _ignore_text
+    #: Something the user should be warned of (e.g. what a confined agent tried and was refused).
+    on_warning: Callable[[str], None] = _ignore_text
 
 
 class AgentHandle(Protocol):
@@ -229,6 +243,7 @@ class AgentHandle(Protocol):
     #: The workspace's path where the agent runs (on its node); the task's worktree in events.
     workspace: str
     #: The commit the branch was at when the workspace was prepared: results must descend from it.
+    #: kind "resolve": the base commit merged in, which the resolution must contain.
     base_sha: str
     #: "local" or the node's name.
     where: str
