@@ -490,6 +490,10 @@ class Orchestrator:
         if rec.status is TaskStatus.STUCK:
             self._transition(rec, TaskStatus.RUNNING)
 
+    def _placed(self, rec: TaskRecord, attachment: Attachment) -> None:
+        # Saved with the next save: a run that dies while the workspace is prepared still finds it.
+        rec.worktree = Path(attachment.workspace)
+
     def _record_pgid(self, rec: TaskRecord, attachment: Attachment) -> None:
         rec.pgid = attachment.pgid
         rec.attachment = attachment
@@ -647,6 +651,7 @@ class Orchestrator:
         hooks = AgentHooks(
             on_lines=feed.on_stdout,
             on_stderr=feed.on_stderr,
+            on_placed=functools.partial(self._placed, rec),
             on_started=functools.partial(self._record_pgid, rec),
             on_notice=self._notice,
             on_warning=self._warning,
@@ -1196,6 +1201,7 @@ class _AttemptHost:
             on_stderr=self.feed.on_stderr,
             on_stuck=self._stuck,
             on_unstuck=functools.partial(orch._unstuck, rec),
+            on_placed=functools.partial(orch._placed, rec),
             on_started=functools.partial(orch._record_pgid, rec),
             on_notice=orch._notice,
             on_warning=orch._warning,

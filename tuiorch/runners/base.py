@@ -228,6 +228,9 @@ class AgentHooks:
     on_stuck: Callable[[float], None] = _ignore_idle
     #: A stuck agent shows life again: output, or a file changed in its workspace.
     on_unstuck: Callable[[], None] = _ignore
+    #: Where the workspace will be, told before it is prepared: a crash while it is being prepared
+    #: must still find it (its branch is checked out there). `pgid` is None yet.
+    on_placed: Callable[[Attachment], None] = _ignore_attachment
     #: The agent exists (it has a process group or a remote run): save this for crash-resume.
     on_started: Callable[[Attachment], None] = _ignore_attachment
     #: Something the user should be told that is not the agent's output (e.g. uncommitted work found

@@ -107,6 +107,7 @@ class LocalRunner:
         path = self.workspace_path(spec)
         self._slots = max(self._slots, spec.slot + 1)
         fresh = not path.exists()
+        hooks.on_placed(Attachment(runner=self.kind, workspace=str(path), confined=self.confiner is not None))
         base_sha = await self._prepare(spec, path)
         self._made.add(path)
         for ref in self.git.take_rescued():
