@@ -177,3 +177,14 @@ def test_the_stage_changes_no_run_state_it_only_returns_an_outcome() -> None:
     with pytest.raises(AttributeError):
         outcome.end = "failed"  # type: ignore[misc]
 
+
+
+def test_a_run_stopped_before_its_agent_starts_gives_the_workspace_back() -> None:
+    class StoppingHost(FakeHost):
+        def ready(self, handle: FakeHandle) -> None:
+            raise asyncio.CancelledError
+
+    handle = FakeHandle()
+    with pytest.raises(asyncio.CancelledError):
+        attempt(FakeRunner(handle), StoppingHost())
+    assert handle.calls == ["release"]  # never waited on: the agent did not start
