@@ -339,3 +339,36 @@ def _processes_under(folder: Path) -> list[int]:
             if proc.cwd().startswith(str(folder)):
                 found.append(proc.pid)
     return found
+
+
+WRITES_A_CACHE = textwrap.dedent(
+    """\
+    import json, sys
+    from pathlib import Path
+    cache = Path(json.loads(Path(sys.argv[1]).read_text())["cache"])
+    try:
+        (cache / "entry").write_text("cached\\n")
+        print("cache written", flush=True)
+    except OSError as exc:
+        print(f"cache refused: {exc}", flush=True)
+    Path("feature.txt").write_text("work\\n")
+    """
+)
+
+
+@needs_bwrap
+@pytest.mark.parametrize("listed", [True, False])
+def test_agent_writable_lets_a_confined_agent_write_a_listed_path(tmp_path: Path, listed: bool) -> None:
+    repo, facts = _project(tmp_path, "on", WRITES_A_CACHE)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    facts.write_text(json.dumps({"cache": str(cache)}))
+    if listed:
+        config = (repo / "tuiorch.toml").read_text().replace('confine = "on"', f'confine = "on"\nwritable = ["{cache}"]')
+        (repo / "tuiorch.toml").write_text(config)
+        git(repo, "commit", "-qam", "widen")
+    code, events, stderr = _run(repo)
+    assert code == 0, stderr
+    log = (repo / ".git" / "tuiorch" / "logs" / "1.log").read_text()
+    assert ("cache written" in log) is listed, log
+    assert (cache / "entry").exists() is listed
