@@ -198,5 +198,54 @@ async def test_an_unreachable_cluster_is_a_start_failure_naming_it(tmp_path: Pat
         "    print(exc.reason)\n"
     )
     repo = make_repo(tmp_path / "repo")
-    done = subprocess.run([sys.executable, "-c", script, str(repo)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(repo)], capture_output=True, text=True, timeout=60
+    )
     assert "cannot reach the Ray cluster at 127.0.0.1:9" in done.stdout, done.stderr
+
+
+def test_the_ray_throughput_bench_runs(ray_cluster: Cluster) -> None:
+    bench = Path(__file__).resolve().parents[2] / "bench" / "ray_throughput.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--quick", "--address", ray_cluster.address],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "extra per task on ray" in done.stdout
+
+
+async def test_work_that_cannot_be_committed_is_kept_out_of_the_pool_on_the_node(
+    runner: RayRunner, central: Path
+) -> None:
+    from dataclasses import replace
+
+    from tuiorch.gitops import UncommittedWork
+    from tuiorch.runners.base import AgentCommand
+
+    leave = (
+        "import pathlib, subprocess\n"
+        "subprocess.run(['git', 'checkout', '-q', '--detach'], check=True)\n"
+        "pathlib.Path('precious.txt').write_text('not committed')\n"
+    )
+    spec = replace(
+        demo_spec(central, "10", ""),
+        command=lambda workspace: AgentCommand(argv=(sys.executable, "-c", leave), prompt="p"),
+    )
+    handle = await runner.start(spec, Seen().hooks())
+    slot_path = handle.workspace
+    assert (await handle.wait()).ok
+    with pytest.raises(UncommittedWork) as caught:
+        await handle.collect("x", failed=False)
+    kept = Path(caught.value.worktree)
+    assert (kept / "precious.txt").read_text() == "not committed"
+    assert str(kept) in str(caught.value) and handle.where in str(caught.value)
+    await handle.release()
+    # The slot is made anew for the next task; the kept work is untouched.
+    again = await runner.start(demo_spec(central, "11", WRITE), Seen().hooks())
+    assert again.workspace == slot_path
+    assert (await again.wait()).ok
+    await again.collect("x", failed=False)
+    await again.release()
+    assert (kept / "precious.txt").read_text() == "not committed"

@@ -266,6 +266,13 @@ class AgentActor:
         """The branch's commits the centre lacks (taken while the agent still runs)."""
         return await asyncio.to_thread(nodegit.result_bundle, self.workspace, self.branch, list(exclude))
 
+    async def keep_aside(self, slot: int, name: str) -> str:
+        return await asyncio.to_thread(self._keep_aside, slot, name)
+
+    def _keep_aside(self, slot: int, name: str) -> str:
+        with self.repo.locked():
+            return self.repo.keep_aside(slot, name)
+
     async def release(self, slot: int, remove: bool) -> None:
         await asyncio.to_thread(self.repo.remove_slot if remove else self.repo.release_slot, slot)
 

@@ -71,7 +71,6 @@ class RayHandle:
         self.where = run.where
         self._cancelled = False
         self._released = False
-        self._kept = False
 
     def attachment(self) -> Attachment:
         return Attachment(
@@ -192,9 +191,12 @@ class RayHandle:
             message, self.run.identity, self.run.scratch, self._known()
         )
         if result["uncommitted"]:
-            self._kept = True
+            # Out of the pool: the slot is made anew next time, the work stays where it is named.
+            aside = f"{self.run.task_id}-{self.run.name.rsplit('-', 1)[-1]}"
+            kept = await self.run.actor.keep_aside.remote(self.run.slot, aside)
+            self.workspace = kept
             raise UncommittedWork(
-                f"{result['uncommitted']} (on the Ray node {self.where})", Path(self.workspace)
+                f"{result['uncommitted']}; kept in {kept} on the Ray node {self.where}", Path(kept)
             )
         try:
             tip = await self._fetch(result["bundle"])
@@ -206,7 +208,7 @@ class RayHandle:
         return Collected(tip=tip, has_new_commits=has_new, markers=tuple(result.get("markers") or ()))
 
     async def release(self) -> None:
-        if self._released or self._kept:
+        if self._released:
             return
         self._released = True
         self._offset_path().unlink(missing_ok=True)

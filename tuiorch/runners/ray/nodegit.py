@@ -139,6 +139,14 @@ class NodeRepo:
         if (self.cache / "HEAD").exists():
             _git(["worktree", "prune"], cwd=self.cache)
 
+    def keep_aside(self, slot: int, name: str) -> str:
+        """Move the slot's worktree out of the pool (work that could not be committed stays in it); the
+        slot is made anew next time. Returns where it went."""
+        kept = self.root / "kept" / name
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        _git(["worktree", "move", str(self.slot_path(slot)), str(kept)], cwd=self.cache)
+        return str(kept)
+
     def release_slot(self, slot: int) -> None:
         """Detach the slot's HEAD so its branch can go (the worktree stays warm for the next task)."""
         path = self.slot_path(slot)

@@ -183,7 +183,9 @@ class RayRunner:
         except ray.exceptions.RayTaskError as exc:
             ray.kill(actor)
             where = self.placement.where(node_id)
-            raise StartFailed(f"preparing the workspace on the Ray node {where} failed: {exc.cause}") from None
+            raise StartFailed(
+                f"preparing the workspace on the Ray node {where} failed: {exc.cause}"
+            ) from None
         except BaseException:
             ray.kill(actor)
             raise
