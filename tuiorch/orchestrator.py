@@ -1137,6 +1137,10 @@ class Orchestrator:
         """The last run died: end its agents, then drop the git locks only it could have held."""
         for notice in await end_dead_run(self.git.git_dir, self.base, saved.get("tasks", {})):
             self._emit(ev.Notice(message=notice.message, level=notice.level))
+        if self.agent_runner.kind != "local":
+            # Agents on other machines: the runner ends them, bringing what they did into their branches.
+            for line in await self.agent_runner.end_orphans():
+                self._emit(ev.Notice(message=line))
 
     async def _reconcile(self) -> None:
         """Pick up where a dead or finished run left off (the rules are `tuiorch.steps.recovery`'s)."""

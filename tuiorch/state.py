@@ -173,6 +173,7 @@ def _task_entry(rec: TaskRecord) -> dict[str, object]:
         "tip": rec.tip,
         "pgid": rec.pgid,
         "confined": rec.confined,
+        "where": rec.where,
         "commit": rec.commit,
         "held": rec.held,
         "priority": rec.task.priority.label if rec.priority_override else None,

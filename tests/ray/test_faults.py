@@ -189,7 +189,11 @@ async def test_tuiorch_clean_ends_orphaned_remote_runs_and_removes_their_node_wo
     saved = await _killed_driver(central, "5", body, tmp_path)
     assert Path(saved.workspace).is_dir() and _alive(saved.pgid)
     done = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "tuiorch", "clean"], cwd=central, capture_output=True, text=True
+        subprocess.run,
+        [sys.executable, "-m", "tuiorch", "clean"],
+        cwd=central,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     assert f"ended the orphaned agent {saved.ref}" in done.stdout

@@ -85,10 +85,13 @@ _AGENT_AT_WORK = frozenset(status.value for status in AGENT_AT_WORK)
 
 
 def _sandbox_word(data: dict) -> str:
-    """For an agent at work: whether it runs confined to its worktree and branch."""
+    """For an agent at work: the node it runs on (when not this machine), and whether it runs confined
+    to its worktree and branch."""
     if data.get("status") not in _AGENT_AT_WORK:
         return ""
-    return "confined " if data.get("confined") else "unconfined "
+    where = str(data.get("where") or "local")
+    node = "" if where == "local" else f"on {where} "
+    return node + ("confined " if data.get("confined") else "unconfined ")
 
 
 def report(root: Path, as_json: bool) -> int:

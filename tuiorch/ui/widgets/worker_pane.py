@@ -173,6 +173,7 @@ class WorkerPane(Vertical, can_focus=True):
             activity_text(record),
             usage_text(record),
             record.confined,
+            record.where,
         )
         if state == self._shown:
             return
@@ -225,6 +226,8 @@ def status_line(record: Any, status: TaskStatus, elapsed: float | None, quiet: f
         parts.append(f"attempt {record.attempts}")
     if record.confined and status.is_active:
         parts.append("confined")
+    if getattr(record, "where", "") not in ("", "local") and status.is_active:
+        parts.append(f"on {record.where}")
     parts.append(f"elapsed {format_duration(elapsed)}")
     words = progress_text(record.progress)
     if words:
