@@ -1135,7 +1135,8 @@ class Orchestrator:
 
     async def _clean_up_after_dead_run(self, saved: dict) -> None:
         """The last run died: end its agents, then drop the git locks only it could have held."""
-        for notice in await end_dead_run(self.git.git_dir, self.base, saved.get("tasks", {})):
+        tasks = saved.get("tasks", {})
+        for notice in await end_dead_run(self.git.git_dir, self.base, tasks, end_orphans=self.agent_runner.end_orphans):
             self._emit(ev.Notice(message=notice.message, level=notice.level))
         if self.agent_runner.kind != "local":
             # Agents on other machines: the runner ends them, bringing what they did into their branches.

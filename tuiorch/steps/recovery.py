@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,12 +269,24 @@ class Notice:
     level: str = "info"
 
 
-async def end_dead_run(git_dir: Path, base: str, saved_tasks: Mapping[str, Mapping[str, Any]]) -> list[Notice]:
-    """The last run died: end its agents, then drop the git locks only it could have held."""
-    notices = [
-        Notice(f"ended agent process group {pgid} left by the tuiorch run that stopped")
-        for pgid in await asyncio.to_thread(kill_orphan_agents, git_dir)
-    ]
+async def end_dead_run(
+    git_dir: Path,
+    base: str,
+    saved_tasks: Mapping[str, Mapping[str, Any]],
+    *,
+    end_orphans: Callable[[], Awaitable[list[str]]] | None = None,
+) -> list[Notice]:
+    """The last run died: end its agents, then drop the git locks only it could have held.
+
+    `end_orphans` ends the agents where they run (the run's runner: on this machine or a cluster) and
+    says what it ended; without it, the agent process groups on this machine are ended."""
+    if end_orphans is not None:
+        notices = [Notice(line) for line in await end_orphans()]
+    else:
+        notices = [
+            Notice(f"ended agent process group {pgid} left by the tuiorch run that stopped")
+            for pgid in await asyncio.to_thread(kill_orphan_agents, git_dir)
+        ]
     await asyncio.sleep(0.1)  # let the killed agents go before their locks are judged
     was_merging = any(entry.get("status") in _MERGING for entry in saved_tasks.values())
     branches = [str(entry.get("branch") or "") for entry in saved_tasks.values()]
