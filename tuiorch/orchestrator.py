@@ -1135,13 +1135,11 @@ class Orchestrator:
 
     async def _clean_up_after_dead_run(self, saved: dict) -> None:
         """The last run died: end its agents, then drop the git locks only it could have held."""
+        # The runner ends the agents where they run (a cluster runner brings what they did into their
+        # branches first), then the git locks only the dead run could have held are dropped.
         tasks = saved.get("tasks", {})
         for notice in await end_dead_run(self.git.git_dir, self.base, tasks, end_orphans=self.agent_runner.end_orphans):
             self._emit(ev.Notice(message=notice.message, level=notice.level))
-        if self.agent_runner.kind != "local":
-            # Agents on other machines: the runner ends them, bringing what they did into their branches.
-            for line in await self.agent_runner.end_orphans():
-                self._emit(ev.Notice(message=line))
 
     async def _reconcile(self) -> None:
         """Pick up where a dead or finished run left off (the rules are `tuiorch.steps.recovery`'s)."""
