@@ -113,8 +113,8 @@ class AgentProcess:
         self.log_path = Path(log_path)
         self.env = dict(env or {})
         self.hooks = hooks or ProcessHooks()
-        self.timeout = timeout if timeout and timeout > 0 else None
-        self.stuck_after = stuck_after if stuck_after and stuck_after > 0 else None
+        self.timeout = _positive(timeout)
+        self.stuck_after = _positive(stuck_after)
         self.watch_dir = Path(watch_dir) if watch_dir is not None else self.cwd
         self.kill_grace = kill_grace
         #: A file given to the process as its stdin (a prompt too long for argv); else stdin is empty.
@@ -378,6 +378,11 @@ class _LogLines:
             self.at_line_start = ends_line
         self.log.write(data)
         self.log.flush()
+
+
+def _positive(seconds: float | None) -> float | None:
+    """A limit in seconds; None (no limit) for None, zero or less."""
+    return seconds if seconds and seconds > 0 else None
 
 
 async def _wait_exit(proc: asyncio.subprocess.Process) -> None:

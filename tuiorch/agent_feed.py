@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from tuiorch import events as ev
-from tuiorch.agent_output import OutputParser, ParsedLine
+from tuiorch.agent_output import OutputParser, ParsedLine, Progress
 from tuiorch.model.record import TaskRecord
 
 
@@ -53,17 +53,7 @@ class AgentFeed:
         rec = self.rec
         rec.last_output = time.time()
         rec.lines += count
-        shown: list[str] = []
-        progress = None
-        activity = None
-        for parsed in parsed_lines:
-            display = parsed.display
-            if display is not None:
-                shown.extend(display.splitlines() if "\n" in display else (display,))
-            if parsed.progress is not None:
-                progress = parsed.progress
-            if parsed.status:
-                activity = parsed.status
+        shown, progress, activity = _gather(parsed_lines)
         self.show(shown)
         if self.parser.usage is not None:
             before = self._usage_before
@@ -76,3 +66,16 @@ class AgentFeed:
             rec.activity = activity
             self.emit(ev.TaskActivity(task=rec.task.id, activity=activity))
         self.alive()
+
+
+def _gather(parsed_lines: list[ParsedLine]) -> tuple[list[str], Progress | None, str | None]:
+    """A burst's lines for the pane, and its latest progress and activity."""
+    shown: list[str] = []
+    progress = None
+    activity = None
+    for parsed in parsed_lines:
+        if parsed.display is not None:
+            shown.extend(parsed.display.splitlines() if "\n" in parsed.display else (parsed.display,))
+        progress = parsed.progress or progress
+        activity = parsed.status or activity
+    return shown, progress, activity
