@@ -1,5 +1,6 @@
 """One locking style: every public method of the git nouns holds the repository lock while it uses
-libgit2, so the engine's threads never use the repository at the same time."""
+the shared libgit2 handle, so the engine's threads never use it at the same time; long work on handles
+of its own (a slot's checkout, an agent's leftovers) runs without it, so merges go on meanwhile."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from tests.conftest import make_repo
 from tuiorch.git import GitRepo
+from tuiorch.git import slots as slots_module
 from tuiorch.git import worktrees as worktrees_module
 from tuiorch.git.branches import Branches
 from tuiorch.git.conflicts import Conflicts
@@ -29,12 +31,18 @@ SPLIT_OR_INNER = {
 }
 
 
+# Public methods that use only handles they open themselves (@own_handles).
+OWN_HANDLES = {(Leftovers, "commit")}
+
+
 @pytest.mark.parametrize("noun", [Refs, Branches, Worktrees, Leftovers, Merges, Conflicts])
 def test_every_public_method_takes_the_lock(noun: type) -> None:
     for name, method in inspect.getmembers(noun, inspect.isfunction):
         if name.startswith("_") or (noun, name) in SPLIT_OR_INNER:
             continue
-        assert hasattr(method, "__wrapped__"), f"{noun.__name__}.{name} is not @locked"
+        assert hasattr(method, "__wrapped__"), f"{noun.__name__}.{name} is neither @locked nor @own_handles"
+        marked = getattr(method, "own_handles", False)
+        assert marked == ((noun, name) in OWN_HANDLES), f"{noun.__name__}.{name}: @own_handles is {marked}"
 
 
 def test_a_call_waits_while_another_thread_holds_the_repository(tmp_path: Path) -> None:
@@ -90,3 +98,48 @@ def test_a_removed_worktree_is_deleted_outside_the_lock(tmp_path: Path, monkeypa
     assert not wt.exists() and not any(tmp_path.glob(".wt.removing-*"))
     listed = subprocess.run(["git", "worktree", "list"], cwd=gr.root, capture_output=True, text=True).stdout
     assert str(wt) not in listed
+
+
+def test_a_reused_slot_is_switched_outside_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gr = GitRepo(make_repo(tmp_path / "repo"))
+    wt = tmp_path / "wt"
+    gr.prepare_worktree(wt, "task-1", "main")
+    gr.release_worktree(wt)
+    gr.delete_branch("task-1", force=True)
+    held_during_switch: list[bool] = []
+    run = slots_module.SlotSwitch.run
+
+    def spying_run(self: slots_module.SlotSwitch) -> None:
+        held_during_switch.append(gr.repo.lock.locked())
+        run(self)
+
+    monkeypatch.setattr(slots_module.SlotSwitch, "run", spying_run)
+    (wt / "junk.txt").write_text("left by a killed run\n")  # saved under the lock, then cleaned without it
+    gr.prepare_worktree(wt, "task-2", "main")
+    assert held_during_switch == [False]
+    (rescued,) = gr.take_rescued()
+    assert subprocess.run(["git", "show", f"{rescued}:junk.txt"], cwd=gr.root, capture_output=True, text=True).stdout == (
+        "left by a killed run\n"
+    )
+    assert subprocess.run(["git", "branch", "--show-current"], cwd=wt, capture_output=True, text=True).stdout == "task-2\n"
+    assert not (wt / "junk.txt").exists()
+
+
+def test_an_agents_leftovers_are_committed_while_a_merge_holds_the_repository(tmp_path: Path) -> None:
+    gr = GitRepo(make_repo(tmp_path / "repo"))
+    wt = tmp_path / "wt"
+    gr.prepare_worktree(wt, "task-1", "main")
+    (wt / "new.txt").write_text("agent's work\n")
+    done = threading.Event()
+    commits: list[str | None] = []
+
+    def commit() -> None:
+        commits.append(gr.commit_leftovers(wt, "task 1", "task-1"))
+        done.set()
+
+    with gr.repo.lock:  # e.g. another task's merge under way
+        committer = threading.Thread(target=commit)
+        committer.start()
+        assert done.wait(30)
+    committer.join()
+    assert commits[0] == gr.branch_tip("task-1")

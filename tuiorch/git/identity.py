@@ -41,14 +41,18 @@ def parse_ident(line: str) -> tuple[str, str] | None:
 
 
 class Identity:
-    """The repository's commit rules, asked of git once; callers hold the repository lock."""
+    """The repository's commit rules, asked of git once (git processes only, no libgit2 handle)."""
 
     def __init__(self, repo: Repo) -> None:
         self.repo = repo
         self._rules: CommitRules | None = None
 
     def rules(self) -> CommitRules:
-        """Asked of git itself once: it alone resolves GIT_*_NAME/EMAIL, includeIf and core.hooksPath."""
+        """Asked of git itself once: it alone resolves GIT_*_NAME/EMAIL, includeIf and core.hooksPath.
+
+        Asked by two threads at once (a locked merge and an unlocked leftovers commit), git is asked
+        twice and the answers are the same: no lock needed.
+        """
         if self._rules is None:
             self._rules = self._ask_git()
         return self._rules

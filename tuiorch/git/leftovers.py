@@ -15,18 +15,19 @@ from tuiorch.git.errors import GitError, UncommittedWork
 from tuiorch.git.identity import Identity
 from tuiorch.git.proc import output, with_task_worktree_config
 from tuiorch.git.refs import operation_in_progress
-from tuiorch.git.repo import Repo, locked
+from tuiorch.git.repo import Repo, own_handles
 from tuiorch.git.trees import conflicts_of
 
 
 class Leftovers:
-    """`commit` is the only entry: it takes the repository lock."""
+    """`commit` is the only entry. It works on the worktree's own handle and with git processes, never
+    on the repository's shared handle, so it takes no lock: merges and the other slots go on meanwhile."""
 
     def __init__(self, repo: Repo, identity: Identity) -> None:
         self.repo = repo
         self.identity = identity
 
-    @locked
+    @own_handles
     def commit(
         self, worktree: Path, message: str, branch: str | None = None, scratch: Sequence[str] = ()
     ) -> str | None:

@@ -1,12 +1,14 @@
 """One repository opened once: its libgit2 handle, the lock every libgit2 use takes, and the few
 lookups every other module of the package builds on.
 
-Locking has one style: each public method of a noun object (refs, worktrees, branches, leftovers,
-merges, conflicts) is decorated with `@locked`, which holds `Repo.lock` for the call and rewords
-libgit2's own errors as GitError. Helpers called from inside such a method never lock again (the
-lock is not reentrant); work that must run outside the lock (a `git worktree add` checkout, deleting
-a big directory) is split into locked steps around it. libgit2 objects must not be used from two
-threads at once, and the engine calls these methods through `asyncio.to_thread`.
+Locking has one style, because libgit2 objects must not be used from two threads at once and the
+engine calls the git package through `asyncio.to_thread`: each public method of a noun object (refs,
+worktrees, branches, leftovers, merges, conflicts) is decorated with `@locked`, which holds
+`Repo.lock` for the call, or with `@own_handles` when it touches only libgit2 handles it opens
+itself (a worktree's) and git processes, so it needs no lock. Both reword libgit2's own errors as
+GitError. Helpers called from inside a locked method never lock again (the lock is not reentrant);
+long work that needs no shared handle (a checkout, deleting a big directory) is split out of the
+locked steps around it, so merges and the other slots do not wait for it.
 """
 
 from __future__ import annotations
@@ -139,10 +141,28 @@ def locked(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P]
             try:
                 return method(self, *args, **kwargs)
             except pygit2.GitError as exc:
-                # libgit2's own errors (a worktree deleted under us, a corrupt ref) reach the user as ours.
-                raise GitError(f"git: {exc}") from exc
+                raise reworded(exc) from exc
 
     return wrapper
+
+
+def own_handles(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+    """Mark a public method that uses only libgit2 handles it opens itself: no lock, errors reworded."""
+
+    @functools.wraps(method)
+    def wrapper(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except pygit2.GitError as exc:
+            raise reworded(exc) from exc
+
+    wrapper.own_handles = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def reworded(exc: pygit2.GitError) -> GitError:
+    """libgit2's own errors (a worktree deleted under us, a corrupt ref) reach the user as ours."""
+    return GitError(f"git: {exc}")
 
 
 # ------------------------------------------------------------------ opening

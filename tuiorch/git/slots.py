@@ -1,11 +1,12 @@
-"""Reusing a slot's worktree for the next task: switch it in place, writing only files that differ,
-after saving any work a killed run left uncommitted there."""
+"""Reusing a slot's worktree for the next task: save any work a killed run left uncommitted there
+(under the repository lock), then switch it in place, writing only files that differ (without it)."""
 
 from __future__ import annotations
 
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
@@ -31,13 +32,33 @@ def update_submodules(path: Path) -> None:
     )
 
 
-def reuse(repo: Repo, path: Path, branch: str, keep: Sequence[str], scratch: Sequence[str]) -> str | None:
-    """Warm slot reuse: switch the worktree to `branch`, writing only files that differ.
+@dataclass
+class SlotSwitch:
+    """A reused slot's worktree, its uncommitted work saved, ready to be switched to its new branch."""
+
+    path: Path
+    branch: str
+    kept: set[str]
+    #: The worktree's own handle: the switch needs no repository lock.
+    wt_repo: pygit2.Repository
+    #: The ref that holds the work found uncommitted there, if any.
+    rescued: str | None
+
+    def run(self) -> None:
+        """Switch the worktree to the branch, writing only files that differ, and clean it."""
+        self.wt_repo.state_cleanup()  # drop MERGE_HEAD etc. left by an abandoned manual merge
+        self.wt_repo.checkout(f"refs/heads/{self.branch}", strategy=CheckoutStrategy.FORCE)
+        clean_untracked(self.path, self.wt_repo.index, self.kept)
+        update_submodules(self.path)
+
+
+def prepare_reuse(repo: Repo, path: Path, branch: str, keep: Sequence[str], scratch: Sequence[str]) -> SlotSwitch:
+    """Warm slot reuse, first half: save what someone left uncommitted in the worktree at `path`.
 
     Uncommitted work found there (left when tuiorch was killed while an agent or a commit was
-    under way) is first saved as a commit under refs/tuiorch/rescued/, whose name is returned; if
-    even that fails, reuse is refused (UncommittedWork) rather than overwrite it. The caller holds
-    the repository lock.
+    under way) is saved as a commit under refs/tuiorch/rescued/; if even that fails, reuse is
+    refused (UncommittedWork) rather than overwrite it. The caller holds the repository lock, then
+    runs the returned switch without it.
     """
     repo.clear_dead_agent_lock(path)
     wt_repo = pygit2.Repository(str(path))
@@ -54,11 +75,7 @@ def reuse(repo: Repo, path: Path, branch: str, keep: Sequence[str], scratch: Seq
                 "commit or remove it there, or move the folder away, then retry",
                 path,
             ) from exc
-    wt_repo.state_cleanup()  # drop MERGE_HEAD etc. left by an abandoned manual merge
-    wt_repo.checkout(f"refs/heads/{branch}", strategy=CheckoutStrategy.FORCE)
-    clean_untracked(path, wt_repo.index, kept)
-    update_submodules(path)
-    return rescued
+    return SlotSwitch(path, branch, kept, wt_repo, rescued)
 
 
 def _work_in(

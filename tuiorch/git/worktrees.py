@@ -25,7 +25,7 @@ from tuiorch.git.cleaning import (
     normalize_keep,
 )
 from tuiorch.git.errors import GitError
-from tuiorch.git.repo import Repo, locked
+from tuiorch.git.repo import Repo, locked, reworded
 
 
 class Worktrees:
@@ -58,8 +58,14 @@ class Worktrees:
         scratch: an agent CLI's own files (never work) that a reused slot may hold.
         """
         path = Path(path).absolute()
-        base_sha, reused = self._claim(path, branch, base, keep, keep_commits, scratch)
-        if reused:
+        base_sha, switch = self._claim(path, branch, base, keep, keep_commits, scratch)
+        if switch is not None:
+            # Writing the files takes a while on a big repository: on the worktree's own handle,
+            # outside the lock, so merges and the other slots go on meanwhile.
+            try:
+                switch.run()
+            except pygit2.GitError as exc:
+                raise reworded(exc) from exc
             return base_sha
         # A full checkout takes seconds on a big repo: git does it outside our lock, so merges and the
         # other slots go on meanwhile (nothing else uses this new path or branch, and no prune runs
@@ -73,25 +79,26 @@ class Worktrees:
     @locked
     def _claim(
         self, path: Path, branch: str, base: str, keep: Sequence[str], keep_commits: bool, scratch: Sequence[str]
-    ) -> tuple[str, bool]:
-        """Point the branch and reuse the worktree at `path` (True), or reserve `path` for a new one."""
+    ) -> tuple[str, slots.SlotSwitch | None]:
+        """Point the branch and make ready to reuse the worktree at `path` (the switch to run), or
+        reserve `path` for a new one (None)."""
         base_commit = self.repo.commit_of(base)
         admin = self.repo.worktree_admin(path) if path.exists() else None
         self.branches.point(
             branch, base, base_commit, reuse_path=path.resolve() if admin else None, keep_commits=keep_commits
         )
         if admin is not None:
-            rescued = slots.reuse(self.repo, path, branch, keep, scratch)
-            if rescued is not None:
-                self._rescued.append(rescued)
+            switch = slots.prepare_reuse(self.repo, path, branch, keep, scratch)
+            if switch.rescued is not None:
+                self._rescued.append(switch.rescued)
             self._exclude_if_inside(path)
-            return str(base_commit.id), True
+            return str(base_commit.id), switch
         self._refuse_foreign(path)
         self._prune()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._exclude_if_inside(path)
         self._creating.add(path)
-        return str(base_commit.id), False
+        return str(base_commit.id), None
 
     def _add(self, path: Path, branch: str) -> None:
         """`git worktree add` + a parallel checkout, outside the repository lock."""
