@@ -117,6 +117,32 @@ class Orchestrator:
         self.git = GitRepo(self.root)
         self.state_dir = self.git.git_dir / "tuiorch"
         self.logs = log_dir(self.git.git_dir)
+        self._set_up_agents(config, agent_runner)
+        self.queue = RunQueue(tasks)
+        self.workers = config.workers
+        self.paused = False
+        self.slots: list[str | None] = [None] * self.workers
+        self._wake = asyncio.Event()
+        #: Lands finished branches one at a time (the merge lock, the check gate, compare-and-swap).
+        self.lander = Lander(self.git, RetryPolicy())
+        #: Test-merges running branches against base (on a git handle of its own: reads only).
+        self.predictor = ConflictPredictor(GitRepo(self.root), config.base)
+        #: The git side of conflict resolution, by the resolver agent or in the conflict modal.
+        self.resolver = ConflictResolver(self.git, config.base)
+        self._runners: dict[str, asyncio.Task[None]] = {}
+        #: The running agent of each task that has one (cancel and stop reach it here).
+        self._agents: dict[str, AgentHandle] = {}
+        self._pending_output: dict[str, list[str]] = {}
+        self._stopping = False
+        self._base_at_start: str | None = None
+        self._restore_notice: str | None = None
+        self._saved: dict | None = None
+        self._resume_merges: list[TaskRecord] = []
+        self._persist_handle: asyncio.TimerHandle | None = None
+        self._restore_state()
+
+    def _set_up_agents(self, config: Config, agent_runner: Runner | None) -> None:
+        """What the run's agents are told (preset, templates, argv) and where they run (the runner)."""
         self.preset = agent_preset(config)
         # Agents on Ray nodes run unconfined: the sandbox is built for agents on this machine.
         confine = config.agent.confine if config.runner.kind == "local" else "off"
@@ -143,28 +169,6 @@ class Orchestrator:
             programs=self._argv_template[:1],
             confiner=self.confiner,
         )
-        self.queue = RunQueue(tasks)
-        self.workers = config.workers
-        self.paused = False
-        self.slots: list[str | None] = [None] * self.workers
-        self._wake = asyncio.Event()
-        #: Lands finished branches one at a time (the merge lock, the check gate, compare-and-swap).
-        self.lander = Lander(self.git, RetryPolicy())
-        #: Test-merges running branches against base (on a git handle of its own: reads only).
-        self.predictor = ConflictPredictor(GitRepo(self.root), config.base)
-        #: The git side of conflict resolution, by the resolver agent or in the conflict modal.
-        self.resolver = ConflictResolver(self.git, config.base)
-        self._runners: dict[str, asyncio.Task[None]] = {}
-        #: The running agent of each task that has one (cancel and stop reach it here).
-        self._agents: dict[str, AgentHandle] = {}
-        self._pending_output: dict[str, list[str]] = {}
-        self._stopping = False
-        self._base_at_start: str | None = None
-        self._restore_notice: str | None = None
-        self._saved: dict | None = None
-        self._resume_merges: list[TaskRecord] = []
-        self._persist_handle: asyncio.TimerHandle | None = None
-        self._restore_state()
 
     # ------------------------------------------------------------------ views
 
