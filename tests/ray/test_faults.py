@@ -147,7 +147,7 @@ async def doomed_node(ray_cluster: Cluster, tmp_path: Path):  # noqa: ANN201
 
 
 async def test_a_dead_node_fails_its_run_and_the_retry_on_another_node_keeps_its_fetched_commits(
-    ray_cluster: Cluster, central: Path, doomed_node: subprocess.Popen
+    ray_cluster: Cluster, central: Path, doomed_node: subprocess.Popen, capsys: pytest.CaptureFixture[str]
 ) -> None:
     runner = RayRunner(central, address=ray_cluster.address, commands=[sys.executable])
     try:
@@ -175,6 +175,8 @@ async def test_a_dead_node_fails_its_run_and_the_retry_on_another_node_keeps_its
         assert collected.has_new_commits
         assert git(central, "merge-base", "--is-ancestor", fetched, "task-3") == ""
         await retry.release()
+        # Ray's word on the dead node never reaches stdout (headless tuiorch's JSON event stream).
+        assert "marked dead" not in capsys.readouterr().out
     finally:
         await runner.close()
 

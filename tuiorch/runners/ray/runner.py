@@ -33,6 +33,22 @@ DEFAULT_RESOURCES: Mapping[str, float] = {"tuiorch_agent": 1.0}
 ORPHAN_MESSAGE = "wip: work left uncommitted by an interrupted run"
 
 
+def _cluster_messages_to_stderr() -> None:
+    """Ray's driver prints the cluster's error messages (a node marked dead, ...) on stdout, which is
+    headless tuiorch's JSON event stream: they go to stderr instead."""
+    from ray._private import worker
+
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "tuiorch", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.tuiorch = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
+
+
 def _reachable(address: str, timeout: float = 5.0) -> None:
     """OSError unless something accepts connections at "HOST:PORT"."""
     host, _, port = address.rpartition(":")
@@ -113,6 +129,7 @@ class RayRunner:
 
         async with self._connecting:
             if ray.is_initialized():
+                _cluster_messages_to_stderr()
                 return
             init = functools.partial(
                 ray.init,
@@ -125,6 +142,7 @@ class RayRunner:
                 # Ray itself retries an unreachable address for minutes: look first.
                 await asyncio.to_thread(_reachable, self.address)
                 await asyncio.to_thread(init)
+                _cluster_messages_to_stderr()
             except (OSError, RuntimeError, ValueError) as exc:
                 raise StartFailed(f"cannot reach the Ray cluster at {self.address}: {exc}") from None
 
