@@ -125,7 +125,10 @@ class RayRunner:
 
     async def connect(self) -> None:
         """Join the cluster as its driver, once; an unreachable cluster is a StartFailed saying so."""
-        import ray
+        try:
+            import ray
+        except ImportError:
+            raise StartFailed("[runner] kind = \"ray\" needs Ray: pip install 'tuiorch[ray]'") from None
 
         async with self._connecting:
             if ray.is_initialized():
