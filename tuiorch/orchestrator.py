@@ -1157,10 +1157,15 @@ class Orchestrator:
             for task_id, data in saved.get("tasks", {}).items()
             if (rec := self.records.get(task_id)) is not None
         ]
-        async for recovery in recover(self.git, tasks, base=self.base, worktrees=self._worktree_dir()):
+        ends = functools.partial(self._end_saved_agent, saved.get("tasks", {}))
+        async for recovery in recover(self.git, tasks, base=self.base, worktrees=self._worktree_dir(), end_agent=ends):
             self._apply_recovery(recovery)
         self._persist()
         self._emit(ev.QueueChanged())
+
+    async def _end_saved_agent(self, saved_tasks: dict, saved: SavedTask) -> str | None:
+        """End a dead run's agent through the runner, from what the run state saved about it."""
+        return await self.agent_runner.clean_up(Attachment.from_state(saved_tasks.get(saved.task_id, {})))
 
     def _apply_recovery(self, recovery: TaskRecovery) -> None:
         for notice in recovery.notices:

@@ -210,12 +210,25 @@ class TaskRecovery:
     notices: tuple[str, ...] = field(default=())
 
 
-async def recover(git: GitRepo, tasks: Iterable[SavedTask], *, base: str, worktrees: Path) -> AsyncIterator[TaskRecovery]:
-    """Carry out each task's plan in git, yielding it as soon as it is done (the caller applies its outcome)."""
+async def recover(
+    git: GitRepo,
+    tasks: Iterable[SavedTask],
+    *,
+    base: str,
+    worktrees: Path,
+    end_agent: Callable[[SavedTask], Awaitable[str | None]] | None = None,
+) -> AsyncIterator[TaskRecovery]:
+    """Carry out each task's plan in git, yielding it as soon as it is done (the caller applies its outcome).
+
+    `end_agent` ends a task's agent where it runs (the run's runner) and says what it ended; without it,
+    the saved process group is ended on this machine if it still works under `worktrees`."""
     for saved in tasks:
         notices: list[str] = []
         pgid = saved.agent_to_end
-        if pgid and kill_stale_group(pgid, worktrees):
+        if pgid and end_agent is not None:
+            if ended := await end_agent(saved):
+                notices.append(f"task {saved.task_id}: {ended}")
+        elif pgid and kill_stale_group(pgid, worktrees):
             notices.append(f"task {saved.task_id}: ended agent process group {pgid} of the dead run")
         facts = None if saved.merged else await _probe(git, saved, base)
         actions = plan_recovery(saved, facts)
