@@ -160,3 +160,19 @@ def test_readers_and_crashes_never_see_a_torn_file(git_dir: Path) -> None:
         state = load_state(git_dir)
         assert state is not None and state["n"] == state["end"]
     assert len(seen) > 3  # the reader really overlapped many writes
+
+
+def test_a_running_agents_attachment_is_saved_for_the_next_run() -> None:
+    from tuiorch.model.status import TaskStatus
+    from tuiorch.queue import RunQueue
+    from tuiorch.runners.base import Attachment
+    from tuiorch.state import dump
+    from tuiorch.tasks import Task
+
+    queue = RunQueue([Task(id="1", title="T")])
+    rec = queue.records["1"]
+    rec.status, rec.branch, rec.worktree = TaskStatus.RUNNING, "task-1", Path("/wt/slot-1")
+    rec.attachment = Attachment(runner="ray", where="node-2", workspace="/wt/slot-1", pgid=42, ref="tuiorch-run-1")
+    rec.pgid, rec.where = 42, "node-2"
+    entry = dump(queue, base="main", base_at_start=None, workers=1, finished=False)["tasks"]["1"]
+    assert Attachment.from_state(entry) == rec.attachment

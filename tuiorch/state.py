@@ -164,6 +164,8 @@ def _worth_saving(rec: TaskRecord) -> bool:
 
 def _task_entry(rec: TaskRecord) -> dict[str, object]:
     return {
+        # The running agent's runner and its own name for the run, for a restarted tuiorch to find it.
+        **({"runner": rec.attachment.runner, "ref": rec.attachment.ref} if rec.attachment is not None else {}),
         "status": rec.status.value,
         "title": rec.task.title,
         "attempts": rec.attempts,
