@@ -249,3 +249,24 @@ async def test_work_that_cannot_be_committed_is_kept_out_of_the_pool_on_the_node
     await again.collect("x", failed=False)
     await again.release()
     assert (kept / "precious.txt").read_text() == "not committed"
+
+
+async def test_slots_setup_runs_once_in_a_fresh_node_worktree_and_a_failure_is_a_start_failure(
+    runner: RayRunner, central: Path
+) -> None:
+    setup = (sys.executable, "-c", "import pathlib; pathlib.Path('.ready').write_text('x'); print('set up')")
+    first = await runner.start(demo_spec(central, "12", WRITE, slot=3, setup=setup), Seen().hooks())
+    assert (Path(first.workspace) / ".ready").exists()
+    assert "== setup on" in Path(demo_spec(central, "12", "").log_path).read_text()
+    assert (await first.wait()).ok
+    await first.collect("x", failed=False)
+    await first.release()
+    # Warm: the same slot's next task does not set up again (and .ready, untracked, is cleaned).
+    second = await runner.start(demo_spec(central, "13", WRITE, slot=3, setup=setup), Seen().hooks())
+    assert not (Path(second.workspace) / ".ready").exists()
+    assert (await second.wait()).ok
+    await second.release()
+    failing = (sys.executable, "-c", "raise SystemExit(3)")
+    with pytest.raises(StartFailed, match=r"\[slots\] setup failed on .* \(exit 3\)"):
+        await runner.start(demo_spec(central, "14", WRITE, slot=4, setup=failing), Seen().hooks())
+    assert not Path(first.workspace).with_name("4").exists()  # removed: set up again next time

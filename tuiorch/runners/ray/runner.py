@@ -230,6 +230,7 @@ class RayRunner:
         )
         where = self.placement.where(node_id)
         if prepared["setup"] is not None:
+            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(spec.log_path, "a", encoding="utf-8") as log:
                 log.write(f"== setup on {where}: {' '.join(setup or [])} ==\n{prepared['setup']['output']}")
             if prepared["setup"]["code"] != 0:
