@@ -47,12 +47,17 @@ class Placement:
         for node_id in [n for n in self.nodes if n not in alive]:
             notices.append(f"Ray node {self.nodes.pop(node_id).where} is gone; no more agents go there")
         for node_id, node in alive.items():
-            if node_id in self.nodes or node_id in self.skipped or self._recently_lost(node_id):
-                continue
             capacity = self.capacity(node.get("Resources", {}))
-            if capacity > 0 and (notice := await self._preflight(node_id, capacity)):
+            if (
+                self._is_new(node_id)
+                and capacity > 0
+                and (notice := await self._preflight(node_id, capacity))
+            ):
                 notices.append(notice)
         return notices
+
+    def _is_new(self, node_id: str) -> bool:
+        return not (node_id in self.nodes or node_id in self.skipped or self._recently_lost(node_id))
 
     def capacity(self, resources: Mapping[str, float]) -> int:
         return min(int(resources.get(name, 0) // amount) for name, amount in self.resources.items())

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import functools
 import inspect
-import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 from tuiorch.runners.base import AgentHooks, AgentSpec, Attachment, StartFailed, Workspace
 from tuiorch.runners.ray import shipping
 from tuiorch.runners.ray.actor import AgentActor
+from tuiorch.runners.ray.cluster import cluster_messages_to_stderr, identity, reachable
 from tuiorch.runners.ray.handle import RayHandle, RunInfo
 from tuiorch.runners.ray.nodegit import NodeRepo, repo_key
 from tuiorch.runners.ray.placement import NoNode, Placement
@@ -33,44 +33,22 @@ DEFAULT_RESOURCES: Mapping[str, float] = {"tuiorch_agent": 1.0}
 ORPHAN_MESSAGE = "wip: work left uncommitted by an interrupted run"
 
 
-def _cluster_messages_to_stderr() -> None:
-    """Ray's driver prints the cluster's error messages (a node marked dead, ...) on stdout, which is
-    headless tuiorch's JSON event stream: they go to stderr instead."""
-    from ray._private import worker
-
-    original = getattr(worker, "print_to_stdstream", None)
-    if original is None or getattr(original, "tuiorch", False):
+def _report_setup(spec: AgentSpec, where: str, setup: dict[str, Any] | None) -> None:
+    """[slots] setup's output into the task's log; its failure is a StartFailed."""
+    if setup is None:
         return
-
-    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
-        original({**data, "is_err": True}, ignore_prefix)
-
-    to_stderr.tuiorch = True  # type: ignore[attr-defined]
-    worker.print_to_stdstream = to_stderr
-
-
-def _reachable(address: str, timeout: float = 5.0) -> None:
-    """OSError unless something accepts connections at "HOST:PORT"."""
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError('expected "HOST:PORT"')
-    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-        pass
+    spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(spec.log_path, "a", encoding="utf-8") as log:
+        log.write(f"== setup on {where}: {' '.join(spec.setup or ())} ==\n{setup['output']}")
+    if setup["code"] != 0:
+        raise StartFailed(f"[slots] setup failed on {where} (exit {setup['code']})")
 
 
-def _identity(root: Path) -> dict[str, str]:
-    """The central repository's committer, for leftovers committed on a node (which has no identity)."""
-    done = subprocess.run(["git", "var", "GIT_COMMITTER_IDENT"], cwd=root, capture_output=True, text=True)
-    name, email = "tuiorch", "tuiorch@localhost"
-    if done.returncode == 0 and "<" in done.stdout:
-        name = done.stdout.split("<")[0].strip() or name
-        email = done.stdout.split("<")[1].split(">")[0].strip() or email
-    return {
-        "GIT_AUTHOR_NAME": name,
-        "GIT_AUTHOR_EMAIL": email,
-        "GIT_COMMITTER_NAME": name,
-        "GIT_COMMITTER_EMAIL": email,
-    }
+async def _render(spec: AgentSpec, workspace: Workspace) -> Any:
+    command = spec.command(workspace)
+    if inspect.isawaitable(command):  # a resolver's prompt reads the conflicted files first
+        command = await command
+    return command
 
 
 def _node_sweep(key: str, remove_slots: bool) -> int:
@@ -115,7 +93,7 @@ class RayRunner:
         self.reuse = reuse
         self.keep_at_end = keep_at_end
         self.scratch = tuple(scratch)
-        self.identity = _identity(self.root)
+        self.identity = identity(self.root)
         self.placement = Placement(resources or DEFAULT_RESOURCES, commands)
         self.handles: set[RayHandle] = set()
         self._lock = asyncio.Lock()
@@ -132,7 +110,7 @@ class RayRunner:
 
         async with self._connecting:
             if ray.is_initialized():
-                _cluster_messages_to_stderr()
+                cluster_messages_to_stderr()
                 return
             init = functools.partial(
                 ray.init,
@@ -143,9 +121,9 @@ class RayRunner:
             )
             try:
                 # Ray itself retries an unreachable address for minutes: look first.
-                await asyncio.to_thread(_reachable, self.address)
+                await asyncio.to_thread(reachable, self.address)
                 await asyncio.to_thread(init)
-                _cluster_messages_to_stderr()
+                cluster_messages_to_stderr()
             except (OSError, RuntimeError, ValueError) as exc:
                 raise StartFailed(f"cannot reach the Ray cluster at {self.address}: {exc}") from None
 
@@ -229,12 +207,7 @@ class RayRunner:
             bundle, ref, start, spec.slot, spec.branch, list(self.keep), setup, dict(spec.env)
         )
         where = self.placement.where(node_id)
-        if prepared["setup"] is not None:
-            spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(spec.log_path, "a", encoding="utf-8") as log:
-                log.write(f"== setup on {where}: {' '.join(setup or [])} ==\n{prepared['setup']['output']}")
-            if prepared["setup"]["code"] != 0:
-                raise StartFailed(f"[slots] setup failed on {where} (exit {prepared['setup']['code']})")
+        _report_setup(spec, where, prepared["setup"])
         run = RunInfo(
             actor=actor,
             name=name,
@@ -256,9 +229,7 @@ class RayRunner:
             path=prepared["workspace"], prompt_file=prepared["prompt_file"], conflicted=tuple(conflicted)
         )
         try:
-            command = spec.command(workspace)
-            if inspect.isawaitable(command):  # a resolver's prompt reads the conflicted files first
-                command = await command
+            command = await _render(spec, workspace)
         except StartFailed:
             await actor.release.remote(spec.slot, not self.reuse)
             raise
