@@ -7,7 +7,6 @@ tests/test_ui_review.py drive the conflict modal's manual resolution.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +22,6 @@ from tuiorch.steps.resolution import (
     resolution_message,
 )
 
-WORKTREE = Path("/nowhere/resolve-1")
-
 
 class ScriptedGit:
     """What the agent left behind, as git would report it; records what tuiorch did about it."""
@@ -34,30 +31,14 @@ class ScriptedGit:
         *,
         left_in_files: tuple[str, ...] = (),
         committed_with_markers: tuple[str, ...] = (),
-        finish_error: str | None = None,
         holds_merge: bool = True,
         undo_error: str | None = None,
     ) -> None:
         self.left_in_files = left_in_files
         self.committed_with_markers = committed_with_markers
-        self.finish_error = finish_error
         self.holds_merge = holds_merge
         self.undo_error = undo_error
         self.calls: list[str] = []
-
-    def mark_resolved(self, worktree: Path, path: str) -> None:
-        self.calls.append(f"stage {path}")
-        if path in self.left_in_files:
-            raise GitError(f"{path} still has conflict markers")
-
-    def finish_manual_merge(self, worktree: Path, message: str) -> str:
-        self.calls.append("commit")
-        if self.finish_error:
-            raise GitError(self.finish_error)
-        return "r" * 40
-
-    def files_with_markers(self, worktree: Path, paths: Any) -> list[str]:
-        return [p for p in paths if p in self.left_in_files]
 
     def committed_markers(self, branch: str, paths: Any) -> list[str]:
         return [p for p in paths if p in self.committed_with_markers]
@@ -77,40 +58,35 @@ class ScriptedGit:
 START = AttemptStart(conflicted=("a.py", "b.py"), given="g" * 40)
 
 
-def finish(git: ScriptedGit, start: AttemptStart = START) -> AttemptOutcome:
+def judge(git: ScriptedGit, start: AttemptStart = START) -> AttemptOutcome:
+    """The verdict on what the runner collected (the files it found still marked: `left_in_files`)."""
     resolver = ConflictResolver(git, "main")  # type: ignore[arg-type]
-    return asyncio.run(resolver.finish_attempt(WORKTREE, "task-1", start, "merge message"))
+    in_files = [p for p in start.conflicted if p in git.left_in_files]
+    return asyncio.run(resolver.verdict("task-1", start, in_files))
 
 
-def test_a_clean_resolution_is_staged_committed_and_accepted() -> None:
-    git = ScriptedGit()
-    assert finish(git) == AttemptOutcome(True)
-    assert git.calls == ["stage a.py", "stage b.py", "commit"]
+def test_a_clean_resolution_is_accepted() -> None:
+    assert judge(ScriptedGit()) == AttemptOutcome(True)
 
 
 def test_markers_left_in_a_file_fail_the_attempt_naming_it() -> None:
-    outcome = finish(ScriptedGit(left_in_files=("b.py",), finish_error="cannot commit: b.py is unmerged"))
-    assert not outcome.resolved and outcome.failure == "cannot commit: b.py is unmerged"
-    outcome = finish(ScriptedGit(left_in_files=("b.py",), finish_error="no merge in progress in resolve-1"))
-    assert outcome.failure == "conflict markers remain in b.py"
+    outcome = judge(ScriptedGit(left_in_files=("b.py",)))
+    assert outcome == AttemptOutcome(False, "conflict markers remain in b.py")
 
 
 def test_markers_the_agent_committed_fail_the_attempt() -> None:
-    # The agent committed the merge itself, markers and all: nothing is left to commit.
-    git = ScriptedGit(committed_with_markers=("a.py",), finish_error="no merge in progress in resolve-1")
-    outcome = finish(git)
+    # The agent committed the merge itself, markers and all: the workspace looks clean.
+    outcome = judge(ScriptedGit(committed_with_markers=("a.py",)))
     assert outcome == AttemptOutcome(False, "conflict markers remain in a.py")
     assert outcome.reason == "resolver agent: conflict markers remain in a.py"
 
 
 def test_an_agent_that_threw_the_merge_away_fails_the_attempt() -> None:
-    git = ScriptedGit(holds_merge=False, finish_error="no merge in progress in resolve-1")
-    assert finish(git).failure == "the agent did not commit the merge of main"
+    assert judge(ScriptedGit(holds_merge=False)).failure == "the agent did not commit the merge of main"
 
 
 def test_with_no_merge_given_only_the_markers_count() -> None:
-    git = ScriptedGit(holds_merge=False)
-    assert finish(git, AttemptStart(conflicted=("a.py",), given=None)).resolved
+    assert judge(ScriptedGit(holds_merge=False), AttemptStart(conflicted=("a.py",), given=None)).resolved
 
 
 def test_a_failed_attempt_is_undone_and_an_undo_that_fails_says_where_the_commits_stay() -> None:

@@ -76,6 +76,7 @@ from tuiorch.steps.recovery import (
 )
 from tuiorch.steps.resolution import AttemptOutcome as ResolverOutcome
 from tuiorch.steps.resolution import (
+    AttemptStart,
     ConflictResolver,
     ResolutionError,
     Side,
@@ -696,14 +697,9 @@ class Orchestrator:
             collected = await handle.collect(message, failed=False)
         except GitError as exc:
             return ResolverOutcome(False, str(exc))
-        marked = [*collected.markers]
-        marked += await asyncio.to_thread(self.git.committed_markers, rec.branch, handle.conflicted)
-        if marked:
-            return ResolverOutcome(False, "conflict markers remain in " + ", ".join(sorted(set(marked))))
-        given = handle.base_sha
-        if given and not await asyncio.to_thread(self.git.branch_contains, rec.branch, given):
-            return ResolverOutcome(False, f"the agent did not commit the merge of {self.base}")
-        return ResolverOutcome(True)
+        # For a resolver the handle's base is the base tip merged in: the agent's merge must hold it.
+        start = AttemptStart(handle.conflicted, handle.base_sha or None)
+        return await self.resolver.verdict(rec.branch, start, collected.markers)
 
     def _resolution_message(self, rec: TaskRecord) -> str:
         assert rec.branch is not None

@@ -5,10 +5,9 @@ conflict resolved, and the usual landing takes it to the base from there. This m
 work of each step and says how it went; it never writes a task's status, emits, saves or touches the
 queue, and it does not start the agent (the caller does, in the workspace this module prepares).
 
-The resolver agent's attempt, in order: `begin_attempt` (the branch checked out in its own worktree
-with the base merged in, markers and all; nothing conflicts any more ends it early), the prompt from
-`conflict_files`, the agent, `finish_attempt` (stage what it freed of markers, commit the merge if it
-left it uncommitted, and judge: no markers, the given base tip merged). A failed attempt's commits
+The resolver agent's attempt: the runner prepares its workspace (the base merged in, markers and all)
+and collects its work; this module gives the prompt the conflicted files' texts (`conflict_files`)
+and judges the result (`verdict`: no markers, the given base tip merged). A failed attempt's commits
 are taken back off the branch with `undo_attempt`, so a merge with markers left in never lands.
 """
 
@@ -36,7 +35,7 @@ class ResolutionError(Exception):
 
 @dataclass(frozen=True)
 class AttemptStart:
-    """A resolver attempt's workspace, ready for the agent."""
+    """What a resolver attempt was given: the conflicts and the base tip merged in."""
 
     #: The paths the merge of the base left in conflict; empty: nothing conflicts, no agent needed.
     conflicted: tuple[str, ...]
@@ -83,15 +82,6 @@ class ConflictResolver:
 
     # ---------------------------------------------------------------- the resolver agent
 
-    async def begin_attempt(self, path: Path, branch: str, message: str) -> AttemptStart:
-        """The branch in its own worktree at `path` with the base merged in, conflicts left for the agent."""
-        await self._checkout(path, branch)
-        conflicted = await asyncio.to_thread(
-            functools.partial(self.git.start_manual_merge, path, base=self.base, message=message)
-        )
-        given = await asyncio.to_thread(self.git.merge_head, path)
-        return AttemptStart(tuple(conflicted), given)
-
     async def conflict_files(self, branch: str, paths: Sequence[str]) -> list[ConflictFile]:
         """(path, ancestor, ours, theirs) of each conflicted path, for the resolver's prompt."""
         files = []
@@ -99,21 +89,6 @@ class ConflictResolver:
             ours, theirs, ancestor = await asyncio.to_thread(self.git.conflict_sides, branch, self.base, path)
             files.append((path, ancestor, ours, theirs))
         return files
-
-    async def finish_attempt(self, path: Path, branch: str, start: AttemptStart, message: str) -> AttemptOutcome:
-        """After an agent that succeeded: stage, commit if it did not, and judge its merge."""
-        try:
-            # Stage each path the agent freed of markers (told to leave staging to tuiorch, or forgot it).
-            for conflict_path in start.conflicted:
-                with contextlib.suppress(GitError):
-                    await asyncio.to_thread(self.git.mark_resolved, path, conflict_path)
-            # Commits the resolution when the agent left it uncommitted (its sandbox may forbid committing).
-            await asyncio.to_thread(self.git.finish_manual_merge, path, message)
-        except GitError as exc:
-            if "no merge in progress" not in str(exc):
-                return AttemptOutcome(False, str(exc))
-        in_files = await asyncio.to_thread(self.git.files_with_markers, path, start.conflicted)
-        return await self.verdict(branch, start, in_files)
 
     async def verdict(self, branch: str, start: AttemptStart, marked_in_files: Sequence[str]) -> AttemptOutcome:
         """Resolved when no conflicted path holds markers, in the workspace (`marked_in_files`) or in
