@@ -60,3 +60,12 @@ def _libgit2_without_global_config(tmp_path_factory: pytest.TempPathFactory):  #
     yield
     for level, value in saved.items():
         pygit2.settings.search_path[level] = value
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the Ray cluster's tests last: their session fixture moves the whole test process into a
+    network namespace of its own and keeps a two-node cluster up until the session ends, which the
+    rest of the suite should neither share nor wait behind."""
+    ray_dir = Path(__file__).parent / "ray"
+    items.sort(key=lambda item: Path(str(item.path)).is_relative_to(ray_dir))

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import git
+from tests.conftest import git
 
 from tuiorch.agent import AgentProcess, ProcessHooks
 from tuiorch.config import load_config
