@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import git
 
+from tests.conftest import git
 from tuiorch.agent import AgentProcess, ProcessHooks
 from tuiorch.config import load_config
 from tuiorch.demo import DemoError, make_demo_repo

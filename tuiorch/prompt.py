@@ -21,7 +21,7 @@ __all__ = [
     "render_resolve_prompt",
 ]
 
-# Marker lines the demo agent parses; keep them in step with tuiorch/demo_agent.py.
+# Marker lines the demo agent parses; keep them in step with tuiorch/demo_plan.py.
 WORKTREE_MARKER = "You are working in a git worktree at: "
 BRANCH_MARKER = "This is an isolated copy of the repository on branch "
 TASK_HEADING = "## Your Task: "

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tuiorch.demo_agent import (
+from tuiorch.demo_plan import (
     DemoError,
     ResolvePrompt,
     TaskPrompt,
