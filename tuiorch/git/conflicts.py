@@ -31,15 +31,17 @@ from tuiorch.git.trees import (
 Side = Literal["ours", "theirs"]
 #: (path, kind, base's text, the task's text, the merge base's text, binary)
 ConflictFile = tuple[str, str, str | None, str | None, str | None, bool]
+#: Which of a conflict's (ancestor, HEAD, merged-in) stages a side takes. In a task worktree HEAD is the
+#: task and the merged-in side is base; tuiorch's names are from base's point of view, so they swap.
+_STAGE_OF_SIDE: dict[str, int] = {"ours": 2, "theirs": 1}
 
 
 def files_with_markers(worktree: Path, paths: Sequence[str]) -> list[str]:
     """Those of `paths` whose file in `worktree` still holds a conflict marker line."""
     marked = []
     for path in paths:
-        target = Path(worktree) / path
         with contextlib.suppress(OSError):
-            if target.is_file() and has_markers(target.read_bytes()):
+            if _file_has_markers(Path(worktree) / path):
                 marked.append(path)
     return marked
 
@@ -67,10 +69,10 @@ class Conflicts:
         Binary files come back as a placeholder string naming their size.
         """
         ours, theirs, ancestor = self._sides(branch, base)
-        sides: list[str | None] = []
-        for tree in (ours.tree, theirs.tree, ancestor):
-            entry = tree_entry(tree, path) if tree is not None else None
-            sides.append(blob_text(self.repo.handle, entry.id) if isinstance(entry, pygit2.Blob) else None)
+        sides = [
+            blob_text(self.repo.handle, entry.id) if isinstance(entry, pygit2.Blob) else None
+            for entry in _entries((ours.tree, theirs.tree, ancestor), path)
+        ]
         return sides[0], sides[1], sides[2]
 
     @locked
@@ -81,13 +83,9 @@ class Conflicts:
         ours, theirs, ancestor = self._sides(branch, base)
         files = []
         for path in paths:
-            texts: list[str | None] = []
-            binary = False
-            for tree in (ours.tree, theirs.tree, ancestor):
-                entry = tree_entry(tree, path) if tree is not None else None
-                text, is_binary = _text_of(entry)
-                texts.append(text)
-                binary = binary or is_binary
+            read = [_text_of(entry) for entry in _entries((ours.tree, theirs.tree, ancestor), path)]
+            texts = [text for text, _binary in read]
+            binary = any(is_binary for _text, is_binary in read)
             kind = conflict_kind_in(path, texts[2], texts[0], texts[1], ours.tree, theirs.tree)
             files.append((path, kind, texts[0], texts[1], texts[2], binary))
         return str(ours.id), str(theirs.id), files
@@ -103,18 +101,14 @@ class Conflicts:
         an agent to edit; finish with finish_manual_merge. `message` replaces the prepared merge message
         (libgit2's "Merge branch ..." with "#Conflicts:" lines), which `git commit --no-edit` would keep.
         """
-        wt_repo = pygit2.Repository(str(worktree))
-        if wt_repo.head_is_detached:
-            raise GitError(f"{worktree} has no task branch checked out")
+        wt_repo = _task_checkout(worktree)
         if wt_repo.state() == RepositoryState.MERGE:
             return conflicts_of(wt_repo)
         if wt_repo.status():
             raise GitError(f"{worktree} has uncommitted changes; commit them before merging {base} in")
         wt_repo.merge(pygit2.Oid(hex=commit) if commit else wt_repo.references[f"refs/heads/{base}"])
-        task_branch = wt_repo.head.shorthand
         conflicted = conflicts_of(wt_repo)
-        for rel in conflicted:
-            _relabel_markers(Path(worktree) / rel, task_branch)
+        _relabel_markers(Path(worktree), conflicted, wt_repo.head.shorthand)
         if message is not None and wt_repo.listall_mergeheads():
             Path(wt_repo.path, "MERGE_MSG").write_text(message.rstrip("\n") + "\n", encoding="utf-8")
         return conflicted
@@ -143,7 +137,8 @@ class Conflicts:
     @locked
     def take_side(self, worktree: Path, path: str, side: Side) -> None:
         """Resolve `path` in `worktree` with base's version ("ours") or the task's ("theirs")."""
-        if side not in ("ours", "theirs"):
+        stage = _STAGE_OF_SIDE.get(side)
+        if stage is None:
             raise GitError(f"unknown side {side!r}: expected 'ours' (main) or 'theirs' (task)")
         wt_repo = pygit2.Repository(str(worktree))
         index = wt_repo.index
@@ -151,19 +146,9 @@ class Conflicts:
         conflicts = index.conflicts
         if conflicts is None or path not in conflicts:
             raise GitError(f"{path} is not in conflict in {worktree}")
-        _ancestor, head_entry, merged_in_entry = conflicts[path]
-        # In the task worktree HEAD is the task and the merged-in side is base; tuiorch's names are
-        # from base's point of view, so they swap here.
-        chosen = merged_in_entry if side == "ours" else head_entry
-        target = Path(worktree) / path
+        chosen = conflicts[path][stage]
         del conflicts[path]
-        if chosen is None:
-            target.unlink(missing_ok=True)
-        else:
-            blob = wt_repo[chosen.id]
-            assert isinstance(blob, pygit2.Blob)
-            _write_blob(target, blob.data, chosen.mode)
-            index.add(pygit2.IndexEntry(path, chosen.id, chosen.mode))
+        _check_out_entry(wt_repo, index, Path(worktree), path, chosen)
         index.write()
 
     @locked
@@ -176,10 +161,7 @@ class Conflicts:
         target.chmod(mode)
         index = pygit2.Repository(str(worktree)).index
         index.read()
-        conflicts = index.conflicts
-        if conflicts is not None and path in conflicts:
-            del conflicts[path]
-        index.add(path)
+        _resolve_in_index(index, path)
         index.write()
 
     @locked
@@ -188,15 +170,12 @@ class Conflicts:
         index = pygit2.Repository(str(worktree)).index
         index.read()
         target = Path(worktree) / path
-        if target.is_file() and has_markers(target.read_bytes()):
+        if _file_has_markers(target):
             raise GitError(f"{path} still has conflict markers")
-        conflicts = index.conflicts
-        if conflicts is not None and path in conflicts:
-            del conflicts[path]
         if target.exists():
-            index.add(path)
-        elif path in index:
-            index.remove(path)
+            _resolve_in_index(index, path)
+        else:
+            _unstage(index, path)
         index.write()
 
     @locked
@@ -221,16 +200,19 @@ class Conflicts:
         if with_markers:
             raise GitError(f"conflict markers remain in {', '.join(sorted(with_markers))}")
         index.write()
-        # git commits the merge (HEAD + MERGE_HEAD) so hooks, identity and signing apply.
+        self._commit_merge(Path(worktree), message)
+        return str(pygit2.Repository(str(worktree)).head.target)
+
+    def _commit_merge(self, worktree: Path, message: str) -> None:
+        """git commits the merge (HEAD + MERGE_HEAD) so hooks, identity and signing apply."""
         done = self.repo.git(
             ["commit", "--quiet", "--no-edit", "-F", "-"],
-            cwd=Path(worktree),
+            cwd=worktree,
             env=with_task_worktree_config(self.identity.env()),
             input=message.encode(),
         )
         if done.returncode != 0:
             raise GitError(f"git commit refused the resolved merge in {worktree}: {output(done)}")
-        return str(pygit2.Repository(str(worktree)).head.target)
 
 
 def _text_of(entry: pygit2.Object | None) -> tuple[str | None, bool]:
@@ -252,10 +234,12 @@ def _marked_merge_results(worktree: Path, index: pygit2.Index, head: pygit2.Comm
     return [
         entry.path
         for entry in index
-        if _differs_from_both(entry, head.tree, merged_in.tree)
-        and (worktree / entry.path).is_file()
-        and has_markers((worktree / entry.path).read_bytes())
+        if _differs_from_both(entry, head.tree, merged_in.tree) and _file_has_markers(worktree / entry.path)
     ]
+
+
+#: Worktree changes `_stage` adds from disk (deletions are removed instead).
+_ADDED_FROM_DISK = FileStatus.WT_NEW | FileStatus.WT_MODIFIED | FileStatus.WT_TYPECHANGE | FileStatus.WT_RENAMED
 
 
 def _stage(index: pygit2.Index, changes: dict[str, int]) -> None:
@@ -264,22 +248,70 @@ def _stage(index: pygit2.Index, changes: dict[str, int]) -> None:
         if flags & FileStatus.IGNORED:
             continue
         if flags & FileStatus.WT_DELETED:
-            conflicts = index.conflicts
-            if conflicts is not None and rel in conflicts:
-                del conflicts[rel]
-            if rel in index:
-                index.remove(rel)
-        elif flags & (FileStatus.WT_NEW | FileStatus.WT_MODIFIED | FileStatus.WT_TYPECHANGE | FileStatus.WT_RENAMED):
+            _unstage(index, rel)
+        elif flags & _ADDED_FROM_DISK:
             index.add(rel)
+
+
+def _drop_conflict(index: pygit2.Index, path: str) -> None:
+    """Forget `path`'s conflict stages, if it has any."""
+    conflicts = index.conflicts
+    if conflicts is not None and path in conflicts:
+        del conflicts[path]
+
+
+def _resolve_in_index(index: pygit2.Index, path: str) -> None:
+    """Stage the file on disk at `path` as its resolution."""
+    _drop_conflict(index, path)
+    index.add(path)
+
+
+def _unstage(index: pygit2.Index, path: str) -> None:
+    """Resolve `path` as deleted: no conflict stages, no entry."""
+    _drop_conflict(index, path)
+    if path in index:
+        index.remove(path)
+
+
+def _file_has_markers(target: Path) -> bool:
+    """True if `target` is a file holding a conflict marker line."""
+    return target.is_file() and has_markers(target.read_bytes())
+
+
+def _entries(trees: Sequence[pygit2.Tree | None], path: str) -> list[pygit2.Object | None]:
+    """`path`'s entry in each of `trees` (None where the tree or the path is absent)."""
+    return [tree_entry(tree, path) if tree is not None else None for tree in trees]
+
+
+def _task_checkout(worktree: Path) -> pygit2.Repository:
+    """The repository of `worktree`, which must have a task branch checked out."""
+    wt_repo = pygit2.Repository(str(worktree))
+    if wt_repo.head_is_detached:
+        raise GitError(f"{worktree} has no task branch checked out")
+    return wt_repo
 
 
 def _differs_from_both(entry: pygit2.IndexEntry, first: pygit2.Tree, second: pygit2.Tree) -> bool:
     """True for a file whose merged content matches neither parent (merged or hand-edited)."""
-    for tree in (first, second):
-        existing = tree_entry(tree, entry.path)
-        if existing is not None and existing.id == entry.id:
-            return False
-    return True
+    return not any(_same_entry(tree_entry(tree, entry.path), entry) for tree in (first, second))
+
+
+def _same_entry(existing: pygit2.Object | None, entry: pygit2.IndexEntry) -> bool:
+    return existing is not None and existing.id == entry.id
+
+
+def _check_out_entry(
+    wt_repo: pygit2.Repository, index: pygit2.Index, worktree: Path, path: str, chosen: pygit2.IndexEntry | None
+) -> None:
+    """Write `chosen` (a conflict stage) to `path` on disk and in the index; None deletes the file."""
+    target = worktree / path
+    if chosen is None:
+        target.unlink(missing_ok=True)
+        return
+    blob = wt_repo[chosen.id]
+    assert isinstance(blob, pygit2.Blob)
+    _write_blob(target, blob.data, chosen.mode)
+    index.add(pygit2.IndexEntry(path, chosen.id, chosen.mode))
 
 
 def _write_blob(target: Path, data: bytes, mode: int) -> None:
@@ -295,13 +327,20 @@ def _write_blob(target: Path, data: bytes, mode: int) -> None:
     target.chmod(0o755 if mode == FileMode.BLOB_EXECUTABLE else 0o644)
 
 
-def _relabel_markers(target: Path, task_branch: str) -> None:
+def _relabel_markers(worktree: Path, paths: Sequence[str], task_branch: str) -> None:
     """libgit2 labels the task's side 'HEAD'; name the branch so readers know whose side it is."""
+    label = f"<<<<<<< {task_branch}\n".encode()
+    for rel in paths:
+        _replace_in_file(worktree / rel, b"<<<<<<< HEAD\n", label)
+
+
+def _replace_in_file(target: Path, old: bytes, new: bytes) -> None:
+    """Replace `old` by `new` in the file at `target`; nothing when it cannot be read."""
     try:
         data = target.read_bytes()
     except OSError:
         return
-    relabelled = data.replace(b"<<<<<<< HEAD\n", f"<<<<<<< {task_branch}\n".encode())
-    if relabelled != data:
-        target.write_bytes(relabelled)
+    replaced = data.replace(old, new)
+    if replaced != data:
+        target.write_bytes(replaced)
 
