@@ -8,6 +8,8 @@ from tuiorch.config import Preset
 
 #: HTTP statuses a model API answers with; a CLI that exits with the status & 0xFF is read back by these.
 _HTTP_STATUSES = (400, 401, 402, 403, 404, 408, 409, 413, 422, 429, 500, 502, 503, 504, 529)
+#: The exit code each status leaves (status & 0xFF), read back as the first status that leaves it.
+_HTTP_STATUS_OF_EXIT = {status & 0xFF: status for status in reversed(_HTTP_STATUSES)}
 
 
 def exited_cleanly(exit_: AgentExit) -> bool:
@@ -41,22 +43,32 @@ def failure_reason(exit_: AgentExit, parser: OutputParser, stderr: list[str], pr
     """
     if exit_.timed_out or exit_.signal or exit_.error:
         return exit_words(exit_)
-    code = exit_.code
-    meaning = dict(preset.exit_codes).get(code) if code is not None else None
-    where = f"exit {code}"
-    if meaning is None and preset.http_exit_codes and code is not None:
-        statuses = [status for status in _HTTP_STATUSES if status & 0xFF == code]
-        if statuses:
-            where = f"exit {code}: HTTP {statuses[0]}, as this CLI exits with the HTTP status & 0xFF"
-            meaning = f"the model API answered HTTP {statuses[0]} ({where})"
+    meaning, where = _exit_code_meaning(exit_.code, preset)
     if parser.error:
         return f"{_clip(parser.error)} ({where})"  # one line: it heads a pane's note and a headless line
-    words = parser.warning or (stderr[-1].strip() if stderr else "")
+    words = parser.warning or _last_line(stderr)
     if meaning:
         return f"{meaning}: {_clip(words)}" if words else meaning
-    if words:
-        return f"{_clip(words)} ({where})"
-    return f"agent exited {code}"
+    return f"{_clip(words)} ({where})" if words else f"agent exited {exit_.code}"
+
+
+def _exit_code_meaning(code: int | None, preset: Preset) -> tuple[str | None, str]:
+    """What exit `code` means for the preset's CLI (None when nothing is known), and how to cite the code."""
+    where = f"exit {code}"
+    if code is None:
+        return None, where
+    meaning = dict(preset.exit_codes).get(code)
+    if meaning is not None or not preset.http_exit_codes:
+        return meaning, where
+    status = _HTTP_STATUS_OF_EXIT.get(code)
+    if status is None:
+        return None, where
+    where = f"exit {code}: HTTP {status}, as this CLI exits with the HTTP status & 0xFF"
+    return f"the model API answered HTTP {status} ({where})", where
+
+
+def _last_line(lines: list[str]) -> str:
+    return lines[-1].strip() if lines else ""
 
 
 def _clip(text: str, limit: int = 300) -> str:
