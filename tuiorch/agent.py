@@ -22,24 +22,27 @@ from pathlib import Path
 from typing import BinaryIO
 
 from tuiorch.agent_output import Progress, parse_progress
+from tuiorch.agent_streams import MAX_LINE_CHARS, STDERR_MARK, LineSplitter, LogLines
 from tuiorch.procs import group_alive, signal_group, signal_name
 
-__all__ = ["AgentExit", "AgentProcess", "ProcessHooks", "Progress", "parse_progress"]
+__all__ = [
+    "MAX_LINE_CHARS",
+    "STDERR_MARK",
+    "AgentExit",
+    "AgentProcess",
+    "ProcessHooks",
+    "Progress",
+    "parse_progress",
+]
 
 #: Bytes asked for per read; a burst of many small lines arrives as one chunk.
 READ_CHUNK = 256 * 1024
-#: Lines longer than this reach `on_line` and `tail` cut short (the log file keeps every byte).
-MAX_LINE_CHARS = 64 * 1024
 #: How often the supervisor looks at the process (exit, timeout, cancel, stuck).
 TICK = 0.05
 #: Directories never walked when looking for file changes: large and not the agent's own work.
 SKIP_DIRS = frozenset({".git", "node_modules", ".venv", "__pycache__", ".mypy_cache", ".pytest_cache"})
 #: Upper bound on entries looked at per scan, so a huge worktree cannot stall stuck detection.
 MAX_SCAN_ENTRIES = 50_000
-#: Prefix of each stderr line in the log file.
-STDERR_MARK = "[stderr] "
-#: An unfinished line is held back from the log (so the other stream cannot land inside it) up to this size.
-LOG_HOLD_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,9 @@ class _Clock:
     scan_every: float
     next_scan: float
     last_mtime: float
+
+    def past_deadline(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
 
 
 class AgentProcess:
@@ -174,28 +180,35 @@ class AgentProcess:
                 log, f"cannot read the prompt file {self.stdin_path}: {exc.strerror or exc}"
             )
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.argv,
-                cwd=self.cwd,
-                stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                # PWD: some CLIs take their project folder from it rather than from their cwd.
-                env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1", "PWD": str(self.cwd.absolute())},
-                start_new_session=True,
-                limit=READ_CHUNK,
-            )
+            proc = await self._exec(stdin or asyncio.subprocess.DEVNULL)
         except OSError as exc:
             return self._not_started(log, _start_error(self.argv[0], self.cwd, exc))
         finally:
             if stdin is not None:
                 stdin.close()
-        self.pid = self.pgid = proc.pid
-        if self.hooks.on_spawn is not None:
-            self.hooks.on_spawn(proc.pid)
-        if self._cancel_requested:  # cancel() came while the process was being spawned
-            signal_group(proc.pid, signal.SIGTERM)
+        self._spawned(proc.pid)
         return proc
+
+    async def _exec(self, stdin: BinaryIO | int) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *self.argv,
+            cwd=self.cwd,
+            stdin=stdin,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            # PWD: some CLIs take their project folder from it rather than from their cwd.
+            env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1", "PWD": str(self.cwd.absolute())},
+            start_new_session=True,
+            limit=READ_CHUNK,
+        )
+
+    def _spawned(self, pid: int) -> None:
+        """The process exists, in a group of its own: record it and tell the owner."""
+        self.pid = self.pgid = pid
+        if self.hooks.on_spawn is not None:
+            self.hooks.on_spawn(pid)
+        if self._cancel_requested:  # cancel() came while the process was being spawned
+            signal_group(pid, signal.SIGTERM)
 
     def _not_started(self, log: BinaryIO, message: str) -> AgentExit:
         log.write(f"tuiorch: {message}\n".encode())
@@ -206,10 +219,9 @@ class AgentProcess:
         clock = await self._start_clock()
         timed_out = False
         while proc.returncode is None:
-            if pump.done() and not pump.cancelled() and (failure := pump.exception()) is not None:
-                raise failure  # a hook raised or the log cannot be written: run() kills the group
+            _raise_failure(pump)  # a hook raised or the log cannot be written: run() kills the group
             now = time.monotonic()
-            if self._cancel_requested or (clock.deadline is not None and now >= clock.deadline):
+            if self._cancel_requested or clock.past_deadline(now):
                 timed_out = not self._cancel_requested
                 await self._kill_group(proc.pid, proc)
                 break
@@ -232,16 +244,19 @@ class AgentProcess:
         """A file changed under watch_dir counts as activity; no activity for stuck_after: stuck (once)."""
         assert self.stuck_after is not None
         if now >= clock.next_scan:
-            mtime = await asyncio.to_thread(_max_mtime, self.watch_dir)
-            if mtime > clock.last_mtime:
-                clock.last_mtime = mtime
-                self._activity(time.monotonic())
-            clock.next_scan = time.monotonic() + clock.scan_every
+            await self._scan_watch_dir(clock)
         idle = time.monotonic() - self.last_activity
         if not self.stuck and idle >= self.stuck_after:
             self.stuck = True
             if self.hooks.on_stuck:
                 self.hooks.on_stuck(idle)
+
+    async def _scan_watch_dir(self, clock: _Clock) -> None:
+        mtime = await asyncio.to_thread(_max_mtime, self.watch_dir)
+        if mtime > clock.last_mtime:
+            clock.last_mtime = mtime
+            self._activity(time.monotonic())
+        clock.next_scan = time.monotonic() + clock.scan_every
 
     async def _drain(self, proc: asyncio.subprocess.Process, pump: asyncio.Task[None]) -> None:
         await _wait_exit(proc)
@@ -264,65 +279,53 @@ class AgentProcess:
 
     async def _kill_group(self, pgid: int, proc: asyncio.subprocess.Process) -> None:
         """SIGTERM the group, wait up to the grace period for it to empty, then SIGKILL."""
-        if not signal_group(pgid, signal.SIGTERM):
+        if not signal_group(pgid, signal.SIGTERM) or await self._ended_in_grace(pgid, proc):
             return
-        give_up = time.monotonic() + self.kill_grace
-        while time.monotonic() < give_up:
-            if proc.returncode is not None and not group_alive(pgid):
-                return
-            await asyncio.sleep(TICK)
         signal_group(pgid, signal.SIGKILL)
         # SIGKILL cannot be caught, but dying takes a moment; don't report "ended" before it has.
         give_up = time.monotonic() + 2.0
         while group_alive(pgid) and time.monotonic() < give_up:
             await asyncio.sleep(0.01)
 
+    async def _ended_in_grace(self, pgid: int, proc: asyncio.subprocess.Process) -> bool:
+        """True once the process has exited and its group is empty, False if the grace period runs out."""
+        give_up = time.monotonic() + self.kill_grace
+        while time.monotonic() < give_up:
+            if proc.returncode is not None and not group_alive(pgid):
+                return True
+            await asyncio.sleep(TICK)
+        return False
+
     async def _pump_both(
         self, stdout: asyncio.StreamReader, stderr: asyncio.StreamReader, log: BinaryIO
     ) -> None:
-        out = asyncio.ensure_future(self._pump(stdout, _LogLines(log, b""), stderr=False))
-        err = asyncio.ensure_future(self._pump(stderr, _LogLines(log, STDERR_MARK.encode()), stderr=True))
+        out = asyncio.ensure_future(self._pump(stdout, LogLines(log, b""), stderr=False))
+        err = asyncio.ensure_future(self._pump(stderr, LogLines(log, STDERR_MARK.encode()), stderr=True))
         try:
             await asyncio.gather(out, err)
         finally:
             out.cancel()
             err.cancel()
 
-    async def _pump(self, stream: asyncio.StreamReader, log: _LogLines, *, stderr: bool) -> None:
-        """Copy one stream to the log (whole lines, flushed per read burst) and split it into lines.
+    async def _pump(self, stream: asyncio.StreamReader, log: LogLines, *, stderr: bool) -> None:
+        """Copy one stream to the log (whole lines, flushed per read burst) and hand its lines on.
 
-        A burst is decoded and split in one go (a flooding agent prints thousands of lines a read);
-        a line longer than MAX_LINE_CHARS is cut in what reaches `on_line`/`tail`, never in the log.
+        A line longer than MAX_LINE_CHARS is cut in what reaches `on_line`/`tail`, never in the log.
         """
-        pending = bytearray()  # the start of a line whose end has not arrived yet (bounded)
-        dropped = 0  # bytes of that line not kept in `pending` (they are in the log)
+        splitter = LineSplitter()
         try:
-            while True:
-                chunk = await stream.read(READ_CHUNK)
-                if not chunk:
-                    break
+            while chunk := await stream.read(READ_CHUNK):
                 log.write(chunk)
                 self._activity(time.monotonic())
                 self.last_output = self.last_activity
-                last_newline = chunk.rfind(b"\n")
-                if last_newline < 0:
-                    dropped += _append_bounded(pending, chunk)
-                    continue
-                first_newline = chunk.find(b"\n")
-                dropped += _append_bounded(pending, chunk[:first_newline])
-                lines = [_line_text(pending, dropped)]
-                if first_newline < last_newline:
-                    body = chunk[first_newline + 1 : last_newline].decode("utf-8", errors="replace")
-                    lines += [_cut(line.rstrip("\r")) for line in body.split("\n")]
-                self._emit_lines(lines, stderr=stderr)
-                pending.clear()
-                dropped = _append_bounded(pending, chunk[last_newline + 1 :])
-            if pending or dropped:
-                self._emit_lines([_line_text(pending, dropped)], stderr=stderr)
+                self._emit_lines(splitter.feed(chunk), stderr=stderr)
+            self._emit_lines(splitter.finish(), stderr=stderr)
         finally:
             log.close()
 
     def _emit_lines(self, lines: list[str], *, stderr: bool = False) -> None:
+        if not lines:
+            return
         self.lines += len(lines)
         self.tail.extend(lines)
         if stderr and self.hooks.on_stderr is not None:
@@ -338,51 +341,15 @@ class AgentProcess:
                 self.hooks.on_unstuck()
 
 
-class _LogLines:
-    """One stream's bytes into the shared log file, a whole line at a time.
-
-    The unfinished end of a line is held back (up to LOG_HOLD_BYTES), so the other stream's lines land
-    between lines, never inside one. `mark` starts every line (stderr's).
-    """
-
-    def __init__(self, log: BinaryIO, mark: bytes) -> None:
-        self.log = log
-        self.mark = mark
-        self.held = bytearray()
-        self.at_line_start = True
-
-    def write(self, chunk: bytes) -> None:
-        self.held += chunk
-        cut = self.held.rfind(b"\n") + 1
-        if len(self.held) - cut > LOG_HOLD_BYTES:
-            cut = len(self.held)  # a line this long is written as it comes
-        self._out(cut)
-
-    def close(self) -> None:
-        """The stream ended: write what is held (a marked line gets its newline)."""
-        if self.held and self.mark:
-            self.held += b"\n"
-        self._out(len(self.held))
-
-    def _out(self, cut: int) -> None:
-        if cut <= 0 or self.log.closed:  # closed: the run was cancelled and has gone
-            return
-        data = bytes(self.held[:cut])
-        del self.held[:cut]
-        if self.mark:
-            ends_line = data.endswith(b"\n")
-            body = data[:-1] if ends_line else data
-            data = body.replace(b"\n", b"\n" + self.mark) + (b"\n" if ends_line else b"")
-            if self.at_line_start:
-                data = self.mark + data
-            self.at_line_start = ends_line
-        self.log.write(data)
-        self.log.flush()
-
-
 def _positive(seconds: float | None) -> float | None:
     """A limit in seconds; None (no limit) for None, zero or less."""
     return seconds if seconds and seconds > 0 else None
+
+
+def _raise_failure(task: asyncio.Task[None]) -> None:
+    """Raise what ended `task`, if an exception did."""
+    if task.done() and not task.cancelled() and (failure := task.exception()) is not None:
+        raise failure
 
 
 async def _wait_exit(proc: asyncio.subprocess.Process) -> None:
@@ -390,24 +357,6 @@ async def _wait_exit(proc: asyncio.subprocess.Process) -> None:
     # surviving child can hold open forever.
     while proc.returncode is None:
         await asyncio.sleep(TICK)
-
-
-def _append_bounded(pending: bytearray, data: bytes) -> int:
-    """Append what fits under MAX_LINE_CHARS; return how many bytes did not fit."""
-    room = max(0, MAX_LINE_CHARS - len(pending))
-    pending += data[:room]
-    return max(0, len(data) - room)
-
-
-def _line_text(data: bytearray, dropped: int) -> str:
-    text = data.decode("utf-8", errors="replace").rstrip("\r")
-    return text + f" [… {dropped} more bytes in the log]" if dropped else text
-
-
-def _cut(line: str) -> str:
-    if len(line) <= MAX_LINE_CHARS:
-        return line
-    return line[:MAX_LINE_CHARS] + f" [… {len(line) - MAX_LINE_CHARS} more characters in the log]"
 
 
 def _max_mtime(root: Path) -> float:
@@ -419,21 +368,26 @@ def _max_mtime(root: Path) -> float:
     seen = 0
     stack = [str(root)]
     while stack and seen < MAX_SCAN_ENTRIES:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    seen += 1
-                    try:
-                        info = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    newest = max(newest, info.st_mtime)
-                    if entry.is_dir(follow_symlinks=False) and entry.name not in SKIP_DIRS:
-                        stack.append(entry.path)
-        except OSError:
-            continue
+        count, folder_newest = _scan_folder(stack.pop(), stack)
+        seen += count
+        newest = max(newest, folder_newest)
     return newest
+
+
+def _scan_folder(folder: str, to_walk: list[str]) -> tuple[int, float]:
+    """(entries seen, their newest mtime) in one folder, whose subfolders worth walking join `to_walk`."""
+    seen, newest = 0, float("-inf")
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            seen += 1
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            newest = max(newest, info.st_mtime)
+            if entry.is_dir(follow_symlinks=False) and entry.name not in SKIP_DIRS:
+                to_walk.append(entry.path)
+    return seen, newest
 
 
 def _start_error(program: str, cwd: Path, exc: OSError) -> str:
