@@ -76,11 +76,10 @@ class Busy(Exception):
 
 def head_ref(gitdir: Path) -> str | None:
     """The branch HEAD is attached to (refs/heads/...), or None when it is detached or unreadable."""
-    try:
-        text = (gitdir / "HEAD").read_text().strip()
-    except OSError:
+    text = _text_in(gitdir / "HEAD")
+    if text is None or not text.startswith("ref:"):
         return None
-    return text.removeprefix("ref:").strip() if text.startswith("ref:") else None
+    return text.removeprefix("ref:").strip()
 
 
 def branch_in_hand(gitdir: Path) -> str | None:
@@ -88,16 +87,32 @@ def branch_in_hand(gitdir: Path) -> str | None:
     attached = head_ref(gitdir)
     if attached is not None:
         return attached
+    return _rebased_branch(gitdir) or _bisected_branch(gitdir)
+
+
+def _rebased_branch(gitdir: Path) -> str | None:
+    """The branch a rebase (or git am) under way works on."""
     for name in ("rebase-merge/head-name", "rebase-apply/head-name"):
-        with contextlib.suppress(OSError):
-            text = (gitdir / name).read_text().strip()
-            if text.startswith("refs/"):
-                return text
-    with contextlib.suppress(OSError):
-        started = (gitdir / "BISECT_START").read_text().strip()
-        if started:
-            return started if started.startswith("refs/") else f"refs/heads/{started}"
+        text = _text_in(gitdir / name)
+        if text is not None and text.startswith("refs/"):
+            return text
     return None
+
+
+def _bisected_branch(gitdir: Path) -> str | None:
+    """The branch (or commit) a bisect under way started from."""
+    started = _text_in(gitdir / "BISECT_START")
+    if not started:
+        return None
+    return started if started.startswith("refs/") else f"refs/heads/{started}"
+
+
+def _text_in(path: Path) -> str | None:
+    """The file's text without surrounding whitespace, or None when it cannot be read."""
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
 
 
 def operation_in_progress(gitdir: Path) -> tuple[str, str] | None:
@@ -110,20 +125,23 @@ def operation_in_progress(gitdir: Path) -> tuple[str, str] | None:
 
 def all_checkouts(common_dir: Path, primary: Path | None) -> list[Checkout]:
     """The primary working tree (if any) and every linked worktree whose directory exists."""
-    found: list[Checkout] = []
-    if primary is not None:
-        found.append(Checkout(primary, common_dir))
+    found = [Checkout(primary, common_dir)] if primary is not None else []
     worktrees = common_dir / "worktrees"
     if worktrees.is_dir():
-        for admin in sorted(worktrees.iterdir()):
-            gitdir_file = admin / "gitdir"
-            if not gitdir_file.is_file():
-                continue
-            with contextlib.suppress(OSError):
-                workdir = Path(gitdir_file.read_text().strip()).parent
-                if workdir.is_dir():
-                    found.append(Checkout(workdir.resolve(), admin))
+        found += filter(None, (_linked_checkout(admin) for admin in sorted(worktrees.iterdir())))
     return found
+
+
+def _linked_checkout(admin: Path) -> Checkout | None:
+    """The linked worktree `admin` (its folder in the common git dir) describes, if its directory exists."""
+    gitdir_file = admin / "gitdir"
+    if not gitdir_file.is_file():
+        return None
+    with contextlib.suppress(OSError):
+        workdir = Path(gitdir_file.read_text().strip()).parent
+        if workdir.is_dir():
+            return Checkout(workdir.resolve(), admin)
+    return None
 
 
 def find_checkouts(common_dir: Path, primary: Path | None, refname: str) -> list[Checkout]:
@@ -241,30 +259,45 @@ class IndexUpdate:
         index lines (mode, blob id, path) in `new`, they are staged in the scratch index and the
         update is tried once more.
         """
-        if self.index_path.exists():
-            shutil.copyfile(self.index_path, self.scratch)
-            # As `git merge` does first: a file whose stat data alone changed (touched, saved unchanged,
-            # chowned) is clean again, not "not uptodate". Exit 1 only lists files that really differ.
-            _run(self.checkout, ["update-index", "-q", "--refresh"], index=self.scratch)
+        self._prepare_scratch()
         for attempt in range(2):
             done = _run(self.checkout, ["read-tree", "-m", "-u", old, new], index=self.scratch)
             if done.returncode == 0:
                 self._applied = (old, new)
                 return
-            stderr = done.stderr.decode(errors="replace")
-            refused = _refused_paths(stderr)
-            if not refused:
-                self._restore(old, new)
-                raise Refused(stderr.strip().splitlines()[-1] if stderr.strip() else "git read-tree failed")
+            refused = self._refused_or_undo(done, old, new)
             hits = self.dirty_among(changed) or refused
-            matching = already(hits) if attempt == 0 else []
-            if len(matching) < len(hits):
-                raise Refused("uncommitted changes", tuple(sorted(hits)))
-            info = "".join(f"{mode} {sha}\t{path}\n" for mode, sha, path in matching).encode(errors="surrogateescape")
-            staged = _run(self.checkout, ["update-index", "--index-info"], index=self.scratch, stdin=info)
-            if staged.returncode != 0:
-                raise Refused(staged.stderr.decode(errors="replace").strip() or "git update-index failed")
+            self._stage_already_merged(hits, already(hits) if attempt == 0 else [])
         raise Refused("uncommitted changes", tuple(sorted(self.dirty_among(changed))))
+
+    def _prepare_scratch(self) -> None:
+        """The scratch index starts as a copy of the checkout's, its stat data refreshed."""
+        if not self.index_path.exists():
+            return
+        shutil.copyfile(self.index_path, self.scratch)
+        # As `git merge` does first: a file whose stat data alone changed (touched, saved unchanged,
+        # chowned) is clean again, not "not uptodate". Exit 1 only lists files that really differ.
+        _run(self.checkout, ["update-index", "-q", "--refresh"], index=self.scratch)
+
+    def _refused_or_undo(self, done: subprocess.CompletedProcess[bytes], old: str, new: str) -> list[str]:
+        """The paths a failed read-tree refused to overwrite; on any other failure, undo what it did and
+        raise Refused with git's last word."""
+        stderr = done.stderr.decode(errors="replace")
+        refused = _refused_paths(stderr)
+        if not refused:
+            self._restore(old, new)
+            raise Refused(stderr.strip().splitlines()[-1] if stderr.strip() else "git read-tree failed")
+        return refused
+
+    def _stage_already_merged(self, hits: list[str], matching: list[tuple[str, str, str]]) -> None:
+        """Stage `matching` (index lines of files already at the merge's version) in the scratch index;
+        Refused unless every one of `hits` is among them."""
+        if len(matching) < len(hits):
+            raise Refused("uncommitted changes", tuple(sorted(hits)))
+        info = "".join(f"{mode} {sha}\t{path}\n" for mode, sha, path in matching).encode(errors="surrogateescape")
+        staged = _run(self.checkout, ["update-index", "--index-info"], index=self.scratch, stdin=info)
+        if staged.returncode != 0:
+            raise Refused(staged.stderr.decode(errors="replace").strip() or "git update-index failed")
 
     def _dirty_paths(self) -> list[str]:
         """Every path `git status` shows (modified, staged, untracked), for naming what blocks."""
@@ -281,12 +314,11 @@ class IndexUpdate:
     def dirty_among(self, changed: Iterable[str]) -> list[str]:
         """The user's changed or untracked paths that collide with `changed` (see paths_collide)."""
         files = set(changed)
-        directories = {"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)}
+        directories = set().union(*map(_leading_dirs, files))
         hits = set()
         for dirty in self._dirty_paths():
             bare = dirty.rstrip("/")
-            parents = {"/".join(bare.split("/")[:i]) for i in range(1, bare.count("/") + 1)}
-            if bare in files or bare in directories or parents & files:
+            if bare in files or bare in directories or _leading_dirs(bare) & files:
                 hits.add(dirty)
         return sorted(hits)
 
@@ -352,7 +384,7 @@ class IndexUpdate:
         they were, so those are checked out from it again and the added files removed.
         """
         diff = _run(self.checkout, ["diff-tree", "-r", "-z", "--name-only", "--no-renames", old, new])
-        changed = [p for p in diff.stdout.decode(errors="surrogateescape").split("\0") if p]
+        changed = _nul_separated(diff.stdout)
         if not changed:
             return
         staged = _entries(_run(self.checkout, ["ls-files", "-s", "-z"]).stdout, stage_field=True)
@@ -360,12 +392,14 @@ class IndexUpdate:
         in_new = _entries(_run(self.checkout, ["ls-tree", "-r", "-z", new]).stdout, stage_field=False)
         added = [rel for rel in changed if rel not in staged and rel in in_new]
         _remove_files(self.checkout.workdir, added)
-        restore = [rel for rel in changed if rel in staged and staged[rel] == in_old.get(rel)]
-        if restore:
+        self._check_out_from_index([rel for rel in changed if rel in staged and staged[rel] == in_old.get(rel)])
+
+    def _check_out_from_index(self, paths: list[str]) -> None:
+        if paths:
             _run(
                 self.checkout,
                 ["checkout-index", "-f", "-q", "-z", "--stdin"],
-                stdin=b"\0".join(rel.encode(errors="surrogateescape") for rel in restore) + b"\0",
+                stdin=b"\0".join(rel.encode(errors="surrogateescape") for rel in paths) + b"\0",
             )
 
 
@@ -376,10 +410,24 @@ def _remove_files(workdir: Path, paths: list[str]) -> None:
         if not (target.is_file() or target.is_symlink()):
             continue
         target.unlink(missing_ok=True)
-        parent = target.parent
-        while parent != workdir and parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
-            parent = parent.parent
+        _remove_empty_folders(workdir, target.parent)
+
+
+def _remove_empty_folders(workdir: Path, folder: Path) -> None:
+    """Remove `folder` and its parents below `workdir` for as long as they are empty."""
+    while folder != workdir and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+
+
+def _leading_dirs(path: str) -> set[str]:
+    """The directories on the way to `path` ("a", "a/b" for "a/b/c")."""
+    return {"/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 1)}
+
+
+def _nul_separated(listing: bytes) -> list[str]:
+    """The non-empty paths of a -z listing."""
+    return [path for path in listing.decode(errors="surrogateescape").split("\0") if path]
 
 
 def _entries(listing: bytes, *, stage_field: bool) -> dict[str, tuple[str, str]]:
