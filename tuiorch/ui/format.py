@@ -83,6 +83,22 @@ def status_label(status: str, held: bool = False) -> str:
 WARNING, ERROR, INFO = "warning", "error", "info"
 
 
+#: What the engine is doing with a task: said whatever reason the record holds.
+_DOING_NOTES: Mapping[str, str] = {
+    TaskStatus.MERGING: "merging into main",
+    TaskStatus.CHECKING: "running the [merge] check on the merge result",
+}
+#: Per status: how loud its reason is, and what is said when the record gives none.
+_REASON_NOTES: Mapping[str, tuple[str, str]] = {
+    TaskStatus.RESOLVING: ("resolving the conflict", INFO),
+    TaskStatus.CHECK_FAILED: ("check failed", ERROR),
+    TaskStatus.CONFLICT: (STATUS_LABELS[TaskStatus.CONFLICT], ERROR),
+    TaskStatus.FAILED: (STATUS_LABELS[TaskStatus.FAILED], ERROR),
+    TaskStatus.BLOCKED: ("", WARNING),
+    TaskStatus.FINISHED: ("", WARNING),
+}
+
+
 def task_note(record: Any) -> tuple[str, str]:
     """(text, level) saying what a task waits on or why it stopped, beyond its status label; ("", "") if nothing.
 
@@ -90,25 +106,20 @@ def task_note(record: Any) -> tuple[str, str]:
     wrong must read the same in the queue table as in a pane.
     """
     status = TaskStatus(record.status)
-    reason = str(getattr(record, "reason", "") or "")
-    predicted = tuple(getattr(record, "predicted", ()) or ())
     if status in IN_SLOT:
-        if predicted:
-            return "⚠ predicted conflict: " + ", ".join(predicted), WARNING
+        return _predicted_note(record)
+    if status in _DOING_NOTES:
+        return _DOING_NOTES[status], INFO
+    fallback, level = _REASON_NOTES.get(status, ("", INFO))
+    text = str(getattr(record, "reason", "") or "") or fallback
+    return text, level if text else ""
+
+
+def _predicted_note(record: Any) -> tuple[str, str]:
+    predicted = tuple(getattr(record, "predicted", ()) or ())
+    if not predicted:
         return "", ""
-    if status is TaskStatus.MERGING:
-        return "merging into main", INFO
-    if status is TaskStatus.CHECKING:
-        return "running the [merge] check on the merge result", INFO
-    if status is TaskStatus.RESOLVING:
-        return reason or "resolving the conflict", INFO
-    if status is TaskStatus.CHECK_FAILED:
-        return reason or "check failed", ERROR
-    if status in (TaskStatus.CONFLICT, TaskStatus.FAILED):
-        return reason or status_label(status), ERROR
-    if status in (TaskStatus.BLOCKED, TaskStatus.FINISHED):
-        return reason, WARNING if reason else ""
-    return reason, INFO if reason else ""
+    return "⚠ predicted conflict: " + ", ".join(predicted), WARNING
 
 
 class QueueLine(NamedTuple):
@@ -131,46 +142,49 @@ def queue_lines(queue_rows: Iterable[Any], records: Mapping[str, Any], slots: It
     `queue_rows` are the orchestrator's QueueRow (task, status, held, reason); `records` its TaskRecords.
     """
     merged = {tid for tid, rec in records.items() if rec.status == TaskStatus.MERGED}
-    lines: list[QueueLine] = []
-    seen: set[str] = set()
-    for number, row in enumerate(queue_rows, start=1):
-        task = row.task
-        seen.add(task.id)
-        lines.append(
-            QueueLine(
-                id=task.id,
-                order=str(number),
-                title=task.title,
-                priority=task.priority.label,
-                deps=format_deps(task.depends, merged),
-                state=status_label(row.status, row.held),
-                reason=row.reason or "",
-            )
-        )
+    lines = [_waiting_line(number, row, merged) for number, row in enumerate(queue_rows, start=1)]
+    return lines + _other_lines(records, {line.id for line in lines}, merged, slots)
+
+
+def _other_lines(
+    records: Mapping[str, Any], seen: Collection[str], merged: Collection[str], slots: Iterable[str | None]
+) -> list[QueueLine]:
+    """The tasks not in the queue: active ones first (they explain the pool), then finished ones; stable
+    within each group."""
     slot_of = {tid: index for index, tid in enumerate(slots) if tid is not None}
     rest = [rec for tid, rec in records.items() if tid not in seen]
-    # Active tasks first (they explain the pool), then finished ones; stable within each group.
-    rest.sort(key=lambda rec: 0 if TaskStatus(rec.status).is_active else 1)
-    for rec in rest:
-        task = rec.task
-        note, level = task_note(rec)
-        if task.id in slot_of:
-            where = " · ".join(part for part in (f"slot {slot_of[task.id] + 1}", note) if part)
-        else:
-            where = note
-        lines.append(
-            QueueLine(
-                id=task.id,
-                order=NONE,
-                title=task.title,
-                priority=task.priority.label,
-                deps=format_deps(task.depends, merged),
-                state=status_label(rec.status, getattr(rec, "held", False)),
-                reason=where,
-                level=level,
-            )
-        )
-    return lines
+    rest.sort(key=lambda rec: not TaskStatus(rec.status).is_active)
+    return [_other_line(rec, merged, slot_of.get(rec.task.id)) for rec in rest]
+
+
+def _waiting_line(number: int, row: Any, merged: Collection[str]) -> QueueLine:
+    task = row.task
+    return QueueLine(
+        id=task.id,
+        order=str(number),
+        title=task.title,
+        priority=task.priority.label,
+        deps=format_deps(task.depends, merged),
+        state=status_label(row.status, row.held),
+        reason=row.reason or "",
+    )
+
+
+def _other_line(rec: Any, merged: Collection[str], slot: int | None) -> QueueLine:
+    """A task out of the queue: its note says which slot holds it, if one does."""
+    task = rec.task
+    note, level = task_note(rec)
+    where = note if slot is None else " · ".join(part for part in (f"slot {slot + 1}", note) if part)
+    return QueueLine(
+        id=task.id,
+        order=NONE,
+        title=task.title,
+        priority=task.priority.label,
+        deps=format_deps(task.depends, merged),
+        state=status_label(rec.status, getattr(rec, "held", False)),
+        reason=where,
+        level=level,
+    )
 
 
 @dataclass(frozen=True)
@@ -234,21 +248,27 @@ def header_text(repo_name: str, counts: PoolCounts, spent: str = "", width: int 
     """
     pool = f"pool {counts.workers}" + (" (paused)" if counts.paused else "")
     cost = spent.rpartition(" · ")[2] if " · $" in spent else spent
-    for brief in range(4):
-        parts = [f"tuiorch · {repo_name}" if brief < 3 else repo_name, pool]
-        parts += [
-            f"{label} {number}"
-            for label, number in (("running", counts.running), ("queued", counts.queued))
-            if number or brief < 1
-        ]
-        parts.append(f"merged {counts.merged}")
-        parts += outcome_parts(counts)
-        if spent:
-            parts.append(spent if brief < 2 else cost)
-        text = " │ ".join(parts)
+    where = f"tuiorch · {repo_name}"
+    # Each step briefer than the one before: (where, whether counts at 0 show, what the agents cost).
+    steps = ((where, True, spent), (where, False, spent), (where, False, cost), (repo_name, False, cost))
+    for where, zero_counts, money in steps:
+        text = _header_line(where, pool, counts, zero_counts, money)
         if width is None or len(text) <= width:
             break
     return text
+
+
+def _header_line(where: str, pool: str, counts: PoolCounts, zero_counts: bool, money: str) -> str:
+    parts = [where, pool]
+    parts += [
+        f"{label} {number}"
+        for label, number in (("running", counts.running), ("queued", counts.queued))
+        if number or zero_counts
+    ]
+    parts.append(f"merged {counts.merged}")
+    parts += outcome_parts(counts)
+    parts += [money] if money else []
+    return " │ ".join(parts)
 
 
 def outcome_parts(counts: PoolCounts) -> list[str]:

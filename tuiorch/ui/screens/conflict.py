@@ -7,11 +7,9 @@ When every hunk has one, the engine commits the resolution on the task branch an
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -21,11 +19,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
 from tuiorch.gitops import GitError
-from tuiorch.hunks import BOTH, EDITED, OURS, THEIRS, Key, Resolution, context, hunks_of
+from tuiorch.hunks import Key, Resolution
 from tuiorch.model.status import IN_CONFLICT
 from tuiorch.orchestrator import CommandError
 from tuiorch.ui.format import has_conflict_markers
-from tuiorch.ui.highlight import highlight_lines
+from tuiorch.ui.hunk_view import describe_choice, hunk_view
 from tuiorch.ui.screens.confirm import ConfirmScreen
 from tuiorch.ui.screens.refusal import SaysWhyNot
 
@@ -34,80 +32,26 @@ if TYPE_CHECKING:
 
 #: Result of the modal: what became of the conflict.
 RESOLVED, REQUEUED, AGENT, LATER, GONE = "resolved", "requeued", "agent", "later", "gone"
-#: Clean lines shown above and below a hunk.
-CONTEXT_LINES = 3
 #: How often the modal looks whether its task left the conflict (merged by the agent, requeued…).
 WATCH_SECONDS = 0.5
 
-SIDE_STYLES = {OURS: "on #1d2b45", THEIRS: "on #1e3a26", "base": "on #3a3420"}
+#: Actions about the hunk on screen: they wait for the conflict to be read and the last choice to be done.
+_ON_A_HUNK = frozenset({"take", "take_file", "move", "edit", "toggle_base", "undo"})
 
 
-def describe_choice(choice: str | None, labels: tuple[str, str]) -> str:
-    ours, theirs = labels
-    return {
-        None: "open",
-        OURS: f"took {ours}",
-        THEIRS: f"took {theirs}",
-        BOTH: f"took both ({ours} first)",
-        EDITED: "resolved in the editor",
-    }[choice]
+def _in_file(keys: list[Key], file_index: int) -> list[Key]:
+    return [key for key in keys if key[0] == file_index]
 
 
-def hunk_view(resolution: Resolution, key: Key, show_base: bool) -> RenderableType:
-    """The hunk at `key`: context above, the sides aligned line by line in columns, context below."""
-    file = resolution.files[key[0]]
-    ours_label, theirs_label = resolution.labels
-    choice = resolution.choice(key)
-    if not file.textual:
-        table = Table(box=box.SIMPLE_HEAD, expand=True, padding=(0, 1), show_edge=False)
-        table.add_column(f"{ours_label} (o)", ratio=1, style=SIDE_STYLES[OURS])
-        table.add_column(f"{theirs_label} (t)", ratio=1, style=SIDE_STYLES[THEIRS])
-        ours = "(deleted)" if file.ours is None else file.ours
-        theirs = "(deleted)" if file.theirs is None else file.theirs
-        table.add_row(Text(_clip(ours)), Text(_clip(theirs)))
-        note = Text(f"{file.kind} conflict: keep one side of the whole file", style="italic")
-        return Group(note, table)
-    hunk = hunks_of(file.segments)[key[1]]
-    before, after = context(file.segments, key[1], CONTEXT_LINES)
-    columns: list[tuple[str, str, tuple[str, ...]]] = [(f"{ours_label} (o)", OURS, hunk.ours)]
-    if show_base:
-        columns.append(("merge base", "base", hunk.base))
-    columns.append((f"{theirs_label} (t)", THEIRS, hunk.theirs))
-    table = Table(box=box.SIMPLE_HEAD, expand=True, padding=(0, 1), show_edge=False, pad_edge=False)
-    for title, side, _lines in columns:
-        dim = choice is not None and choice != EDITED and side != "base" and side not in _kept(choice)
-        table.add_column(title, ratio=1, no_wrap=True, overflow="ellipsis",
-                         header_style="bold" + (" dim" if dim else ""),
-                         style=("dim " if dim else "") + SIDE_STYLES[side])
-    rendered = [highlight_lines(file.path, list(lines)) for _t, _s, lines in columns]
-    rows = max((len(lines) for _t, _s, lines in columns), default=0)
-    for row in range(rows):
-        table.add_row(*[lines[row] if row < len(lines) else Text("") for lines in rendered])
-    # An empty side: the hunk adds lines on one side only, or deletes them on one.
-    empty = [Text("(no lines)", style="dim italic") if not lines else Text("") for _t, _s, lines in columns]
-    if any(not lines for _t, _s, lines in columns):
-        table.add_row(*empty)
-    return Group(_context_text(before, file.path), table, _context_text(after, file.path))
-
-
-def _kept(choice: str) -> tuple[str, ...]:
-    return (OURS, THEIRS) if choice == BOTH else (choice,)
-
-
-def _clip(text: str, lines: int = 200) -> str:
-    parts = text.splitlines()
-    return "\n".join(parts[:lines]) + (f"\n… {len(parts) - lines} more lines" if len(parts) > lines else "")
-
-
-def _context_text(lines: tuple[str, ...], path: str) -> Text:
-    """Clean lines around a hunk, marked as context by a bar in the gutter; one screen row each."""
-    out = Text(no_wrap=True, overflow="ellipsis")
-    for line in highlight_lines(path, list(lines)):
-        out.append("│ ", style="dim")
-        out.append_text(line)
-        out.append("\n")
-    out.rstrip()
-    return out
+def _applies(action: str, parameters: tuple[object, ...], resolution: Resolution, key: Key) -> bool:
+    """Whether an action about the hunk at `key` does anything."""
+    if action == "take":
+        return not resolution.allowed(key, str(parameters[0]))
+    if action == "edit":
+        return not resolution.files[key[0]].binary
+    if action == "undo":
+        return bool(resolution.history)
+    return True
 
 
 class ConflictScreen(SaysWhyNot, ModalScreen[str]):
@@ -189,15 +133,20 @@ class ConflictScreen(SaysWhyNot, ModalScreen[str]):
             self.refresh_bindings()
             return
         self.load_error = ""
-        old = self.resolution
-        if old is not None and (old.base_tip, old.task_tip) == (fresh.base_tip, fresh.task_tip):
-            fresh = old
-        elif old is not None and old.history:
-            self.notify(f"{self.orch.base} or the task moved since; the conflict is read again", severity="warning")
-        self.resolution = self.saved[self.task_id] = fresh
-        open_keys = fresh.open_keys()
-        self.current = open_keys[0] if open_keys else (fresh.keys[0] if fresh.keys else None)
+        self.resolution = self.saved[self.task_id] = resolution = self._carried_over(fresh)
+        self.current = next(iter(resolution.open_keys() or resolution.keys), None)
         self.show()
+
+    def _carried_over(self, fresh: Resolution) -> Resolution:
+        """The resolution to show: the one already made while both tips stay the same, else the fresh one."""
+        old = self.resolution
+        if old is None:
+            return fresh
+        if (old.base_tip, old.task_tip) == (fresh.base_tip, fresh.task_tip):
+            return old
+        if old.history:
+            self.notify(f"{self.orch.base} or the task moved since; the conflict is read again", severity="warning")
+        return fresh
 
     def _show_agent_at_work(self) -> None:
         self.query_one("#conflict-where", Label).update("the resolver agent is working on this conflict")
@@ -206,17 +155,22 @@ class ConflictScreen(SaysWhyNot, ModalScreen[str]):
         )
         self.refresh_bindings()
 
+    def _on_screen(self) -> tuple[Resolution, Key] | None:
+        """The conflict and the hunk shown; None while the conflict is being read."""
+        if self.resolution is None or self.current is None:
+            return None
+        return self.resolution, self.current
+
     def show(self) -> None:
         """Draw the current hunk, where it is, and how many are left."""
-        resolution, key = self.resolution, self.current
-        if resolution is None or key is None:
+        if (shown := self._on_screen()) is None:
             return
+        resolution, key = shown
         file = resolution.files[key[0]]
         keys = resolution.keys
-        position = keys.index(key) + 1
-        in_file = [k for k in keys if k[0] == key[0]]
-        where = [file.path, file.kind, f"hunk {position} of {len(keys)}"]
+        where = [file.path, file.kind, f"hunk {keys.index(key) + 1} of {len(keys)}"]
         if len(resolution.files) > 1:
+            in_file = _in_file(keys, key[0])
             where.append(f"file {key[0] + 1} of {len(resolution.files)} ({len(in_file)} hunks)")
         if file.textual:
             where.append(f"line {resolution.display_line(key):,}")
@@ -228,70 +182,71 @@ class ConflictScreen(SaysWhyNot, ModalScreen[str]):
         self.refresh_bindings()
 
     def _status(self, text: str | None = None) -> None:
+        self.query_one("#conflict-status", Label).update(self._hunks_left() if text is None else text)
+
+    def _hunks_left(self) -> str:
         resolution = self.resolution
-        if text is None and resolution is not None:
-            left = len(resolution.open_keys())
-            ours, theirs = resolution.labels
-            base = "hide" if self.show_base else "show"
-            text = (f"{left} of {len(resolution.keys)} hunks open · O/T: whole file · a: {base} merge base · ?: keys"
-                    if left else "every hunk chosen")
-        self.query_one("#conflict-status", Label).update(text or "")
+        if resolution is None:
+            return ""
+        left = len(resolution.open_keys())
+        if not left:
+            return "every hunk chosen"
+        base = "hide" if self.show_base else "show"
+        return f"{left} of {len(resolution.keys)} hunks open · O/T: whole file · a: {base} merge base · ?: keys"
 
     def _watch_task(self) -> None:
         """Close when the conflict is gone from under the modal (merged by the agent, requeued, …)."""
-        record = self.orch.records.get(self.task_id)
         if self.busy or not self.is_attached or self.app.screen is not self:
             return  # at work, already closed, or a question is open over it
+        record = self.orch.records.get(self.task_id)
         if record is None or record.status not in IN_CONFLICT:
             self.dismiss(GONE)
-        elif self.agent_at_work and self.resolution is not None:
+        elif self.agent_at_work:
+            self._hand_over_to_agent()
+        elif self.resolution is None and not self.load_error and not self._loading():
+            self.load()
+
+    def _hand_over_to_agent(self) -> None:
+        """The resolver agent took the conflict: forget the hunks read, they are its to change now."""
+        if self.resolution is not None:
             self.resolution = None
             self._show_agent_at_work()
-        elif not self.agent_at_work and self.resolution is None and not self.load_error and not self._loading():
-            self.load()
 
     def _loading(self) -> bool:
         return any(w.group == "conflict-load" and w.is_running for w in self.workers)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        ready = not self.busy and self.resolution is not None and self.current is not None
-        if action in ("take", "take_file", "move", "edit", "toggle_base"):
-            if not ready:
-                return None
-            if action == "take" and self.resolution is not None and self.current is not None:
-                return None if self.resolution.allowed(self.current, str(parameters[0])) else True
-            if action == "edit":
-                assert self.resolution is not None and self.current is not None
-                return None if self.resolution.files[self.current[0]].binary else True
-            return True
-        if action == "undo":
-            return True if ready and self.resolution is not None and self.resolution.history else None
         if action in ("agent", "requeue"):
             return None if self.busy or self.agent_at_work else True
-        return True
+        if action not in _ON_A_HUNK:
+            return True
+        shown = self._on_screen()
+        if self.busy or shown is None:
+            return None
+        return True if _applies(action, parameters, *shown) else None
 
     def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
         if self.agent_at_work:
             return f"the resolver agent is at work on task {self.task_id}"
         if self.busy:
             return "busy with the last choice"
-        resolution, current = self.resolution, self.current
-        if resolution is None or current is None:
-            return "the conflict is still being read" if action != "undo" else "nothing to undo"
+        if action == "undo":
+            return "nothing to undo"
+        if (shown := self._on_screen()) is None:
+            return "the conflict is still being read"
+        resolution, current = shown
         if action == "take":
             return resolution.allowed(current, str(parameters[0]))
         if action == "edit":
             return f"{resolution.files[current[0]].path} is binary: take one side of it"
-        if action == "undo":
-            return "nothing to undo"
         return None
 
     # -------------------------------------------------------------- actions
 
     def action_move(self, step: int) -> None:
-        resolution, key = self.resolution, self.current
-        if resolution is None or key is None:
+        if (shown := self._on_screen()) is None:
             return
+        resolution, key = shown
         keys = resolution.keys
         index = keys.index(key) + step
         if not 0 <= index < len(keys):
@@ -305,9 +260,9 @@ class ConflictScreen(SaysWhyNot, ModalScreen[str]):
         self.show()
 
     def action_take(self, side: str) -> None:
-        resolution, key = self.resolution, self.current
-        if resolution is None or key is None:
+        if (shown := self._on_screen()) is None:
             return
+        resolution, key = shown
         if why := resolution.allowed(key, side):
             self.notify(why, severity="warning")
             return
@@ -315,11 +270,10 @@ class ConflictScreen(SaysWhyNot, ModalScreen[str]):
         self._advance()
 
     def action_take_file(self, side: str) -> None:
-        resolution, key = self.resolution, self.current
-        if resolution is None or key is None:
+        if (shown := self._on_screen()) is None:
             return
-        keys = [k for k in resolution.open_keys() if k[0] == key[0]] or [k for k in resolution.keys if k[0] == key[0]]
-        resolution.choose(keys, side)
+        resolution, key = shown
+        resolution.choose(_in_file(resolution.open_keys(), key[0]) or _in_file(resolution.keys, key[0]), side)
         self._advance()
 
     def action_undo(self) -> None:
@@ -342,8 +296,8 @@ class ConflictScreen(SaysWhyNot, ModalScreen[str]):
             self.commit()
             return
         keys = resolution.keys
-        after = [k for k in open_keys if keys.index(k) > keys.index(key)]
-        self.current = after[0] if after else open_keys[0]
+        here = keys.index(key)
+        self.current = next((k for k in open_keys if keys.index(k) > here), open_keys[0])
         self.show()
 
     def _set_busy(self, busy: bool, message: str = "") -> None:
@@ -351,45 +305,45 @@ class ConflictScreen(SaysWhyNot, ModalScreen[str]):
         self._status(message if busy else None)
         self.refresh_bindings()
 
+    async def _engine_does(self, doing: str, command: Awaitable[object], timeout: float | None = None) -> bool:
+        """Await an engine command with the modal busy; False, the refusal said, when it fails."""
+        self._set_busy(True, doing)
+        try:
+            await command
+        except (CommandError, GitError) as exc:
+            self._set_busy(False)
+            self.notify(str(exc), severity="error", timeout=timeout)
+            return False
+        self._set_busy(False)
+        return True
+
     @work(exclusive=True, group="conflict", exit_on_error=False)
     async def commit(self) -> None:
         resolution = self.resolution
         assert resolution is not None
-        self._set_busy(True, "committing the resolution and merging…")
-        try:
-            await self.orch.resolve_conflict(self.task_id, resolution)
-        except (CommandError, GitError) as exc:
-            self._set_busy(False)
-            self.notify(str(exc), severity="error", timeout=10)
+        merging = self.orch.resolve_conflict(self.task_id, resolution)
+        if not await self._engine_does("committing the resolution and merging…", merging, timeout=10):
             return
-        self._set_busy(False)
+        self.saved.pop(self.task_id, None)
         if self.record.status in IN_CONFLICT:
             # The base branch moved on and the merge conflicts again: start over with the new hunks.
-            self.saved.pop(self.task_id, None)
             self.resolution = None
             self.notify(f"{self.orch.base} moved on; the merge conflicts again", severity="warning")
             self.load()
             return
-        self.saved.pop(self.task_id, None)
         self.dismiss(RESOLVED)
 
     @work(exclusive=True, group="conflict", exit_on_error=False)
     async def action_edit(self) -> None:
-        resolution, key = self.resolution, self.current
-        if resolution is None or key is None:
+        if (shown := self._on_screen()) is None:
             return
+        resolution, key = shown
         file = resolution.files[key[0]]
         self._set_busy(True, f"opening {file.path} in your editor…")
         try:
-            worktree = await self.orch.prepare_manual(self.task_id)
-            target = worktree / file.path
-            text, _starts = resolution.with_markers(key[0])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-            line = resolution.line_of(key) if file.textual else 1
-            if not self.app.run_editor(target, line=line):  # type: ignore[attr-defined]
+            edited = await self._edit_by_hand(resolution, key)
+            if edited is None:
                 return
-            edited = target.read_text(encoding="utf-8", errors="replace") if target.exists() else ""
             if has_conflict_markers(edited):
                 self.notify(f"{file.path} still has conflict markers; its hunks stay open", severity="warning")
                 return
@@ -401,18 +355,24 @@ class ConflictScreen(SaysWhyNot, ModalScreen[str]):
             self._set_busy(False)
         self._advance()
 
+    async def _edit_by_hand(self, resolution: Resolution, key: Key) -> str | None:
+        """The file with its conflict markers, opened in the editor at the hunk: its text after, or None
+        when the editor could not run."""
+        file = resolution.files[key[0]]
+        target = await self.orch.prepare_manual(self.task_id) / file.path
+        text, _starts = resolution.with_markers(key[0])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        line = resolution.line_of(key) if file.textual else 1
+        if not self.app.run_editor(target, line=line):  # type: ignore[attr-defined]
+            return None
+        return target.read_text(encoding="utf-8", errors="replace") if target.exists() else ""
+
     @work(exclusive=True, group="conflict", exit_on_error=False)
     async def action_agent(self) -> None:
-        self._set_busy(True, "handing the conflict to the agent…")
-        try:
-            await self.orch.hand_to_agent(self.task_id)
-        except (CommandError, GitError) as exc:
-            self._set_busy(False)
-            self.notify(str(exc), severity="error")
-            return
-        self.saved.pop(self.task_id, None)
-        self._set_busy(False)
-        self.dismiss(AGENT)
+        if await self._engine_does("handing the conflict to the agent…", self.orch.hand_to_agent(self.task_id)):
+            self.saved.pop(self.task_id, None)
+            self.dismiss(AGENT)
 
     def action_requeue(self) -> None:
         record = self.record
@@ -427,16 +387,9 @@ class ConflictScreen(SaysWhyNot, ModalScreen[str]):
 
     @work(exclusive=True, group="conflict", exit_on_error=False)
     async def _requeue(self) -> None:
-        self._set_busy(True, "dropping the branch and requeueing…")
-        try:
-            await self.orch.requeue(self.task_id)
-        except (CommandError, GitError) as exc:
-            self._set_busy(False)
-            self.notify(str(exc), severity="error")
-            return
-        self.saved.pop(self.task_id, None)
-        self._set_busy(False)
-        self.dismiss(REQUEUED)
+        if await self._engine_does("dropping the branch and requeueing…", self.orch.requeue(self.task_id)):
+            self.saved.pop(self.task_id, None)
+            self.dismiss(REQUEUED)
 
     def action_later(self) -> None:
         self.dismiss(LATER)
