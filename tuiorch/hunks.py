@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 OURS, THEIRS, BOTH = "ours", "theirs", "both"
 #: A file resolved in $EDITOR: every hunk of it counts as chosen, the text is the user's.
@@ -48,84 +49,89 @@ Segment = Clean | Hunk
 
 def marker_size(*texts: str | None) -> int:
     """A marker length no line of the inputs starts with, so every marker in git's output is unambiguous."""
-    longest = 0
-    for text in texts:
-        for line in (text or "").splitlines():
-            run = len(line) - len(line.lstrip(line[:1])) if line[:1] in _MARKER_CHARS and line else 0
-            longest = max(longest, run)
-    return max(_MIN_MARKER, longest + 1)
+    runs = (_marker_run(line) for text in texts for line in (text or "").splitlines())
+    return max(_MIN_MARKER, max(runs, default=0) + 1)
+
+
+def _marker_run(line: str) -> int:
+    """How many marker characters the line starts with (one repeated character of <|=>)."""
+    if not line or line[0] not in _MARKER_CHARS:
+        return 0
+    return len(line) - len(line.lstrip(line[0]))
 
 
 def merge_texts(base: str | None, ours: str, theirs: str) -> list[Segment]:
     """Split the 3-way merge of one file into clean runs and conflict hunks, with git's merge-file."""
     size = marker_size(base, ours, theirs)
     with tempfile.TemporaryDirectory(prefix="tuiorch-merge-") as tmp:
-        paths = []
-        for name, text in (("ours", ours), ("base", base or ""), ("theirs", theirs)):
-            path = Path(tmp) / name
-            path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
-            paths.append(str(path))
-        argv = ["git", "merge-file", "-p", "--zdiff3", f"--marker-size={size}",
-                "-L", "ours", "-L", "base", "-L", "theirs", *paths]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-        try:
-            done = subprocess.run(argv, capture_output=True, check=False, env=env)
-        except OSError as exc:
-            raise MergeFileError(f"could not run git merge-file: {exc}") from None
-    if done.returncode < 0 or done.returncode > 127:
+        inputs = (("ours", ours), ("base", base or ""), ("theirs", theirs))
+        merged = _merge_file([_written(Path(tmp) / name, text) for name, text in inputs], size)
+    return parse_merged(merged.decode("utf-8", errors="surrogateescape"), size)
+
+
+def _written(path: Path, text: str) -> str:
+    path.write_bytes(text.encode("utf-8", errors="surrogateescape"))
+    return str(path)
+
+
+def _merge_file(paths: list[str], size: int) -> bytes:
+    """git merge-file's merge of the three files (ours, base, theirs), conflicts in markers of `size`."""
+    argv = ["git", "merge-file", "-p", "--zdiff3", f"--marker-size={size}",
+            "-L", "ours", "-L", "base", "-L", "theirs", *paths]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    try:
+        done = subprocess.run(argv, capture_output=True, check=False, env=env)
+    except OSError as exc:
+        raise MergeFileError(f"could not run git merge-file: {exc}") from None
+    if not 0 <= done.returncode <= 127:
         raise MergeFileError(f"git merge-file failed: {done.stderr.decode(errors='replace').strip()}")
-    merged = done.stdout.decode("utf-8", errors="surrogateescape")
-    return parse_merged(merged, size)
+    return done.stdout
+
+
+def _is_marker(line: str, marker: str) -> bool:
+    body = line.rstrip("\r\n")
+    return body == marker or body.startswith(marker + " ")
 
 
 def parse_merged(merged: str, size: int) -> list[Segment]:
     """Read `git merge-file -p --zdiff3` output (markers of `size`) back into segments."""
-    start, middle, sep, end = ("<" * size, "|" * size, "=" * size, ">" * size)
-
-    def is_marker(line: str, marker: str) -> bool:
-        body = line.rstrip("\r\n")
-        return body == marker or body.startswith(marker + " ")
-
     segments: list[Segment] = []
-    clean: list[str] = []
     lines = merged.splitlines(keepends=True)
     i = 0
     while i < len(lines):
-        if not is_marker(lines[i], start):
-            clean.append(lines[i])
-            i += 1
-            continue
-        if clean:
-            segments.append(Clean(tuple(clean)))
-            clean = []
-        parts: list[list[str]] = [[], [], []]
-        part = 0
-        i += 1
-        while i < len(lines) and not is_marker(lines[i], end):
-            if is_marker(lines[i], middle):
-                part = 1
-            elif lines[i].rstrip("\r\n") == sep:
-                part = 2
-            else:
-                parts[part].append(lines[i])
-            i += 1
-        if i >= len(lines):
-            raise MergeFileError("git merge-file left a conflict without its end marker")
-        i += 1
-        segments.append(Hunk(tuple(parts[0]), tuple(parts[1]), tuple(parts[2])))
-    if clean:
-        segments.append(Clean(tuple(clean)))
+        if _is_marker(lines[i], "<" * size):
+            hunk, i = _read_hunk(lines, i + 1, size)
+            segments.append(hunk)
+        else:
+            end = next((j for j in range(i, len(lines)) if _is_marker(lines[j], "<" * size)), len(lines))
+            segments.append(Clean(tuple(lines[i:end])))
+            i = end
     return segments
 
 
+def _read_hunk(lines: list[str], start: int, size: int) -> tuple[Hunk, int]:
+    """The hunk whose lines begin at `start` (just after its start marker), and the index after its end."""
+    parts: list[list[str]] = [[], [], []]
+    part = 0
+    i = start
+    while i < len(lines) and not _is_marker(lines[i], ">" * size):
+        if _is_marker(lines[i], "|" * size):
+            part = 1
+        elif lines[i].rstrip("\r\n") == "=" * size:
+            part = 2
+        else:
+            parts[part].append(lines[i])
+        i += 1
+    if i >= len(lines):
+        raise MergeFileError("git merge-file left a conflict without its end marker")
+    return Hunk(tuple(parts[0]), tuple(parts[1]), tuple(parts[2])), i + 1
+
+
 def chosen_lines(hunk: Hunk, side: str) -> tuple[str, ...]:
-    if side == OURS:
-        return hunk.ours
-    if side == THEIRS:
-        return hunk.theirs
-    if side == BOTH:
-        return hunk.ours + hunk.theirs
-    raise ValueError(f"unknown side {side!r}")
+    lines = {OURS: hunk.ours, THEIRS: hunk.theirs, BOTH: hunk.ours + hunk.theirs}.get(side)
+    if lines is None:
+        raise ValueError(f"unknown side {side!r}")
+    return lines
 
 
 def hunks_of(segments: Sequence[Segment]) -> list[Hunk]:
@@ -137,21 +143,16 @@ def resolve(segments: Sequence[Segment], choices: Sequence[str | None], *, final
 
     git writes a missing final newline as a newline: `final_newline=False` takes it off again.
     """
-    out: list[str] = []
-    index = 0
-    for segment in segments:
-        if isinstance(segment, Clean):
-            out.extend(segment.lines)
-            continue
-        side = choices[index] if index < len(choices) else None
-        if side is None:
-            raise ValueError(f"hunk {index + 1} has no choice yet")
-        out.extend(chosen_lines(segment, side))
-        index += 1
-    text = "".join(out)
-    if not final_newline and text.endswith("\n"):
-        text = text[:-1]
-    return text
+    sides = _per_hunk(choices, len(hunks_of(segments)))
+    if None in sides:
+        raise ValueError(f"hunk {sides.index(None) + 1} has no choice yet")
+    text, _starts = render_markers(segments, sides, ("", ""))
+    return text if final_newline else text.removesuffix("\n")
+
+
+def _per_hunk(choices: Sequence[str | None], hunks: int) -> list[str | None]:
+    """The choice for each of `hunks` hunks: None (open) for those past the end of `choices`."""
+    return [*choices[:hunks], *[None] * (hunks - len(choices))]
 
 
 def render_markers(
@@ -159,28 +160,30 @@ def render_markers(
 ) -> tuple[str, list[int]]:
     """The file as an editor should see it: chosen hunks applied, open ones between conflict markers
     labelled with the real branch names (base branch first), and the 1-based line each hunk starts on."""
-    ours_label, theirs_label = labels
+    sides = iter(_per_hunk(choices, len(hunks_of(segments))))
     out: list[str] = []
     starts: list[int] = []
-    index = 0
     for segment in segments:
         if isinstance(segment, Clean):
             out.extend(segment.lines)
             continue
         starts.append(len(out) + 1)
-        side = choices[index] if index < len(choices) else None
-        if side is None:
-            out.append(f"<<<<<<< {ours_label}\n")
-            out.extend(_terminated(segment.ours))
-            out.append("||||||| merge base\n")
-            out.extend(_terminated(segment.base))
-            out.append("=======\n")
-            out.extend(_terminated(segment.theirs))
-            out.append(f">>>>>>> {theirs_label}\n")
-        else:
-            out.extend(chosen_lines(segment, side))
-        index += 1
+        side = next(sides)
+        out.extend(_in_markers(segment, labels) if side is None else chosen_lines(segment, side))
     return "".join(out), starts
+
+
+def _in_markers(hunk: Hunk, labels: tuple[str, str]) -> list[str]:
+    ours_label, theirs_label = labels
+    return [
+        f"<<<<<<< {ours_label}\n",
+        *_terminated(hunk.ours),
+        "||||||| merge base\n",
+        *_terminated(hunk.base),
+        "=======\n",
+        *_terminated(hunk.theirs),
+        f">>>>>>> {theirs_label}\n",
+    ]
 
 
 def _terminated(lines: Iterable[str]) -> list[str]:
@@ -194,11 +197,16 @@ def hunk_lines(segments: Sequence[Segment], choices: Sequence[str | None]) -> li
 
 def context(segments: Sequence[Segment], hunk: int, lines: int = 3) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Up to `lines` clean lines just before and just after hunk number `hunk`."""
-    positions = [i for i, s in enumerate(segments) if isinstance(s, Hunk)]
-    at = positions[hunk]
-    before = segments[at - 1] if at > 0 and isinstance(segments[at - 1], Clean) else None
-    after = segments[at + 1] if at + 1 < len(segments) and isinstance(segments[at + 1], Clean) else None
-    return (before.lines[-lines:] if before and lines else ()), (after.lines[:lines] if after and lines else ())
+    at = [i for i, s in enumerate(segments) if isinstance(s, Hunk)][hunk]
+    if not lines:
+        return (), ()
+    return _clean_lines(segments, at - 1)[-lines:], _clean_lines(segments, at + 1)[:lines]
+
+
+def _clean_lines(segments: Sequence[Segment], index: int) -> tuple[str, ...]:
+    """The lines of the clean run at `index`; none when there is no clean run there."""
+    segment = segments[index] if 0 <= index < len(segments) else None
+    return segment.lines if isinstance(segment, Clean) else ()
 
 
 # ------------------------------------------------------------------ a whole conflict, hunk by hunk
@@ -219,7 +227,7 @@ class ConflictFile:
 
     @property
     def textual(self) -> bool:
-        return bool(self.segments) and any(isinstance(s, Hunk) for s in self.segments)
+        return any(isinstance(s, Hunk) for s in self.segments)
 
     @property
     def hunk_count(self) -> int:
@@ -227,7 +235,13 @@ class ConflictFile:
 
     @property
     def final_newline(self) -> bool:
-        return any(text is None or text == "" or text.endswith("\n") for text in (self.ours, self.theirs))
+        return any(not text or text.endswith("\n") for text in (self.ours, self.theirs))
+
+    def whole_text(self, side: str | None) -> str:
+        """The file an editor opens for a whole-file conflict: the chosen side, else the task's, else the
+        base branch's ("" when both are deleted)."""
+        chosen = {OURS: self.ours, THEIRS: self.theirs}.get(side or "")
+        return next(text for text in (chosen, self.theirs, self.ours, "") if text is not None)
 
 
 def conflict_file(path: str, kind: str, ours: str | None, theirs: str | None, base: str | None,
@@ -235,14 +249,20 @@ def conflict_file(path: str, kind: str, ours: str | None, theirs: str | None, ba
     """A ConflictFile, merged with git when both sides are text."""
     if binary or ours is None or theirs is None:
         return ConflictFile(path, kind, ours, theirs, base, binary=binary)
-    segments = tuple(merge_texts(base, ours, theirs))
-    if not any(isinstance(s, Hunk) for s in segments):
-        # The text merges cleanly (a conflict of modes or names, not of lines): still one choice to make.
-        return ConflictFile(path, kind, ours, theirs, base)
-    return ConflictFile(path, kind, ours, theirs, base, segments)
+    merged = ConflictFile(path, kind, ours, theirs, base, tuple(merge_texts(base, ours, theirs)))
+    # A text that merges cleanly (a conflict of modes or names, not of lines) is still one choice to make.
+    return merged if merged.textual else ConflictFile(path, kind, ours, theirs, base)
 
 
 Key = tuple[int, int]  # (file index, hunk index in that file)
+
+
+def _set_or_drop(mapping: dict[Any, str], key: object, value: str | None) -> None:
+    """Put back a previous value: None means there was none."""
+    if value is None:
+        mapping.pop(key, None)
+    else:
+        mapping[key] = value
 
 
 @dataclass
@@ -314,17 +334,10 @@ class Resolution:
             return None
         step = self.history.pop()
         if isinstance(step, tuple):
-            file_index, previous_text = step
-            if previous_text is None:
-                self.edited.pop(file_index, None)
-            else:
-                self.edited[file_index] = previous_text
-            return (file_index, 0)
+            _set_or_drop(self.edited, *step)
+            return (step[0], 0)
         for key, previous in step:
-            if previous is None:
-                self.choices.pop(key, None)
-            else:
-                self.choices[key] = previous
+            _set_or_drop(self.choices, key, previous)
         return step[0][0]
 
     def result(self, file_index: int) -> tuple[str, str | None]:
@@ -347,11 +360,7 @@ class Resolution:
         if file_index in self.edited:
             return self.edited[file_index], [1] * file.hunk_count
         if not file.textual:
-            side = self.choices.get((file_index, 0))
-            text = {OURS: file.ours, THEIRS: file.theirs}.get(side or "")
-            if text is None:
-                text = file.theirs if file.theirs is not None else (file.ours or "")
-            return text, [1]
+            return file.whole_text(self.choices.get((file_index, 0))), [1]
         return render_markers(file.segments, self.file_choices(file_index), self.labels)
 
     def display_line(self, key: Key) -> int:
@@ -360,18 +369,8 @@ class Resolution:
         file = self.files[key[0]]
         if not file.textual:
             return 1
-        line = 1
-        choices = self.file_choices(key[0])
-        index = 0
-        for segment in file.segments:
-            if isinstance(segment, Clean):
-                line += len(segment.lines)
-                continue
-            if index == key[1]:
-                return line
-            line += len(chosen_lines(segment, choices[index] or OURS))
-            index += 1
-        return line
+        sides = [side or OURS for side in self.file_choices(key[0])]
+        return render_markers(file.segments, sides, self.labels)[1][key[1]]
 
     def line_of(self, key: Key) -> int:
         """The 1-based line hunk `key` starts on in the file as with_markers writes it."""
