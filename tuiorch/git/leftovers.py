@@ -64,9 +64,7 @@ class Leftovers:
             return []  # nothing to commit: no git process needed (most agents commit their work)
         left_out = {p for p in untracked if is_scratch(p.rstrip("/"), scratch)}
         _refuse_nested_repositories(worktree, [p for p in untracked if p not in left_out])
-        if changed is None:
-            return ["."] + [f":(exclude,literal){p}" for p in sorted(left_out)]
-        return [f":(literal){p}" for p in changed if p not in left_out]
+        return _add_pathspecs(changed, left_out)
 
     def _changes(
         self, worktree: Path, wt_repo: pygit2.Repository, env: dict[str, str]
@@ -78,14 +76,16 @@ class Leftovers:
             status = wt_repo.status(untracked_files="all")
         except pygit2.GitError:
             # An index libgit2 cannot read: git looks at everything.
-            listed = self.repo.git(["ls-files", "-z", "--others", "--exclude-standard"], cwd=worktree, env=env)
-            if listed.returncode != 0:
-                raise UncommittedWork(
-                    f"git ls-files failed in {worktree}: {output(listed)}; its work is kept in {worktree}", worktree
-                ) from None
-            return None, [os.fsdecode(p) for p in listed.stdout.split(b"\0") if p]
-        changed = [p for p, flags in status.items() if flags != FileStatus.IGNORED]
-        return changed, [p for p in changed if status[p] & FileStatus.WT_NEW]
+            return None, self._untracked_by_git(worktree, env)
+        return _changed_and_untracked(status)
+
+    def _untracked_by_git(self, worktree: Path, env: dict[str, str]) -> list[str]:
+        listed = self.repo.git(["ls-files", "-z", "--others", "--exclude-standard"], cwd=worktree, env=env)
+        if listed.returncode != 0:
+            raise UncommittedWork(
+                f"git ls-files failed in {worktree}: {output(listed)}; its work is kept in {worktree}", worktree
+            ) from None
+        return [os.fsdecode(p) for p in listed.stdout.split(b"\0") if p]
 
     def _add_and_commit(self, worktree: Path, pathspecs: list[str], message: str, env: dict[str, str]) -> str | None:
         kept = f"its work is kept in {worktree}"
@@ -105,6 +105,19 @@ class Leftovers:
                 return None  # git's filters (e.g. Git LFS) found nothing really changed
             raise UncommittedWork(f"git commit refused the agent's leftovers: {output(done)}; {kept}", worktree)
         return str(pygit2.Repository(str(worktree)).head.target)
+
+
+def _changed_and_untracked(status: dict[str, int]) -> tuple[list[str], list[str]]:
+    """(the changed paths, the untracked ones among them) in libgit2's status, ignored files aside."""
+    changed = [p for p, flags in status.items() if flags != FileStatus.IGNORED]
+    return changed, [p for p in changed if status[p] & FileStatus.WT_NEW]
+
+
+def _add_pathspecs(changed: list[str] | None, left_out: set[str]) -> list[str]:
+    """The pathspecs naming `changed` (None: everything) without the `left_out` paths."""
+    if changed is None:
+        return ["."] + [f":(exclude,literal){p}" for p in sorted(left_out)]
+    return [f":(literal){p}" for p in changed if p not in left_out]
 
 
 def _refuse_nested_repositories(worktree: Path, untracked: list[str]) -> None:
@@ -143,7 +156,12 @@ def _refuse_other_branch(worktree: Path, wt_repo: pygit2.Repository, branch: str
     # A named branch keeps its commits; a detached HEAD's, and anything uncommitted, live only in
     # the worktree, which is then kept.
     where = f"branch {head}" if head else "a detached HEAD"
-    dirty = any(flags != FileStatus.IGNORED for flags in wt_repo.status(untracked_files="all").values())
+    dirty = _has_changes(wt_repo)
     if head is None or dirty:
         raise UncommittedWork(f"the agent left {branch} for {where}; its work is kept in {worktree}", worktree)
     raise GitError(f"the agent left {branch} for {where} in {worktree}; its work there is kept")
+
+
+def _has_changes(wt_repo: pygit2.Repository) -> bool:
+    """True if anything in the worktree is changed or untracked (ignored files aside)."""
+    return any(flags != FileStatus.IGNORED for flags in wt_repo.status(untracked_files="all").values())
