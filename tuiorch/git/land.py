@@ -15,6 +15,7 @@ import functools
 import subprocess
 import time
 from pathlib import Path
+from typing import TypeGuard
 
 import pygit2
 from pygit2.enums import FileMode
@@ -74,16 +75,26 @@ def land_once(repo: Repo, prepared: PreparedMerge) -> MergeOutcome | None:
         return refused.outcome
     except (pygit2.GitError, OSError) as exc:
         _rollback(updates)
-        where = ", ".join(str(u.checkout.workdir) for u in updates) or f"refs/heads/{prepared.base}"
-        return MergeOutcome(
-            "blocked",
-            None,
-            tuple(sorted(prepared.paths)),
-            message=f"could not update {prepared.base} in {where}: {exc} (tuiorch retries)",
-        )
+        return _not_updated(prepared, updates, exc)
+    _settle_checkouts(repo, updates, f"refs/heads/{prepared.base}")
+    return MergeOutcome("merged", prepared.commit, message=f"merged {prepared.branch_tip} into {prepared.base}")
+
+
+def _not_updated(prepared: PreparedMerge, updates: list[IndexUpdate], exc: Exception) -> MergeOutcome:
+    """The blocked outcome for git or the file system failing on the way (the ref untouched)."""
+    where = ", ".join(str(u.checkout.workdir) for u in updates) or f"refs/heads/{prepared.base}"
+    return MergeOutcome(
+        "blocked",
+        None,
+        tuple(sorted(prepared.paths)),
+        message=f"could not update {prepared.base} in {where}: {exc} (tuiorch retries)",
+    )
+
+
+def _settle_checkouts(repo: Repo, updates: list[IndexUpdate], refname: str) -> None:
+    """After base moved: keep each checkout's update and release its lock."""
     if updates:
         _hold_for_switches(repo, updates)
-    refname = f"refs/heads/{prepared.base}"
     for update in updates:
         if update.staged and not update.head_still(refname):
             # A `git switch` that wrote its index just before our lock moved HEAD only now: that
@@ -91,7 +102,6 @@ def land_once(repo: Repo, prepared: PreparedMerge) -> MergeOutcome | None:
             update.rollback()
         else:
             update.commit()
-    return MergeOutcome("merged", prepared.commit, message=f"merged {prepared.branch_tip} into {prepared.base}")
 
 
 def _rollback(updates: list[IndexUpdate]) -> None:
@@ -173,22 +183,10 @@ def _update_checkout(repo: Repo, update: IndexUpdate, prepared: PreparedMerge, r
     Raises _Refused (the task waits, with the reason), Busy (another git holds the index or is
     moving HEAD: retried shortly) or leaves `update` applied and locked for stage/commit.
     """
-    base, workdir, gitdir = prepared.base, update.checkout.workdir, update.checkout.gitdir
-    try:
-        update.lock(timeout=_INDEX_LOCK_WAIT)
-    except Busy:
-        raise _blocked(
-            f"{base} in {workdir} is busy (another git process holds its index); tuiorch retries. "
-            f"If no git process is running, delete {gitdir / 'index.lock'}"
-        ) from None
+    base, workdir = prepared.base, update.checkout.workdir
+    _lock_index(update, base)
     # Read again under git's index lock: from here no git command can switch this tree's branch.
-    operation = operation_in_progress(gitdir)
-    if operation is not None:
-        what, finish = operation
-        raise _blocked(
-            f"{base} in {workdir} is in the middle of a {what}; {base} stays where it is until "
-            f"you finish it ({finish}); tuiorch retries"
-        )
+    _refuse_operation_in_progress(update.checkout, base)
     if not update.head_still(refname):
         raise Busy(f"{workdir} left {base}")  # switched away just now: look again
     new_tree = repo.handle[pygit2.Oid(hex=prepared.tree)].peel(pygit2.Tree)
@@ -201,6 +199,28 @@ def _update_checkout(repo: Repo, update: IndexUpdate, prepared: PreparedMerge, r
     # wrote went to its branch, so they are put back and the merge looks again.
     if not update.head_still(refname):
         raise Busy(f"{workdir} left {base}")
+
+
+def _lock_index(update: IndexUpdate, base: str) -> None:
+    """Take the checkout's index lock; blocked when another git process keeps it."""
+    try:
+        update.lock(timeout=_INDEX_LOCK_WAIT)
+    except Busy:
+        raise _blocked(
+            f"{base} in {update.checkout.workdir} is busy (another git process holds its index); tuiorch "
+            f"retries. If no git process is running, delete {update.checkout.gitdir / 'index.lock'}"
+        ) from None
+
+
+def _refuse_operation_in_progress(checkout: Checkout, base: str) -> None:
+    """Blocked while the user's rebase, merge, cherry-pick ... owns the checkout's base."""
+    operation = operation_in_progress(checkout.gitdir)
+    if operation is not None:
+        what, finish = operation
+        raise _blocked(
+            f"{base} in {checkout.workdir} is in the middle of a {what}; {base} stays where it is until "
+            f"you finish it ({finish}); tuiorch retries"
+        )
 
 
 def _refusal(repo: Repo, update: IndexUpdate, prepared: PreparedMerge, refused: Refused) -> _Refused:
@@ -232,15 +252,29 @@ def _already(workdir: Path, new_tree: pygit2.Tree, paths: list[str]) -> list[tup
     for rel in paths:
         entry = tree_entry(new_tree, rel)
         target = workdir / rel
-        if entry is None:
-            if not target.exists() and not target.is_symlink():
-                found.append(("0", "0" * len(str(new_tree.id)), rel))
-        elif isinstance(entry, pygit2.Blob):
-            if file_matches(target, entry):
-                found.append((f"{entry.filemode:o}", str(entry.id), rel))
-            elif entry.filemode != FileMode.LINK and target.is_file() and not target.is_symlink():
-                to_hash.append((rel, entry))
+        # file_matches: a Blob's exact file, or no file where there is no entry (a directory never).
+        if file_matches(target, entry):
+            found.append(_index_line(rel, entry, "0" * len(str(new_tree.id))))
+        elif _worth_hashing(entry, target):
+            to_hash.append((rel, entry))
     return found + _same_after_filters(workdir, to_hash)
+
+
+def _index_line(rel: str, entry: pygit2.Object | None, null_id: str) -> tuple[str, str, str]:
+    """(octal mode, blob id, path) for `entry`; mode 0 and the null id remove the path."""
+    if entry is None:
+        return ("0", null_id, rel)
+    return (f"{entry.filemode:o}", str(entry.id), rel)
+
+
+def _worth_hashing(entry: pygit2.Object | None, target: Path) -> TypeGuard[pygit2.Blob]:
+    """A regular file for a non-symlink blob: git's clean filters may yet make it equal."""
+    return (
+        isinstance(entry, pygit2.Blob)
+        and entry.filemode != FileMode.LINK
+        and target.is_file()
+        and not target.is_symlink()
+    )
 
 
 def _same_after_filters(workdir: Path, to_hash: list[tuple[str, pygit2.Blob]]) -> list[tuple[str, str, str]]:
