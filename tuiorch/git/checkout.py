@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuiorch.git.proc import git_env
+from tuiorch.git.trees import leading_dirs
 
 _LOCK_POLL = 0.005
 #: How long after another command wrote an index its HEAD update may still be on the way.
@@ -314,11 +315,11 @@ class IndexUpdate:
     def dirty_among(self, changed: Iterable[str]) -> list[str]:
         """The user's changed or untracked paths that collide with `changed` (see paths_collide)."""
         files = set(changed)
-        directories = set().union(*map(_leading_dirs, files))
+        directories = set().union(*map(leading_dirs, files))
         hits = set()
         for dirty in self._dirty_paths():
             bare = dirty.rstrip("/")
-            if bare in files or bare in directories or _leading_dirs(bare) & files:
+            if bare in files or bare in directories or leading_dirs(bare) & files:
                 hits.add(dirty)
         return sorted(hits)
 
@@ -418,11 +419,6 @@ def _remove_empty_folders(workdir: Path, folder: Path) -> None:
     while folder != workdir and folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
         folder = folder.parent
-
-
-def _leading_dirs(path: str) -> set[str]:
-    """The directories on the way to `path` ("a", "a/b" for "a/b/c")."""
-    return {"/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 1)}
 
 
 def _nul_separated(listing: bytes) -> list[str]:

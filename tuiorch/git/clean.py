@@ -37,15 +37,19 @@ def _clean_worktrees(worktrees: Worktrees, worktree_dir: Path, force: bool, repo
         return []
     kept: list[Path] = []
     for child in sorted(worktree_dir.iterdir()):
-        if child.is_dir() and child.name.startswith(".") and ".removing-" in child.name:
-            # A removal that a crash interrupted (see Worktrees.remove).
+        if not child.is_dir():
+            continue
+        if _interrupted_removal(child):
             shutil.rmtree(child, ignore_errors=True)
             report.append(f"removed leftover {child}")
-        elif child.is_dir() and worktrees.admin(child) is not None and not _remove_worktree(
-            worktrees, child, force, report
-        ):
+        elif worktrees.admin(child) is not None and not _remove_worktree(worktrees, child, force, report):
             kept.append(child.resolve())
     return kept
+
+
+def _interrupted_removal(folder: Path) -> bool:
+    """A worktree's folder renamed for removal, which a crash interrupted (see Worktrees.remove)."""
+    return folder.name.startswith(".") and ".removing-" in folder.name
 
 
 def _remove_worktree(worktrees: Worktrees, child: Path, force: bool, report: list[str]) -> bool:
@@ -71,15 +75,20 @@ def _clean_branches(
         where = [w for w in branches.checkouts(branch) if w in held]
         if where:
             report.append(f"kept {branch}: checked out in the kept worktree {where[0]}")
-            continue
-        if refs.is_merged(branch, base):
+        elif refs.is_merged(branch, base):
             branches.delete(branch, base=base)
             report.append(f"deleted merged branch {branch}")
-            continue
-        dropped = branches.unmerged_commits(branch, base_tip)
-        if not force:
-            report.append(f"kept {branch}: {len(dropped)} commit(s) not in {base} (pass --force to delete it)")
-            continue
-        branches.delete(branch, force=True, base=base)
-        report.append(f"deleted {branch} with {len(dropped)} commit(s) not in {base}:")
-        report.extend(f"  {sha} {subject}" for sha, subject in dropped)
+        else:
+            report.extend(_clean_unmerged(branches, branch, base, base_tip, force))
+
+
+def _clean_unmerged(branches: Branches, branch: str, base: str, base_tip: str, force: bool) -> list[str]:
+    """Delete a branch with commits not in base when forced; report lines either way."""
+    dropped = branches.unmerged_commits(branch, base_tip)
+    if not force:
+        return [f"kept {branch}: {len(dropped)} commit(s) not in {base} (pass --force to delete it)"]
+    branches.delete(branch, force=True, base=base)
+    return [
+        f"deleted {branch} with {len(dropped)} commit(s) not in {base}:",
+        *(f"  {sha} {subject}" for sha, subject in dropped),
+    ]

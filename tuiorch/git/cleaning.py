@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pygit2
 
+from tuiorch.git.trees import leading_dirs
+
 
 def is_scratch(path: str, patterns: Sequence[str]) -> bool:
     """True if a component of `path` matches one of `patterns` (an agent CLI's own files)."""
@@ -20,14 +22,15 @@ def is_scratch(path: str, patterns: Sequence[str]) -> bool:
 
 def normalize_keep(keep: Sequence[str]) -> set[str]:
     """The configured keep paths as worktree-relative paths; .git and paths leaving the tree dropped."""
-    cleaned = set()
-    for raw in keep:
-        rel = raw.strip().strip("/")
-        while rel.startswith("./"):
-            rel = rel[2:]
-        if rel and rel != ".git" and ".." not in Path(rel).parts:
-            cleaned.add(rel)
-    return cleaned
+    return {rel for rel in map(_relative, keep) if rel and rel != ".git" and ".." not in Path(rel).parts}
+
+
+def _relative(raw: str) -> str:
+    """A configured path without surrounding blanks and slashes or leading "./"."""
+    rel = raw.strip().strip("/")
+    while rel.startswith("./"):
+        rel = rel[2:]
+    return rel
 
 
 def exclude_pattern(rel: str) -> str:
@@ -44,19 +47,15 @@ def drop_inherited_sparse_checkout(path: Path) -> None:
         (admin / "info" / "sparse-checkout").unlink(missing_ok=True)
 
 
-def _walk_untracked(
-    root: Path, rel: str, tracked: set[str], tracked_dirs: set[str], keep: set[str]
-) -> Iterator[Path]:
-    """Paths under `root/rel` that are neither tracked nor kept; whole directories when possible."""
-    directory = root / rel if rel else root
-    for entry in os.scandir(directory):
-        child = f"{rel}/{entry.name}" if rel else entry.name
-        if child == ".git" or child in keep or child in tracked:
+def _walk_untracked(root: Path, prefix: str, spared: set[str], holding: set[str]) -> Iterator[Path]:
+    """Paths under `root/prefix` not in `spared`; a directory whole unless it is in `holding` (it holds
+    spared paths), then what it holds."""
+    for entry in os.scandir(root / prefix):
+        child = prefix + entry.name
+        if child in spared:
             continue
-        if not entry.is_dir(follow_symlinks=False):
-            yield root / child
-        elif child in tracked_dirs or any(k.startswith(child + "/") for k in keep):
-            yield from _walk_untracked(root, child, tracked, tracked_dirs, keep)
+        if entry.is_dir(follow_symlinks=False) and child in holding:
+            yield from _walk_untracked(root, child + "/", spared, holding)
         else:
             yield root / child
 
@@ -65,11 +64,8 @@ def clean_untracked(root: Path, index: pygit2.Index, keep: set[str]) -> None:
     """Delete untracked and ignored files in a worktree, sparing `keep` paths and .git."""
     index.read()
     tracked = {entry.path for entry in index}
-    tracked_dirs = {str(Path(p).parent.as_posix()) for p in tracked}
-    for path in list(tracked_dirs):
-        parts = path.split("/")
-        tracked_dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
-    for victim in list(_walk_untracked(root, "", tracked, tracked_dirs, keep)):
+    holding = set().union(*map(leading_dirs, tracked | keep))
+    for victim in list(_walk_untracked(root, "", tracked | keep | {".git"}, holding)):
         if victim.is_dir() and not victim.is_symlink():
             shutil.rmtree(victim)
         else:

@@ -27,6 +27,11 @@ def git_path(path: str) -> bytes:
     return path.encode("utf-8", "surrogateescape")
 
 
+def leading_dirs(path: str) -> set[str]:
+    """The directories on the way to `path` ("a", "a/b" for "a/b/c")."""
+    return {"/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 1)}
+
+
 def tree_entry(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
     try:
         return tree[path]
