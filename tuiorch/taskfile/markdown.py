@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import NamedTuple
 
 from tuiorch.taskfile.model import (
@@ -48,21 +48,51 @@ class _FenceTracker:
     def feed(self, line: str, number: int) -> bool:
         """Take the next line; True if it is inside (or opens or closes) a fenced block."""
         match = _FENCE.match(line)
-        if self.fence is None:
-            # A backtick fence's info string can't contain backticks (CommonMark).
-            if match and not (match["fence"][0] == "`" and "`" in match["info"]):
-                self.fence, self.opened_at = match["fence"], number
-                return True
-            return False
-        closes = (
-            match is not None
-            and match["fence"][0] == self.fence[0]
-            and len(match["fence"]) >= len(self.fence)
-            and not match["info"].strip()
-        )
-        if closes:
-            self.fence = None
-        return True
+        if self.fence is not None:
+            if _closes_fence(match, self.fence):
+                self.fence = None
+            return True
+        if _opens_fence(match):
+            self.fence, self.opened_at = match["fence"], number  # type: ignore[index]
+            return True
+        return False
+
+
+def _closes_fence(match: re.Match[str] | None, fence: str) -> bool:
+    return (
+        match is not None
+        and match["fence"][0] == fence[0]
+        and len(match["fence"]) >= len(fence)
+        and not match["info"].strip()
+    )
+
+
+def _opens_fence(match: re.Match[str] | None) -> bool:
+    # A backtick fence's info string can't contain backticks (CommonMark).
+    return match is not None and not (match["fence"][0] == "`" and "`" in match["info"])
+
+
+def _outside_fences(lines: list[str], fences: _FenceTracker) -> Iterator[tuple[int, str]]:
+    """(index, line) for each line that is not in a fenced code block (nor opens or closes one)."""
+    for index, line in enumerate(lines):
+        if not fences.feed(line, index + 1):
+            yield index, line
+
+
+def _first_nonblank(lines: list[str], start: int, end: int) -> int:
+    while start < end and not lines[start].strip():
+        start += 1
+    return start
+
+
+def _metadata_lines(lines: list[str], start: int, end: int) -> list[re.Match[str]]:
+    """The metadata lines from `start` on: each a known `key: value`, up to the first line that is not."""
+    found: list[re.Match[str]] = []
+    for line in lines[start:end]:
+        if (match := _METADATA.match(line.strip())) is None:
+            break
+        found.append(match)
+    return found
 
 
 def _is_task_heading_line(line: str) -> bool:
@@ -116,20 +146,21 @@ def _scan_headings(lines: list[str], path: str) -> tuple[list[_Heading], TaskFil
     headings: list[_Heading] = []
     misleveled: TaskFileError | None = None
     fences = _FenceTracker()
-    for index, line in enumerate(lines):
-        number = index + 1
-        if fences.feed(line, number):
-            continue
+    for index, line in _outside_fences(lines, fences):
         if _is_task_heading_line(line):
-            headings.append(_read_heading(line, number, path))
+            headings.append(_read_heading(line, index + 1, path))
         elif misleveled is None:
-            misleveled = _misleveled_heading(line, number, path)
+            misleveled = _misleveled_heading(line, index + 1, path)
+    _refuse_unclosed_fence(fences, lines, path)
+    return headings, misleveled
+
+
+def _refuse_unclosed_fence(fences: _FenceTracker, lines: list[str], path: str) -> None:
+    """An unclosed fence hides every heading after it; losing tasks silently would be worse."""
     if fences.fence is not None and any(_is_task_heading_line(line) for line in lines[fences.opened_at :]):
-        # An unclosed fence hides every heading after it; losing tasks silently would be worse.
         raise TaskFileError(
             path, fences.opened_at, "code fence is never closed (the task headings after it are hidden)"
         )
-    return headings, misleveled
 
 
 def _read_heading(line: str, number: int, path: str) -> _Heading:
@@ -162,21 +193,11 @@ def _read_blocks(
     lines: list[str], headings: list[_Heading], path: str, misleveled: TaskFileError | None
 ) -> list[Task]:
     """One task per heading; of two mistakes, the one earlier in the file is raised."""
-    tasks: list[Task] = []
+    ends = [heading.number - 1 for heading in headings[1:]] + [len(lines)]
     try:
-        for position, heading in enumerate(headings):
-            end = headings[position + 1].number - 1 if position + 1 < len(headings) else len(lines)
-            tasks.append(
-                _parse_task_block(
-                    lines, heading.first, end, heading.number, heading.task_id, heading.title, path
-                )
-            )
+        tasks = [_parse_task_block(lines, heading, end, path) for heading, end in zip(headings, ends, strict=False)]
     except TaskFileError as exc:
-        if (
-            misleveled is not None
-            and misleveled.line is not None
-            and misleveled.line < (exc.line or len(lines) + 1)
-        ):
+        if _comes_first(misleveled, exc, len(lines)):
             raise misleveled from None
         raise
     if misleveled is not None:
@@ -184,36 +205,43 @@ def _read_blocks(
     return tasks
 
 
-def _parse_task_block(
-    lines: list[str], first: int, end: int, heading_line: int, task_id: str, title: str, path: str
-) -> Task:
+def _comes_first(error: TaskFileError | None, other: TaskFileError, line_count: int) -> bool:
+    """Whether `error` is about an earlier line than `other` (one without a line counts as after the file)."""
+    after_the_file = line_count + 1
+    return error is not None and (error.line or after_the_file) < (other.line or after_the_file)
+
+
+def _parse_task_block(lines: list[str], heading: _Heading, end: int, path: str) -> Task:
+    start = _first_nonblank(lines, heading.first, end)
+    metadata = _metadata_lines(lines, start, end)
+    stop = start + len(metadata)
+    fields = _read_metadata(metadata, start + 1, heading.task_id, path)
+    if stop < end:
+        _refuse_misspelt_key(lines[stop].strip(), stop + 1, heading.task_id, path)
+    body = [_unescape_heading(line) for line in lines[stop:end]]
+    return Task(
+        id=heading.task_id,
+        title=heading.title,
+        description=strip_blank_edges(body),
+        source=path,
+        line=heading.number,
+        **fields,
+    )  # type: ignore[arg-type]
+
+
+def _read_metadata(metadata: list[re.Match[str]], first_number: int, task_id: str, path: str) -> dict[str, object]:
+    """The Task fields the metadata lines (numbered from `first_number`) give."""
     fields: dict[str, object] = {}
     seen_at: dict[str, int] = {}
-    index = first
-    while index < end and not lines[index].strip():
-        index += 1
-    while index < end and (match := _METADATA.match(lines[index].strip())):
-        key, number = match["key"].lower(), index + 1
+    for number, match in enumerate(metadata, first_number):
+        key = match["key"].lower()
         if key in seen_at:
-            raise TaskFileError(
-                path, number, f"task {task_id}: '{key}' given twice (first at line {seen_at[key]})"
-            )
+            raise TaskFileError(path, number, f"task {task_id}: '{key}' given twice (first at line {seen_at[key]})")
         seen_at[key] = number
         value = _COMMENT.sub("", match["value"]).strip()
         if key != "type" or value:
             fields[key] = _METADATA_READERS[key](value, path, number)
-        index += 1
-    if index < end:
-        _refuse_misspelt_key(lines[index].strip(), index + 1, task_id, path)
-    body = [_unescape_heading(line) for line in lines[index:end]]
-    return Task(
-        id=task_id,
-        title=title,
-        description=strip_blank_edges(body),
-        source=path,
-        line=heading_line,
-        **fields,
-    )  # type: ignore[arg-type]
+    return fields
 
 
 _METADATA_READERS: dict[str, Callable[[str, str, int], object]] = {
@@ -304,27 +332,20 @@ def with_priority_md(text: str, task_id: str, priority: Priority, path: str = "T
     heading = _heading_index(lines, task_id)
     if heading is None:
         raise TaskFileError(path, None, f"no task {task_id} in the file to set its priority")
-    start = heading + 1
-    while start < len(lines) and not lines[start].strip():
-        start += 1
-    index = start
-    while index < len(lines) and _METADATA.match(lines[index].strip()):
+    start = _first_nonblank(lines, heading + 1, len(lines))
+    stop = start + len(_metadata_lines(lines, start, len(lines)))
+    for index in range(start, stop):
         if (found := _PRIORITY_LINE_MD.fullmatch(lines[index])) is not None:
             lines[index] = found["head"] + priority.label + found["tail"]
             return "\n".join(lines)
-        index += 1
     # No priority line: the new one opens the metadata block (below the heading when there is none).
-    at = start if index > start else heading + 1
-    lines.insert(at, f"priority: {priority.label}")
+    lines.insert(start if stop > start else heading + 1, f"priority: {priority.label}")
     return "\n".join(lines)
 
 
 def _heading_index(lines: list[str], task_id: str) -> int | None:
     """Where task `task_id`'s heading is, outside code fences."""
-    fences = _FenceTracker()
-    for index, line in enumerate(lines):
-        if fences.feed(line, index + 1) or not _is_task_heading_line(line):
-            continue
+    for index, line in _outside_fences(lines, _FenceTracker()):
         match = _TASK_HEADING.match(line)
         if match and match["id"].strip() == task_id:
             return index
