@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from tuiorch.agent_output.base import (
     ParsedLine,
@@ -39,34 +40,38 @@ class AiderTextParser(Parser):
     def feed(self, line: str) -> ParsedLine:
         text = line.rstrip("\r\n")
         result = plain(text)
-        known = any(
-            pattern.match(text) for pattern in (_AIDER_ERROR, _AIDER_RETRY, _AIDER_TOKENS, _AIDER_EDIT)
-        )
-        if self._error_goes_on and text.strip() and not known and result.progress is None and self.error:
+        if self._error_goes_on and self.error and _more_words(text, result):
             self.error = self.warning = clip(f"{self.error} {text.strip()}", 300)
             self._error_goes_on -= 1
             return result
         self._error_goes_on = 0
-        if error := _AIDER_ERROR.match(text):
-            self.error = self.warning = clip(error.group(1), 300)
-            self._error_goes_on = 2
-            result.status = clip(f"model call failed: {error.group(1)}", 80)
-        elif retry := _AIDER_RETRY.match(text):
-            result.status = f"retrying the model call in {retry.group(1)}s"
-        elif tokens := _AIDER_TOKENS.match(text):
-            self.error = None  # an answer came: earlier errors were retried away
-            sent = _aider_count(tokens.group(1), tokens.group(2))
-            received = _aider_count(tokens.group(3), tokens.group(4))
-            self._answers = Usage(self._answers.input_tokens + sent, self._answers.output_tokens + received)
-            self.usage = Usage(
-                self._answers.input_tokens, self._answers.output_tokens, self._session_cost(text)
-            )
-            result.status = "thinking"
-        elif cost := _AIDER_COST.match(text):
-            self.usage = Usage(self._answers.input_tokens, self._answers.output_tokens, float(cost.group(1)))
-        elif edit := _AIDER_EDIT.match(text):
-            result.status = f"edited {clip(edit.group(1), 60)}"
+        for pattern, read in _LINES:
+            if found := pattern.match(text):
+                result.status = read(self, found, text)
+                break
         return result
+
+    def _model_error(self, found: re.Match[str], text: str) -> str:
+        self.error = self.warning = clip(found.group(1), 300)
+        self._error_goes_on = 2
+        return clip(f"model call failed: {found.group(1)}", 80)
+
+    def _retry(self, found: re.Match[str], text: str) -> str:
+        return f"retrying the model call in {found.group(1)}s"
+
+    def _tokens(self, found: re.Match[str], text: str) -> str:
+        self.error = None  # an answer came: earlier errors were retried away
+        sent = _aider_count(found.group(1), found.group(2))
+        received = _aider_count(found.group(3), found.group(4))
+        self._answers = Usage(self._answers.input_tokens + sent, self._answers.output_tokens + received)
+        self.usage = Usage(self._answers.input_tokens, self._answers.output_tokens, self._session_cost(text))
+        return "thinking"
+
+    def _cost(self, found: re.Match[str], text: str) -> None:
+        self.usage = Usage(self._answers.input_tokens, self._answers.output_tokens, float(found.group(1)))
+
+    def _edit(self, found: re.Match[str], text: str) -> str:
+        return f"edited {clip(found.group(1), 60)}"
 
     def feed_stderr(self, line: str) -> ParsedLine:
         return self.feed(line)  # aider's errors may come on either stream
@@ -76,3 +81,19 @@ class AiderTextParser(Parser):
         if found:
             return float(found.group(1))
         return self.usage.cost_usd if self.usage else None
+
+
+#: aider's lines that say something, in the order they are tried: each sets the line's status (or none).
+_LINES: tuple[tuple[re.Pattern[str], Callable[[AiderTextParser, re.Match[str], str], str | None]], ...] = (
+    (_AIDER_ERROR, AiderTextParser._model_error),
+    (_AIDER_RETRY, AiderTextParser._retry),
+    (_AIDER_TOKENS, AiderTextParser._tokens),
+    (_AIDER_COST, AiderTextParser._cost),
+    (_AIDER_EDIT, AiderTextParser._edit),
+)
+
+
+def _more_words(text: str, result: ParsedLine) -> bool:
+    """Whether a line goes on with the error before it: words that are no line of aider's own."""
+    known = any(pattern.match(text) for pattern in (_AIDER_ERROR, _AIDER_RETRY, _AIDER_TOKENS, _AIDER_EDIT))
+    return bool(text.strip()) and not known and result.progress is None

@@ -67,15 +67,19 @@ def _item(phase: str, item: dict[str, Any]) -> ParsedLine:
     """One item event: a running item sets the status, a completed one is shown."""
     kind = as_str(item.get("type"))
     if kind == "todo_list":
-        todos = [as_dict(todo) for todo in as_list(item.get("items"))]
-        done = sum(1 for todo in todos if todo.get("completed") is True)
-        return ParsedLine(progress=Progress(None, done, len(todos), "") if todos else None)
+        return _todo_list(item)
     if kind == "command_execution":
         return _command(phase, item)
     if phase != "completed":
         return _running(kind, item)
     handler = _COMPLETED.get(kind)
     return handler(item) if handler else ParsedLine()
+
+
+def _todo_list(item: dict[str, Any]) -> ParsedLine:
+    todos = [as_dict(todo) for todo in as_list(item.get("items"))]
+    done = sum(1 for todo in todos if todo.get("completed") is True)
+    return ParsedLine(progress=Progress(None, done, len(todos), "") if todos else None)
 
 
 def _command(phase: str, item: dict[str, Any]) -> ParsedLine:
