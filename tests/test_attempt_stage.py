@@ -58,8 +58,20 @@ class FakeRunner:
     handle: FakeHandle | None = None
     start_error: BaseException | None = None
     kind: str = "fake"
+    #: What `reattach` gives back (None: the saved run is gone).
+    reattached: FakeHandle | None = None
+    calls: list[str] = field(default_factory=list)
+
+    async def reattach(self, saved: Attachment, spec: AgentSpec, hooks: AgentHooks) -> FakeHandle | None:
+        self.calls.append(f"reattach {saved.ref}")
+        return self.reattached
+
+    async def clean_up(self, saved: Attachment, *, leftovers_message: str | None = None) -> str | None:
+        self.calls.append(f"clean_up {saved.ref} {leftovers_message}")
+        return None
 
     async def start(self, spec: AgentSpec, hooks: AgentHooks) -> FakeHandle:
+        self.calls.append("start")
         if self.start_error is not None:
             raise self.start_error
         assert self.handle is not None
@@ -188,3 +200,39 @@ def test_a_run_stopped_before_its_agent_starts_gives_the_workspace_back() -> Non
     with pytest.raises(asyncio.CancelledError):
         attempt(FakeRunner(handle), StoppingHost())
     assert handle.calls == ["release"]  # never waited on: the agent did not start
+
+
+SAVED_RUN = Attachment(runner="fake", where="node-b", ref="run-1")
+
+
+def test_a_run_that_outlived_tuiorch_is_taken_up_not_started_and_saved_again() -> None:
+    handle = FakeHandle(workspace="/node/slots/0")
+    runner = FakeRunner(reattached=handle)
+    started: list[Attachment] = []
+    hooks = AgentHooks(on_started=started.append)
+    host = FakeHost()
+    outcome = asyncio.run(run_attempt(runner, spec(), hooks, host, PLAN, resume=SAVED_RUN))
+    assert outcome.end == "finished"
+    assert runner.calls == ["reattach run-1"]  # no new agent
+    assert host.seen == ["ready", "ended 0"]
+    assert handle.calls == ["wait", "collect feat: x failed=False", "release"]
+    assert started == [Attachment(workspace="/node/slots/0")]
+
+
+def test_a_run_gone_by_then_is_cleaned_up_and_a_new_agent_starts_on_its_work() -> None:
+    runner = FakeRunner(handle=FakeHandle())
+    outcome = asyncio.run(run_attempt(runner, spec(), AgentHooks(), FakeHost(), PLAN, resume=SAVED_RUN))
+    assert outcome.end == "finished"
+    assert runner.calls == ["reattach run-1", "clean_up run-1 wip: x", "start"]
+
+
+def test_a_run_stopped_as_it_is_reattached_stops_its_agent() -> None:
+    class StoppingHost(FakeHost):
+        def ready(self, handle: FakeHandle) -> None:
+            raise asyncio.CancelledError
+
+    handle = FakeHandle()
+    with pytest.raises(asyncio.CancelledError):
+        runner = FakeRunner(reattached=handle)
+        asyncio.run(run_attempt(runner, spec(), AgentHooks(), StoppingHost(), PLAN, resume=SAVED_RUN))
+    assert handle.calls == ["cancel", "release"]

@@ -5,19 +5,24 @@ The real resumes (a killed run, real git, real agents) are in test_faults.py and
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
+from tuiorch.runners.base import Attachment
 from tuiorch.steps.recovery import (
     BranchFacts,
     DeleteBranch,
     DropMergedBranch,
     MarkMerged,
+    Reattach,
     Requeue,
     ResumeMerge,
     SavedTask,
     plan_recovery,
+    recover,
+    still_running,
 )
 
 BASE_SHA = "b" * 40
@@ -109,3 +114,54 @@ def test_a_branch_with_nothing_new_is_deleted_and_the_task_starts_over() -> None
         DeleteBranch(),
         Requeue(front=False, keep_commits=False, attempts=2),
     ]
+
+
+RAY_RUN = {"runner": "ray", "ref": "tuiorch-key-t1-task-2", "where": "node-b", "pgid": 77}
+
+
+def test_an_agent_still_running_on_its_runner_is_reattached_not_judged() -> None:
+    saved = _saved("running", **RAY_RUN)
+    assert saved.may_reattach
+    assert plan_recovery(saved, None, running=True) == [
+        Reattach(Attachment(runner="ray", where="node-b", pgid=77, ref="tuiorch-key-t1-task-2"), attempts=1)
+    ]
+    # Gone by now: the usual table (its commits brought back, the task re-run on top of them).
+    assert plan_recovery(saved, BranchFacts(tip=TIP)) == [Requeue(front=True, keep_commits=True, attempts=1)]
+
+
+@pytest.mark.parametrize(
+    ("status", "entry"),
+    [
+        ("running", {"pgid": 77}),  # a local agent: its runner names no run
+        ("resolving", RAY_RUN),  # a resolver's run is ended, and the conflict resolved again
+        ("finished", RAY_RUN),
+    ],
+)
+def test_only_a_task_agent_of_a_runner_that_names_its_runs_may_be_reattached(status: str, entry: dict) -> None:
+    saved = _saved(status, **entry)
+    assert not saved.may_reattach
+    assert not any(isinstance(a, Reattach) for a in plan_recovery(saved, BranchFacts(tip=TIP), running=True))
+
+
+def test_the_executor_asks_the_runner_and_leaves_reattached_agents_alone() -> None:
+    alive = _saved("running", **RAY_RUN)
+    gone = SavedTask.from_state("t2", {**RAY_RUN, "status": "running", "ref": "gone"}, branch="b2", title="")
+    asked: list[str] = []
+
+    async def running(attachment: Attachment) -> bool:
+        asked.append(attachment.ref)
+        return attachment.ref != "gone"
+
+    async def end_agent(saved: SavedTask) -> str | None:
+        raise AssertionError("a re-attached agent is never ended")
+
+    async def scenario() -> list:
+        found = await still_running([alive, gone, _saved("queued")], running)
+        assert list(found) == ["t1"] and asked == [RAY_RUN["ref"], "gone"]
+        # No git is asked about a re-attached task: its agent still works on the branch.
+        recovering = recover(None, [alive], base="main", worktrees=Path("/w"), end_agent=end_agent, running=found)  # type: ignore[arg-type]
+        return [r async for r in recovering]
+
+    (recovery,) = asyncio.run(scenario())
+    assert recovery.actions == (Reattach(alive.attachment, attempts=1),)
+    assert "node-b" in recovery.notices[0]

@@ -24,7 +24,7 @@ its work in threads, processes or on other machines.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -332,6 +332,12 @@ class Runner(Protocol):
         """
         ...
 
+    async def running(self, saved: Attachment) -> bool:
+        """After tuiorch died: whether `reattach` can take up the saved run (its agent still runs on
+        the cluster, or has ended there with its output and result kept). Asked before anything of the
+        dead run is ended; a local runner says False (its agents die with tuiorch, or are ended)."""
+        ...
+
     async def clean_up(self, saved: Attachment, *, leftovers_message: str | None = None) -> str | None:
         """End what is left of a saved run that will not be re-attached; a notice saying what, or None.
 
@@ -342,10 +348,11 @@ class Runner(Protocol):
         """
         ...
 
-    async def end_orphans(self) -> list[str]:
+    async def end_orphans(self, spare: Collection[str] = ()) -> list[str]:
         """End every agent an earlier tuiorch run on this repository left running, also those whose
-        run state was never saved; one line per agent ended. For the start of a run after a crash
-        and ``tuiorch clean``."""
+        run state was never saved, except the runs named in `spare` (`Attachment.ref`s about to be
+        re-attached); one line per agent ended. For the start of a run after a crash and
+        ``tuiorch clean``."""
         ...
 
     async def close(self) -> None:

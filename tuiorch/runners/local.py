@@ -14,7 +14,7 @@ import contextlib
 import functools
 import os
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from tuiorch.agent import AgentExit, AgentProcess, ProcessHooks
@@ -144,7 +144,10 @@ class LocalRunner:
                 await asyncio.to_thread(self.git.release_worktree, path)
         return notice
 
-    async def end_orphans(self) -> list[str]:
+    async def running(self, saved: Attachment) -> bool:
+        return False  # its agents died with tuiorch, or are ended
+
+    async def end_orphans(self, spare: Collection[str] = ()) -> list[str]:
         pgids = await asyncio.to_thread(kill_orphan_agents, self.git.git_dir)
         return [f"ended agent process group {pgid} left by the tuiorch run that stopped" for pgid in pgids]
 

@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 
 from tuiorch.agent import AgentExit
 from tuiorch.gitops import GitError, UncommittedWork
-from tuiorch.runners.base import AgentHandle, AgentHooks, AgentSpec, Runner, StartFailed
+from tuiorch.runners.base import AgentHandle, AgentHooks, AgentSpec, Attachment, Runner, StartFailed
 
 #: How an attempt ended. finished: commits on the branch, ready to land. empty: a clean exit without
 #: any commit. failed: no retry left, or a failure a retry cannot fix (setup, a refused command, git).
@@ -68,11 +68,20 @@ class AttemptPlan:
 
 
 async def run_attempt(
-    runner: Runner, spec: AgentSpec, hooks: AgentHooks, host: AttemptHost, plan: AttemptPlan
+    runner: Runner,
+    spec: AgentSpec,
+    hooks: AgentHooks,
+    host: AttemptHost,
+    plan: AttemptPlan,
+    resume: Attachment | None = None,
 ) -> AttemptOutcome:
-    """Run one attempt to its outcome. CancelledError goes through (the agent's tree killed)."""
+    """Run one attempt to its outcome. CancelledError goes through (the agent's tree killed).
+
+    resume: a run of this attempt that outlived the tuiorch that started it: the attempt takes it up
+    (`Runner.reattach`) instead of starting an agent. If it is gone by now, what it left is brought
+    into the branch (`Runner.clean_up`) and a new agent starts on top of it."""
     try:
-        handle = await runner.start(spec, hooks)
+        handle, reattached = await _handle(runner, spec, hooks, plan, resume)
     except StartFailed as exc:
         return AttemptOutcome("failed", reason=exc.reason)
     except (GitError, OSError) as exc:
@@ -81,9 +90,13 @@ async def run_attempt(
         try:
             host.ready(handle)
         except asyncio.CancelledError:  # stopped before the agent started: its workspace goes back
+            if reattached:
+                handle.cancel()
             with contextlib.suppress(GitError, OSError):
                 await handle.release()
             raise
+        if reattached:
+            hooks.on_started(handle.attachment())  # saved again: a second crash finds it too
         exit_ = await handle.wait()
         failure = host.ended(exit_)
         if failure is None and not exit_.cancelled:
@@ -97,6 +110,18 @@ async def run_attempt(
         with contextlib.suppress(GitError, OSError):
             await handle.release()
         raise
+
+
+async def _handle(
+    runner: Runner, spec: AgentSpec, hooks: AgentHooks, plan: AttemptPlan, resume: Attachment | None
+) -> tuple[AgentHandle, bool]:
+    """The re-attached run of `resume` (and True), else a newly started one (and False)."""
+    if resume is not None:
+        handle = await runner.reattach(resume, spec, hooks)
+        if handle is not None:
+            return handle, True
+        await runner.clean_up(resume, leftovers_message=plan.wip_message)
+    return await runner.start(spec, hooks), False
 
 
 async def _land_result(handle: AgentHandle, plan: AttemptPlan, exit_: AgentExit) -> AttemptOutcome:

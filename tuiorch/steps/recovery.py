@@ -14,11 +14,14 @@ The rules, for each task the saved state knows:
 - Finished work (the agent was done, a merge was due) is merged again; interrupted work re-runs on
   top of its commits, at the head of the queue, without using up a retry.
 - A branch with nothing beyond where it started is deleted and the task starts over.
+- An agent its runner can still take up (a run on a cluster that outlived tuiorch) is neither ended
+  nor judged: the task is re-attached to it, first in the queue, and goes on as if tuiorch had never
+  stopped. Everything above applies to it only if it is gone by then.
 
 `plan_recovery` is that table as a pure function of plain data (`SavedTask`, `BranchFacts`).
 `recover` is the executor: it ends agents, commits leftovers, asks git, and carries out the plan's
 git actions. It never changes run state: the orchestrator applies the outcome actions (`MarkMerged`,
-`Requeue`, `ResumeMerge`) to its records.
+`Requeue`, `ResumeMerge`, `Reattach`) to its records.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from tuiorch.git import GitError, GitRepo
 from tuiorch.git.locks import clear_stale_git_locks
 from tuiorch.model.status import IN_SLOT, MERGE_PHASE, TaskStatus
 from tuiorch.procs import kill_orphan_agents, kill_stale_group
+from tuiorch.runners.base import Attachment
 
 #: Saved statuses (as strings) of a task whose agent held a slot when the run died.
 _HELD_SLOT = frozenset(s.value for s in IN_SLOT)
@@ -71,6 +75,8 @@ class SavedTask:
     pgid: int | None = None
     attempts: int = 0
     requeues: int = 0
+    #: What the run state saved about its agent, for its runner to find it again.
+    attachment: Attachment | None = None
 
     @classmethod
     def from_state(cls, task_id: str, data: Mapping[str, Any], *, branch: str, title: str) -> SavedTask:
@@ -87,6 +93,7 @@ class SavedTask:
             pgid=int(data["pgid"]) if data.get("pgid") else None,
             attempts=int(data.get("attempts", 0)),
             requeues=int(data.get("requeues", 0)),
+            attachment=Attachment.from_state(data),
         )
 
     @property
@@ -96,6 +103,11 @@ class SavedTask:
     @property
     def held_slot(self) -> bool:
         return self.status in _HELD_SLOT
+
+    @property
+    def may_reattach(self) -> bool:
+        """Its task's agent held a slot and was started by a runner that names its runs."""
+        return self.held_slot and self.attachment is not None and bool(self.attachment.ref)
 
     @property
     def agent_to_end(self) -> int | None:
@@ -158,15 +170,26 @@ class ResumeMerge:
     tip: str
 
 
-RecoveryAction = DeleteBranch | DropMergedBranch | MarkMerged | Requeue | ResumeMerge
+@dataclass(frozen=True)
+class Reattach:
+    """Outcome: the task's agent still runs where it ran; the task takes it up again, first in the queue."""
+
+    attachment: Attachment
+    #: Attempts used before the one that goes on (the re-attached run counts as the same attempt).
+    attempts: int
+
+
+RecoveryAction = DeleteBranch | DropMergedBranch | MarkMerged | Requeue | ResumeMerge | Reattach
 
 
 # ---------------------------------------------------------------------- the decision table
 
 
-def plan_recovery(saved: SavedTask, facts: BranchFacts | None) -> list[RecoveryAction]:
+def plan_recovery(saved: SavedTask, facts: BranchFacts | None, *, running: bool = False) -> list[RecoveryAction]:
     """What to do with one task, from its saved entry and git's facts (None for a task saved as merged,
-    whose branch git is not asked about)."""
+    or one whose agent is `running` still, whose branch git is not asked about)."""
+    if running and saved.may_reattach and saved.attachment is not None:
+        return [Reattach(saved.attachment, attempts=max(0, saved.attempts - 1))]
     if facts is None or saved.merged:
         return [DeleteBranch()] if saved.merged and saved.branch_saved else []
     if facts.tip is None:
@@ -217,12 +240,19 @@ async def recover(
     base: str,
     worktrees: Path,
     end_agent: Callable[[SavedTask], Awaitable[str | None]] | None = None,
+    running: Collection[str] = (),
 ) -> AsyncIterator[TaskRecovery]:
     """Carry out each task's plan in git, yielding it as soon as it is done (the caller applies its outcome).
 
     `end_agent` ends a task's agent where it runs (the run's runner) and says what it ended; without it,
-    the saved process group is ended on this machine if it still works under `worktrees`."""
+    the saved process group is ended on this machine if it still works under `worktrees`. The tasks
+    named in `running` (see `still_running`) keep their agents: they are re-attached."""
     for saved in tasks:
+        if saved.task_id in running and saved.may_reattach:
+            actions = plan_recovery(saved, None, running=True)
+            notice = f"task {saved.task_id}: re-attached to its agent still running on {saved.attachment.where}"
+            yield TaskRecovery(saved=saved, actions=tuple(actions), notices=(notice,))
+            continue
         notices: list[str] = []
         pgid = saved.agent_to_end
         if pgid and end_agent is not None:
@@ -272,6 +302,18 @@ async def _carry_out(git: GitRepo, saved: SavedTask, action: RecoveryAction, bas
                 if release and saved.worktree is not None:
                     await asyncio.to_thread(git.release_worktree, saved.worktree)
                 await asyncio.to_thread(functools.partial(git.delete_branch, saved.branch, base=base))
+
+
+async def still_running(
+    tasks: Iterable[SavedTask], running: Callable[[Attachment], Awaitable[bool]]
+) -> dict[str, Attachment]:
+    """The tasks whose agent the runner can take up again (asked before anything of the dead run is
+    ended), by task id."""
+    found = {}
+    for saved in tasks:
+        if saved.may_reattach and saved.attachment is not None and await running(saved.attachment):
+            found[saved.task_id] = saved.attachment
+    return found
 
 
 @dataclass(frozen=True)

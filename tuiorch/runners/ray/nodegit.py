@@ -248,3 +248,15 @@ def finish_resolution(
             _git(["add", "-A"], cwd=path, env=identity)
             _git(["commit", "-q", "--no-edit", "-m", message], cwd=path, env=identity)
     return []
+
+
+def node_sweep(key: str, remove_slots: bool) -> int:
+    """Run on a node: remove this repository's slot worktrees there; how many there were."""
+    repo = NodeRepo(key)
+    removed = 0
+    if remove_slots and repo.slots.exists():
+        for slot in list(repo.slots.iterdir()):
+            if slot.name.isdigit():
+                repo.remove_slot(int(slot.name))
+                removed += 1
+    return removed

@@ -12,18 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
+import itertools
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tuiorch.runners.base import AgentHooks, AgentSpec, Attachment, StartFailed, Workspace
+from tuiorch.runners.base import AgentHooks, AgentSpec, Attachment, StartFailed, Workspace, render_command
 from tuiorch.runners.ray import shipping
 from tuiorch.runners.ray.actor import AgentActor
 from tuiorch.runners.ray.cluster import cluster_messages_to_stderr, identity, reachable
 from tuiorch.runners.ray.handle import RayHandle, RunInfo
-from tuiorch.runners.ray.nodegit import NodeRepo, repo_key
+from tuiorch.runners.ray.nodegit import node_sweep, repo_key
 from tuiorch.runners.ray.placement import NoNode, Placement
 
 #: The Ray namespace every tuiorch actor lives in (a new tuiorch finds its runs there by name).
@@ -42,25 +42,6 @@ def _report_setup(spec: AgentSpec, where: str, setup: dict[str, Any] | None) -> 
         log.write(f"== setup on {where}: {' '.join(spec.setup or ())} ==\n{setup['output']}")
     if setup["code"] != 0:
         raise StartFailed(f"[slots] setup failed on {where} (exit {setup['code']})")
-
-
-async def _render(spec: AgentSpec, workspace: Workspace) -> Any:
-    command = spec.command(workspace)
-    if inspect.isawaitable(command):  # a resolver's prompt reads the conflicted files first
-        command = await command
-    return command
-
-
-def _node_sweep(key: str, remove_slots: bool) -> int:
-    """Run on a node: remove this repository's slot worktrees there; how many there were."""
-    repo = NodeRepo(key)
-    removed = 0
-    if remove_slots and repo.slots.exists():
-        for slot in list(repo.slots.iterdir()):
-            if slot.name.isdigit():
-                repo.remove_slot(int(slot.name))
-                removed += 1
-    return removed
 
 
 class RayRunner:
@@ -96,6 +77,8 @@ class RayRunner:
         self.identity = identity(self.root)
         self.placement = Placement(resources or DEFAULT_RESOURCES, commands)
         self.handles: set[RayHandle] = set()
+        #: Slot worktrees in use on each node (node id -> slot numbers), re-attached runs' too.
+        self.busy: dict[str, set[int]] = {}
         self._lock = asyncio.Lock()
         self._connecting = asyncio.Lock()
 
@@ -140,6 +123,14 @@ class RayRunner:
     def _actor_name(self, spec: AgentSpec) -> str:
         return f"tuiorch-{self.key}-{spec.task_id}-{spec.kind}-{spec.attempt}"
 
+    def _take_slot(self, node_id: str, wanted: int) -> int:
+        """The node's slot worktree for a run: the pool's slot number, unless a run re-attached after a
+        restart still works in that one there."""
+        busy = self.busy.setdefault(node_id, set())
+        slot = next(n for n in itertools.chain([wanted], itertools.count()) if n not in busy)
+        busy.add(slot)
+        return slot
+
     # -- the seam ---------------------------------------------------------------------------------------
 
     async def start(self, spec: AgentSpec, hooks: AgentHooks) -> RayHandle:
@@ -177,20 +168,23 @@ class RayRunner:
             )
             .remote(self.key)
         )
+        slot = self._take_slot(node_id, spec.slot)
         try:
-            return await self._prepare(actor, name, node_id, spec, hooks)
+            return await self._prepare(actor, name, node_id, slot, spec, hooks)
         except ray.exceptions.RayTaskError as exc:
+            self.busy[node_id].discard(slot)
             ray.kill(actor)
             where = self.placement.where(node_id)
             raise StartFailed(
                 f"preparing the workspace on the Ray node {where} failed: {exc.cause}"
             ) from None
         except BaseException:
+            self.busy[node_id].discard(slot)
             ray.kill(actor)
             raise
 
     async def _prepare(
-        self, actor: Any, name: str, node_id: str, spec: AgentSpec, hooks: AgentHooks
+        self, actor: Any, name: str, node_id: str, slot: int, spec: AgentSpec, hooks: AgentHooks
     ) -> RayHandle:
         base_sha = shipping.branch_tip(self.root, spec.base)
         if base_sha is None:
@@ -204,7 +198,7 @@ class RayRunner:
         )
         setup = list(spec.setup) if spec.setup else None
         prepared = await actor.prepare.remote(
-            bundle, ref, start, spec.slot, spec.branch, list(self.keep), setup, dict(spec.env)
+            bundle, ref, start, slot, spec.branch, list(self.keep), setup, dict(spec.env)
         )
         where = self.placement.where(node_id)
         _report_setup(spec, where, prepared["setup"])
@@ -213,7 +207,7 @@ class RayRunner:
             name=name,
             where=where,
             workspace=prepared["workspace"],
-            slot=spec.slot,
+            slot=slot,
             task_id=spec.task_id,
             branch=spec.branch,
             base_sha=base_sha,
@@ -229,9 +223,9 @@ class RayRunner:
             path=prepared["workspace"], prompt_file=prepared["prompt_file"], conflicted=tuple(conflicted)
         )
         try:
-            command = await _render(spec, workspace)
+            command = await render_command(spec, workspace)
         except StartFailed:
-            await actor.release.remote(spec.slot, not self.reuse)
+            await actor.release.remote(slot, not self.reuse)
             raise
         handle = self._handle(run, hooks, command, spec, node_id)
         handle.conflicted = tuple(conflicted)
@@ -258,33 +252,32 @@ class RayRunner:
 
         self.handles.discard(handle)
         self.placement.give_back(node_id)
+        self.busy.get(node_id, set()).discard(handle.run.slot)
         with contextlib.suppress(ray.exceptions.RayError):
             await handle.run.actor.release.remote(handle.run.slot, not self.reuse)
         with contextlib.suppress(ray.exceptions.RayError, ValueError):
             ray.kill(handle.run.actor)
 
     async def reattach(self, saved: Attachment, spec: AgentSpec, hooks: AgentHooks) -> RayHandle | None:
-        import ray
-
-        if saved.runner != self.kind or not saved.ref:
+        found = await self._find_run(saved)
+        if found is None:
             return None
-        await self.connect()
-        try:
-            actor = ray.get_actor(saved.ref, namespace=NAMESPACE)
-            status = await actor.status.remote()
-        except (ValueError, ray.exceptions.RayError):
-            return None
+        actor, status = found
         node = await actor.node.remote()
         node_id = node["node_id"]
         await self.placement.refresh()
         self.placement.count(node_id)
+        # The node slot it works in stays its own until released (a new run takes another).
+        name = Path(status["workspace"]).name
+        slot = int(name) if name.isdigit() else spec.slot
+        self.busy.setdefault(node_id, set()).add(slot)
         base_sha = shipping.branch_tip(self.root, spec.base) or status["start"]
         run = RunInfo(
             actor=actor,
             name=saved.ref,
             where=saved.where,
             workspace=status["workspace"],
-            slot=spec.slot,
+            slot=slot,
             task_id=spec.task_id,
             branch=status["branch"],
             base_sha=base_sha,
@@ -295,6 +288,23 @@ class RayRunner:
             scratch=self.scratch,
         )
         return self._handle(run, hooks, None, spec, node_id)
+
+    async def _find_run(self, saved: Attachment) -> tuple[Any, dict[str, Any]] | None:
+        """The saved run's actor and its status, if it is still on the cluster and its agent was started."""
+        import ray
+
+        if saved.runner != self.kind or not saved.ref:
+            return None
+        try:
+            await self.connect()
+            actor = ray.get_actor(saved.ref, namespace=NAMESPACE)
+            status = await actor.status.remote()
+        except (ValueError, StartFailed, ray.exceptions.RayError):
+            return None
+        return (actor, status) if status["workspace"] and status["pgid"] is not None else None
+
+    async def running(self, saved: Attachment) -> bool:
+        return await self._find_run(saved) is not None
 
     async def clean_up(self, saved: Attachment, *, leftovers_message: str | None = None) -> str | None:
         import ray
@@ -334,9 +344,10 @@ class RayRunner:
         with contextlib.suppress(ray.exceptions.RayError, ValueError):
             ray.kill(actor)
 
-    async def end_orphans(self) -> list[str]:
-        """Every run of this repository still on the cluster is ended; its commits and leftovers are
-        brought into its task branch first (a run whose state was never saved loses nothing either)."""
+    async def end_orphans(self, spare: Collection[str] = ()) -> list[str]:
+        """Every run of this repository still on the cluster but those named in `spare` is ended; its
+        commits and leftovers are brought into its task branch first (a run whose state was never saved
+        loses nothing either)."""
         import ray
 
         await self.connect()
@@ -344,6 +355,8 @@ class RayRunner:
         prefix = f"tuiorch-{self.key}-"
         for entry in ray.util.list_named_actors(all_namespaces=True):
             if entry.get("namespace") != NAMESPACE or not entry["name"].startswith(prefix):
+                continue
+            if entry["name"] in spare:
                 continue
             with contextlib.suppress(ValueError):
                 actor = ray.get_actor(entry["name"], namespace=NAMESPACE)
@@ -361,7 +374,7 @@ class RayRunner:
             if not node.get("Alive") or self.placement.capacity(node.get("Resources", {})) <= 0:
                 continue
             strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
-            sweep = ray.remote(_node_sweep).options(num_cpus=0, scheduling_strategy=strategy)
+            sweep = ray.remote(node_sweep).options(num_cpus=0, scheduling_strategy=strategy)
             with contextlib.suppress(ray.exceptions.RayError):
                 if await sweep.remote(self.key, True):
                     swept.append(f"removed the slot worktrees on the Ray node {node['NodeID'][:6]}")
@@ -381,7 +394,7 @@ class RayRunner:
             if node_id not in self.placement.nodes:
                 continue
             strategy = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
-            sweep = ray.remote(_node_sweep).options(num_cpus=0, scheduling_strategy=strategy)
+            sweep = ray.remote(node_sweep).options(num_cpus=0, scheduling_strategy=strategy)
             sweeps.append(sweep.remote(self.key, not self.keep_at_end))
         for each in sweeps:
             with contextlib.suppress(ray.exceptions.RayError):
