@@ -4,17 +4,24 @@ into main once, no task branch or worktree left, no actor of the run left on the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import git, make_repo
 from tests.ray.conftest import Cluster
+from tuiorch import events as ev
+from tuiorch.config import load_config
+from tuiorch.model.status import TaskStatus
+from tuiorch.orchestrator import Orchestrator
+from tuiorch.tasks import load_tasks
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'tuiorch[ray]')")
 
@@ -175,5 +182,70 @@ def test_tuiorch_killed_dash_9_mid_run_then_run_again_merges_everything_once(
     assert merged_tasks(repo) == ["1", "2", "3", "4"]
     for name in ("alpha", "beta", "gamma", "delta"):
         assert git(repo, "show", f"main:{name}.txt") == name
+    leftovers = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "tuiorch"]
+    assert leftovers == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_for(predicate, timeout: float = 60.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.1)
+
+
+def _log_text(log: Path) -> str:
+    return log.read_text() if log.exists() else ""
+
+
+#: A custom agent that leaves work uncommitted, starts a child in its process group, and waits.
+SPAWNING_AGENT = """\
+import pathlib, subprocess, time
+pathlib.Path("work.txt").write_text("half done\\n")
+child = subprocess.Popen(["sleep", "300"])
+print("child", child.pid, flush=True)
+time.sleep(300)
+"""
+
+
+async def test_cancel_ends_the_agents_whole_tree_on_the_node_and_keeps_its_work(
+    ray_cluster: Cluster, tmp_path: Path
+) -> None:
+    repo = make_repo(ray_cluster.central / tmp_path.name, {"README.md": "# demo\n", "agent.py": SPAWNING_AGENT})
+    (repo / "tuiorch.toml").write_text(
+        f'workers = 1\n\n[agent]\npreset = "custom"\ncommand = ["{sys.executable}", "agent.py"]\n'
+        f'timeout = "120s"\nstuck_after = "0"\n\n[runner]\nkind = "ray"\naddress = "{ray_cluster.address}"\n'
+    )
+    (repo / "TASKS.md").write_text("## Task 1: Spawn and wait\n\nStart a child and wait.\n")
+    git(repo, "add", "tuiorch.toml", "TASKS.md")
+    git(repo, "commit", "-q", "-m", "add tasks")
+    events: list[ev.Event] = []
+    orchestrator = Orchestrator(repo, load_config(repo), load_tasks(repo / "TASKS.md"), events.append)
+    run = asyncio.create_task(orchestrator.run())
+    rec = orchestrator.records["1"]
+    deadline = time.monotonic() + 90
+    while not any(line.startswith("child ") for line in rec.tail):
+        assert time.monotonic() < deadline and not run.done(), "the agent never started its child"
+        await asyncio.sleep(0.1)
+    child = int(next(line for line in rec.tail if line.startswith("child ")).split()[1])
+    pgid = rec.pgid
+    assert pgid and rec.where and rec.where != "local"
+    assert _alive(pgid) and _alive(child)  # on the worker node (same machine, its own mounts)
+    orchestrator.cancel("1")
+    await asyncio.wait_for(run, 60)
+    assert rec.status is TaskStatus.CANCELLED
+    assert [e.task for e in events if isinstance(e, ev.TaskCancelled)] == ["1"]
+    # The agent's whole tree on the node is gone (a signalled child may take a moment to go).
+    _wait_for(lambda: not _alive(pgid) and not _alive(child), 10)
+    # What it left uncommitted is on its branch, as locally; main is untouched.
+    assert git(repo, "show", "task-1:work.txt") == "half done"
+    assert git(repo, "log", "-1", "--format=%s", "task-1") == "wip: Spawn and wait (attempt 1 stopped)"
+    assert git(repo, "ls-tree", "--name-only", "main").split() == ["README.md", "TASKS.md", "agent.py", "tuiorch.toml"]
     leftovers = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "tuiorch"]
     assert leftovers == []
