@@ -122,24 +122,32 @@ class PromptError(Exception):
 
 def load_template(path: str | Path | None, *, root: Path | None = None) -> str:
     """The template text at `path` (relative to `root`), or the built-in one when `path` is empty."""
-    if path is None or str(path).strip() == "":
+    if path is None or not str(path).strip():
         return BUILTIN_TEMPLATE
-    target = Path(path).expanduser()
-    if root is not None and not target.is_absolute():
-        target = root / target
+    # Joined to root, an absolute path stays as it is.
+    target = Path(root or ".") / Path(path).expanduser()
     try:
         text = target.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PromptError(f"prompt template not found: {target}") from None
-    except IsADirectoryError:
-        raise PromptError(f"prompt template is a directory, not a file: {target}") from None
-    except UnicodeDecodeError:
-        raise PromptError(f"prompt template is not UTF-8 text: {target}") from None
-    except OSError as exc:
-        raise PromptError(f"cannot read prompt template {target}: {exc.strerror or exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PromptError(_unreadable(exc, target)) from None
     if not text.strip():
         raise PromptError(f"prompt template is empty: {target}")
     return text
+
+
+#: How the common reasons a template cannot be read are told.
+_UNREADABLE: tuple[tuple[type[Exception], str], ...] = (
+    (FileNotFoundError, "prompt template not found: {}"),
+    (IsADirectoryError, "prompt template is a directory, not a file: {}"),
+    (UnicodeDecodeError, "prompt template is not UTF-8 text: {}"),
+)
+
+
+def _unreadable(exc: OSError | UnicodeDecodeError, target: Path) -> str:
+    for kind, wording in _UNREADABLE:
+        if isinstance(exc, kind):
+            return wording.format(target)
+    return f"cannot read prompt template {target}: {getattr(exc, 'strerror', None) or exc}"
 
 
 def substitute(template: str, values: Mapping[str, str]) -> str:
@@ -147,14 +155,13 @@ def substitute(template: str, values: Mapping[str, str]) -> str:
 
     Template lines that use an empty agent identity are dropped (a trailer with empty values is left out).
     """
-    dropped = {name for name in ("agent_name", "agent_email") if not values.get(name)}
-    if dropped:
-        template = "".join(
-            line
-            for line in template.splitlines(keepends=True)
-            if not any("{" + name + "}" in line for name in dropped)
-        )
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+    empty = ["{" + name + "}" for name in ("agent_name", "agent_email") if not values.get(name)]
+    kept = "".join(line for line in template.splitlines(keepends=True) if not _uses_any(line, empty))
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), kept)
+
+
+def _uses_any(line: str, placeholders: list[str]) -> bool:
+    return any(placeholder in line for placeholder in placeholders)
 
 
 def default_commit_message(task: Task, agent_name: str, agent_email: str) -> str:
@@ -174,7 +181,7 @@ def task_values(
     commit_message: str = "",
 ) -> dict[str, str]:
     message = commit_message or default_commit_message(task, agent_name, agent_email)
-    values = {
+    return {
         "worktree_path": str(worktree),
         "branch_name": branch,
         "task_title": task.title,
@@ -187,14 +194,26 @@ def task_values(
         "touches": ", ".join(task.touches) or "not declared",
         "agent_name": agent_name,
         "agent_email": agent_email,
-        "commit_message": message,
-        "commit_step": _COMMIT_STEP if commits else _NO_COMMIT_STEP,
-        "resolve_commit_step": _RESOLVE_COMMIT_STEP if commits else _RESOLVE_NO_COMMIT_STEP,
+        **_commit_values(message, branch, commits),
     }
+
+
+#: (commit step, resolve commit step, commit rules) for an agent that commits, and for one that does not.
+_COMMIT_TEXTS = {
+    True: (_COMMIT_STEP, _RESOLVE_COMMIT_STEP, _COMMIT_RULES),
+    False: (_NO_COMMIT_STEP, _RESOLVE_NO_COMMIT_STEP, _NO_COMMIT_RULES),
+}
+
+
+def _commit_values(message: str, branch: str, commits: bool) -> dict[str, str]:
+    step, resolve_step, rules = _COMMIT_TEXTS[bool(commits)]
     indented = "\n".join(f"  {line}" if line else "" for line in message.split("\n"))
-    rules = _COMMIT_RULES if commits else _NO_COMMIT_RULES
-    values["commit_rules"] = rules.replace("{branch_name}", branch).replace("{commit_message_indented}", indented)
-    return values
+    return {
+        "commit_message": message,
+        "commit_step": step,
+        "resolve_commit_step": resolve_step,
+        "commit_rules": rules.replace("{branch_name}", branch).replace("{commit_message_indented}", indented),
+    }
 
 
 def render_prompt(

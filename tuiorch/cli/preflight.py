@@ -35,15 +35,15 @@ def take_over_git_environment(repo: GitRepo, start: Path) -> None:
 def _foreign_git_variables(repo: GitRepo, start: Path) -> list[str]:
     """`NAME=value` of each redirecting variable that names another repository or work tree."""
     found = discover_git_dir(start)
-    own_dirs = {repo.git_dir.resolve(), *([found.resolve()] if found else [])}
+    # What each variable may name and stay harmless.
+    own = {
+        "GIT_DIR": {repo.git_dir.resolve(), *([found.resolve()] if found else [])},
+        "GIT_WORK_TREE": {repo.root},
+    }
     foreign = []
     for name in REDIRECTING_GIT_VARIABLES:
         value = os.environ.get(name)
-        if value is None:
-            continue
-        target = (start / value).resolve()
-        same = (name == "GIT_DIR" and target in own_dirs) or (name == "GIT_WORK_TREE" and target == repo.root)
-        if not same:
+        if value is not None and (start / value).resolve() not in own.get(name, set()):
             foreign.append(f"{name}={value}")
     return foreign
 
@@ -79,51 +79,56 @@ def check_repository(repo: GitRepo, config: Config, tasks: list[Task], *, fresh:
 
 def _check_identity(repo: GitRepo) -> None:
     """With user.useConfigOnly git never guesses who commits; neither may tuiorch's fallback identity."""
-    env = {k: v for k, v in os.environ.items() if k not in REDIRECTING_GIT_VARIABLES}
-    only = subprocess.run(
-        ["git", "config", "--type=bool", "--get", "user.useConfigOnly"],
-        cwd=repo.root,
-        env=env,
-        capture_output=True,
-    )
-    if only.stdout.strip() != b"true":
+    if _git_out(repo, "config", "--type=bool", "--get", "user.useConfigOnly").strip() != "true":
         return
-    for who in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT"):
-        done = subprocess.run(["git", "var", who], cwd=repo.root, env=env, capture_output=True)
-        if done.returncode != 0:
-            raise UsageError(
-                f"user.useConfigOnly = true and no user.name/user.email is configured for {repo.root}, so git "
-                "would refuse to commit and tuiorch will not make up an identity; set them (git config "
-                'user.email you@example.com; git config user.name "Your Name") and run again'
-            )
+    if any(_git(repo, "var", who).returncode != 0 for who in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT")):
+        raise UsageError(
+            f"user.useConfigOnly = true and no user.name/user.email is configured for {repo.root}, so git "
+            "would refuse to commit and tuiorch will not make up an identity; set them (git config "
+            'user.email you@example.com; git config user.name "Your Name") and run again'
+        )
+
+
+def _git(repo: GitRepo, *args: str) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in REDIRECTING_GIT_VARIABLES}
+    return subprocess.run(["git", *args], cwd=repo.root, env=env, capture_output=True)
 
 
 def _git_out(repo: GitRepo, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in REDIRECTING_GIT_VARIABLES}
-    done = subprocess.run(["git", *args], cwd=repo.root, env=env, capture_output=True)
+    done = _git(repo, *args)
     return done.stdout.decode(errors="replace") if done.returncode == 0 else ""
 
 
 def _check_merge_drivers(repo: GitRepo, base: str) -> None:
     """Refuse a custom merge driver (`merge=NAME` with merge.NAME.driver set): tuiorch merges with libgit2,
     which runs only the built-in text, binary and union drivers, so those files would merge unlike git."""
-    drivers: dict[str, str] = {}
-    for line in _git_out(repo, "config", "--get-regexp", r"^merge\..+\.driver$").splitlines():
-        key, _, command = line.partition(" ")
-        drivers[key[len("merge.") : -len(".driver")]] = command
+    drivers = _merge_drivers(repo)
     if not drivers:
         return
     for where, text in _attribute_files(repo, base):
         for number, line in enumerate(text.splitlines(), 1):
-            for word in line.split()[1:]:
-                name = word.removeprefix("merge=") if word.startswith("merge=") else None
-                if name in drivers:
-                    raise UsageError(
-                        f"{where}:{number} gives {line.split()[0]} the custom merge driver '{name}' "
-                        f"(merge.{name}.driver = {drivers[name]}); tuiorch merges with libgit2, which cannot run "
-                        "custom merge drivers, so those files would be merged unlike git merges them: remove that "
-                        f"attribute (or merge.{name}.driver) before running tuiorch"
-                    )
+            if (name := _custom_driver(line, drivers)) is not None:
+                raise UsageError(
+                    f"{where}:{number} gives {line.split()[0]} the custom merge driver '{name}' "
+                    f"(merge.{name}.driver = {drivers[name]}); tuiorch merges with libgit2, which cannot run "
+                    "custom merge drivers, so those files would be merged unlike git merges them: remove that "
+                    f"attribute (or merge.{name}.driver) before running tuiorch"
+                )
+
+
+def _merge_drivers(repo: GitRepo) -> dict[str, str]:
+    """The command of each merge driver configured (merge.NAME.driver), by NAME."""
+    drivers: dict[str, str] = {}
+    for line in _git_out(repo, "config", "--get-regexp", r"^merge\..+\.driver$").splitlines():
+        key, _, command = line.partition(" ")
+        drivers[key[len("merge.") : -len(".driver")]] = command
+    return drivers
+
+
+def _custom_driver(line: str, drivers: dict[str, str]) -> str | None:
+    """The configured merge driver an attributes line gives its pattern (`merge=NAME`), if any."""
+    names = (word.removeprefix("merge=") for word in line.split()[1:] if word.startswith("merge="))
+    return next((name for name in names if name in drivers), None)
 
 
 def _attribute_files(repo: GitRepo, base: str) -> list[tuple[str, str]]:
@@ -131,7 +136,7 @@ def _attribute_files(repo: GitRepo, base: str) -> list[tuple[str, str]]:
     .gitattributes files, the repository's info/attributes and the user-wide core.attributesFile."""
     sources: list[tuple[str, str]] = []
     for path in _git_out(repo, "ls-tree", "-r", "--name-only", "-z", base).split("\0"):
-        if path == ".gitattributes" or path.endswith("/.gitattributes"):
+        if f"/{path}".endswith("/.gitattributes"):
             sources.append((path, _git_out(repo, "show", f"{base}:{path}")))
     info = _git_out(repo, "rev-parse", "--git-path", "info/attributes").strip()
     user_wide = _git_out(repo, "config", "--type=path", "--get", "core.attributesFile").strip()
@@ -177,10 +182,10 @@ def _check_stale_branches(repo: GitRepo, config: Config, tasks: list[Task], *, f
     """A task branch holding commits this run knows nothing of is someone's work: never build on it blindly."""
     # Branches an earlier (crashed or stopped) run made for its tasks are resumed, not refused.
     ours = set() if fresh else _branches_of_saved_run(repo)
-    existing = set(repo.task_branches(config.branch))
+    unknown = set(repo.task_branches(config.branch)) - ours
     for task in tasks:
         branch = branch_name(config, task.id, repo.root.name)
-        if branch in existing and branch not in ours and not repo.is_merged(branch, config.base):
+        if branch in unknown and not repo.is_merged(branch, config.base):
             raise UsageError(
                 f"branch '{branch}' (for task {task.id}) already exists with commits not in {config.base}; "
                 f"merge or rename it, or drop it with `tuiorch clean --force`"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from tuiorch.taskfile.model import (
     Priority,
@@ -55,7 +55,7 @@ def _task_tables(text: str, path: str) -> list[dict[str, object]]:
     if unknown:
         raise TaskFileError(path, None, f"unknown key {unknown[0]!r} (expected [[task]] tables)")
     tables = document.get("task", [])
-    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+    if not _list_where(tables, lambda table: isinstance(table, dict)):
         raise TaskFileError(path, None, "'task' must be [[task]] tables")
     return tables
 
@@ -117,7 +117,7 @@ class _TableReader:
         raw_id = self.table.get("id")
         if raw_id is None:
             raise self.fail("[[task]] without an id")
-        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
+        if not _is_id_value(raw_id):
             raise self.fail(f"id must be a string or an integer, got {raw_id!r}")
         task_id = str(raw_id).strip()
         if problem := id_problem(task_id):
@@ -132,17 +132,25 @@ class _TableReader:
 
     def id_list(self, task_id: str, key: str) -> tuple[str, ...]:
         value = self.table.get(key, [])
-        if not isinstance(value, list) or any(
-            isinstance(v, bool) or not isinstance(v, str | int) for v in value
-        ):
+        if not _list_where(value, _is_id_value):
             raise self.fail(f"task {task_id}: {key} must be a list of task ids, got {value!r}")
         return dedupe(str(v).strip() for v in value)
 
     def touches(self, task_id: str) -> tuple[str, ...]:
         touches = self.table.get("touches", [])
-        if not isinstance(touches, list) or not all(isinstance(t, str) for t in touches):
+        if not _list_where(touches, lambda path: isinstance(path, str)):
             raise self.fail(f"task {task_id}: touches must be a list of paths, got {touches!r}")
         return tuple(t.strip() for t in touches if t.strip())
+
+
+def _is_id_value(value: object) -> bool:
+    """A string or an integer; TOML's true and false are neither (though Python's bool is an int)."""
+    return isinstance(value, str | int) and not isinstance(value, bool)
+
+
+def _list_where(value: object, test: Callable[[object], bool]) -> bool:
+    """Whether `value` is a list whose every item passes `test`."""
+    return isinstance(value, list) and all(test(item) for item in value)
 
 
 def with_priority_toml(text: str, task_id: str, priority: Priority, path: str = "tasks.toml") -> str:
@@ -153,11 +161,17 @@ def with_priority_toml(text: str, task_id: str, priority: Priority, path: str = 
     if position is None or len(headers) != len(tables):
         raise TaskFileError(path, None, f"no [[task]] table with id {task_id} to set its priority")
     lines = text.split("\n")
-    header = headers[position]  # 1-based
-    key_lines = _key_lines(lines, header)
-    if "priority" in key_lines and (found := _PRIORITY_LINE_TOML.fullmatch(lines[key_lines["priority"] - 1])):
-        lines[key_lines["priority"] - 1] = f'{found["head"]}"{priority.label}"{found["tail"]}'
-    else:
-        after = key_lines.get("title", key_lines.get("id", header))
-        lines.insert(after, f'priority = "{priority.label}"')
+    _set_priority_line(lines, headers[position], priority.label)
     return "\n".join(lines)
+
+
+def _set_priority_line(lines: list[str], header: int, label: str) -> None:
+    """Change the priority line of the table whose header is at line `header` (1-based), or add one under
+    its title (else its id, else the header)."""
+    key_lines = _key_lines(lines, header)
+    at = key_lines.get("priority")
+    found = _PRIORITY_LINE_TOML.fullmatch(lines[at - 1]) if at else None
+    if found:
+        lines[at - 1] = f'{found["head"]}"{label}"{found["tail"]}'  # type: ignore[operator]
+        return
+    lines.insert(key_lines.get("title", key_lines.get("id", header)), f'priority = "{label}"')
