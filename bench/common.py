@@ -5,6 +5,7 @@ The scripts import this as `common` (they run as `python bench/<name>.py`, so be
 
 from __future__ import annotations
 
+import compileall
 import os
 import shutil
 import statistics
@@ -76,6 +77,16 @@ def bench_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
     env["TUIORCH_DEMO_DELAY"] = "0"
     return env
+
+
+def compile_tuiorch() -> None:
+    """Write the bytecode of this checkout's tuiorch, as `pip install` does when it installs a package.
+
+    With PYTHONDONTWRITEBYTECODE set (as in some shells and CI images) a checkout never gets its .pyc
+    files, so every `python -m tuiorch` would compile the whole package again (~100 ms here) and a bench
+    would time the compiler instead of tuiorch. The files go to the git-ignored __pycache__ folders.
+    """
+    compileall.compile_dir(str(PROJECT_ROOT / "tuiorch"), quiet=1)
 
 
 @contextmanager

@@ -220,13 +220,15 @@ def summarize(data: dict[str, Any], tasks: int, top: int) -> list[str]:
     return lines
 
 
-def run_profiled(files: int, tasks: int, workers: int, *, tmpfs: bool, keep: bool, top: int) -> list[str]:
+def run_profiled(
+    files: int, tasks: int, workers: int, *, tmpfs: bool, keep: bool, top: int, confined: bool = False
+) -> list[str]:
     parent = throughput.TMPFS if tmpfs else "/tmp"
     with common.work_dir(f"tuiorch-profile-{files}-", keep=keep, parent=parent) as base:
         agent = common.write_agent(base)
         repo = base / "repo"
         generate_repo(repo, files)
-        (repo / "tuiorch.toml").write_text(throughput.tuiorch_toml(workers, agent), encoding="utf-8")
+        (repo / "tuiorch.toml").write_text(throughput.tuiorch_toml(workers, agent, confined=confined), encoding="utf-8")
         (repo / "TASKS.md").write_text(throughput.tasks_md(tasks), encoding="utf-8")
         out = base / "timings.json"
         env = common.bench_env()
@@ -244,7 +246,8 @@ def run_profiled(files: int, tasks: int, workers: int, *, tmpfs: bool, keep: boo
         merges = common.two_parent_merges(repo, common.git(repo, "rev-list", "--max-parents=0", "main"))
         if merges != tasks:
             raise BenchError(f"expected {tasks} two-parent merges on main, found {merges}")
-        header = f"files={files} tasks={tasks} workers={workers} ({'tmpfs' if tmpfs else parent})"
+        where = "tmpfs" if tmpfs else parent
+        header = f"files={files} tasks={tasks} workers={workers} ({where}, agents {'' if confined else 'un'}confined)"
         return [header, *summarize(json.loads(out.read_text(encoding="utf-8")), tasks, top)]
 
 
@@ -257,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--disk", action="store_true", help="on /tmp instead of tmpfs")
     parser.add_argument("--quick", action="store_true", help="smoke mode: 4 tasks, 2 workers, 50 files")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--confined", action="store_true", help="agents in tuiorch's sandbox (throughput.py --confined)")
     parser.add_argument("--inside", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.inside is not None:
@@ -266,8 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.tasks, args.workers, args.files) < 1:
         parser.error("--tasks, --workers and --files must be at least 1")
     tmpfs = not args.disk and os.access(throughput.TMPFS, os.W_OK)
+    common.compile_tuiorch()
     try:
-        lines = run_profiled(args.files, args.tasks, args.workers, tmpfs=tmpfs, keep=args.keep, top=args.top)
+        lines = run_profiled(
+            args.files, args.tasks, args.workers, tmpfs=tmpfs, keep=args.keep, top=args.top, confined=args.confined
+        )
     except BenchError as exc:
         print(f"engine_profile: {exc}", file=sys.stderr)
         return 1

@@ -9,7 +9,9 @@ Each size runs both arms on identical fresh generated repos:
   tuiorch  `python -m tuiorch run --headless --json` with a custom agent preset, timed end to end;
   git-cli  a pool of W threads doing, per task, `git worktree add -b task-N`, the agent, then under a lock
            `git merge --no-ff`, and `git worktree remove` + `git branch -d` (the seed workflow's commands).
-The agent (common.AGENT_SCRIPT) writes one file and commits. speedup = git-cli time / tuiorch time.
+The agent (common.AGENT_SCRIPT) writes one file and commits; it runs unconfined in both arms unless
+--confined (then tuiorch's sandbox applies, which the git-CLI arm has no counterpart of).
+speedup = git-cli time / tuiorch time.
 With --rounds R both arms run R times per size on fresh repos, interleaved, and the medians are compared;
 --tmpfs puts the repos, worktrees and TMPDIR of both arms on /dev/shm.
 """
@@ -51,9 +53,12 @@ def tasks_md(count: int) -> str:
     return "\n".join(blocks)
 
 
-def tuiorch_toml(workers: int, agent: Path) -> str:
-    """A custom preset running the bench agent; everything else at its default."""
+def tuiorch_toml(workers: int, agent: Path, *, confined: bool = False) -> str:
+    """A custom preset running the bench agent; everything else at its default, except that the agents
+    run unconfined (as the git-CLI arm's do) unless `confined`: then tuiorch's default applies (bubblewrap
+    where it works)."""
     command = json.dumps([sys.executable, str(agent), "{worktree}"])
+    confine = "" if confined else 'confine = "off"\n'
     return (
         'base = "main"\n'
         f"workers = {workers}\n"
@@ -63,14 +68,15 @@ def tuiorch_toml(workers: int, agent: Path) -> str:
         "[agent]\n"
         'preset = "custom"\n'
         f"command = {command}\n"
+        f"{confine}"
     )
 
 
 def run_tuiorch(
-    repo: Path, tasks: int, workers: int, agent: Path, *, profile_to: Path | None = None
+    repo: Path, tasks: int, workers: int, agent: Path, *, profile_to: Path | None = None, confined: bool = False
 ) -> ArmResult:
     """Time `tuiorch run --headless --json` in `repo` and check every task merged."""
-    (repo / "tuiorch.toml").write_text(tuiorch_toml(workers, agent), encoding="utf-8")
+    (repo / "tuiorch.toml").write_text(tuiorch_toml(workers, agent, confined=confined), encoding="utf-8")
     (repo / "TASKS.md").write_text(tasks_md(tasks), encoding="utf-8")
     initial = git(repo, "rev-parse", "main")
     tuiorch_args = ["-m", "tuiorch", "run", "--headless", "--json"]
@@ -196,6 +202,8 @@ class Place:
 
     parent: str  # the folder the bench's work dir is made in
     tmpfs: bool
+    #: tuiorch's agents in its sandbox (its default where bubblewrap works); the git-CLI arm has none.
+    confined: bool = False
 
 
 TMPFS = "/dev/shm"
@@ -218,7 +226,7 @@ def bench_size(
                 raise BenchError("the two generated repos differ")
             setup += time.perf_counter() - start
             arms = [
-                ("tuiorch", lambda repo=tuiorch_repo: run_tuiorch(repo, tasks, workers, agent)),
+                ("tuiorch", lambda repo=tuiorch_repo: run_tuiorch(repo, tasks, workers, agent, confined=place.confined)),
                 ("git-cli", lambda repo=cli_repo: run_git_cli(repo, tasks, workers, agent)),
             ]
             for name, run in arms if number % 2 == 0 else arms[::-1]:
@@ -229,7 +237,7 @@ def bench_size(
                 shutil.rmtree(folder, ignore_errors=True)  # on tmpfs the repos take memory
         speedup = _print_size(files, tasks, workers, rounds, place, results, setup)
         if profile:
-            _profile(base, files, tasks, workers, agent)
+            _profile(base, files, tasks, workers, agent, confined=place.confined)
         sys.stdout.flush()
         return speedup
 
@@ -247,7 +255,11 @@ def _print_size(
     cli_wall = statistics.median(r.wall for r in results["git-cli"])
     speedup = cli_wall / tuiorch_wall
     # The plain one-round form is the line other tools read: it stays as it was.
-    modes = (["tmpfs"] if place.tmpfs else []) + ([f"median of {rounds} interleaved"] if rounds > 1 else [])
+    modes = (
+        (["tmpfs"] if place.tmpfs else [])
+        + ([f"median of {rounds} interleaved"] if rounds > 1 else [])
+        + (["tuiorch's agents confined"] if place.confined else [])
+    )
     mode = f" ({', '.join(modes)})" if modes else ""
     print(
         f"files={files} tasks={tasks} workers={workers}{mode}  "
@@ -269,7 +281,7 @@ def _median_first(results: list[ArmResult]) -> str:
     return _maybe(statistics.median(firsts) if firsts else None)
 
 
-def _profile(base: Path, files: int, tasks: int, workers: int, agent: Path) -> None:
+def _profile(base: Path, files: int, tasks: int, workers: int, agent: Path, *, confined: bool) -> None:
     """One more tuiorch run, on another fresh copy, under pyinstrument (not counted in the figures)."""
     if not profiler_available():
         print("  --profile: pyinstrument is not installed (pip install pyinstrument); skipped")
@@ -277,7 +289,7 @@ def _profile(base: Path, files: int, tasks: int, workers: int, agent: Path) -> N
     repo = base / "profiled" / "repo"
     generate_repo(repo, files)
     report = Path(f"/tmp/tuiorch-bench-profile-{files}.txt")
-    result = run_tuiorch(repo, tasks, workers, agent, profile_to=report)
+    result = run_tuiorch(repo, tasks, workers, agent, profile_to=report, confined=confined)
     print(f"  profiled tuiorch run {result.wall:.2f}s; pyinstrument report: {report}")
 
 
@@ -310,6 +322,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"repos, worktrees and TMPDIR of both arms on tmpfs ({TMPFS}), so disk noise doesn't hide the "
         "orchestration's own cost",
     )
+    parser.add_argument(
+        "--confined",
+        action="store_true",
+        help="run tuiorch's agents in its sandbox (its default where bubblewrap works); without it both arms' "
+        "agents run unconfined, so the arms compare the orchestration alone",
+    )
     return parser
 
 
@@ -324,17 +342,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--files-list: {exc}")
     if args.tasks < 1 or args.workers < 1 or args.rounds < 1:
         parser.error("--tasks, --workers and --rounds must be at least 1")
-    place = Place("/tmp", tmpfs=False)
+    place = Place("/tmp", tmpfs=False, confined=args.confined)
     if args.tmpfs:
         if not Path(TMPFS).is_dir() or not os.access(TMPFS, os.W_OK):
             print(f"throughput: --tmpfs needs a writable {TMPFS}", file=sys.stderr)
             return 2
-        place = Place(TMPFS, tmpfs=True)
+        place = Place(TMPFS, tmpfs=True, confined=args.confined)
         # Both arms' processes (tuiorch, git, the agent) put their temp files there too.
         os.environ["TMPDIR"] = TMPFS
     if shutil.which("git") is None:
         print("throughput: git is not on PATH", file=sys.stderr)
         return 2
+    common.compile_tuiorch()
     try:
         for files in sizes:
             bench_size(
