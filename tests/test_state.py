@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,24 @@ def test_a_running_agents_attachment_is_saved_for_the_next_run() -> None:
     rec.pgid, rec.where = 42, "node-2"
     entry = dump(queue, base="main", base_at_start=None, workers=1, finished=False)["tasks"]["1"]
     assert Attachment.from_state(entry) == rec.attachment
+
+
+def test_successive_saves_each_hold_the_whole_state(git_dir: Path) -> None:
+    """A run saves at every transition, and each save re-encodes only the task entries that changed: what
+    is loaded back is always exactly the last state saved, entry by entry."""
+    import tomli_w
+
+    states = [
+        {"order": ["1", "2", "3"], "tasks": {"1": {"status": "running", "usage": {"tokens": 5}}, "2": {}}},
+        {"order": ["1", "2", "3"], "tasks": {"1": {"status": "merged", "usage": {"tokens": 5}}, "2": {"held": True}}},
+        # True == 1 in Python: the entry must still be encoded again (`held = 1` is not `held = true`).
+        {"order": ["1", "2", "3"], "tasks": {"1": {"status": "merged", "usage": {"tokens": 5}}, "2": {"held": 1}}},
+        {"order": ["2", "1", "3"], "tasks": {"3": {"usage": {"tokens": 7}}, "2": {"held": 1}}},  # 1 dropped
+        {"order": ["2"], "finished": True, "tasks": {}},
+    ]
+    for data in states:
+        save_state(git_dir, data)
+        assert load_state(git_dir) == tomllib.loads(tomli_w.dumps(clean_for_toml(data)))
+        if data is states[2]:
+            assert "held = 1\n" in state_path(git_dir).read_text()  # the loaded dicts can't tell
+    assert load_state(git_dir) == {"order": ["2"], "finished": True, "tasks": {}}
