@@ -216,7 +216,7 @@ class AgentProcess:
         return AgentExit(code=127, error=message)
 
     async def _supervise(self, proc: asyncio.subprocess.Process, pump: asyncio.Task[None]) -> AgentExit:
-        clock = await self._start_clock()
+        clock = self._start_clock()
         timed_out = False
         while proc.returncode is None:
             _raise_failure(pump)  # a hook raised or the log cannot be written: run() kills the group
@@ -231,10 +231,12 @@ class AgentProcess:
         await self._drain(proc, pump)
         return self._exit_of(proc, timed_out)
 
-    async def _start_clock(self) -> _Clock:
+    def _start_clock(self) -> _Clock:
         started = time.monotonic()
         scan_every = min(5.0, max(0.1, (self.stuck_after or 0) / 4))
-        last_mtime = await asyncio.to_thread(_max_mtime, self.watch_dir) if self.stuck_after else 0.0
+        # A file changed from now on is activity: the files' own clock (which lags this one by at most a
+        # tick) is compared with now, so no scan of the whole worktree is needed before the agent runs.
+        last_mtime = time.time()
         deadline = started + self.timeout if self.timeout else None
         return _Clock(
             deadline=deadline, scan_every=scan_every, next_scan=started + scan_every, last_mtime=last_mtime
