@@ -16,9 +16,10 @@ from tuiorch.config import Config
 from tuiorch.orchestrator import CommandError, Orchestrator
 from tuiorch.runlock import RunLockError
 from tuiorch.tasks import Task, TaskFileError, load_tasks
-from tuiorch.taskwatch import task_file_changes
 
 EXIT_USAGE = 2
+#: Seconds into a run when the task file starts being watched for edits (see _reload_on_change).
+WATCH_AFTER = 2.0
 EXIT_INTERRUPTED = 130
 
 
@@ -166,20 +167,34 @@ def run_headless(
 
 
 async def _reload_on_change(orchestrator: Orchestrator, task_file: Path, printer: HeadlessPrinter) -> None:
-    """Apply edits to the task file while the run goes on, as the app does; a broken edit changes nothing."""
+    """Apply edits to the task file while the run goes on, as the app does; a broken edit changes nothing.
+
+    The watch begins WATCH_AFTER seconds into the run, so a run that is over by then never pays for it (its
+    thread and imports, ~30 ms before the first agent could start); an edit made before it begins is
+    applied then.
+    """
     last = _text_of(task_file)
+    await asyncio.sleep(WATCH_AFTER)
+    last = _apply_edit(orchestrator, task_file, printer, last)
+    from tuiorch.taskwatch import task_file_changes  # watchfiles, only once the watch begins
+
     async for _ in task_file_changes(task_file):
-        text = _text_of(task_file)
-        if text is None or text == last:
-            continue
-        try:
-            tasks = load_tasks(task_file)
-            orchestrator.reload_tasks(tasks)
-        except (TaskFileError, CommandError) as exc:
-            printer(ev.Notice(message=f"{task_file.name} not applied: {exc}", level="error"))
-            continue
-        last = text
-        printer(ev.Notice(message=f"{task_file.name} reloaded: {len(tasks)} tasks"))
+        last = _apply_edit(orchestrator, task_file, printer, last)
+
+
+def _apply_edit(orchestrator: Orchestrator, task_file: Path, printer: HeadlessPrinter, last: bytes | None) -> bytes | None:
+    """Reload the task file if its text differs from `last`; the text now applied."""
+    text = _text_of(task_file)
+    if text is None or text == last:
+        return last
+    try:
+        tasks = load_tasks(task_file)
+        orchestrator.reload_tasks(tasks)
+    except (TaskFileError, CommandError) as exc:
+        printer(ev.Notice(message=f"{task_file.name} not applied: {exc}", level="error"))
+        return last
+    printer(ev.Notice(message=f"{task_file.name} reloaded: {len(tasks)} tasks"))
+    return text
 
 
 def _text_of(path: Path) -> bytes | None:

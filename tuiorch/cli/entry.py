@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -60,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        # As a program: the interpreter's last collection at exit would walk every object the run made
+        # (50-150 ms after a run); the memory goes back to the system with the process anyway.
+        atexit.register(gc.freeze)
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args, Path.cwd())
