@@ -9,40 +9,46 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 #: Environment variable marking a process as an agent of the tuiorch run on this git directory.
 AGENT_MARKER = "TUIORCH_GIT_DIR"
+#: Where Linux lists the running processes, a folder each.
+PROC = Path("/proc")
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> bool:
     """Signal the group; False when it no longer exists."""
     try:
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # only zombies or a reused id we do not own remain
+    except (ProcessLookupError, PermissionError):  # gone, or only zombies or a reused id not ours remain
         return False
     return True
 
 
+def process_dirs() -> Iterator[tuple[int, str]]:
+    """(pid, its /proc folder) of every process; nothing where there is no /proc."""
+    if not PROC.is_dir():
+        return
+    for entry in os.scandir(PROC):
+        if entry.name.isdigit():
+            yield int(entry.name), entry.path
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes in the group, read from /proc; empty where there is no /proc."""
-    members: list[int] = []
-    proc_dir = Path("/proc")
-    if not proc_dir.is_dir():
-        return members
-    for entry in os.scandir(proc_dir):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
+    return [pid for pid, folder in process_dirs() if _live_in_group(folder, pgid)]
+
+
+def _live_in_group(folder: str, pgid: int) -> bool:
+    """True if the process at /proc/`folder` is in group `pgid` and no zombie."""
+    try:
+        stat = Path(folder, "stat").read_text()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X")
 
 
 def group_alive(pgid: int) -> bool:
@@ -51,7 +57,7 @@ def group_alive(pgid: int) -> bool:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    if not Path("/proc").is_dir():
+    if not PROC.is_dir():
         return True
     return bool(group_members(pgid))
 
@@ -83,28 +89,28 @@ def kill_orphan_agents(git_dir: Path) -> list[int]:
     marker = f"{AGENT_MARKER}={Path(git_dir).resolve()}".encode()
     own = os.getpgid(0)
     killed: list[int] = []
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return killed
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker not in environ.split(b"\0"):
-            continue
-        try:
-            pgid = os.getpgid(int(entry.name))
-        except ProcessLookupError:
-            continue
-        if pgid in killed or pgid == own:
+    for pid, folder in process_dirs():
+        pgid = _marked_group(pid, folder, marker)
+        if pgid is None or pgid in killed or pgid == own:
             continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
             killed.append(pgid)
     return killed
+
+
+def _marked_group(pid: int, folder: str, marker: bytes) -> int | None:
+    """The process group of process `pid` if `marker` is in its environment, else None."""
+    try:
+        environ = Path(folder, "environ").read_bytes()
+    except OSError:
+        return None
+    if marker not in environ.split(b"\0"):
+        return None
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def signal_name(number: int) -> str:

@@ -7,26 +7,26 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from tuiorch.procs import PROC, process_dirs
+
 _POLL = 0.005
 
 
 def git_processes_in(workdirs: Iterable[Path], exclude: Iterable[Path] = ()) -> set[int] | None:
     """Pids of git processes working in (or under) any of `workdirs` but not under `exclude` (other
     working trees nested inside, e.g. task worktrees); None where /proc is missing."""
-    proc = Path("/proc")
-    if not proc.is_dir():
+    if not PROC.is_dir():
         return None
-    roots = [str(w) for w in workdirs]
-    skipped = [str(e) for e in exclude if str(e) not in roots]
-    found: set[int] = set()
-    own = os.getpid()
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == own:
-            continue
-        cwd = _git_cwd(entry)
-        if cwd is not None and _under(cwd, roots) and not _under(cwd, skipped):
-            found.add(int(entry.name))
-    return found
+    roots = list(map(str, workdirs))
+    skipped = [e for e in map(str, exclude) if e not in roots]
+    found = {pid for pid, folder in process_dirs() if _git_within(folder, roots, skipped)}
+    return found - {os.getpid()}
+
+
+def _git_within(folder: str, roots: list[str], skipped: list[str]) -> bool:
+    """True if the process at /proc/`folder` is a git working under `roots` but not under `skipped`."""
+    cwd = _git_cwd(Path(folder))
+    return cwd is not None and _under(cwd, roots) and not _under(cwd, skipped)
 
 
 def _git_cwd(entry: Path) -> str | None:
@@ -48,9 +48,13 @@ def wait_for_exit(pids: set[int], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     alive = set(pids)
     while alive and time.monotonic() < deadline:
-        alive = {pid for pid in alive if Path(f"/proc/{pid}").exists() and not _zombie(pid)}
+        alive = set(filter(_running, alive))
         if alive:
             time.sleep(_POLL)
+
+
+def _running(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists() and not _zombie(pid)
 
 
 def _zombie(pid: int) -> bool:
