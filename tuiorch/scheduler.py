@@ -47,7 +47,9 @@ def _self_and_ancestors(path: str) -> Iterable[str]:
 class _PathIndex:
     """Paths claimed by tasks, answering "which task's path overlaps this one?" in O(path depth)."""
 
-    def __init__(self) -> None:
+    def __init__(self, reason: str = "{}") -> None:
+        #: Why a task whose paths overlap waits, the owner in place of {}.
+        self.reason = reason
         self._exact: dict[str, str] = {}  # claimed path -> first task id claiming it
         self._under: dict[str, str] = {}  # every ancestor-or-self of a claimed path -> a task id
 
@@ -68,6 +70,11 @@ class _PathIndex:
                 if (owner := self._exact.get(ancestor)) is not None:
                     return owner
         return None
+
+    def blocks(self, paths: Iterable[str]) -> str | None:
+        """The reason a task touching `paths` waits, or None when none of them overlaps."""
+        owner = self.overlap(paths)
+        return None if owner is None else self.reason.format(owner)
 
 
 def touches_overlap(a: Sequence[str], b: Sequence[str]) -> bool:
@@ -100,19 +107,15 @@ def plan(
     """
     merged_ids = set(merged)
     held_ids = set(held)
-    running_paths = _PathIndex()
-    for task in running:
-        running_paths.add(_normalised(tuple(task.touches)), task.id)
-    avoid = _PathIndex()
-    for path in avoid_paths:
-        avoid.add([normalise_path(path)], path)
-    picked_paths = _PathIndex()
+    picked_paths = _PathIndex("touches overlap with starting task {}")
+    # In the order a task's wait reason is told.
+    indexes = (_claimed_by(running), _avoided(avoid_paths), picked_paths)
 
     picked: list[Task] = []
     reasons: dict[str, str | None] = {}
     # sorted() is stable, so equal priorities keep queue order.
     for task in sorted(queue, key=lambda t: t.priority):
-        reason = _blocker(task, merged_ids, held_ids, running_paths, avoid, picked_paths)
+        reason = _blocker(task, merged_ids, held_ids, indexes)
         if reason is None and len(picked) >= free_slots:
             reason = POOL_FULL
         reasons[task.id] = reason
@@ -124,26 +127,33 @@ def plan(
     return picked, reasons
 
 
-def _blocker(
-    task: Task,
-    merged: set[str],
-    held: set[str],
-    running_paths: _PathIndex,
-    avoid: _PathIndex,
-    picked_paths: _PathIndex,
-) -> str | None:
+def _claimed_by(running: Sequence[Task]) -> _PathIndex:
+    """The paths the running tasks touch."""
+    index = _PathIndex("touches overlap with running task {}")
+    for task in running:
+        index.add(_normalised(tuple(task.touches)), task.id)
+    return index
+
+
+def _avoided(avoid_paths: Collection[str]) -> _PathIndex:
+    """The predicted-conflict paths, each its own owner."""
+    index = _PathIndex("predicted conflict on {}")
+    for path in avoid_paths:
+        index.add([normalise_path(path)], path)
+    return index
+
+
+def _blocker(task: Task, merged: set[str], held: set[str], indexes: Sequence[_PathIndex]) -> str | None:
+    """Why `task` cannot start whatever the free slots, or None."""
     if task.id in held:
         return HELD
     unmerged = [dep for dep in task.depends if dep not in merged]
     if unmerged:
         return f"waiting for {', '.join(unmerged)} (not merged)"
     paths = _normalised(tuple(task.touches))
-    if (owner := running_paths.overlap(paths)) is not None:
-        return f"touches overlap with running task {owner}"
-    if (conflict := avoid.overlap(paths)) is not None:
-        return f"predicted conflict on {conflict}"
-    if (owner := picked_paths.overlap(paths)) is not None:
-        return f"touches overlap with starting task {owner}"
+    for index in indexes:
+        if (reason := index.blocks(paths)) is not None:
+            return reason
     return None
 
 

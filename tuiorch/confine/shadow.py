@@ -215,13 +215,8 @@ def carry_state(shadow: Shadow, task_id: str) -> None:
     detached HEAD or in the middle of a merge, rebase, cherry-pick or revert: tuiorch then keeps the
     worktree for the user as it does for an unconfined agent, never committing conflict markers. The
     commits involved are fetched (into a quarantine namespace, dropped after); no branch moves."""
-    head = (
-        (shadow.git_dir / "HEAD").read_text(errors="replace").strip()
-        if (shadow.git_dir / "HEAD").exists()
-        else ""
-    )
-    detached = not head.startswith("ref:")
-    busy = [name for name in _OPERATION_MARKERS if (shadow.git_dir / name).exists()]
+    detached = not _on_branch(shadow.git_dir)
+    busy = any((shadow.git_dir / name).exists() for name in _OPERATION_MARKERS)
     if not detached and not busy:
         return
     quarantine = f"{INCOMING}{task_id}-state"
@@ -232,31 +227,40 @@ def carry_state(shadow: Shadow, task_id: str) -> None:
     )  # fmt: skip
     try:
         if detached and fetched.returncode == 0:
-            sha = _git(
-                shadow.worktree, "rev-parse", "--verify", f"{quarantine}/HEAD^{{commit}}"
-            ).stdout.strip()
-            _git(
-                shadow.worktree,
-                "update-ref",
-                "--no-deref",
-                "-m",
-                "tuiorch: where the agent left HEAD",
-                "HEAD",
-                sha,
-            )
-            _git(shadow.worktree, "reset", "--quiet")
-        for name in _OPERATION_STATE if busy else ():
-            source, target = shadow.git_dir / name, shadow.admin / name
-            if source.is_dir():
-                shutil.copytree(source, target, dirs_exist_ok=True)
-            elif source.is_file():
-                shutil.copyfile(source, target)
+            _detach_at(shadow.worktree, f"{quarantine}/HEAD")
+        if busy:
+            _copy_operation_state(shadow)
     finally:
-        refs = _git(
-            shadow.worktree, "for-each-ref", "--format=%(refname)", f"{quarantine}/", check=False
-        ).stdout
-        for ref in refs.split():
-            _git(shadow.worktree, "update-ref", "-d", ref, check=False)
+        _delete_refs_under(shadow.worktree, f"{quarantine}/")
+
+
+def _on_branch(git_dir: Path) -> bool:
+    """True if the repository's HEAD names a branch (False for a detached or missing HEAD)."""
+    head_file = git_dir / "HEAD"
+    return head_file.exists() and head_file.read_text(errors="replace").strip().startswith("ref:")
+
+
+def _detach_at(worktree: Path, ref: str) -> None:
+    """Detach the worktree's HEAD at the commit `ref` names, its index following; files stay."""
+    sha = _git(worktree, "rev-parse", "--verify", f"{ref}^{{commit}}").stdout.strip()
+    _git(worktree, "update-ref", "--no-deref", "-m", "tuiorch: where the agent left HEAD", "HEAD", sha)
+    _git(worktree, "reset", "--quiet")
+
+
+def _copy_operation_state(shadow: Shadow) -> None:
+    """Copy the agent's half-done operation (its markers, messages and index) into the worktree's git dir."""
+    for name in _OPERATION_STATE:
+        source, target = shadow.git_dir / name, shadow.admin / name
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        elif source.is_file():
+            shutil.copyfile(source, target)
+
+
+def _delete_refs_under(worktree: Path, prefix: str) -> None:
+    refs = _git(worktree, "for-each-ref", "--format=%(refname)", prefix, check=False).stdout
+    for ref in refs.split():
+        _git(worktree, "update-ref", "-d", ref, check=False)
 
 
 def remove_shadow(shadow: Shadow) -> None:
