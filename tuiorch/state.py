@@ -15,7 +15,7 @@ import os
 import tempfile
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
@@ -59,17 +59,36 @@ def log_dir(git_dir: Path) -> Path:
 def clean_for_toml(obj: Any) -> Any:
     """`obj` made writable as TOML: None values dropped (from dicts and lists), tuples and sets to lists
     (sets sorted, for a stable file), enums to their values, paths to strings."""
-    if isinstance(obj, Mapping):
-        return {str(key): clean_for_toml(value) for key, value in obj.items() if value is not None}
-    if isinstance(obj, list | tuple):
-        return [clean_for_toml(item) for item in obj if item is not None]
-    if isinstance(obj, set | frozenset):
-        return sorted(clean_for_toml(item) for item in obj if item is not None)
-    if isinstance(obj, Enum):
-        return clean_for_toml(obj.value)
-    if isinstance(obj, PurePath):
-        return str(obj)
+    for kinds, clean in _CLEANERS:
+        if isinstance(obj, kinds):
+            return clean(obj)
     return obj
+
+
+def _clean_mapping(obj: Mapping[Any, Any]) -> dict[str, Any]:
+    return {str(key): clean_for_toml(value) for key, value in obj.items() if value is not None}
+
+
+def _clean_items(obj: Iterable[Any]) -> list[Any]:
+    return [clean_for_toml(item) for item in obj if item is not None]
+
+
+def _clean_set(obj: set[Any] | frozenset[Any]) -> list[Any]:
+    return sorted(_clean_items(obj))
+
+
+def _clean_enum(obj: Enum) -> Any:
+    return clean_for_toml(obj.value)
+
+
+#: How clean_for_toml cleans each kind of value, tried in order; anything else stays as it is.
+_CLEANERS: tuple[tuple[Any, Callable[[Any], Any]], ...] = (
+    (Mapping, _clean_mapping),
+    (list | tuple, _clean_items),
+    (set | frozenset, _clean_set),
+    (Enum, _clean_enum),
+    (PurePath, str),
+)
 
 
 def save_state(git_dir: Path, data: dict[str, Any]) -> None:
@@ -112,23 +131,32 @@ class _StateWriter:
             raise StateError(f"{self.path}: cannot save run state: {exc.strerror or exc}") from exc
 
     def _encode(self, data: Mapping[str, Any]) -> str:
-        tasks = data.get("tasks")
-        if not tasks or not isinstance(tasks, Mapping) or not all(isinstance(e, Mapping) for e in tasks.values()):
+        tasks = _task_tables(data)
+        if tasks is None:
             return tomli_w.dumps(clean_for_toml(data))
         head = {key: value for key, value in data.items() if key != "tasks"}
         if (key := repr(head)) != self._head[0]:
             self._head = (key, tomli_w.dumps(clean_for_toml(head)))
-        encoded: dict[str, tuple[str, str]] = {}
-        for task_id, entry in tasks.items():
-            name, key = str(task_id), repr(entry)
-            known = self._tasks.get(name)
-            encoded[name] = known if known is not None and known[0] == key else (key, _task_toml(name, entry))
-        self._tasks = encoded
-        return "\n".join([self._head[1], *(text for _, text in encoded.values())])
+        self._tasks = {str(task_id): self._entry_toml(str(task_id), entry) for task_id, entry in tasks.items()}
+        return "\n".join([self._head[1], *(text for _, text in self._tasks.values())])
+
+    def _entry_toml(self, name: str, entry: Mapping[str, Any]) -> tuple[str, str]:
+        """(the repr of a task's entry, its TOML): kept from the last save while the entry is the same."""
+        key = repr(entry)
+        known = self._tasks.get(name)
+        return known if known is not None and known[0] == key else (key, _task_toml(name, entry))
 
 
 #: One writer per state file saved by this process.
 _writers: dict[Path, _StateWriter] = {}
+
+
+def _task_tables(data: Mapping[str, Any]) -> Mapping[Any, Mapping[str, Any]] | None:
+    """The state's tasks when they are a table of tables (encoded one by one), else None."""
+    tasks = data.get("tasks")
+    if not tasks or not isinstance(tasks, Mapping) or not all(isinstance(e, Mapping) for e in tasks.values()):
+        return None
+    return tasks
 
 
 def _task_toml(task_id: str, entry: Mapping[str, Any]) -> str:
