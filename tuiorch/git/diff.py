@@ -91,24 +91,27 @@ def _file_diffs(diff: pygit2.Diff, max_lines: int) -> list[FileDiff]:
     for patch in diff:
         if patch is None:
             continue
-        delta = patch.delta
-        _context, added, removed = patch.line_stats
-        hunks: list[DiffHunk] = []
-        truncated = False
-        if not delta.is_binary:
-            hunks, truncated = _hunks(patch, budget)
-            budget -= sum(len(h.lines) for h in hunks)
-        files.append(FileDiff(
-            path=delta.new_file.path or delta.old_file.path,
-            status=_DELTA_STATUS.get(delta.status, "modified"),
-            added=added,
-            removed=removed,
-            hunks=tuple(hunks),
-            binary=delta.is_binary,
-            old_path=delta.old_file.path if delta.old_file.path != delta.new_file.path else None,
-            truncated=truncated,
-        ))
+        file_diff = _file_diff(patch, budget)
+        budget -= sum(len(h.lines) for h in file_diff.hunks)
+        files.append(file_diff)
     return files
+
+
+def _file_diff(patch: pygit2.Patch, budget: int) -> FileDiff:
+    """One file's patch, its hunks within `budget` lines."""
+    delta = patch.delta
+    _context, added, removed = patch.line_stats
+    hunks, truncated = ([], False) if delta.is_binary else _hunks(patch, budget)
+    return FileDiff(
+        path=delta.new_file.path or delta.old_file.path,
+        status=_DELTA_STATUS.get(delta.status, "modified"),
+        added=added,
+        removed=removed,
+        hunks=tuple(hunks),
+        binary=delta.is_binary,
+        old_path=delta.old_file.path if delta.old_file.path != delta.new_file.path else None,
+        truncated=truncated,
+    )
 
 
 def _hunks(patch: pygit2.Patch, budget: int) -> tuple[list[DiffHunk], bool]:
@@ -117,17 +120,31 @@ def _hunks(patch: pygit2.Patch, budget: int) -> tuple[list[DiffHunk], bool]:
     for hunk in patch.hunks:
         if budget <= 0:
             return hunks, True
-        lines = []
-        for line in hunk.lines:
-            if line.origin not in _DIFF_KINDS:
-                continue
-            if len(lines) >= budget:
-                # one huge hunk is cut too, not only the hunks after it
-                hunks.append(DiffHunk(hunk.header.rstrip("\n"), tuple(lines)))
-                return hunks, True
-            lines.append(DiffLine(_DIFF_KINDS[line.origin], line.old_lineno if line.old_lineno >= 0 else None,
-                                  line.new_lineno if line.new_lineno >= 0 else None,
-                                  line.content.rstrip("\r\n")))
-        budget -= len(lines)
+        lines, cut = _hunk_lines(hunk, budget)
+        # one huge hunk is cut too, not only the hunks after it
         hunks.append(DiffHunk(hunk.header.rstrip("\n"), tuple(lines)))
+        if cut:
+            return hunks, True
+        budget -= len(lines)
     return hunks, False
+
+
+def _hunk_lines(hunk: pygit2.DiffHunk, budget: int) -> tuple[list[DiffLine], bool]:
+    """A hunk's lines, at most `budget` of them, and whether some were cut."""
+    lines: list[DiffLine] = []
+    for line in hunk.lines:
+        if line.origin not in _DIFF_KINDS:
+            continue
+        if len(lines) >= budget:
+            return lines, True
+        lines.append(_diff_line(line))
+    return lines, False
+
+
+def _diff_line(line: pygit2.DiffLine) -> DiffLine:
+    return DiffLine(
+        _DIFF_KINDS[line.origin],
+        line.old_lineno if line.old_lineno >= 0 else None,
+        line.new_lineno if line.new_lineno >= 0 else None,
+        line.content.rstrip("\r\n"),
+    )

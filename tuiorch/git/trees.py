@@ -43,15 +43,19 @@ def tree_entry(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
 
 def _tree_entry_bytes(tree: pygit2.Tree, path: bytes) -> pygit2.Object | None:
     """Walk to a path component by component, comparing raw names (a non-UTF-8 name on the way)."""
-    node: pygit2.Object = tree
+    node: pygit2.Object | None = tree
     for part in path.split(b"/"):
-        if not isinstance(node, pygit2.Tree):
+        node = _child_named(node, part)
+        if node is None:
             return None
-        found = next((child for child in node if git_path(child.name or "") == part), None)
-        if found is None:
-            return None
-        node = found
     return node
+
+
+def _child_named(node: pygit2.Object | None, name: bytes) -> pygit2.Object | None:
+    """The entry of tree `node` whose raw name is `name`; None when there is none or `node` is no tree."""
+    if not isinstance(node, pygit2.Tree):
+        return None
+    return next((child for child in node if git_path(child.name or "") == name), None)
 
 
 def blob_text(repo: pygit2.Repository, blob_id: pygit2.Oid) -> str:
@@ -68,9 +72,16 @@ def file_matches(target: Path, entry: pygit2.Object | None) -> bool:
         return not target.exists() and not target.is_symlink()
     if not isinstance(entry, pygit2.Blob):
         return False
-    if entry.filemode == FileMode.LINK:
-        return target.is_symlink() and os.readlink(target).encode() == entry.data
-    return target.is_file() and not target.is_symlink() and pygit2.hashfile(str(target)) == entry.id
+    matches = _symlink_is if entry.filemode == FileMode.LINK else _regular_file_is
+    return matches(target, entry)
+
+
+def _symlink_is(target: Path, blob: pygit2.Blob) -> bool:
+    return target.is_symlink() and os.readlink(target).encode() == blob.data
+
+
+def _regular_file_is(target: Path, blob: pygit2.Blob) -> bool:
+    return target.is_file() and not target.is_symlink() and pygit2.hashfile(str(target)) == blob.id
 
 
 def changed_paths(old: pygit2.Tree, new: pygit2.Tree) -> set[str]:
