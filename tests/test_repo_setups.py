@@ -428,6 +428,20 @@ def test_a_separate_git_dir_repository_runs_in_its_real_work_tree(tmp_path: Path
     assert git(repo, "status", "--porcelain") == ""
 
 
+def test_a_separate_git_dir_named_dot_git_elsewhere_still_opens_its_real_work_tree(tmp_path: Path) -> None:
+    """The git dir is another folder's `.git`: libgit2 takes that folder for the work tree, git does not."""
+    repo, holder = tmp_path / "work", tmp_path / "holder"
+    holder.mkdir()
+    git(tmp_path, "init", "-q", "-b", "main", f"--separate-git-dir={holder / '.git'}", str(repo))
+    git(repo, "config", "user.name", "Test User")
+    git(repo, "config", "user.email", "test@example.com")
+    write(repo, {"README.md": "# demo\n"})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "initial")
+    assert GitRepo(repo).root == repo.resolve()
+    assert GitRepo(repo).git_dir == (holder / ".git").resolve()
+
+
 @pytest.mark.parametrize(
     ("template", "existing"), [("agent/{id}", "agent"), ("agent-{id}", "agent-1/experiment")]
 )

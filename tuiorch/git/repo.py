@@ -201,12 +201,25 @@ def _common(discovered: pygit2.Repository, admin_dir: Path) -> tuple[pygit2.Repo
 def _with_git_s_work_tree(root: Path, discovered: pygit2.Repository) -> pygit2.Repository:
     """Opened from its git dir, libgit2 takes that folder's parent as the work tree, which is wrong
     for `git init --separate-git-dir`: git itself names the work tree."""
-    if discovered.is_bare or discovered.workdir is None:
+    if discovered.is_bare or discovered.workdir is None or _plain_layout(root, discovered):
         return discovered
     toplevel = proc.show_toplevel(root)
     if toplevel is not None and Path(discovered.workdir).resolve() != toplevel:
         return pygit2.Repository(str(toplevel))
     return discovered
+
+
+def _plain_layout(root: Path, discovered: pygit2.Repository) -> bool:
+    """A .git folder in the work tree that holds `root`, and no core.worktree: libgit2's work tree is
+    git's, with no need to ask git (a process on every opening of the repository)."""
+    git_dir = Path(discovered.path).resolve()
+    workdir = Path(str(discovered.workdir)).resolve()
+    return (
+        git_dir.name == ".git"
+        and git_dir.parent == workdir
+        and root.resolve().is_relative_to(workdir)
+        and "core.worktree" not in discovered.config
+    )
 
 
 def _open_discovered(root: Path, found: str) -> pygit2.Repository:
