@@ -442,6 +442,18 @@ def test_dirty_main_in_merge_paths_blocks_and_keeps_user_bytes(
     assert git(repo, "status", "--porcelain") == status_before
 
 
+def test_a_file_saved_unchanged_in_main_does_not_block_the_merge(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
+    """Its stat data changed, not its content: clean, as `git merge` would see it, so the merge lands."""
+    task(gr, tmp_path, "task-1", {"a.txt": "a1\nTASK\na3\n"})
+    content = (repo / "a.txt").read_bytes()
+    (repo / "a.txt").unlink()
+    (repo / "a.txt").write_bytes(content)  # a new inode and mtime, the same bytes
+    os.utime(repo / "a.txt", (1_000_000_000, 1_000_000_000))
+    assert gr.merge("task-1", "main", "m").status == "merged"
+    assert (repo / "a.txt").read_text() == "a1\nTASK\na3\n"
+    assert git(repo, "status", "--porcelain") == ""
+
+
 def test_unrelated_dirty_and_staged_files_survive_merge(gr: GitRepo, repo: Path, tmp_path: Path) -> None:
     task(gr, tmp_path, "task-1", {"a.txt": "a1\nTASK\na3\n", "c.txt": "c\n"})
     (repo / "b.txt").write_bytes(b"b1\nuser edit, unstaged\n")

@@ -209,6 +209,8 @@ class IndexUpdate:
         self._locked = False
         self._applied: tuple[str, str] | None = None
         self._staged = False
+        #: The scratch index's stat data may be stale (not refreshed since it was copied).
+        self._stale_stat = False
 
     def lock(self, timeout: float = 0.0) -> None:
         """Take git's index lock, waiting up to `timeout` seconds for another git command to let go."""
@@ -262,7 +264,7 @@ class IndexUpdate:
         """
         self._prepare_scratch()
         for attempt in range(2):
-            done = _run(self.checkout, ["read-tree", "-m", "-u", old, new], index=self.scratch)
+            done = self._two_way_merge(old, new)
             if done.returncode == 0:
                 self._applied = (old, new)
                 return
@@ -272,13 +274,22 @@ class IndexUpdate:
         raise Refused("uncommitted changes", tuple(sorted(self.dirty_among(changed))))
 
     def _prepare_scratch(self) -> None:
-        """The scratch index starts as a copy of the checkout's, its stat data refreshed."""
-        if not self.index_path.exists():
-            return
-        shutil.copyfile(self.index_path, self.scratch)
+        """The scratch index starts as a copy of the checkout's."""
+        self._stale_stat = self.index_path.exists()
+        if self._stale_stat:
+            shutil.copyfile(self.index_path, self.scratch)
+
+    def _two_way_merge(self, old: str, new: str) -> subprocess.CompletedProcess[bytes]:
+        """`git read-tree -m -u old new` on the scratch index; refused once, again with its stat data refreshed."""
+        done = _run(self.checkout, ["read-tree", "-m", "-u", old, new], index=self.scratch)
+        if done.returncode == 0 or not self._stale_stat or not _refused_paths(done.stderr.decode(errors="replace")):
+            return done
         # As `git merge` does first: a file whose stat data alone changed (touched, saved unchanged,
-        # chowned) is clean again, not "not uptodate". Exit 1 only lists files that really differ.
+        # chowned) is clean again, not "not uptodate". Exit 1 only lists files that really differ. Done
+        # only once git refused (it then has written nothing): an index git keeps fresh needs none.
+        self._stale_stat = False
         _run(self.checkout, ["update-index", "-q", "--refresh"], index=self.scratch)
+        return _run(self.checkout, ["read-tree", "-m", "-u", old, new], index=self.scratch)
 
     def _refused_or_undo(self, done: subprocess.CompletedProcess[bytes], old: str, new: str) -> list[str]:
         """The paths a failed read-tree refused to overwrite; on any other failure, undo what it did and

@@ -25,16 +25,18 @@ def git_processes_in(workdirs: Iterable[Path], exclude: Iterable[Path] = ()) -> 
 
 def _git_within(folder: str, roots: list[str], skipped: list[str]) -> bool:
     """True if the process at /proc/`folder` is a git working under `roots` but not under `skipped`."""
-    cwd = _git_cwd(Path(folder))
+    cwd = _git_cwd(folder)
     return cwd is not None and _under(cwd, roots) and not _under(cwd, skipped)
 
 
-def _git_cwd(entry: Path) -> str | None:
-    """The working directory of the process at /proc/`entry` if it is a git, else None."""
+def _git_cwd(folder: str) -> str | None:
+    """The working directory of the process at `folder` (/proc/<pid>) if it is a git, else None."""
+    # Plain strings and an unbuffered read: this runs on every merge, over every process of the machine.
     try:
-        if (entry / "comm").read_text().strip() != "git":
-            return None
-        return os.readlink(entry / "cwd")
+        with open(f"{folder}/comm", "rb", buffering=0) as comm:
+            if comm.read(64) != b"git\n":
+                return None
+        return os.readlink(f"{folder}/cwd")
     except OSError:
         return None
 
