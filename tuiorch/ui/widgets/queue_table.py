@@ -35,15 +35,36 @@ HEADER_HEIGHT = 1
 
 def column_widths(lines: Sequence[QueueLine]) -> list[int]:
     """Each column's text width: its widest cell or its label."""
-    widths = []
-    for index, (label, _field) in enumerate(COLUMNS):
-        # Many cells repeat (priority, state, deps): measure each distinct text once.
-        texts = {line[_FIELD_INDEX[index]] for line in lines}
-        widths.append(max([cell_len(label), *map(cell_len, texts)]))
-    return widths
+    return [_column_width(label, lines, index) for (label, _field), index in zip(COLUMNS, _FIELD_INDEX, strict=True)]
+
+
+def _column_width(label: str, lines: Sequence[QueueLine], index: int) -> int:
+    # Many cells repeat (priority, state, deps): measure each distinct text once.
+    texts = {line[index] for line in lines}
+    return max([cell_len(label), *map(cell_len, texts)])
 
 
 _FIELD_INDEX = tuple(QueueLine._fields.index(field) for field in FIELDS)
+HEADER_CELLS = [label for label, _field in COLUMNS]
+#: Per level: the style of each column it colours, by column number.
+_LEVEL_CELLS = {
+    level: {column: style for column, field in enumerate(FIELDS) if field in LEVEL_COLUMNS}
+    for level, style in LEVEL_STYLES.items()
+}
+#: Zebra stripes: the component class of an even row, of an odd one.
+_STRIPES = ("queue-table--even-row", "queue-table--odd-row")
+
+
+def _changed_rows(old: Sequence[QueueLine], new: Sequence[QueueLine], rows: range | None) -> list[int]:
+    """The rows whose line differs; only among `rows` when given and the row count stays."""
+    # Rows are positional, so a reorder changes the few rows between the old and new places.
+    candidates = range(min(len(old), len(new))) if rows is None or len(old) != len(new) else rows
+    return [row for row in candidates if old[row] != new[row]]
+
+
+def _queued(lines: Sequence[QueueLine], rows: list[int]) -> int:
+    """How many of `rows` hold a task waiting to start (numbered in the "#" column)."""
+    return sum(1 for row in rows if lines[row].order != NONE)
 
 
 class QueueTable(ScrollView, can_focus=True):
@@ -150,36 +171,48 @@ class QueueTable(ScrollView, can_focus=True):
         """
         new = tuple(lines)
         old = self.lines
-        common = min(len(old), len(new))
-        # Rows are positional, so a reorder changes the few rows between the old and new places.
-        candidates = range(common) if rows is None or len(old) != len(new) else rows
-        changed = [row for row in candidates if old[row] != new[row]]
+        changed = _changed_rows(old, new, rows)
         if not changed and len(old) == len(new):
             self.lines = new  # equal rows; keep the caller's tuple so identity checks stay cheap
             return []
-        removed = range(common, len(old))
-        added = range(common, len(new))
-        for row in (*changed, *removed):
+        common = min(len(old), len(new))
+        gone = [*changed, *range(common, len(old))]
+        came = [*changed, *range(common, len(new))]
+        self._reindex(old, new, gone, came)
+        self.lines = new
+        self._repaint(old, new, changed, gone, came)
+        self._cursor_after(changed)
+        return came
+
+    def _reindex(self, old: Sequence[QueueLine], new: Sequence[QueueLine], gone: list[int], came: list[int]) -> None:
+        """Keep the row of each task and the count of queued rows up to date with the rows that changed."""
+        for row in gone:
             if self._row_of.get(old[row].id) == row:
                 del self._row_of[old[row].id]
-        for row in (*changed, *added):
+        for row in came:
             self._row_of[new[row].id] = row
-        self.queued_count += sum(1 for row in (*changed, *added) if new[row].order != NONE) - sum(
-            1 for row in (*changed, *removed) if old[row].order != NONE)
-        self.lines = new
-        if not self._update_widths(old, new, [*changed, *removed], [*changed, *added]):
-            if len(old) != len(new):
-                self._update_virtual_size()
-                self.refresh()
-            else:
-                for row in changed:
-                    if self._is_visible(row):
-                        self.refresh_line(row + HEADER_HEIGHT)
-        if self._cursor >= len(new):
-            self.move_cursor(max(0, len(new) - 1))
+        self.queued_count += _queued(new, came) - _queued(old, gone)
+
+    def _repaint(self, old: Sequence[QueueLine], new: Sequence[QueueLine], changed: list[int], gone: list[int],
+                 came: list[int]) -> None:
+        """Redraw what the change touched: everything when a width or the row count changed, else the
+        changed rows on screen."""
+        if self._update_widths(old, new, gone, came):
+            return
+        if len(old) != len(new):
+            self._update_virtual_size()
+            self.refresh()
+            return
+        for row in changed:
+            if self._is_visible(row):
+                self.refresh_line(row + HEADER_HEIGHT)
+
+    def _cursor_after(self, changed: list[int]) -> None:
+        """The cursor stays on its row number: back onto the last row if that went, announced if its task changed."""
+        if self._cursor >= len(self.lines):
+            self.move_cursor(max(0, len(self.lines) - 1))
         elif self._cursor in changed:
             self.post_message(self.RowHighlighted(self, self._cursor, self.cursor_task))
-        return [*changed, *added]
 
     def _update_widths(self, old: Sequence[QueueLine], new: Sequence[QueueLine],
                        gone_rows: list[int], new_rows: list[int]) -> bool:
@@ -191,8 +224,7 @@ class QueueTable(ScrollView, can_focus=True):
             # The column can only narrow when a cell as wide as it went and none as wide came (a move
             # brings its cells back, so it never measures the whole column).
             if gone >= widths[column] > grown:
-                texts = {line[index] for line in new}
-                widths[column] = max([cell_len(COLUMNS[column][0]), *map(cell_len, texts)])
+                widths[column] = _column_width(COLUMNS[column][0], new, index)
             else:
                 widths[column] = max(widths[column], grown)
         if widths == self._widths:
@@ -294,22 +326,14 @@ class QueueTable(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         base = self._styles.get("base") or self.rich_style
         if y < HEADER_HEIGHT:
-            cells = [label for label, _field in COLUMNS]
-            row_style = base + self._style("queue-table--header")
-            return self._strip(cells, row_style, {}, scroll_x, width, base)
+            return self._strip(HEADER_CELLS, base + self._style("queue-table--header"), {}, scroll_x, width, base)
         row = scroll_y + y - HEADER_HEIGHT
         if row >= len(self.lines):
             return Strip.blank(width, base)
         line = self.lines[row]
-        if row == self._cursor:
-            component = "queue-table--cursor"
-        else:
-            component = "queue-table--odd-row" if row % 2 else "queue-table--even-row"
-        row_style = base + self._style(component)
-        level_style = LEVEL_STYLES.get(line.level)
-        extra = {column: level_style for column, field in enumerate(FIELDS)
-                 if level_style is not None and field in LEVEL_COLUMNS}
-        return self._strip([line[index] for index in _FIELD_INDEX], row_style, extra, scroll_x, width, base)
+        component = "queue-table--cursor" if row == self._cursor else _STRIPES[row % 2]
+        cells = [line[index] for index in _FIELD_INDEX]
+        return self._strip(cells, base + self._style(component), _LEVEL_CELLS.get(line.level, {}), scroll_x, width, base)
 
     def _strip(self, cells: list[str], row_style: Style, extra: dict[int, Style], scroll_x: int,
                width: int, base: Style) -> Strip:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.containers import Grid
 
@@ -54,22 +54,29 @@ class WorkerGrid(Grid):
         """Each pane shows its slot's task (or the slot's last one until another starts), and its new output."""
         shown: set[str] = set()
         for pane in self._panes:
-            task_id = orch.slots[pane.slot] if pane.slot < len(orch.slots) else None
-            if task_id is None and pane.task_id is not None:
-                # Keep showing the slot's last task (merging, merged, failed) until another one starts.
-                task_id = pane.task_id
-            record = orch.records.get(task_id) if task_id else None
-            if record is not None and record.status is TaskStatus.QUEUED:
-                record = None
             before = pane.task_id
-            pane.show(record, now, redact=redact)
-            if pane.task_id is None:
-                continue
-            shown.add(pane.task_id)
-            if pane.task_id != before:
-                bridge.take_output(pane.task_id)  # the pane started from record.tail, which has these
-            elif write_output:
-                pane.write_output(*bridge.take_output_counted(pane.task_id))
+            pane.show(_slot_record(orch, pane), now, redact=redact)
+            if pane.task_id is not None:
+                shown.add(pane.task_id)
+                _pass_output(bridge, pane, pane.task_id, pane.task_id != before, write_output)
         for task_id in bridge.waiting_tasks():
             if task_id not in shown:
                 bridge.take_output(task_id)  # no pane shows it; the log file has every line
+
+
+def _slot_record(orch: Orchestrator, pane: WorkerPane) -> Any | None:
+    """The record a pane shows: its slot's task, else the slot's last one until another starts (merging,
+    merged, failed); never a task back in the queue."""
+    task_id = orch.slots[pane.slot] if pane.slot < len(orch.slots) else None
+    if task_id is None:
+        task_id = pane.task_id
+    record = orch.records.get(task_id) if task_id else None
+    return None if record is None or record.status is TaskStatus.QUEUED else record
+
+
+def _pass_output(bridge: Bridge, pane: WorkerPane, task_id: str, new_task: bool, write_output: bool) -> None:
+    """Hand the pane its task's new output (a pane new to the task started from record.tail, which has it)."""
+    if new_task:
+        bridge.take_output(task_id)
+    elif write_output:
+        pane.write_output(*bridge.take_output_counted(task_id))

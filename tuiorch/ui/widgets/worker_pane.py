@@ -122,10 +122,15 @@ class WorkerPane(Vertical, can_focus=True):
     def on_mount(self) -> None:
         self._ready = True
 
+    @property
+    def _drawable(self) -> bool:
+        """Mounted and not being removed (a pool resize adds and removes panes between ticks)."""
+        return self._ready and self.is_attached
+
     def write_output(self, lines: Sequence[str], skipped: int = 0) -> None:
         """Append new output to the tail. `skipped` older lines never reached the pane: say so, so a flood
         never looks like a quiet agent, and point at the full log, which has every line."""
-        if self._redact or not self._ready or not self.is_attached or not (lines or skipped):
+        if self._redact or not self._drawable or not (lines or skipped):
             return
         overflow = max(0, len(lines) - self._max_lines)
         skipped += overflow
@@ -139,25 +144,18 @@ class WorkerPane(Vertical, can_focus=True):
 
         `redact` hides the timings and the log, which differ run to run (snapshot tests).
         """
-        if not self._ready or not self.is_attached:
+        if not self._drawable:
             return  # just mounted (or being removed) by a pool resize; the next tick draws it
         self._redact = redact
         if record is None:
-            if self.task_id is not None or not self._shown:
-                self._show_idle()
+            self._show_idle()
             return
-        task = record.task
-        if task.id != self.task_id:
-            # A new task in this slot: start its tail from what the engine kept, not the previous task's.
-            self.task_id = task.id
-            self.query_one(TailLog).restart([] if redact else list(record.tail))
+        self._follow(record, redact)
         status = TaskStatus(record.status)
-        elapsed = None if record.started is None else (record.ended or now) - record.started
-        quiet = None if record.last_output is None else now - record.last_output
-        if redact:
-            elapsed = quiet = None
+        elapsed, quiet = (None, None) if redact else _timings(record, now)
         total, done = progress_values(record.progress, status)
         note, level = task_note(record)
+        task = record.task
         state = (
             task.id,
             task.title,
@@ -178,6 +176,19 @@ class WorkerPane(Vertical, can_focus=True):
         if state == self._shown:
             return
         self._shown = state
+        self._draw(record, status, elapsed, quiet, level)
+        self.query_one(ProgressBar).update(total=total, progress=done)
+        self._set_note(note, level)
+
+    def _follow(self, record: Any, redact: bool) -> None:
+        """A new task in this slot: start its tail from what the engine kept, not the previous task's."""
+        if record.task.id != self.task_id:
+            self.task_id = record.task.id
+            self.query_one(TailLog).restart([] if redact else list(record.tail))
+
+    def _draw(self, record: Any, status: TaskStatus, elapsed: float | None, quiet: float | None, level: str) -> None:
+        """The pane's classes, borders and status line for `record`."""
+        task = record.task
         self.set_class(False, "-idle")
         self.set_class(status is TaskStatus.STUCK, "-stuck")
         self.set_class(level == WARNING, "-warning")
@@ -188,10 +199,10 @@ class WorkerPane(Vertical, can_focus=True):
         self.border_subtitle = " · ".join(part for part in (spent, status_label(status)) if part)
         # A fixed-size line: no layout pass for what changes every second in every pane.
         self.query_one(".status", Label).update(status_line(record, status, elapsed, quiet), layout=False)
-        self.query_one(ProgressBar).update(total=total, progress=done)
-        self._set_note(note, level)
 
     def _show_idle(self) -> None:
+        if self.task_id is None and self._shown:
+            return  # idle already
         self.task_id = None
         self._shown = ("idle",)
         self.border_title = f"slot {self.slot + 1} · idle"
@@ -215,6 +226,13 @@ class WorkerPane(Vertical, can_focus=True):
         label.set_class(bool(note), "-shown")
         for name in (INFO, WARNING, ERROR):
             label.set_class(level == name, f"-{name}")
+
+
+def _timings(record: Any, now: float) -> tuple[float | None, float | None]:
+    """(seconds the task has run, seconds since its last output), None where not known yet."""
+    elapsed = None if record.started is None else (record.ended or now) - record.started
+    quiet = None if record.last_output is None else now - record.last_output
+    return elapsed, quiet
 
 
 def status_line(record: Any, status: TaskStatus, elapsed: float | None, quiet: float | None) -> str:
