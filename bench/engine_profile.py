@@ -39,6 +39,7 @@ from common import BenchError, generate_repo
 #: Engine modules whose functions and methods are timed (a prefix takes the whole package).
 TIMED = (
     "tuiorch.orchestrator",
+    "tuiorch.engine",
     "tuiorch.gitops",
     "tuiorch.git",
     "tuiorch.checkout",

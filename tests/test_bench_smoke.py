@@ -123,5 +123,5 @@ def test_engine_profile_quick_names_where_the_time_went() -> None:
     assert re.search(r"^files=50 tasks=4 workers=2 ", done.stdout, re.MULTILINE), done.stdout
     assert re.search(r"first agent started at \d+ ms; run ended at \d+ ms", done.stdout), done.stdout
     # The git work runs in worker threads: it must show, with the agent's run and the merge.
-    for name in (r"AgentProcess\.run", r"Orchestrator\._merge", r"subprocess git \w"):
+    for name in (r"AgentProcess\.run", r"Landings\.merge", r"subprocess git \w"):
         assert re.search(rf"^ +\d+\.\d +\d+ +\d+\.\d+  \S*{name}", done.stdout, re.MULTILINE), (name, done.stdout)
