@@ -60,15 +60,17 @@ def state_paths(preset: str, env: Mapping[str, str]) -> tuple[StatePath, ...]:
     A spec is "$VAR|~/default" (the variable's value, else the default) with an optional ":sub" appended.
     """
     home = Path(env.get("HOME") or os.path.expanduser("~"))
-    found = []
-    for spec in _STATE_PATHS.get(preset, ()):
-        folder = spec.endswith("/")
-        spec, _, sub = spec.rstrip("/").partition(":")
-        variable, _, default = spec.rpartition("|")
-        value = env.get(variable[1:], "") if variable else ""
-        base = Path(value) if value else home / default.removeprefix("~/")
-        found.append(StatePath(base / sub if sub else base, folder))
-    return tuple(found)
+    return tuple(_state_path(spec, env, home) for spec in _STATE_PATHS.get(preset, ()))
+
+
+def _state_path(spec: str, env: Mapping[str, str], home: Path) -> StatePath:
+    """One "$VAR|~/default:sub" spec (a folder when it ends in "/") resolved in `env`."""
+    folder = spec.endswith("/")
+    spec, _, sub = spec.rstrip("/").partition(":")
+    variable, _, default = spec.rpartition("|")
+    value = env.get(variable[1:], "") if variable else ""
+    base = Path(value) if value else home / default.removeprefix("~/")
+    return StatePath(base / sub if sub else base, folder)
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,8 @@ def sandbox_argv(spec: SandboxSpec, command: Sequence[str], *, bwrap: str = BWRA
     argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     for temp in PRIVATE_TEMP:
         argv += ["--tmpfs", str(temp)]
-    for path in spec.visible:
-        argv += ["--ro-bind-try", str(path), str(path)]
-    for path in spec.writable:
-        argv += ["--bind-try", str(path), str(path)]
+    argv += _binds("--ro-bind-try", spec.visible)
+    argv += _binds("--bind-try", spec.writable)
     argv += [
         "--bind", str(spec.worktree), str(spec.worktree),
         "--bind", str(spec.git_dir), str(spec.git_dir),
@@ -114,16 +114,24 @@ def sandbox_argv(spec: SandboxSpec, command: Sequence[str], *, bwrap: str = BWRA
     return [*argv, "--", *command]
 
 
+def _binds(option: str, paths: Sequence[Path]) -> list[str]:
+    """`option path path` for each of `paths`: each bound at its own place."""
+    return [arg for path in paths for arg in (option, str(path), str(path))]
+
+
 def hidden_by_private_temp(paths: Sequence[Path]) -> tuple[Path, ...]:
     """Those of `paths` that a private temp folder would hide (each once, resolved); never a temp folder
     itself, which stays private."""
     found: list[Path] = []
     for path in paths:
         resolved = path.resolve()
-        inside = any(resolved.is_relative_to(temp) and resolved != temp for temp in PRIVATE_TEMP)
-        if inside and resolved not in found:
+        if _inside_private_temp(resolved) and resolved not in found:
             found.append(resolved)
     return tuple(found)
+
+
+def _inside_private_temp(path: Path) -> bool:
+    return any(path.is_relative_to(temp) and path != temp for temp in PRIVATE_TEMP)
 
 
 @functools.cache
@@ -145,12 +153,11 @@ def bubblewrap_problem(bwrap: str = BWRAP) -> str | None:
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bubblewrap ({program}) could not start: {exc}"
-    if done.returncode != 0:
-        words = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
-        hint = (
-            ""
-            if os.geteuid() == 0
-            else " (user namespaces may be disabled: kernel.unprivileged_userns_clone)"
-        )
-        return f"bubblewrap ({program}) cannot make a sandbox here: {words[0]}{hint}"
-    return None
+    return _sandbox_failure(program, done) if done.returncode != 0 else None
+
+
+def _sandbox_failure(program: str, done: subprocess.CompletedProcess[str]) -> str:
+    """What bubblewrap's failed trial run says, with a hint where user namespaces are the likely cause."""
+    words = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+    hint = "" if os.geteuid() == 0 else " (user namespaces may be disabled: kernel.unprivileged_userns_clone)"
+    return f"bubblewrap ({program}) cannot make a sandbox here: {words[0]}{hint}"

@@ -58,18 +58,25 @@ class Identity:
         return self._rules
 
     def _ask_git(self) -> CommitRules:
-        git = self.repo.git
-        author = git(["var", "GIT_AUTHOR_IDENT"])
-        committer = git(["var", "GIT_COMMITTER_IDENT"])
-        sign = git(["config", "--type=bool", "--get", "commit.gpgsign"])
-        hooks = git(["rev-parse", "--git-path", "hooks"])
-        hooks_dir = Path(os.fsdecode(hooks.stdout.strip())) if hooks.returncode == 0 else self.repo.git_dir / "hooks"
+        author = self._ident("GIT_AUTHOR_IDENT")
+        committer = self._ident("GIT_COMMITTER_IDENT")
+        sign = self.repo.git(["config", "--type=bool", "--get", "commit.gpgsign"])
         return CommitRules(
-            author=parse_ident(author.stdout.decode(errors="replace").strip()) if author.returncode == 0 else None,
-            committer=parse_ident(committer.stdout.decode(errors="replace").strip()) if committer.returncode == 0 else None,
+            author=author,
+            committer=committer,
             sign=sign.returncode == 0 and sign.stdout.strip() == b"true",
-            hooks_dir=hooks_dir if hooks_dir.is_absolute() else (self.repo.root / hooks_dir),
+            hooks_dir=self._hooks_dir(),
         )
+
+    def _ident(self, variable: str) -> tuple[str, str] | None:
+        """(name, email) of git's GIT_AUTHOR_IDENT or GIT_COMMITTER_IDENT; None when git knows nobody."""
+        done = self.repo.git(["var", variable])
+        return parse_ident(done.stdout.decode(errors="replace").strip()) if done.returncode == 0 else None
+
+    def _hooks_dir(self) -> Path:
+        hooks = self.repo.git(["rev-parse", "--git-path", "hooks"])
+        hooks_dir = Path(os.fsdecode(hooks.stdout.strip())) if hooks.returncode == 0 else self.repo.git_dir / "hooks"
+        return hooks_dir if hooks_dir.is_absolute() else (self.repo.root / hooks_dir)
 
     def signatures(self) -> tuple[pygit2.Signature, pygit2.Signature]:
         """(author, committer) as git would record them, else IDENTITY_FALLBACK."""
