@@ -188,25 +188,22 @@ class RunQueue:
 
     def reload(self, tasks: list[Task]) -> None:
         """Apply an edited task file: queued tasks change, new ones join, removed queued ones leave."""
-        fresh = {t.id: t for t in tasks}
+        self._edit_queued({t.id: t for t in tasks})
+        for task in tasks:
+            if task.id not in self.records:
+                self._append(task)
+
+    def _edit_queued(self, fresh: dict[str, Task]) -> None:
+        """Queued tasks take their edited version from `fresh`; those missing there leave the run."""
         for task_id in list(self.order):
             rec = self.records[task_id]
             if rec.status is not TaskStatus.QUEUED:
                 continue
             if task_id in fresh:
-                edited = fresh[task_id]
-                # A priority set from the keyboard wins over the file until the user changes it again.
-                rec.task = (
-                    dataclasses.replace(edited, priority=rec.task.priority)
-                    if rec.priority_override
-                    else edited
-                )
+                rec.task = _edited(rec, fresh[task_id])
             else:
                 self.order.remove(task_id)
                 del self.records[task_id]
-        for task in tasks:
-            if task.id not in self.records:
-                self._append(task)
 
     def restore_order(self, saved_order: Iterable[str]) -> None:
         """Put the saved order first (ids the run no longer has dropped); tasks new since keep theirs after."""
@@ -218,3 +215,9 @@ class RunQueue:
         rec = self.records[task.id] = TaskRecord(task=task)
         self.order.append(task.id)
         return rec
+
+
+def _edited(rec: TaskRecord, edited: Task) -> Task:
+    """A queued task's edited version; a priority set from the keyboard wins over the file until the user
+    changes it again."""
+    return dataclasses.replace(edited, priority=rec.task.priority) if rec.priority_override else edited

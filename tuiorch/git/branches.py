@@ -40,11 +40,15 @@ class Branches:
                 f"branch '{branch}' already exists with commits not in {base}; "
                 f"run `tuiorch clean --force` or delete it (git branch -D {branch})"
             )
+        self._refuse_checked_out(branch, reuse_path)
+        if not has_own_commits and current != base_commit.id:
+            existing.set_target(base_commit.id, f"tuiorch: reset {branch} to {base}")
+
+    def _refuse_checked_out(self, branch: str, reuse_path: Path | None) -> None:
+        """GitError if `branch` is checked out anywhere but the worktree about to be reused."""
         elsewhere = [p for p in self.repo.checkouts(branch) if p != reuse_path]
         if elsewhere:
             raise GitError(f"branch '{branch}' is checked out in {elsewhere[0]}; release it first")
-        if not has_own_commits and current != base_commit.id:
-            existing.set_target(base_commit.id, f"tuiorch: reset {branch} to {base}")
 
     def _create(self, branch: str, base_commit: pygit2.Commit) -> None:
         handle = self.repo.handle
