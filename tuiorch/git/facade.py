@@ -91,8 +91,11 @@ class GitRepo:
         *,
         keep_commits: bool = False,
         scratch: Sequence[str] = (),
+        known_clean: bool = False,
     ) -> str:
-        return self.worktrees.prepare(path, branch, base, keep, keep_commits=keep_commits, scratch=scratch)
+        return self.worktrees.prepare(
+            path, branch, base, keep, keep_commits=keep_commits, scratch=scratch, known_clean=known_clean
+        )
 
     def take_rescued(self) -> list[str]:
         return self.worktrees.take_rescued()

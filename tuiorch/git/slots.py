@@ -52,19 +52,22 @@ class SlotSwitch:
         update_submodules(self.path)
 
 
-def prepare_reuse(repo: Repo, path: Path, branch: str, keep: Sequence[str], scratch: Sequence[str]) -> SlotSwitch:
+def prepare_reuse(
+    repo: Repo, path: Path, branch: str, keep: Sequence[str], scratch: Sequence[str], *, known_clean: bool = False
+) -> SlotSwitch:
     """Warm slot reuse, first half: save what someone left uncommitted in the worktree at `path`.
 
     Uncommitted work found there (left when tuiorch was killed while an agent or a commit was
     under way) is saved as a commit under refs/tuiorch/rescued/; if even that fails, reuse is
     refused (UncommittedWork) rather than overwrite it. The caller holds the repository lock, then
-    runs the returned switch without it.
+    runs the returned switch without it. `known_clean`: the caller left it with nothing uncommitted,
+    so there is nothing to look for.
     """
     repo.clear_dead_agent_lock(path)
     wt_repo = pygit2.Repository(str(path))
     kept = normalize_keep(keep)
     rescued = None
-    dirty = _work_in(repo, path, wt_repo, branch, kept, scratch)
+    dirty = [] if known_clean else _work_in(repo, path, wt_repo, branch, kept, scratch)
     if dirty:
         try:
             rescued = _rescue_uncommitted(repo, path, wt_repo)

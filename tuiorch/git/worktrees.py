@@ -50,15 +50,19 @@ class Worktrees:
         *,
         keep_commits: bool = False,
         scratch: Sequence[str] = (),
+        known_clean: bool = False,
     ) -> str:
         """Make `branch` at base's tip and a clean worktree at `path` on it; return the base sha.
 
         keep_commits: a branch that already holds commits not in base (an earlier attempt's work,
         a conflict being resolved) is checked out as it is instead of refused.
         scratch: an agent CLI's own files (never work) that a reused slot may hold.
+        known_clean: the caller left the worktree at `path` with nothing uncommitted (its last agent's
+        leftovers were committed) and no process of its own wrote there since: it is not searched for
+        someone's uncommitted work (a status of the whole worktree) before its reuse.
         """
         path = Path(path).absolute()
-        base_sha, switch = self._claim(path, branch, base, keep, keep_commits, scratch)
+        base_sha, switch = self._claim(path, branch, base, keep, keep_commits, scratch, known_clean)
         if switch is not None:
             # Writing the files takes a while on a big repository: on the worktree's own handle,
             # outside the lock, so merges and the other slots go on meanwhile.
@@ -78,7 +82,14 @@ class Worktrees:
 
     @locked
     def _claim(
-        self, path: Path, branch: str, base: str, keep: Sequence[str], keep_commits: bool, scratch: Sequence[str]
+        self,
+        path: Path,
+        branch: str,
+        base: str,
+        keep: Sequence[str],
+        keep_commits: bool,
+        scratch: Sequence[str],
+        known_clean: bool,
     ) -> tuple[str, slots.SlotSwitch | None]:
         """Point the branch and make ready to reuse the worktree at `path` (the switch to run), or
         reserve `path` for a new one (None)."""
@@ -88,7 +99,7 @@ class Worktrees:
             branch, base, base_commit, reuse_path=path.resolve() if admin else None, keep_commits=keep_commits
         )
         if admin is not None:
-            switch = slots.prepare_reuse(self.repo, path, branch, keep, scratch)
+            switch = slots.prepare_reuse(self.repo, path, branch, keep, scratch, known_clean=known_clean)
             if switch.rescued is not None:
                 self._rescued.append(switch.rescued)
             self._exclude_if_inside(path)

@@ -72,6 +72,9 @@ class LocalRunner:
         self._kept: set[Path] = set()
         #: Every workspace this runner prepared in this run (removed by `close`).
         self._made: set[Path] = set()
+        #: Slot worktrees given back with nothing uncommitted in them (their agent's leftovers committed):
+        #: the next task there needs no search for someone's uncommitted work.
+        self._left_clean: set[Path] = set()
 
     # -- where workspaces live ----------------------------------------------------------------------------
 
@@ -181,7 +184,9 @@ class LocalRunner:
             () if resolve else self.keep,
             keep_commits=spec.keep_commits,
             scratch=() if resolve else self.scratch,
+            known_clean=path in self._left_clean,
         )
+        self._left_clean.discard(path)
         try:
             return await asyncio.to_thread(prepare)
         except (GitError, OSError):
@@ -227,6 +232,10 @@ class LocalRunner:
         self.forget(exc.worktree)
         return UncommittedWork(reason, kept)
 
+    def left_clean(self, path: Path) -> None:
+        """The slot worktree at `path` was given back with nothing uncommitted in it."""
+        self._left_clean.add(path)
+
     def forget(self, path: Path) -> None:
         """`path` is no longer this runner's to remove at the end (removed, or kept for its work)."""
         self._made.discard(path)
@@ -249,6 +258,8 @@ class LocalHandle:
         self._process: AgentProcess | None = None
         self._cancelled = False
         self._released = False
+        #: The agent's leftovers were committed: nothing uncommitted is left in the worktree.
+        self._committed = False
 
     def load(self, command: AgentCommand, argv: tuple[str, ...]) -> None:
         """Write the prompt and make the (not yet started) process for `command`, run as `argv`."""
@@ -314,6 +325,7 @@ class LocalHandle:
         else:
             try:
                 await asyncio.to_thread(git.commit_leftovers, self.path, message, self.spec.branch, self.runner.scratch)
+                self._committed = True
             except UncommittedWork as exc:
                 self._released = True
                 raise await self.runner.keep_uncommitted(exc, self.spec.task_id) from exc
@@ -352,6 +364,8 @@ class LocalHandle:
         if remove:
             self.runner.forget(self.path)
         await self.runner.leave(self.path, remove=remove)
+        if self._committed and not remove:
+            self.runner.left_clean(self.path)
 
     def attachment(self) -> Attachment:
         pgid = self._process.pgid if self._process is not None else None
