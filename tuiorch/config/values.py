@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -34,23 +35,26 @@ def parse_duration(value: object) -> float:
 
     Raises ValueError with a message fit for the user.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f'expected a duration like "60m" or seconds, got {show_value(value)}')
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("-"):
-            raise ValueError(f"expected a duration that is not negative, got {show_value(value)}")
-        try:
-            seconds = float(text)
-        except ValueError:
-            seconds = _parse_duration_text(text, value)
-    else:
-        seconds = float(value)
-    if math.isnan(seconds) or math.isinf(seconds):
+    seconds = _duration_seconds(value)
+    if not math.isfinite(seconds):
         raise ValueError(f'expected a duration like "60m" or seconds, got {show_value(value)}')
     if seconds < 0:
         raise ValueError(f"expected a duration that is not negative, got {show_value(value)}")
     return seconds
+
+
+def _duration_seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f'expected a duration like "60m" or seconds, got {show_value(value)}')
+    if not isinstance(value, str):
+        return float(value)
+    text = value.strip()
+    if text.startswith("-"):
+        raise ValueError(f"expected a duration that is not negative, got {show_value(value)}")
+    try:
+        return float(text)
+    except ValueError:
+        return _parse_duration_text(text, value)
 
 
 def _parse_duration_text(text: str, original: str) -> float:
@@ -81,14 +85,27 @@ def format_duration(seconds: float) -> str:
     return "".join(parts) or "0"
 
 
+@functools.singledispatch
 def show_value(value: object) -> str:
     """A value as it would be written in TOML, for error messages."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "[" + ", ".join(show_value(item) for item in value) + "]"
     return repr(value)
+
+
+@show_value.register
+def _show_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+@show_value.register
+def _show_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+@show_value.register
+def _show_table(value: dict) -> str:  # type: ignore[type-arg]
+    return "a table"
+
+
+@show_value.register
+def _show_list(value: list) -> str:  # type: ignore[type-arg]
+    return "[" + ", ".join(show_value(item) for item in value) + "]"
