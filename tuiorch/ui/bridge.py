@@ -8,7 +8,7 @@ flood of output costs one message per task per frame, never one per line, and no
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from textual.message import Message
 
@@ -56,14 +56,18 @@ class Bridge:
         if message is not None:
             self._post(message)
 
+    def _buffer(self, task: str, lines: Sequence[str]) -> None:
+        """Keep a task's newest output lines for its pane, counting those the buffer drops."""
+        buffer = self._pending.setdefault(task, deque(maxlen=self._tail_lines))
+        overflow = len(buffer) + len(lines) - self._tail_lines
+        if overflow > 0:
+            self._skipped[task] = self._skipped.get(task, 0) + overflow
+        buffer.extend(lines)
+
     def translate(self, event: Event) -> Message | None:
         match event:
             case TaskOutput(task=task, lines=lines):
-                buffer = self._pending.setdefault(task, deque(maxlen=self._tail_lines))
-                overflow = len(buffer) + len(lines) - self._tail_lines
-                if overflow > 0:
-                    self._skipped[task] = self._skipped.get(task, 0) + overflow
-                buffer.extend(lines)
+                self._buffer(task, lines)
                 return messages.OutputReady(task)
             case TaskProgress(task=task):
                 return messages.ProgressChanged(task)

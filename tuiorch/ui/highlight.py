@@ -39,13 +39,15 @@ def highlight_lines(path: str, lines: Sequence[str]) -> list[Text]:
     lexer = lexer_name(path)
     if lexer == "text" or any(len(line) > MAX_HIGHLIGHT_CHARS for line in plain):
         return [Text(line) for line in plain]
+    return _highlighted(plain, lexer)
+
+
+def _highlighted(plain: list[str], lexer: str) -> list[Text]:
+    """One Text per line, coloured by pygments' `lexer`."""
     syntax = Syntax("", lexer, theme=THEME, background_color="default")
     text = syntax.highlight("\n".join(plain) + "\n")
     # Only the token colours: a background (even "default") would paint over the screen's tints.
     text.style = ""
     text.spans = [span for span in text.spans if not _background_only(span.style)]
     parts = text.split("\n", allow_blank=True)
-    out = list(parts[: len(plain)])
-    while len(out) < len(plain):
-        out.append(Text(plain[len(out)]))
-    return out
+    return [*parts[: len(plain)], *(Text(line) for line in plain[len(parts) :])]

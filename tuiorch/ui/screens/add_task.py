@@ -87,15 +87,12 @@ def append_task_toml(path: Path, task: Task) -> None:
     except (OSError, UnicodeDecodeError) as exc:
         raise TaskFileError(path, None, f"cannot read: {exc}") from None
     table: dict[str, object] = {"id": task.id, "title": task.title, "priority": task.priority.label}
-    if task.depends:
-        table["depends"] = list(task.depends)
-    if task.touches:
-        table["touches"] = list(task.touches)
-    if task.description:
-        table["description"] = task.description
-    separator = "\n" if existing.strip() and not existing.endswith("\n") else ""
+    optional = {"depends": list(task.depends), "touches": list(task.touches), "description": task.description}
+    table.update((key, value) for key, value in optional.items() if value)
+    # One blank line between tables (the file's last line may lack its newline); none at the top.
+    gap = ("\n" if existing.endswith("\n") else "\n\n") if existing.strip() else ""
     # tomli_w writes a list of tables inline; the file's own style is one [[task]] header per task.
-    addition = separator + ("\n" if existing.strip() else "") + "[[task]]\n" + tomli_w.dumps(table)
+    addition = gap + "[[task]]\n" + tomli_w.dumps(table)
     parse_tasks_toml(existing + addition, str(path))
     try:
         with path.open("a", encoding="utf-8") as handle:

@@ -169,13 +169,16 @@ class DiffScreen(SaysWhyNot, Screen[str | None]):
             self.query_one(DiffView).scroll_to_file(int(event.option.id))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return True if self._applies(action) else None  # None: shown greyed out, not hidden
+
+    def _applies(self, action: str) -> bool:
         status = self.record.status
         if action == "merge":
-            return True if status is TaskStatus.FINISHED else None
+            return status is TaskStatus.FINISHED
         if action == "send_back":
-            return True if status in SENDABLE and not self.orch.is_busy(self.task_id) else None
+            return status in SENDABLE and not self.orch.is_busy(self.task_id)
         if action == "file":
-            return True if self.diff is not None and len(self.diff.files) > 1 else None
+            return self.diff is not None and len(self.diff.files) > 1
         return True
 
     def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:

@@ -3,6 +3,7 @@ on screen, so a diff of thousands of lines opens and scrolls at once."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -41,21 +42,30 @@ def diff_rows(diff: TaskDiff, layout: str) -> tuple[list[Row], list[int]]:
     starts: list[int] = []
     for index, file in enumerate(diff.files):
         starts.append(len(rows))
-        rows.append(Row("file", index, file_heading(file)))
-        if file.binary:
-            rows.append(Row("note", index, "binary file: not shown"))
-        elif not file.hunks and file.status != "renamed":
-            rows.append(Row("note", index, "no lines to show"))
-        for hunk in file.hunks:
-            rows.append(Row("hunk", index, hunk.header))
-            if layout == SPLIT:
-                rows.extend(Row("pair", index, line=left, right=right) for left, right in side_by_side(hunk.lines))
-            else:
-                rows.extend(Row("line", index, line=line) for line in hunk.lines)
-        if file.truncated:
-            rows.append(Row("note", index, "… more changes than the screen shows (the counts are whole)"))
-        rows.append(Row("blank", index))
+        rows.extend(_file_rows(index, file, layout))
     return rows, starts
+
+
+def _file_rows(index: int, file: FileDiff, layout: str) -> list[Row]:
+    """File number `index`: its heading, a note when no lines are shown, its hunks, then a blank row."""
+    rows = [Row("file", index, file_heading(file))]
+    if file.binary:
+        rows.append(Row("note", index, "binary file: not shown"))
+    elif not file.hunks and file.status != "renamed":
+        rows.append(Row("note", index, "no lines to show"))
+    for hunk in file.hunks:
+        rows.append(Row("hunk", index, hunk.header))
+        rows.extend(_hunk_rows(index, hunk.lines, layout))
+    if file.truncated:
+        rows.append(Row("note", index, "… more changes than the screen shows (the counts are whole)"))
+    rows.append(Row("blank", index))
+    return rows
+
+
+def _hunk_rows(index: int, lines: Sequence[DiffLine], layout: str) -> list[Row]:
+    if layout == SPLIT:
+        return [Row("pair", index, line=left, right=right) for left, right in side_by_side(lines)]
+    return [Row("line", index, line=line) for line in lines]
 
 
 def file_heading(file: FileDiff) -> str:
