@@ -247,6 +247,8 @@ class Worktrees:
                 # `locked` marks a worktree git is still creating (another slot's `worktree add`).
                 if admin.is_dir() and not (admin / "gitdir").exists() and not (admin / "locked").exists():
                     shutil.rmtree(admin, ignore_errors=True)
+            if _nothing_to_prune(worktrees):
+                return  # no git process: this runs for every new worktree, under the repository lock
         self.repo.run_git(["worktree", "prune"])
 
     def _registered_admin(self, path: Path) -> Path | None:
@@ -283,3 +285,20 @@ class Worktrees:
         exclude.parent.mkdir(parents=True, exist_ok=True)
         with exclude.open("a") as out:
             out.write(("\n" if text and not text.endswith("\n") else "") + line + "\n")
+
+
+def _nothing_to_prune(worktrees: Path) -> bool:
+    """True when each admin dir under `worktrees` names, once, a worktree that exists: what `git worktree
+    prune` keeps. False when in doubt (it then decides)."""
+    seen: set[str] = set()
+    for admin in worktrees.iterdir():
+        try:
+            named = (admin / "gitdir").read_text().strip()
+        except OSError:
+            return False
+        # Relative to the admin dir when git writes relative paths (os.path.join keeps an absolute one).
+        target = os.path.join(admin, named)
+        if not named or target in seen or not os.path.exists(target):
+            return False
+        seen.add(target)
+    return True
