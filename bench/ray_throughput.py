@@ -3,9 +3,10 @@
     sudo python bench/ray_throughput.py                 # 16 tasks, 16 workers, 200 files, both arms
     python bench/ray_throughput.py --quick --address HOST:PORT   # smoke, on a cluster already running
 
-Root only: the bench moves into a network namespace of its own (Ray listens on every interface), starts a
-head that takes no agents and two nodes that take `--workers / 2` agents each (the nodes cannot see the
-repositories: commits reach them only through Ray), and always stops every Ray process at the end.
+Root only: the bench makes two network namespaces joined by a veth pair (Ray listens on every interface)
+and moves into the head's, starts a head that takes no agents and, in the other, two nodes that take
+`--workers / 2` agents each (the nodes cannot see the repositories: commits reach them only through Ray),
+and always stops every Ray process and deletes the namespaces at the end.
 Both arms run `tuiorch run --headless --json` on identical fresh repositories with the bench agent; the
 Ray arm's tuiorch.toml adds `[runner] kind = "ray"`. Reported: wall time of each arm and the extra time per
 task the cluster costs ((ray - local) * workers / tasks: what one agent slot waits longer per task).
@@ -24,7 +25,7 @@ import throughput
 from common import BenchError, format_seconds, generate_repo, write_agent
 
 sys.path.insert(0, str(common.PROJECT_ROOT))
-from tests.ray.conftest import ADDRESS, Cluster, isolate_network, start_cluster, stop_cluster  # noqa: E402
+from tests.ray.conftest import LOOPBACK, Cluster, delete_network, make_network, start_cluster, stop_cluster  # noqa: E402
 
 QUICK = (4, 4, 50)
 
@@ -53,10 +54,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.tasks, args.workers, args.files = QUICK
-    if not args.address:
-        isolate_network()
+    network = LOOPBACK if args.address else make_network()
     with tempfile.TemporaryDirectory(prefix="tuiorch-ray-bench-") as tmp:
-        cluster = Cluster(Path(tmp))
+        cluster = Cluster(Path(tmp), network)
         cluster.central.mkdir()
         agent = write_agent(Path(tmp))
         local = run_arm(cluster.central, "local", args, agent, "")
@@ -66,11 +66,12 @@ def main() -> int:
             if not args.address:
                 start_cluster(cluster, {"a": per_node, "b": args.workers - per_node})
             up = time.perf_counter() - began
-            ray_runner = f'\n[runner]\nkind = "ray"\naddress = "{args.address or ADDRESS}"\n'
+            ray_runner = f'\n[runner]\nkind = "ray"\naddress = "{args.address or cluster.address}"\n'
             on_ray = run_arm(cluster.central, "ray", args, agent, ray_runner)
         finally:
             if not args.address:
                 stop_cluster()
+                delete_network(network)
     extra = (on_ray - local) * args.workers / args.tasks
     print(f"{args.tasks} tasks, {args.workers} workers, {args.files} files")
     print(f"  local runner          {format_seconds(local)}")

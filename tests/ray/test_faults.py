@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_repo
-from tests.ray.conftest import ADDRESS, STORE_BYTES, Cluster, ray_bin
+from tests.ray.conftest import AGENT_RESOURCE, Cluster
 from tests.ray.specs import Seen, demo_spec
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'tuiorch[ray]')")
@@ -48,13 +48,13 @@ def _alive(pid: int) -> bool:
         return False
 
 
-async def _killed_driver(central: Path, task_id: str, body: str, tmp_path: Path) -> Attachment:
+async def _killed_driver(address: str, central: Path, task_id: str, body: str, tmp_path: Path) -> Attachment:
     """Start a run from a separate tuiorch stand-in, let it stream a while, kill it -9; its attachment."""
     body_file, saved = tmp_path / "body.md", tmp_path / "attachment.json"
     body_file.write_text(body)
     log = demo_spec(central, task_id, body).log_path
     driver = subprocess.Popen(
-        [sys.executable, str(DRIVER), str(central), ADDRESS, task_id, str(body_file), str(saved)],
+        [sys.executable, str(DRIVER), str(central), address, task_id, str(body_file), str(saved)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -71,7 +71,7 @@ async def test_tuiorch_killed_dash_9_reattaches_and_loses_no_output_and_no_commi
     ray_cluster: Cluster, central: Path, tmp_path: Path
 ) -> None:
     body = WRITE + "lines: 40\nrate: 10\n"
-    saved = await _killed_driver(central, "1", body, tmp_path)
+    saved = await _killed_driver(ray_cluster.address, central, "1", body, tmp_path)
     assert saved.runner == "ray" and saved.ref and saved.pgid
     runner = RayRunner(central, address=ray_cluster.address, commands=[sys.executable])
     try:
@@ -95,7 +95,7 @@ async def test_orphaned_runs_are_ended_and_what_they_left_reaches_their_branch(
 ) -> None:
     # The agent writes one.txt, then hangs before writing two.txt: its work is uncommitted on the node.
     body = "```write one.txt\none\n```\n```write two.txt\ntwo\n```\nlines: 5\nhang\n"
-    saved = await _killed_driver(central, "2", body, tmp_path)
+    saved = await _killed_driver(ray_cluster.address, central, "2", body, tmp_path)
     assert saved.pgid and _alive(saved.pgid)
     runner = RayRunner(central, address=ray_cluster.address, commands=[sys.executable])
     ended = await runner.end_orphans()
@@ -112,26 +112,9 @@ async def test_orphaned_runs_are_ended_and_what_they_left_reaches_their_branch(
 @pytest.fixture
 async def doomed_node(ray_cluster: Cluster, tmp_path: Path):  # noqa: ANN201
     """An extra node (it takes 8 agents, so it is chosen first) whose processes the test can kill -9."""
-    hide = f'mount -t tmpfs -o size=1m tuiorch-hidden {ray_cluster.central} && exec "$0" "$@"'
     env = {**os.environ, "TUIORCH_RAY_DIR": str(tmp_path / "doomed"), "RAY_USAGE_STATS_ENABLED": "0"}
     node = subprocess.Popen(
-        [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            hide,
-            ray_bin(),
-            "start",
-            "--block",
-            f"--address={ADDRESS}",
-            "--node-ip-address=127.0.0.1",
-            "--num-cpus=1",
-            f"--object-store-memory={STORE_BYTES}",
-            '--resources={"tuiorch_agent": 8}',
-        ],
+        ray_cluster.node_argv({AGENT_RESOURCE: 8}, "--block"),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -188,7 +171,7 @@ async def test_tuiorch_clean_ends_orphaned_remote_runs_and_removes_their_node_wo
     git(central, "add", "tuiorch.toml")
     git(central, "commit", "-qm", "ray config")
     body = "```write one.txt\none\n```\n```write two.txt\ntwo\n```\nlines: 5\nhang\n"
-    saved = await _killed_driver(central, "5", body, tmp_path)
+    saved = await _killed_driver(ray_cluster.address, central, "5", body, tmp_path)
     assert Path(saved.workspace).is_dir() and _alive(saved.pgid)
     done = await asyncio.to_thread(
         subprocess.run,

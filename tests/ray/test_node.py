@@ -89,6 +89,24 @@ async def test_the_node_cannot_see_the_central_repository(central: Path) -> None
     assert await sees.remote(str(central)) is False
 
 
+async def test_the_node_is_another_machine_on_the_network_reached_only_over_the_veth_pair(
+    ray_cluster: Cluster,
+) -> None:
+    if not ray_cluster.network.namespaces:
+        pytest.skip("ip netns unusable here: the session runs on loopback only")
+
+    @ray.remote(num_cpus=0, resources={AGENT_RESOURCE: 1})
+    def network() -> tuple[int, list[str]]:
+        lines = Path("/proc/net/dev").read_text().splitlines()[2:]
+        return os.stat("/proc/self/ns/net").st_ino, sorted(line.split(":")[0].strip() for line in lines)
+
+    node_ns, interfaces = await network.remote()
+    assert node_ns != os.stat("/proc/self/ns/net").st_ino  # not tuiorch's network
+    assert interfaces == ["lo", "veth-node"]  # nothing of the machine's own network
+    agents_on = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"] and AGENT_RESOURCE in n["Resources"]}
+    assert agents_on == {ray_cluster.network.node_ip}
+
+
 async def test_a_task_runs_on_the_node_and_its_commit_lands_on_the_branch_after_verification(
     central: Path,
 ) -> None:
