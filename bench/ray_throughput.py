@@ -34,7 +34,7 @@ def run_arm(root: Path, name: str, args: argparse.Namespace, agent: Path, runner
     repo = root / name
     generate_repo(repo, args.files)
     original = throughput.tuiorch_toml
-    throughput.tuiorch_toml = lambda workers, agent: original(workers, agent) + runner
+    throughput.tuiorch_toml = lambda workers, agent, **options: original(workers, agent, **options) + runner
     try:
         result = throughput.run_tuiorch(repo, args.tasks, args.workers, agent)
     finally:
