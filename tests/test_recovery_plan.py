@@ -20,6 +20,7 @@ from tuiorch.steps.recovery import (
     Requeue,
     ResumeMerge,
     SavedTask,
+    plan_reattach,
     plan_recovery,
     recover,
     still_running,
@@ -122,9 +123,9 @@ RAY_RUN = {"runner": "ray", "ref": "tuiorch-key-t1-task-2", "where": "node-b", "
 def test_an_agent_still_running_on_its_runner_is_reattached_not_judged() -> None:
     saved = _saved("running", **RAY_RUN)
     assert saved.may_reattach
-    assert plan_recovery(saved, None, running=True) == [
-        Reattach(Attachment(runner="ray", where="node-b", pgid=77, ref="tuiorch-key-t1-task-2"), attempts=1)
-    ]
+    attachment = Attachment(runner="ray", where="node-b", pgid=77, ref="tuiorch-key-t1-task-2")
+    assert saved.attachment == attachment
+    assert plan_reattach(saved, attachment) == [Reattach(attachment, attempts=1)]
     # Gone by now: the usual table (its commits brought back, the task re-run on top of them).
     assert plan_recovery(saved, BranchFacts(tip=TIP)) == [Requeue(front=True, keep_commits=True, attempts=1)]
 
@@ -138,9 +139,7 @@ def test_an_agent_still_running_on_its_runner_is_reattached_not_judged() -> None
     ],
 )
 def test_only_a_task_agent_of_a_runner_that_names_its_runs_may_be_reattached(status: str, entry: dict) -> None:
-    saved = _saved(status, **entry)
-    assert not saved.may_reattach
-    assert not any(isinstance(a, Reattach) for a in plan_recovery(saved, BranchFacts(tip=TIP), running=True))
+    assert not _saved(status, **entry).may_reattach
 
 
 def test_the_executor_asks_the_runner_and_leaves_reattached_agents_alone() -> None:

@@ -87,16 +87,7 @@ async def run_attempt(
     except (GitError, OSError) as exc:
         return AttemptOutcome("failed", reason=str(exc))
     try:
-        try:
-            host.ready(handle)
-        except asyncio.CancelledError:  # stopped before the agent started: its workspace goes back
-            if reattached:
-                handle.cancel()
-            with contextlib.suppress(GitError, OSError):
-                await handle.release()
-            raise
-        if reattached:
-            hooks.on_started(handle.attachment())  # saved again: a second crash finds it too
+        await _ready(host, handle, hooks, reattached=reattached)
         exit_ = await handle.wait()
         failure = host.ended(exit_)
         if failure is None and not exit_.cancelled:
@@ -110,6 +101,21 @@ async def run_attempt(
         with contextlib.suppress(GitError, OSError):
             await handle.release()
         raise
+
+
+async def _ready(host: AttemptHost, handle: AgentHandle, hooks: AgentHooks, *, reattached: bool) -> None:
+    """Tell the engine the agent is about to run; a re-attached run is saved again (a second crash
+    finds it too)."""
+    try:
+        host.ready(handle)
+    except asyncio.CancelledError:  # stopped before the agent started: its workspace goes back
+        if reattached:
+            handle.cancel()
+        with contextlib.suppress(GitError, OSError):
+            await handle.release()
+        raise
+    if reattached:
+        hooks.on_started(handle.attachment())
 
 
 async def _handle(

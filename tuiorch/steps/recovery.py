@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,11 +185,9 @@ RecoveryAction = DeleteBranch | DropMergedBranch | MarkMerged | Requeue | Resume
 # ---------------------------------------------------------------------- the decision table
 
 
-def plan_recovery(saved: SavedTask, facts: BranchFacts | None, *, running: bool = False) -> list[RecoveryAction]:
+def plan_recovery(saved: SavedTask, facts: BranchFacts | None) -> list[RecoveryAction]:
     """What to do with one task, from its saved entry and git's facts (None for a task saved as merged,
-    or one whose agent is `running` still, whose branch git is not asked about)."""
-    if running and saved.may_reattach and saved.attachment is not None:
-        return [Reattach(saved.attachment, attempts=max(0, saved.attempts - 1))]
+    whose branch git is not asked about)."""
     if facts is None or saved.merged:
         return [DeleteBranch()] if saved.merged and saved.branch_saved else []
     if facts.tip is None:
@@ -216,6 +214,12 @@ def _plan_unmerged(saved: SavedTask, tip: str) -> list[RecoveryAction]:
     return [_requeue(saved, front=saved.held_slot, keep_commits=True, attempts=attempts)]
 
 
+def plan_reattach(saved: SavedTask, attachment: Attachment) -> list[RecoveryAction]:
+    """A task whose agent still runs where its runner can take it up (`still_running`): its branch is
+    not judged, the same attempt goes on."""
+    return [Reattach(attachment, attempts=max(0, saved.attempts - 1))]
+
+
 def _requeue(saved: SavedTask, *, front: bool, keep_commits: bool = False, attempts: int | None = None) -> Requeue:
     used = saved.attempts if attempts is None else attempts
     return Requeue(front=front, keep_commits=keep_commits, attempts=0 if saved.status in _STOPPED else used)
@@ -240,7 +244,7 @@ async def recover(
     base: str,
     worktrees: Path,
     end_agent: Callable[[SavedTask], Awaitable[str | None]] | None = None,
-    running: Collection[str] = (),
+    running: Mapping[str, Attachment] | None = None,
 ) -> AsyncIterator[TaskRecovery]:
     """Carry out each task's plan in git, yielding it as soon as it is done (the caller applies its outcome).
 
@@ -248,23 +252,32 @@ async def recover(
     the saved process group is ended on this machine if it still works under `worktrees`. The tasks
     named in `running` (see `still_running`) keep their agents: they are re-attached."""
     for saved in tasks:
-        if saved.task_id in running and saved.may_reattach:
-            actions = plan_recovery(saved, None, running=True)
-            notice = f"task {saved.task_id}: re-attached to its agent still running on {saved.attachment.where}"
-            yield TaskRecovery(saved=saved, actions=tuple(actions), notices=(notice,))
+        attachment = (running or {}).get(saved.task_id)
+        if attachment is not None:
+            notice = f"task {saved.task_id}: re-attached to its agent still running on {attachment.where}"
+            yield TaskRecovery(saved=saved, actions=tuple(plan_reattach(saved, attachment)), notices=(notice,))
             continue
-        notices: list[str] = []
-        pgid = saved.agent_to_end
-        if pgid and end_agent is not None:
-            if ended := await end_agent(saved):
-                notices.append(f"task {saved.task_id}: {ended}")
-        elif pgid and kill_stale_group(pgid, worktrees):
-            notices.append(f"task {saved.task_id}: ended agent process group {pgid} of the dead run")
+        notices = await _end_agent(saved, worktrees, end_agent)
         facts = None if saved.merged else await _probe(git, saved, base)
         actions = plan_recovery(saved, facts)
         for action in actions:
             await _carry_out(git, saved, action, base)
-        yield TaskRecovery(saved=saved, actions=tuple(actions), notices=tuple(notices))
+        yield TaskRecovery(saved=saved, actions=tuple(actions), notices=notices)
+
+
+async def _end_agent(
+    saved: SavedTask, worktrees: Path, end_agent: Callable[[SavedTask], Awaitable[str | None]] | None
+) -> tuple[str, ...]:
+    """End the dead run's agent of `saved`, if it was running; what to tell the user."""
+    pgid = saved.agent_to_end
+    if not pgid:
+        return ()
+    if end_agent is not None:
+        ended = await end_agent(saved)
+        return (f"task {saved.task_id}: {ended}",) if ended else ()
+    if kill_stale_group(pgid, worktrees):
+        return (f"task {saved.task_id}: ended agent process group {pgid} of the dead run",)
+    return ()
 
 
 async def _probe(git: GitRepo, saved: SavedTask, base: str) -> BranchFacts:

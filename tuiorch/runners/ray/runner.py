@@ -367,38 +367,38 @@ class RayRunner:
     async def sweep_all(self) -> list[str]:
         """Remove this repository's slot worktrees on every alive node."""
         import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         swept = []
         for node in ray.nodes():
             if not node.get("Alive") or self.placement.capacity(node.get("Resources", {})) <= 0:
                 continue
-            strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
-            sweep = ray.remote(node_sweep).options(num_cpus=0, scheduling_strategy=strategy)
             with contextlib.suppress(ray.exceptions.RayError):
-                if await sweep.remote(self.key, True):
+                if await _sweep(node["NodeID"], self.key, remove_slots=True):
                     swept.append(f"removed the slot worktrees on the Ray node {node['NodeID'][:6]}")
         return swept
 
     async def close(self) -> None:
         import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         if not ray.is_initialized():
             return
         for handle in list(self.handles):
             handle.cancel()
             await handle.release()
-        sweeps = []
-        for node_id in self.placement.used:
-            if node_id not in self.placement.nodes:
-                continue
-            strategy = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
-            sweep = ray.remote(node_sweep).options(num_cpus=0, scheduling_strategy=strategy)
-            sweeps.append(sweep.remote(self.key, not self.keep_at_end))
+        used = [node_id for node_id in self.placement.used if node_id in self.placement.nodes]
+        sweeps = [_sweep(node_id, self.key, remove_slots=not self.keep_at_end) for node_id in used]
         for each in sweeps:
             with contextlib.suppress(ray.exceptions.RayError):
                 await each
+
+
+def _sweep(node_id: str, key: str, *, remove_slots: bool) -> Any:
+    """`node_sweep` on the node `node_id`, started (an object ref to await)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    strategy = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+    return ray.remote(node_sweep).options(num_cpus=0, scheduling_strategy=strategy).remote(key, remove_slots)
 
 
 def clean_cluster(root: Path, config: Any) -> list[str]:
