@@ -21,6 +21,7 @@ from tuiorch import events as ev
 from tuiorch.config import load_config
 from tuiorch.model.status import TaskStatus
 from tuiorch.orchestrator import Orchestrator
+from tuiorch.state import load_state, log_dir
 from tuiorch.tasks import load_tasks
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'tuiorch[ray]')")
@@ -202,6 +203,66 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:  # noqa: ANN001
 
 def _log_text(log: Path) -> str:
     return log.read_text() if log.exists() else ""
+
+
+LINGERING = """\
+    ## Task 1: Add alpha slowly
+    type: feat
+
+    ```write alpha.txt
+    alpha
+    ```
+
+    lines: 30
+    rate: 5
+    linger: 2
+"""
+
+
+def test_tuiorch_killed_dash_9_mid_run_reattaches_to_the_agent_still_running_on_the_node(
+    ray_cluster: Cluster, tmp_path: Path
+) -> None:
+    repo = make_repo(ray_cluster.central / tmp_path.name)
+    project(ray_cluster, repo, workers=1, tasks=LINGERING)
+    log = log_dir(repo / ".git") / "1.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuiorch", "run", "--headless", "--json"],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: "demo output line 5 of 30\n" in _log_text(log))
+    finally:
+        proc.kill()
+        proc.wait()
+    saved = (load_state(repo / ".git") or {})["tasks"]["1"]
+    assert saved["runner"] == "ray" and saved["ref"] and saved["pgid"], saved
+    pgid = int(saved["pgid"])
+    # tuiorch is dead; its agent goes on writing on the worker node.
+    assert _alive(pgid)
+    time.sleep(1.0)
+    assert _alive(pgid)
+    code, events, stderr = run_headless(repo)
+    assert code == 0, stderr
+    notices = [e["message"] for e in events if e["event"] == "notice"]
+    assert any("re-attached" in n and saved["where"] in n for n in notices), notices
+    assert not any("ended" in n for n in notices), notices  # the agent was taken up, not ended
+    started = [e for e in events if e["event"] == "task_started"]
+    assert [(e["task"], e["attempt"]) for e in started] == [("1", 1)]
+    assert started[0]["worktree"] == saved["worktree"]
+    # One agent ran, from start to end, and its output before and after the kill is all in the log.
+    text = log.read_text()
+    assert text.count("demo agent: task 1: Add alpha slowly") == 1, text
+    missing = [n for n in range(1, 31) if f"demo output line {n} of 30\n" not in text]
+    assert missing == [], text
+    assert "reviewing the work for 2 s" in text
+    assert merged_tasks(repo) == ["1"]  # merged exactly once
+    assert git(repo, "show", "main:alpha.txt") == "alpha"
+    _wait_for(lambda: not _alive(pgid), 15)
+    leftovers = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "tuiorch"]
+    assert leftovers == []
 
 
 #: A custom agent that leaves work uncommitted, starts a child in its process group, and waits.

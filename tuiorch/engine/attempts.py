@@ -102,7 +102,8 @@ class Attempts:
             may_retry=rec.attempts <= config.agent.retries,
         )
         host = _AttemptHost(hub, self.agent_io, rec, slot, parser)
-        return await run_attempt(hub.agent_runner, spec, host.hooks, host, plan)
+        resume, rec.resume = rec.resume, None  # a run that outlived the last tuiorch: taken up
+        return await run_attempt(hub.agent_runner, spec, host.hooks, host, plan, resume)
 
     async def _apply(self, rec: TaskRecord, slot: int, outcome: AttemptOutcome) -> None:
         """The engine's side of an attempt's outcome: the transition, and a merge when it finished."""

@@ -16,6 +16,7 @@ from tuiorch.runners.base import Attachment
 from tuiorch.state import StateError, load_state
 from tuiorch.steps.recovery import (
     MarkMerged,
+    Reattach,
     RecoveryAction,
     Requeue,
     ResumeMerge,
@@ -23,6 +24,7 @@ from tuiorch.steps.recovery import (
     TaskRecovery,
     end_dead_run,
     recover,
+    still_running,
 )
 
 
@@ -37,6 +39,8 @@ class SavedRun:
         self.notice: str | None = None
         #: Finished tasks whose merge the dead run had not done: the loop starts them.
         self.merges: list[TaskRecord] = []
+        #: Tasks whose agent the dead run left running where the runner can take it up (by task id).
+        self.running: dict[str, Attachment] = {}
 
     def restore(self) -> None:
         """Keep the user's queue order, holds and priorities; remember the rest for `reconcile`."""
@@ -64,11 +68,24 @@ class SavedRun:
         if saved is None or saved.get("finished"):
             return
         # The runner ends the agents where they run (a cluster runner brings what they did into their
-        # branches first), then the git locks only the dead run could have held are dropped.
+        # branches first), except those it can take up again; then the git locks only the dead run
+        # could have held are dropped.
         hub = self.hub
-        tasks = saved.get("tasks", {})
-        for notice in await end_dead_run(hub.git.git_dir, hub.base, tasks, end_orphans=hub.agent_runner.end_orphans):
+        self.running = await still_running(self._saved_tasks(saved), hub.agent_runner.running)
+        spare = [attachment.ref for attachment in self.running.values()]
+        ends = functools.partial(hub.agent_runner.end_orphans, spare=spare)
+        for notice in await end_dead_run(hub.git.git_dir, hub.base, saved.get("tasks", {}), end_orphans=ends):
             hub._emit(ev.Notice(message=notice.message, level=notice.level))
+
+    def _saved_tasks(self, saved: dict) -> list[SavedTask]:
+        hub = self.hub
+        return [
+            SavedTask.from_state(
+                task_id, data, branch=branch_name(hub.config, task_id, hub.root.name), title=rec.task.title
+            )
+            for task_id, data in saved.get("tasks", {}).items()
+            if (rec := hub.records.get(task_id)) is not None
+        ]
 
     async def reconcile(self) -> None:
         """Pick up where a dead or finished run left off (the rules are `tuiorch.steps.recovery`'s)."""
@@ -77,16 +94,12 @@ class SavedRun:
             return
         if not saved.get("finished") and saved.get("base_at_start"):
             hub._base_at_start = saved["base_at_start"]
-        tasks = [
-            SavedTask.from_state(
-                task_id, data, branch=branch_name(hub.config, task_id, hub.root.name), title=rec.task.title
-            )
-            for task_id, data in saved.get("tasks", {}).items()
-            if (rec := hub.records.get(task_id)) is not None
-        ]
         ends = functools.partial(self._end_saved_agent, saved.get("tasks", {}))
         worktrees = worktree_dir(hub.config, hub.root)
-        async for recovery in recover(hub.git, tasks, base=hub.base, worktrees=worktrees, end_agent=ends):
+        recovering = recover(
+            hub.git, self._saved_tasks(saved), base=hub.base, worktrees=worktrees, end_agent=ends, running=self.running
+        )
+        async for recovery in recovering:
             self._apply(recovery)
         hub._persist()
         hub._emit(ev.QueueChanged())
@@ -122,6 +135,11 @@ class SavedRun:
                 hub._transition(rec, TaskStatus.FINISHED, restoring=True)
                 rec.tip = tip
                 self.merges.append(rec)
+            case Reattach(attachment=attachment, attempts=attempts):
+                hub._transition(rec, TaskStatus.QUEUED, restoring=True)
+                rec.reason, rec.keep_commits, rec.attempts = "", True, attempts
+                rec.resume = attachment
+                hub.queue.to_front(rec.task.id)
             case Requeue(front=front, keep_commits=keep_commits, attempts=attempts):
                 hub._transition(rec, TaskStatus.QUEUED, restoring=True)
                 rec.reason = ""

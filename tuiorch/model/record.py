@@ -56,6 +56,8 @@ class TaskRecord:
     confined: bool = False
     #: What a restarted tuiorch needs to find the running agent again (saved with the run state).
     attachment: Attachment | None = None
+    #: A run of its agent that outlived the tuiorch that started it: the next attempt takes it up.
+    resume: Attachment | None = None
 
     # ---- the current attempt
     #: Attempts started on the current try (reset by retry and requeue).
