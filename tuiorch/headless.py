@@ -90,23 +90,24 @@ def format_summary(summary: ev.RunFinished) -> str:
     """The final table: every task, its end state, duration and merge commit; then main's new commits."""
     lines = ["", "Summary", "-------"]
     width = max((len(str(t["id"])) for t in summary.tasks), default=2)
-    for row in summary.tasks:
-        duration = f"{row['duration']:.1f}s" if "duration" in row else "-"
-        commit = str(row.get("commit", ""))[:7] or "-"
-        reason = f"  {row['reason']}" if row.get("reason") and row["status"] != "merged" else ""
-        usage = format_usage(Usage.from_dict(row.get("usage")))
-        spent = f"  [{usage}]" if usage else ""
-        lines.append(
-            f"  {row['id']:<{width}}  {row['status']:<13} {duration:>8}  {commit:<7}  {row['title']}{spent}{reason}"
-        )
+    lines += [_summary_row(row, width) for row in summary.tasks]
     lines.append("")
     lines.append(f"Commits on main this run ({len(summary.commits)}):")
-    for commit in summary.commits:
-        lines.append(f"  {commit['commit']} {commit['subject']}")
+    lines += [f"  {commit['commit']} {commit['subject']}" for commit in summary.commits]
     lines.append("")
     total = format_usage(Usage.from_dict(summary.usage))
     lines.append(f"{summary.merged} merged, {summary.failed} not merged" + (f"; agents used {total}" if total else ""))
     return "\n".join(lines)
+
+
+def _summary_row(row: dict[str, Any], width: int) -> str:
+    """One task of the summary table; `width` is the widest task id's."""
+    duration = f"{row['duration']:.1f}s" if "duration" in row else "-"
+    commit = str(row.get("commit", ""))[:7] or "-"
+    reason = f"  {row['reason']}" if row.get("reason") and row["status"] != "merged" else ""
+    usage = format_usage(Usage.from_dict(row.get("usage")))
+    spent = f"  [{usage}]" if usage else ""
+    return f"  {row['id']:<{width}}  {row['status']:<13} {duration:>8}  {commit:<7}  {row['title']}{spent}{reason}"
 
 
 class HeadlessPrinter:

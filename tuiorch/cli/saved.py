@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 from pathlib import Path
 
 from tuiorch.cli.common import EXIT_OK, UsageError, open_repo
@@ -63,21 +64,21 @@ def _print_no_run(live: int | None, as_json: bool) -> None:
 def _print_status(state: dict, live: int | None) -> None:
     """One line for the run (live, finished or not), then one line a task."""
     tasks = state["tasks"]
-    counts: dict[str, int] = {}
-    for data in tasks.values():
-        counts[data.get("status", "?")] = counts.get(data.get("status", "?"), 0) + 1
-    if live:
-        where = f"live (pid {live})"
-    elif state.get("finished"):
-        where = "finished"
-    else:
-        where = "not finished (run tuiorch to pick it up)"
-    print(f"run {where}: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks"))
+    counts = Counter(data.get("status", "?") for data in tasks.values())
+    print(f"run {_run_state(state, live)}: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks"))
     for task_id, data in tasks.items():
         commit = str(data.get("commit", ""))[:7]
         print(
             f"  {task_id:<8} {data.get('status', '?'):<13} {commit:<7} {_sandbox_word(data)}{data.get('reason', '')}"
         )
+
+
+def _run_state(state: dict, live: int | None) -> str:
+    if live:
+        return f"live (pid {live})"
+    if state.get("finished"):
+        return "finished"
+    return "not finished (run tuiorch to pick it up)"
 
 
 #: Saved statuses (as written) of a task whose agent is at work.

@@ -3,7 +3,7 @@ byte-order mark and line endings and refusing any edit that would not load."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +51,7 @@ def _write_task_file(path: Path, text: str, layout: _Layout) -> None:
 def load_tasks(path: Path, *, validate: bool = True, known_ids: Collection[str] = ()) -> list[Task]:
     """Tasks from `path`: tasks.toml if it ends in .toml, else TASKS.md Markdown (BOM and CRLF accepted)."""
     text, _layout = _read_task_file(path)
-    parse = parse_tasks_toml if path.suffix.lower() == ".toml" else parse_tasks_md
+    parse, _with_priority = _format_of(path)
     return parse(text, str(path), validate=validate, known_ids=known_ids)
 
 
@@ -82,11 +82,9 @@ def write_priority(path: Path, task_id: str, priority: Priority) -> str:
     is written and TaskFileError says why.
     """
     text, layout = _read_task_file(path)
-    toml = path.suffix.lower() == ".toml"
-    parse = parse_tasks_toml if toml else parse_tasks_md
-    before = {t.id: t for t in parse(text, str(path), validate=False)}
-    edited = (with_priority_toml if toml else with_priority_md)(text, task_id, priority, str(path))
-    after = {t.id: t for t in parse(edited, str(path), validate=False)}
+    parse, with_priority = _format_of(path)
+    edited = with_priority(text, task_id, priority, str(path))
+    before, after = parse(text, str(path), validate=False), parse(edited, str(path), validate=False)
     if not _only_priority_changed(before, after, task_id, priority):
         raise TaskFileError(
             path, None, f"could not set task {task_id}'s priority without changing other text"
@@ -96,19 +94,18 @@ def write_priority(path: Path, task_id: str, priority: Priority) -> str:
     return edited
 
 
-def _only_priority_changed(
-    before: dict[str, Task], after: dict[str, Task], task_id: str, priority: Priority
-) -> bool:
+def _only_priority_changed(before: list[Task], after: list[Task], task_id: str, priority: Priority) -> bool:
     """The same tasks with the same text, dependencies and paths; only `task_id`'s priority is new."""
-    if set(after) != set(before):
-        return False
-    for tid, old in before.items():
-        new = after[tid]
-        expected = priority if tid == task_id else old.priority
-        if new.priority != expected or (new.description, new.depends, new.touches) != (
-            old.description,
-            old.depends,
-            old.touches,
-        ):
-            return False
-    return True
+    expected = {t.id: (priority if t.id == task_id else t.priority, t.description, t.depends, t.touches) for t in before}
+    return {t.id: (t.priority, t.description, t.depends, t.touches) for t in after} == expected
+
+
+_Parse = Callable[..., list[Task]]
+_WithPriority = Callable[[str, str, Priority, str], str]
+
+
+def _format_of(path: Path) -> tuple[_Parse, _WithPriority]:
+    """The parser and the priority editor of a task file: tasks.toml's for a .toml file, else TASKS.md's."""
+    if path.suffix.lower() == ".toml":
+        return parse_tasks_toml, with_priority_toml
+    return parse_tasks_md, with_priority_md

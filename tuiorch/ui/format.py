@@ -325,18 +325,17 @@ def summary_rows(
     records: Mapping[str, Any], order: Iterable[str], *, redact: bool
 ) -> list[tuple[str, str, str, str, str, str, str]]:
     """One row per task for the summary screen: id, title, status, duration, commit, agents' use, reason."""
-    rows = []
-    for task_id in order:
-        record = records[task_id]
-        rows.append(
-            (
-                task_id,
-                record.task.title,
-                status_label(record.status, record.held),
-                NONE if redact and record.elapsed is not None else format_duration(record.elapsed),
-                ("•" * 7 if record.commit else NONE) if redact else short_sha(record.commit),
-                format_usage(record.usage) or NONE,
-                record.reason,
-            )
-        )
-    return rows
+    return [_summary_row(task_id, records[task_id], redact) for task_id in order]
+
+
+def _summary_row(task_id: str, record: Any, redact: bool) -> tuple[str, str, str, str, str, str, str]:
+    """`redact` hides the duration and the commit's sha, which differ run to run (snapshot tests)."""
+    return (
+        task_id,
+        record.task.title,
+        status_label(record.status, record.held),
+        NONE if redact else format_duration(record.elapsed),
+        "•" * 7 if redact and record.commit else short_sha(record.commit),
+        format_usage(record.usage) or NONE,
+        record.reason,
+    )
