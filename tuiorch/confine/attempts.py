@@ -86,17 +86,27 @@ class Confiner:
         log_path, start = self._logs.pop(task_id, (None, 0))
         if log_path is None:
             return ""
-        try:
-            with open(log_path, encoding="utf-8", errors="replace") as log:
-                log.seek(start)
-                text = log.read()
-        except OSError:
-            return ""
+        text = _text_from(log_path, start)
         paths = list(dict.fromkeys(found.group(1) or found.group(2) for found in _REFUSED.finditer(text)))
-        if not paths:
-            return ""
-        more = f" and {len(paths) - _REFUSALS_SHOWN} more" if len(paths) > _REFUSALS_SHOWN else ""
-        return f"the sandbox refused the agent writes outside its worktree: {', '.join(paths[:_REFUSALS_SHOWN])}{more}"
+        return _refusal_note(paths)
+
+
+def _text_from(log_path: Path, start: int) -> str:
+    """The log's text from byte `start` on; "" when it cannot be read."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            log.seek(start)
+            return log.read()
+    except OSError:
+        return ""
+
+
+def _refusal_note(paths: list[str]) -> str:
+    """The note naming the paths the sandbox refused (the first few); "" for none."""
+    if not paths:
+        return ""
+    more = f" and {len(paths) - _REFUSALS_SHOWN} more" if len(paths) > _REFUSALS_SHOWN else ""
+    return f"the sandbox refused the agent writes outside its worktree: {', '.join(paths[:_REFUSALS_SHOWN])}{more}"
 
 
 async def _sync(run: ConfinedRun, task_id: str) -> None:

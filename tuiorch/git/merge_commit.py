@@ -47,16 +47,7 @@ def write_merge_commit(
     env = identity.env()
     try:
         msg_file.write_text(message, encoding="utf-8")
-        hook = _HookRunner(repo.root, branch, base)
-        if hooks["pre-merge-commit"] is not None:
-            # The hook inspects the merge through the index, as under `git merge`; the user's is untouched.
-            hook_env = {**env, "GIT_INDEX_FILE": str(index_file)}
-            repo.git(["read-tree", str(tree_id)], env=hook_env)
-            hook.run(hooks["pre-merge-commit"], [], hook_env)
-        if hooks["prepare-commit-msg"] is not None:
-            hook.run(hooks["prepare-commit-msg"], [str(msg_file), "merge"], env)
-        if hooks["commit-msg"] is not None:
-            hook.run(hooks["commit-msg"], [str(msg_file)], env)
+        _HookRunner(repo.root, branch, base).run_all(repo, hooks, tree_id, msg_file, index_file, env)
         return _commit_tree(repo, tree_id, parent_ids, msg_file, env, rules.sign, f"{branch} into {base}")
     finally:
         msg_file.unlink(missing_ok=True)
@@ -90,6 +81,27 @@ class _HookRunner:
 
     def __init__(self, cwd: Path, branch: str, base: str) -> None:
         self.cwd, self.branch, self.base = cwd, branch, base
+
+    def run_all(
+        self,
+        repo: Repo,
+        hooks: dict[str, Path | None],
+        tree_id: pygit2.Oid,
+        msg_file: Path,
+        index_file: Path,
+        env: dict[str, str],
+    ) -> None:
+        """The merge's hooks that are installed, in git's order."""
+        pre_merge = hooks["pre-merge-commit"]
+        if pre_merge is not None:
+            # The hook inspects the merge through the index, as under `git merge`; the user's is untouched.
+            hook_env = {**env, "GIT_INDEX_FILE": str(index_file)}
+            repo.git(["read-tree", str(tree_id)], env=hook_env)
+            self.run(pre_merge, [], hook_env)
+        for name, args in (("prepare-commit-msg", [str(msg_file), "merge"]), ("commit-msg", [str(msg_file)])):
+            hook = hooks[name]
+            if hook is not None:
+                self.run(hook, args, env)
 
     def run(self, hook: Path, args: list[str], env: dict[str, str]) -> None:
         done = subprocess.run([str(hook), *args], cwd=self.cwd, env=env, capture_output=True, stdin=subprocess.DEVNULL)
