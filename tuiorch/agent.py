@@ -249,9 +249,12 @@ class AgentProcess:
             await self._scan_watch_dir(clock)
         idle = time.monotonic() - self.last_activity
         if not self.stuck and idle >= self.stuck_after:
-            self.stuck = True
-            if self.hooks.on_stuck:
-                self.hooks.on_stuck(idle)
+            self._became_stuck(idle)
+
+    def _became_stuck(self, idle: float) -> None:
+        self.stuck = True
+        if self.hooks.on_stuck:
+            self.hooks.on_stuck(idle)
 
     async def _scan_watch_dir(self, clock: _Clock) -> None:
         mtime = await asyncio.to_thread(_max_mtime, self.watch_dir)

@@ -46,10 +46,14 @@ def failure_reason(exit_: AgentExit, parser: OutputParser, stderr: list[str], pr
     meaning, where = _exit_code_meaning(exit_.code, preset)
     if parser.error:
         return f"{_clip(parser.error)} ({where})"  # one line: it heads a pane's note and a headless line
-    words = parser.warning or _last_line(stderr)
+    return _explained(meaning, parser.warning or _last_line(stderr), where, exit_.code)
+
+
+def _explained(meaning: str | None, words: str, where: str, code: int | None) -> str:
+    """The exit code's meaning with the agent's last words (a warning or stderr line), whichever there are."""
     if meaning:
         return f"{meaning}: {_clip(words)}" if words else meaning
-    return f"{_clip(words)} ({where})" if words else f"agent exited {exit_.code}"
+    return f"{_clip(words)} ({where})" if words else f"agent exited {code}"
 
 
 def _exit_code_meaning(code: int | None, preset: Preset) -> tuple[str | None, str]:
