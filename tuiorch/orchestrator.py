@@ -49,6 +49,9 @@ __all__ = ["CommandError", "Orchestrator", "TaskRecord"]
 
 
 class Orchestrator:
+    """One run of the pool over a repository: its state, its loop, the one writer of a task's status, and
+    the commands its front end calls."""
+
     def __init__(
         self,
         root: Path,
