@@ -113,17 +113,27 @@ def _error(task: Task, path: str, message: str) -> TaskFileError:
 
 def _task_problem(task: Task) -> str | None:
     """What is wrong with one task on its own (id, title, type, touches), or None."""
-    if problem := id_problem(task.id):
-        return problem
+    return id_problem(task.id) or _title_problem(task) or _type_problem(task) or _touches_problem(task)
+
+
+def _title_problem(task: Task) -> str | None:
     if not task.title.strip():
         return f"task {task.id}: empty title"
     if "\n" in task.title or _has_control_chars(task.title):
         return f"task {task.id}: the title must be one line"
-    if not _COMMIT_TYPE.fullmatch(task.type):
-        return (
-            f"task {task.id}: bad type {task.type!r} "
-            "(expected a conventional-commit type such as feat, fix, docs, refactor, test, chore)"
-        )
+    return None
+
+
+def _type_problem(task: Task) -> str | None:
+    if _COMMIT_TYPE.fullmatch(task.type):
+        return None
+    return (
+        f"task {task.id}: bad type {task.type!r} "
+        "(expected a conventional-commit type such as feat, fix, docs, refactor, test, chore)"
+    )
+
+
+def _touches_problem(task: Task) -> str | None:
     problem = next((p for t in task.touches if (p := _touch_problem(t))), None)
     return problem and f"task {task.id}: {problem}"
 
