@@ -243,22 +243,34 @@ class TuiorchApp(App[int]):
 
     def save_new_task(self, task: Task) -> str | None:
         """Append `task` to the task file and queue it; an error message (and nothing changed) on failure."""
-        if task.id in self.orch.records:
-            return f"a task {task.id} exists already"
-        unknown = [dep for dep in task.depends if dep not in self.orch.records]
-        if unknown:
-            return f"task {task.id} depends on unknown task {', '.join(unknown)}"
-        if self.task_file is not None:
-            try:
-                append_task(self.task_file, task)
-            except TaskFileError as exc:
-                return str(exc)
-            self._remember_task_text()
+        problem = self._new_task_problem(task) or self._append_to_task_file(task)
+        if problem:
+            return problem
         try:
             self.orch.add_task(task)
         except CommandError as exc:
             return str(exc)
         self.mark_dirty()
+        return None
+
+    def _new_task_problem(self, task: Task) -> str | None:
+        """Why `task` cannot join this run: its id is taken, or it depends on tasks the run does not have."""
+        if task.id in self.orch.records:
+            return f"a task {task.id} exists already"
+        unknown = [dep for dep in task.depends if dep not in self.orch.records]
+        if unknown:
+            return f"task {task.id} depends on unknown task {', '.join(unknown)}"
+        return None
+
+    def _append_to_task_file(self, task: Task) -> str | None:
+        """Append `task` to the task file, if the run has one; why not, when the file refused it."""
+        if self.task_file is None:
+            return None
+        try:
+            append_task(self.task_file, task)
+        except TaskFileError as exc:
+            return str(exc)
+        self._remember_task_text()
         return None
 
     # ------------------------------------------------------------------ keys on every screen

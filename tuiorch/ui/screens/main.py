@@ -265,20 +265,13 @@ class MainScreen(Screen[None]):
         if not task_id:
             return
         before = self.orch.records[task_id].task.priority if task_id in self.orch.records else None
-        if not self._engine_move(task_id, delta):
+        command = self.tuiorch.command
+        if not (command(self.orch.move_top, task_id) if delta is None else command(self.orch.move, task_id, delta)):
             return
         queue = self.query_one(QueuePane)
         queue.pin_cursor()
         if delta is None and self.orch.records[task_id].task.priority != before:
             self.tuiorch.write_priority(task_id)  # `T` raised its tier so it really starts next
-        self._show_move(queue, task_id, delta)
-
-    def _engine_move(self, task_id: str, delta: int | None) -> bool:
-        command = self.tuiorch.command
-        return command(self.orch.move_top, task_id) if delta is None else command(self.orch.move, task_id, delta)
-
-    def _show_move(self, queue: QueuePane, task_id: str, delta: int | None) -> None:
-        """The row moved at once, ahead of the engine's next queue view (or the queue redrawn if not shown)."""
         row = queue.row_of(task_id)
         if row is None:
             self.refresh_queue(time.monotonic(), force=True)
