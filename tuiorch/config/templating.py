@@ -62,10 +62,13 @@ def render_commit_message(
     without an agent identity gives no "Co-Authored-By:  <>" (a half-empty trailer is as broken as an empty one).
     """
     values = {"type": type, "title": title, "id": id, "agent_name": agent_name, "agent_email": agent_email}
-    lines: list[str] = []
-    for line in template.split("\n"):
-        used = [match.group(1) for match in _PLACEHOLDER.finditer(line) if match.group(1) in values]
-        if _TRAILER.match(line) and used and any(not values[name].strip() for name in used):
-            continue
-        lines.append(substitute(line, values))
+    lines = [substitute(line, values) for line in template.split("\n") if not _half_empty_trailer(line, values)]
     return "\n".join(lines).rstrip()
+
+
+def _half_empty_trailer(line: str, values: dict[str, str]) -> bool:
+    """A trailer line ("Key: value") with a placeholder that renders empty."""
+    if not _TRAILER.match(line):
+        return False
+    used = [match.group(1) for match in _PLACEHOLDER.finditer(line) if match.group(1) in values]
+    return any(not values[name].strip() for name in used)

@@ -21,6 +21,10 @@ FILLER_BG = "on #262626"
 HEADER_STYLE = "bold reverse"
 HUNK_STYLE = "bold #6fb3d2"
 NOTE_STYLE = "italic #9a9a9a"
+#: Rows drawn as a banner across the view: (indent, style, background across the width).
+_BANNERS = {"file": ("", HEADER_STYLE, HEADER_STYLE), "hunk": ("", HUNK_STYLE, ""), "note": ("  ", NOTE_STYLE, "")}
+#: A changed line's sign and background, by its kind; context lines have neither.
+_MARKS = {ADDED: ("+", ADDED_BG), REMOVED: ("-", REMOVED_BG)}
 #: Lines highlighted together: enough for the language's context, few enough to draw a screen at once.
 HIGHLIGHT_BLOCK = 200
 
@@ -137,23 +141,15 @@ class DiffView(ScrollView, can_focus=True):
         return strip
 
     def _row_text(self, row: Row, width: int) -> Text:
-        if row.kind == "file":
-            return _fit(Text(row.text, style=HEADER_STYLE), width, HEADER_STYLE)
-        if row.kind == "hunk":
-            return _fit(Text(row.text, style=HUNK_STYLE), width)
-        if row.kind == "note":
-            return _fit(Text("  " + row.text, style=NOTE_STYLE), width)
+        if (banner := _BANNERS.get(row.kind)) is not None:
+            indent, style, tint = banner
+            return _fit(Text(indent + row.text, style=style), width, tint)
         if row.kind == "blank":
             return Text("")
         digits = self._digits
         if row.kind == "line" and row.line is not None:
             line = row.line
-            sign = {ADDED: "+", REMOVED: "-"}.get(line.kind, " ")
-            tint = {ADDED: ADDED_BG, REMOVED: REMOVED_BG}.get(line.kind, "")
-            text = Text()
-            text.append(f"{_num(line.old, digits)} {_num(line.new, digits)} {sign} ", style="dim")
-            text.append_text(self._code(row.file, line))
-            return _fit(text, width, tint)
+            return self._marked(row.file, line, f"{_num(line.old, digits)} {_num(line.new, digits)}", width)
         half = max(1, (width - 1) // 2)
         left = self._side(row.file, row.line, "old", half, digits)
         right = self._side(row.file, row.right, "new", width - half - 1, digits)
@@ -162,11 +158,13 @@ class DiffView(ScrollView, can_focus=True):
     def _side(self, file: int, line: DiffLine | None, side: str, width: int, digits: int) -> Text:
         if line is None:
             return _fit(Text(""), width, FILLER_BG)
-        number = line.old if side == "old" else line.new
-        sign = {ADDED: "+", REMOVED: "-"}.get(line.kind, " ")
-        tint = {ADDED: ADDED_BG, REMOVED: REMOVED_BG}.get(line.kind, "")
+        return self._marked(file, line, _num(line.old if side == "old" else line.new, digits), width)
+
+    def _marked(self, file: int, line: DiffLine, gutter: str, width: int) -> Text:
+        """A diff line: its line number(s), its +/- sign, its code; tinted by whether it was added or removed."""
+        sign, tint = _MARKS.get(line.kind, (" ", ""))
         text = Text()
-        text.append(f"{_num(number, digits)} {sign} ", style="dim")
+        text.append(f"{gutter} {sign} ", style="dim")
         text.append_text(self._code(file, line))
         return _fit(text, width, tint)
 
@@ -174,22 +172,30 @@ class DiffView(ScrollView, can_focus=True):
         """The line highlighted as its file's language. Each side of a file is highlighted a block of
         HIGHLIGHT_BLOCK lines at a time, when a row of that block is first drawn: a diff of tens of thousands
         of lines opens at once."""
-        side = "new" if line.new is not None else "old"
-        number = line.new if line.new is not None else line.old
-        lines = self._side_lines.get((file_index, side))
-        if lines is None:
-            lines = self._side_lines[(file_index, side)] = _side_lines(self.diff.files[file_index], side)
-        position = lines[1].get(number) if number is not None else None
+        side, number = ("new", line.new) if line.new is not None else ("old", line.old)
+        texts, positions = self._lines_of(file_index, side)
+        position = positions.get(number) if number is not None else None
         if position is None:
             return Text(line.text)
         block = position // HIGHLIGHT_BLOCK
+        return self._block(file_index, side, block, texts)[position % HIGHLIGHT_BLOCK].copy()
+
+    def _lines_of(self, file_index: int, side: str) -> tuple[list[str], dict[int, int]]:
+        """One side's lines of a file and their positions by line number (see _side_lines), kept."""
+        lines = self._side_lines.get((file_index, side))
+        if lines is None:
+            lines = self._side_lines[(file_index, side)] = _side_lines(self.diff.files[file_index], side)
+        return lines
+
+    def _block(self, file_index: int, side: str, block: int, texts: list[str]) -> list[Text]:
+        """Block number `block` of one side's lines, highlighted the first time it is asked for."""
         key = (file_index, side, block)
-        texts = self._highlighted.get(key)
-        if texts is None:
+        highlighted = self._highlighted.get(key)
+        if highlighted is None:
             start = block * HIGHLIGHT_BLOCK
-            texts = highlight_lines(self.diff.files[file_index].path, lines[0][start:start + HIGHLIGHT_BLOCK])
-            self._highlighted[key] = texts
-        return texts[position % HIGHLIGHT_BLOCK].copy()
+            highlighted = highlight_lines(self.diff.files[file_index].path, texts[start : start + HIGHLIGHT_BLOCK])
+            self._highlighted[key] = highlighted
+        return highlighted
 
 
 def _side_lines(file: FileDiff, side: str) -> tuple[list[str], dict[int, int]]:

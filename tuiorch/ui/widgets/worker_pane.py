@@ -237,19 +237,25 @@ def _timings(record: Any, now: float) -> tuple[float | None, float | None]:
 
 def status_line(record: Any, status: TaskStatus, elapsed: float | None, quiet: float | None) -> str:
     """The pane's status line, most telling first: a narrow pane cuts the line at its end."""
-    parts = [status_label(status)]
-    if doing := activity_text(record):
-        parts.append(doing)
-    if record.attempts > 1:
-        parts.append(f"attempt {record.attempts}")
-    if record.confined and status.is_active:
-        parts.append("confined")
-    if getattr(record, "where", "") not in ("", "local") and status.is_active:
-        parts.append(f"on {record.where}")
-    parts.append(f"elapsed {format_duration(elapsed)}")
-    words = progress_text(record.progress)
-    if words:
-        parts.append(words)
+    parts = [
+        status_label(status),
+        *_doing_and_where(record, status),
+        f"elapsed {format_duration(elapsed)}",
+        progress_text(record.progress),
+    ]
     if quiet is not None and status.is_active:
         parts.append(f"last output {format_duration(quiet)} ago")
-    return " · ".join(parts)
+    return " · ".join(part for part in parts if part)
+
+
+def _doing_and_where(record: Any, status: TaskStatus) -> list[str]:
+    """What the agent says it does, its attempt, and (while at work) its confinement and node; "" for each
+    that does not apply."""
+    active = status.is_active
+    where = getattr(record, "where", "")
+    return [
+        activity_text(record),
+        f"attempt {record.attempts}" if record.attempts > 1 else "",
+        "confined" if record.confined and active else "",
+        f"on {where}" if where not in ("", "local") and active else "",
+    ]
