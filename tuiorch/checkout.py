@@ -1,17 +1,13 @@
-"""Moved to tuiorch.git.checkout; kept so existing imports go on working."""
+"""Moved to tuiorch.git.checkout and tuiorch.git.heads; kept so existing imports go on working."""
 
-from tuiorch.git.checkout import (  # noqa: F401
-    Busy,
+from tuiorch.git.checkout import Busy, IndexUpdate, Refused, hidden_from_status, paths_collide  # noqa: F401
+from tuiorch.git.heads import (  # noqa: F401
     Checkout,
-    IndexUpdate,
-    Refused,
     all_checkouts,
     branch_in_hand,
     find_checkouts,
     head_ref,
-    hidden_from_status,
     operation_in_progress,
-    paths_collide,
 )
 from tuiorch.git.proc import git_env  # noqa: F401
 from tuiorch.git.running import git_processes_in, wait_for_exit  # noqa: F401

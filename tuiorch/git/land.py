@@ -20,16 +20,8 @@ from typing import TypeGuard
 import pygit2
 from pygit2.enums import FileMode
 
-from tuiorch.git.checkout import (
-    Busy,
-    Checkout,
-    IndexUpdate,
-    Refused,
-    all_checkouts,
-    find_checkouts,
-    hidden_from_status,
-    operation_in_progress,
-)
+from tuiorch.git.checkout import Busy, IndexUpdate, Refused, hidden_from_status
+from tuiorch.git.heads import Checkout, all_checkouts, find_checkouts, operation_in_progress
 from tuiorch.git.outcomes import MergeOutcome, PreparedMerge
 from tuiorch.git.proc import git_env
 from tuiorch.git.repo import Repo
