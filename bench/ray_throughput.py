@@ -70,7 +70,7 @@ def main() -> int:
             on_ray = run_arm(cluster.central, "ray", args, agent, ray_runner)
         finally:
             if not args.address:
-                stop_cluster()
+                stop_cluster(network)
                 delete_network(network)
     extra = (on_ray - local) * args.workers / args.tasks
     print(f"{args.tasks} tasks, {args.workers} workers, {args.files} files")

@@ -13,19 +13,21 @@ loopback, every node on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,8 @@ class Network:
     node_prefix: tuple[str, ...] = ()
     #: The named network namespaces made for the session, deleted at its end.
     namespaces: tuple[str, ...] = ()
+    #: The network namespaces the session made (inode numbers): every process in them is the session's.
+    made: frozenset[int] = frozenset()
 
 
 LOOPBACK = Network("127.0.0.1", "127.0.0.1")
@@ -129,7 +133,8 @@ def _two_namespaces() -> Network:
     except OSError:
         delete_network(network)
         raise
-    return network
+    made = frozenset(_net_namespace(path) for path in ("/proc/self/ns/net", f"/run/netns/{node}"))
+    return replace(network, made=made - {None})
 
 
 def make_network() -> Network:
@@ -140,8 +145,10 @@ def make_network() -> Network:
             return _two_namespaces()
         except OSError as exc:
             print(f"ip netns unusable ({exc}); the Ray cluster runs on loopback only", file=sys.stderr)
+    before = _net_namespace("/proc/self/ns/net")
     isolate_network()
-    return LOOPBACK
+    own = _net_namespace("/proc/self/ns/net")
+    return replace(LOOPBACK, made=frozenset({own})) if own not in (before, None) else LOOPBACK
 
 
 def delete_network(network: Network) -> None:
@@ -215,13 +222,55 @@ def start_cluster(cluster: Cluster, agent_nodes: dict[str, int], env: dict[str, 
         time.sleep(0.2)
 
 
-def stop_cluster() -> None:
-    """Nothing of Ray outlives this: the driver disconnects, every Ray process on the machine is stopped."""
+def _net_namespace(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _session_processes(network: Network) -> list[int] | None:
+    """Every other process in the network namespaces the session made (only the session started any
+    there); None when it made none (nothing tells its processes apart from the machine's)."""
+    if not network.made:
+        return None
+    me = os.getpid()
+    return [
+        int(pid)
+        for pid in os.listdir("/proc")
+        if pid.isdigit() and int(pid) != me and _net_namespace(f"/proc/{pid}/ns/net") in network.made
+    ]
+
+
+def stop_cluster(network: Network = LOOPBACK) -> None:
+    """Nothing of the session's cluster outlives this: the driver disconnects, then every process left in
+    the session's namespaces (nodes, workers, agents) gets TERM, and KILL after 5 s. Ray's own
+    `ray stop` ends every Ray process on the machine, another session's cluster too: it is used only when
+    the session's processes cannot be told apart."""
     import ray
 
     if ray.is_initialized():
         ray.shutdown()
-    subprocess.run([ray_bin(), "stop", "--force"], capture_output=True, check=False)
+    pids = _session_processes(network)
+    if pids is None:
+        subprocess.run([ray_bin(), "stop", "--force"], capture_output=True, check=False)
+        return
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while (pids := [pid for pid in pids if _running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def isolate_network() -> None:
@@ -242,5 +291,5 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         start_cluster(cluster, {"worker": 4}, env={"TUIORCH_DEMO_DELAY": "0.01"})
         yield cluster
     finally:
-        stop_cluster()
+        stop_cluster(network)
         delete_network(network)
