@@ -5,7 +5,7 @@
     python bench/engine_profile.py --quick                 # smoke mode, a few seconds
 
 The run is throughput.py's tuiorch arm (same repo, agent, config), with the functions of the engine's git,
-checkout, state, stage, agent and orchestrator modules (and the CLI's pre-flight) wrapped in timers, and
+checkout, state, stage, agent, engine and orchestrator modules (and the CLI's pre-flight) wrapped in timers, and
 every `subprocess.run` counted by git subcommand. Times are inclusive wall time per call, measured on the
 thread that made the call: a function that waits for a lock or a thread counts the wait. A sampling
 profiler of the main thread (pyinstrument, throughput.py --profile) cannot see the git work, which runs in

@@ -243,14 +243,16 @@ class Worktrees:
         if self._creating:
             return  # another slot's `git worktree add` is under way: its admin dir is not a leftover
         worktrees = self.repo.git_dir / "worktrees"
-        if worktrees.is_dir():
-            for admin in worktrees.iterdir():
-                # `locked` marks a worktree git is still creating (another slot's `worktree add`).
-                if admin.is_dir() and not (admin / "gitdir").exists() and not (admin / "locked").exists():
-                    shutil.rmtree(admin, ignore_errors=True)
-            if _nothing_to_prune(worktrees):
-                return  # no git process: this runs for every new worktree, under the repository lock
-        self.repo.run_git(["worktree", "prune"])
+        if not worktrees.is_dir():
+            return  # no worktree was ever added: nothing to prune
+        for admin in worktrees.iterdir():
+            # `locked` marks a worktree git is still creating (another slot's `worktree add`).
+            if admin.is_dir() and not (admin / "gitdir").exists() and not (admin / "locked").exists():
+                shutil.rmtree(admin, ignore_errors=True)
+        # No git process when every registered worktree is there: this runs before every new worktree,
+        # under the repository lock.
+        if not _nothing_to_prune(worktrees):
+            self.repo.run_git(["worktree", "prune"])
 
     def _registered_admin(self, path: Path) -> Path | None:
         """The admin dir registered for `path`, even when the directory itself is gone."""
