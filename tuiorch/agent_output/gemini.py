@@ -99,8 +99,7 @@ class GeminiStreamParser(JsonParser):
             # Gemini's own tools finish in milliseconds: the pane keeps the tool's name while the
             # model thinks, or the user would never see which tool ran.
             return ParsedLine(status=f"thinking (after {name})")
-        error = event.get("error")
-        message = as_str(as_dict(error).get("message")) or as_str(error) or as_str(event.get("output"))
+        message = _error_text(event.get("error")) or as_str(event.get("output"))
         return ParsedLine(display=failure(name, message), status="thinking")
 
     def _error(self, event: dict[str, Any]) -> ParsedLine:
@@ -128,8 +127,7 @@ class GeminiStreamParser(JsonParser):
         if stats:
             self.usage = _gemini_usage(stats)
         if event.get("status") == "error" or event.get("error"):
-            error = event.get("error")
-            message = as_str(as_dict(error).get("message")) or as_str(error) or self.warning or "error"
+            message = _error_text(event.get("error")) or self.warning or "error"
             return self.fail(message, f"agent failed: {first_line(message)}{suffix}")
         return ParsedLine(display=f"done{suffix}", status="done")
 
@@ -142,6 +140,11 @@ _EVENTS: dict[str, Callable[[GeminiStreamParser, dict[str, Any]], ParsedLine]] =
     "error": GeminiStreamParser._error,
     "result": GeminiStreamParser._result,
 }
+
+
+def _error_text(error: Any) -> str:
+    """An event's error: its message when it is an object, else the error as text ("" for none)."""
+    return as_str(as_dict(error).get("message")) or as_str(error)
 
 
 def _result_details(stats: dict[str, Any]) -> str:
