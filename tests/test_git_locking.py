@@ -34,11 +34,14 @@ SPLIT_OR_INNER = {
 # Public methods that use only handles they open themselves (@own_handles).
 OWN_HANDLES = {(Leftovers, "commit")}
 
+# Public methods that use no libgit2 handle at all (a list kept under a lock of its own).
+NO_HANDLE = {(Worktrees, "take_rescued")}
+
 
 @pytest.mark.parametrize("noun", [Refs, Branches, Worktrees, Leftovers, Merges, Conflicts])
 def test_every_public_method_takes_the_lock(noun: type) -> None:
     for name, method in inspect.getmembers(noun, inspect.isfunction):
-        if name.startswith("_") or (noun, name) in SPLIT_OR_INNER:
+        if name.startswith("_") or (noun, name) in SPLIT_OR_INNER | NO_HANDLE:
             continue
         assert hasattr(method, "__wrapped__"), f"{noun.__name__}.{name} is neither @locked nor @own_handles"
         marked = getattr(method, "own_handles", False)
@@ -48,10 +51,10 @@ def test_every_public_method_takes_the_lock(noun: type) -> None:
 def test_a_call_waits_while_another_thread_holds_the_repository(tmp_path: Path) -> None:
     gr = GitRepo(make_repo(tmp_path / "repo"))
     done = threading.Event()
-    answers: list[str] = []
+    answers: list[tuple[str, ...]] = []
 
     def ask() -> None:
-        answers.append(gr.tip("main"))
+        answers.append(gr.test_merge("main", "main"))
         done.set()
 
     with gr.repo.lock:  # e.g. a merge under way on another thread
@@ -59,7 +62,24 @@ def test_a_call_waits_while_another_thread_holds_the_repository(tmp_path: Path) 
         asker.start()
         assert not done.wait(0.2)
     asker.join(5)
-    assert done.is_set() and len(answers[0]) == 40
+    assert done.is_set() and answers == [()]
+
+
+def test_queries_on_branches_do_not_wait_for_a_merge(tmp_path: Path) -> None:
+    """Tips and history are read on a handle of their own: an agent's result is collected, and the next
+    task's branch looked up, while another task's merge holds the repository."""
+    repo = make_repo(tmp_path / "repo")
+    gr = GitRepo(repo)
+    answers: list[str | None] = []
+    with gr.repo.lock:  # e.g. a merge under way on another thread
+        asker = threading.Thread(target=lambda: answers.extend([gr.tip("main"), gr.branch_tip("nope")]))
+        asker.start()
+        asker.join(5)
+        main = subprocess.run(["git", "rev-parse", "main"], cwd=repo, capture_output=True, text=True).stdout.strip()
+        assert answers == [main, None]
+    # What the repository's own handle writes, the queries see at once.
+    gr.branches.point("task-1", "main", gr.repo.commit_of("main"), None)
+    assert gr.branch_tip("task-1") == answers[0]
 
 
 def test_a_new_worktree_is_checked_out_outside_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,7 +35,8 @@ class GitRepo:
         self.root: Path = self.repo.root
         self.git_dir: Path = self.repo.git_dir
         identity = Identity(self.repo)
-        self.refs = Refs(self.repo, identity)
+        # Queries on a handle of their own: they need not wait for a merge or a worktree being claimed.
+        self.refs = Refs(self.repo.reader(), identity)
         self.branches = Branches(self.repo)
         self.worktrees = Worktrees(self.repo, self.branches)
         self.leftovers = Leftovers(self.repo, identity)

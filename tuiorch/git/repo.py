@@ -40,6 +40,17 @@ class Repo:
         self.git_dir = git_dir
         self.lock = threading.Lock()
 
+    def reader(self) -> Repo:
+        """The same repository on a libgit2 handle and a lock of its own, for queries only (tips, history,
+        branches): they need not wait for a merge holding this handle's lock (a slot's agent collected,
+        the next task's start). What this handle writes is on disk at once, so the reader sees it."""
+        other = object.__new__(Repo)
+        # Opened from the work tree, as git finds it (a .git file, a separate git dir), like this handle.
+        other.handle = pygit2.Repository(self.handle.workdir or self.handle.path)
+        other.root, other.git_dir = self.root, self.git_dir
+        other.lock = threading.Lock()
+        return other
+
     # ------------------------------------------------------------- git CLI
 
     def git(

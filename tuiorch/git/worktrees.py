@@ -38,8 +38,10 @@ class Worktrees:
         self._creating: set[Path] = set()
         #: Serialises `git worktree add` registrations (it reads every other worktree's admin dir).
         self._add_lock = threading.Lock()
-        #: Refs holding work found uncommitted in a slot about to be reused (see take_rescued).
+        #: Refs holding work found uncommitted in a slot about to be reused (see take_rescued), and
+        #: their own lock: taking them must not wait for a merge holding the repository's.
         self._rescued: list[str] = []
+        self._rescued_lock = threading.Lock()
 
     def prepare(
         self,
@@ -101,7 +103,8 @@ class Worktrees:
         if admin is not None:
             switch = slots.prepare_reuse(self.repo, path, branch, keep, scratch, known_clean=known_clean)
             if switch.rescued is not None:
-                self._rescued.append(switch.rescued)
+                with self._rescued_lock:
+                    self._rescued.append(switch.rescued)
             self._exclude_if_inside(path)
             return str(base_commit.id), switch
         self._refuse_foreign(path)
@@ -128,10 +131,10 @@ class Worktrees:
     def _unclaim(self, path: Path) -> None:
         self._creating.discard(path)
 
-    @locked
     def take_rescued(self) -> list[str]:
         """Rescue refs made since the last call (for the caller to tell the user about)."""
-        rescued, self._rescued = self._rescued, []
+        with self._rescued_lock:
+            rescued, self._rescued = self._rescued, []
         return rescued
 
     @locked
