@@ -218,16 +218,20 @@ class AgentProcess:
     async def _supervise(self, proc: asyncio.subprocess.Process, pump: asyncio.Task[None]) -> AgentExit:
         clock = self._start_clock()
         timed_out = False
-        while proc.returncode is None:
-            _raise_failure(pump)  # a hook raised or the log cannot be written: run() kills the group
-            now = time.monotonic()
-            if self._cancel_requested or clock.past_deadline(now):
-                timed_out = not self._cancel_requested
-                await self._kill_group(proc.pid, proc)
-                break
-            if self.stuck_after:
-                await self._judge_stuck(clock, now)
-            await asyncio.sleep(TICK)
+        ended = _ExitWatch(proc.pid)
+        try:
+            while proc.returncode is None:
+                _raise_failure(pump)  # a hook raised or the log cannot be written: run() kills the group
+                now = time.monotonic()
+                if self._cancel_requested or clock.past_deadline(now):
+                    timed_out = not self._cancel_requested
+                    await self._kill_group(proc.pid, proc)
+                    break
+                if self.stuck_after:
+                    await self._judge_stuck(clock, now)
+                await ended.tick()
+        finally:
+            ended.close()
         await self._drain(proc, pump)
         return self._exit_of(proc, timed_out)
 
@@ -355,6 +359,35 @@ def _raise_failure(task: asyncio.Task[None]) -> None:
     """Raise what ended `task`, if an exception did."""
     if task.done() and not task.cancelled() and (failure := task.exception()) is not None:
         raise failure
+
+
+class _ExitWatch:
+    """Wakes the supervisor as soon as the agent's process ends, through a pidfd that becomes readable
+    then (Linux), instead of at the next tick: that was up to 50 ms between an agent's end and its
+    result, its merge and the next task in its slot. Without a pidfd it sleeps a tick, as before."""
+
+    def __init__(self, pid: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._ended = asyncio.Event()
+        self._fd: int | None = None
+        with contextlib.suppress(AttributeError, OSError):  # no pidfd_open, or the process is gone already
+            self._fd = os.pidfd_open(pid)
+            self._loop.add_reader(self._fd, self._ended.set)
+
+    async def tick(self) -> None:
+        """Return after TICK seconds, or at once when the process has ended (its exit status follows
+        within moments, from asyncio's child watcher)."""
+        if self._ended.is_set():
+            await asyncio.sleep(0.001)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ended.wait(), TICK)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = None
 
 
 async def _wait_exit(proc: asyncio.subprocess.Process) -> None:
