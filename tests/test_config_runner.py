@@ -34,10 +34,6 @@ def test_a_ray_runner_with_its_address_and_per_agent_resources_round_trips() -> 
             "[runner] resources: expected a table of positive",
         ),
         ({"adress": "h:1"}, '[runner] adress: unknown key; did you mean "address"?'),
-        (
-            {"kind": "ray", "address": "h:1", "confine": "on"},
-            "[runner] kind: agents on Ray nodes run unconfined",
-        ),
     ],
 )
 def test_a_bad_runner_table_is_an_error_naming_the_key(runner: dict, message: str) -> None:

@@ -62,8 +62,10 @@ def _load_config(root: Path, workers: int | None) -> Config:
     if missing:
         raise UsageError(f"{missing}; install it or set [agent] preset in {root / 'tuiorch.toml'}")
     try:
-        # `confine = "on"` on a machine where bubblewrap cannot confine: refused before anything starts.
-        decide(config.agent.confine, config.agent.preset, config.agent.writable, root / "tuiorch.toml")
+        # `confine = "on"` on a machine where bubblewrap cannot confine: refused before anything starts
+        # (Ray nodes are asked as each agent is placed there).
+        if config.runner.kind == "local":
+            decide(config.agent.confine, config.agent.preset, config.agent.writable, root / "tuiorch.toml")
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     return config

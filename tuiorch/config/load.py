@@ -177,13 +177,13 @@ def config_from_dict(data: Mapping[str, Any], path: str = CONFIG_FILE, *, repo_n
         prompt_template=prompt_table.string("template", defaults.prompt_template),
         resolve_template=prompt_table.string("resolve_template", defaults.resolve_template),
         keymap=read_keymap(path, keymap_data),
-        runner=_read_runner(runner_table, defaults.runner, agent.confine),
+        runner=_read_runner(runner_table, defaults.runner),
     )
     validate_config(config, path, repo_name=repo_name)
     return config
 
 
-def _read_runner(table: _Table, defaults: RunnerConfig, confine: str) -> RunnerConfig:
+def _read_runner(table: _Table, defaults: RunnerConfig) -> RunnerConfig:
     def resources(value: Any) -> dict[str, float]:
         good = (
             isinstance(value, dict)
@@ -207,10 +207,6 @@ def _read_runner(table: _Table, defaults: RunnerConfig, confine: str) -> RunnerC
             "a table of positive amounts, e.g. {tuiorch_agent = 1}",
         ),
     )
-    if runner.kind == "ray" and confine == "on":
-        raise table.error(
-            "kind", 'agents on Ray nodes run unconfined: [agent] confine = "on" needs kind = "local"'
-        )
     if runner.kind == "ray" and not runner.address:
         # Without an address Ray would start a cluster of its own, listening on every interface.
         raise table.error(

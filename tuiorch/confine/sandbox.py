@@ -142,10 +142,12 @@ class Sandbox:
         task_id: str,
         argv: Sequence[str],
         env: Mapping[str, str],
+        visible: Sequence[Path] = (),
     ) -> ConfinedRun:
-        """The private repository for this attempt and the agent's argv inside its sandbox."""
+        """The private repository for this attempt and the agent's argv inside its sandbox; `visible`:
+        more paths the agent reads (kept visible, read-only, under a private temp folder)."""
         shadow = prepare_shadow(worktree, branch, base, task_id)
-        seen = _what_it_must_see(shadow, argv, env)
+        seen = [*_what_it_must_see(shadow, argv, env), *visible]
         spec = SandboxSpec(
             worktree=worktree,
             git_dir=shadow.git_dir,

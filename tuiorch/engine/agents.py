@@ -33,12 +33,14 @@ def set_up_agents(
 ) -> AgentSetup:
     """The run's agents: `agent_runner` when given (tests), else the runner `[runner] kind` asks for."""
     preset = agent_preset(config)
-    # Agents on Ray nodes run unconfined: the sandbox is built for agents on this machine.
-    confine = config.agent.confine if config.runner.kind == "local" else "off"
+    # Agents on Ray nodes are confined (or not) by their node, which probes bubblewrap itself.
+    local = config.runner.kind == "local"
+    confine = config.agent.confine if local else "off"
     confinement = decide(confine, config.agent.preset, config.agent.writable, root / CONFIG_FILE)
     confiner = Confiner(confinement.sandbox)
     argv_template = agent_argv(config)
-    if confiner.on and config.agent.preset != "custom":
+    sandboxed = confiner.on or (not local and config.agent.confine != "off")
+    if sandboxed and config.agent.preset != "custom":
         preset = confined_preset(preset)
         argv_template = list(preset.argv)
     template = load_template(config.prompt_template, root=root)

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from tuiorch.agent import STDERR_MARK, AgentProcess, ProcessHooks
+from tuiorch.confine.bwrap import bubblewrap_problem
+from tuiorch.confine.sandbox import ConfinedRun, Sandbox
+from tuiorch.git.errors import GitError
 from tuiorch.runners.ray import nodegit
 
 #: Event kinds in the stream: ("out", [lines]) ("err", [lines]) ("stuck", idle) ("unstuck", None)
@@ -41,6 +44,8 @@ class AgentActor:
         self.branch = ""
         self.start_sha = ""
         self.done = False
+        #: The agent's sandbox and private repository, when it runs confined.
+        self.confined: ConfinedRun | None = None
         #: A resolver's run: (paths left in conflict, the merge's message).
         self.resolving: tuple[list[str], str] | None = None
 
@@ -55,6 +60,10 @@ class AgentActor:
             "dir": str(self.repo.root),
             "tips": self.repo.tips(),
         }
+
+    def sandbox_problem(self) -> str | None:
+        """None when bubblewrap can confine an agent on this node; else what is wrong."""
+        return bubblewrap_problem()
 
     async def prepare(
         self,
@@ -108,11 +117,15 @@ class AgentActor:
         prompt_on_stdin: bool,
         timeout: float | None,
         stuck_after: float | None,
+        confine: Mapping[str, Any] | None = None,
     ) -> int | None:
-        """Start the agent in the prepared workspace; returns its process group id (None: it could not)."""
+        """Start the agent in the prepared workspace (in its sandbox when `confine` says how); returns its
+        process group id (None: it could not)."""
         prompt_file = Path(self.prompt_file())
         prompt_file.parent.mkdir(parents=True, exist_ok=True)
         prompt_file.write_text(prompt, encoding="utf-8")
+        if confine is not None:
+            argv = await asyncio.to_thread(self._confine, argv, env, confine)
         log = self.repo.root / "logs" / f"{os.path.basename(self.workspace)}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         spawned = asyncio.get_running_loop().create_future()
@@ -134,6 +147,22 @@ class AgentActor:
         )
         self.runner = asyncio.create_task(self._run(spawned))
         return await spawned
+
+    def _confine(self, argv: Sequence[str], env: Mapping[str, str], confine: Mapping[str, Any]) -> list[str]:
+        """The agent's argv inside its sandbox: it writes only its worktree and its private repository
+        (its commits reach the slot's branch through `sync`); the cache, the other slots and the rest of
+        the node dir stay visible, read-only, even under a private /tmp."""
+        writable = tuple(Path(os.path.expanduser(path)) for path in confine["writable"])
+        sandbox = Sandbox(preset=confine["preset"], writable=writable)
+        self.confined = sandbox.enter(
+            Path(self.workspace), self.branch, self.branch, self._key(), argv, {**os.environ, **env},
+            visible=(self.repo.root.parent,),
+        )  # fmt: skip
+        return self.confined.argv
+
+    def _key(self) -> str:
+        """The slot's name for its private repository and quarantine ref (one agent per slot at a time)."""
+        return f"slot-{os.path.basename(self.workspace)}"
 
     def prompt_file(self) -> str:
         """Where the prompt is written on the node (the command is rendered with this path)."""
@@ -183,6 +212,8 @@ class AgentActor:
         last = await asyncio.to_thread(nodegit.tip, self.workspace, self.branch)
         while True:
             await asyncio.sleep(TIP_POLL)
+            if self.confined is not None:  # a confined agent commits in its private repository
+                await asyncio.to_thread(self.confined.sync, self._key())
             try:
                 now = await asyncio.to_thread(nodegit.tip, self.workspace, self.branch)
             except nodegit.NodeGitError:
@@ -231,6 +262,7 @@ class AgentActor:
             "workspace": self.workspace,
             "branch": self.branch,
             "start": self.start_sha,
+            "confined": self.confined is not None,
         }
 
     # -- the result -----------------------------------------------------------------------------------------
@@ -245,6 +277,9 @@ class AgentActor:
         self, message: str, identity: dict[str, str], scratch: list[str], exclude: list[str]
     ) -> dict[str, Any]:
         uncommitted, markers = None, []
+        refused = self._take_confined()
+        if refused:
+            return {"tip": None, "bundle": None, "uncommitted": None, "markers": [], "refused": refused}
         if self.resolving is not None:
             markers = nodegit.finish_resolution(
                 self.workspace, self.resolving[0], self.resolving[1], identity
@@ -262,9 +297,25 @@ class AgentActor:
             "markers": markers,
         }
 
+    def _take_confined(self) -> str:
+        """A confined agent's commits onto the slot's branch, verified; why they were refused, or ""."""
+        run, self.confined = self.confined, None
+        if run is None:
+            return ""
+        try:
+            run.collect(self._key())
+        except GitError as exc:
+            return str(exc)
+        return ""
+
     async def bundle_since(self, exclude: Sequence[str]) -> bytes | None:
         """The branch's commits the centre lacks (taken while the agent still runs)."""
-        return await asyncio.to_thread(nodegit.result_bundle, self.workspace, self.branch, list(exclude))
+        return await asyncio.to_thread(self._bundle_since, list(exclude))
+
+    def _bundle_since(self, exclude: list[str]) -> bytes | None:
+        if self.confined is not None:  # what it committed since the last look first
+            self.confined.sync(self._key())
+        return nodegit.result_bundle(self.workspace, self.branch, exclude)
 
     async def keep_aside(self, slot: int, name: str) -> str:
         return await asyncio.to_thread(self._keep_aside, slot, name)

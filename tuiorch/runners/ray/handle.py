@@ -38,12 +38,13 @@ class RunInfo:
     pgid: int | None = None
     identity: dict[str, str] = field(default_factory=dict)
     scratch: tuple[str, ...] = ()
+    #: How the node confines the agent (None: unconfined); {} for a re-attached confined run.
+    confine: dict[str, Any] | None = None
 
 
 class RayHandle:
     """`AgentHandle` for a run in a detached named actor on a node."""
 
-    confined = False
     conflicted: tuple[str, ...] = ()
 
     def __init__(
@@ -69,12 +70,18 @@ class RayHandle:
         self.workspace = run.workspace
         self.base_sha = run.base_sha
         self.where = run.where
+        self.confined = run.confine is not None
         self._cancelled = False
         self._released = False
 
     def attachment(self) -> Attachment:
         return Attachment(
-            runner="ray", where=self.where, workspace=self.workspace, pgid=self.run.pgid, ref=self.run.name
+            runner="ray",
+            where=self.where,
+            workspace=self.workspace,
+            pgid=self.run.pgid,
+            ref=self.run.name,
+            confined=self.confined,
         )
 
     def cancel(self) -> None:
@@ -94,6 +101,7 @@ class RayHandle:
                 command.prompt_on_stdin,
                 self.timeout,
                 self.stuck_after,
+                self.run.confine,
             )
             self.hooks.on_started(self.attachment())
             if self._cancelled:  # asked while the agent was being started
@@ -190,6 +198,8 @@ class RayHandle:
         result = await self.run.actor.collect.remote(
             message, self.run.identity, self.run.scratch, self._known()
         )
+        if result.get("refused") and not failed:
+            raise GitError(result["refused"])
         if result["uncommitted"]:
             # Out of the pool: the slot is made anew next time, the work stays where it is named.
             aside = f"{self.run.task_id}-{self.run.name.rsplit('-', 1)[-1]}"

@@ -22,6 +22,7 @@ from tuiorch.runners.base import AgentHooks, AgentSpec, Attachment, StartFailed,
 from tuiorch.runners.ray import shipping
 from tuiorch.runners.ray.actor import AgentActor
 from tuiorch.runners.ray.cluster import cluster_messages_to_stderr, identity, reachable
+from tuiorch.runners.ray.confining import NodeConfinement
 from tuiorch.runners.ray.handle import RayHandle, RunInfo
 from tuiorch.runners.ray.nodegit import node_sweep, repo_key
 from tuiorch.runners.ray.placement import NoNode, Placement
@@ -58,6 +59,7 @@ class RayRunner:
         reuse: bool = True,
         keep_at_end: bool = False,
         scratch: Sequence[str] = (),
+        confinement: NodeConfinement | None = None,
     ) -> None:
         self.root = Path(root)
         git_dir = subprocess.run(
@@ -74,6 +76,7 @@ class RayRunner:
         self.reuse = reuse
         self.keep_at_end = keep_at_end
         self.scratch = tuple(scratch)
+        self.confinement = confinement or NodeConfinement()
         self.identity = identity(self.root)
         self.placement = Placement(resources or DEFAULT_RESOURCES, commands)
         self.handles: set[RayHandle] = set()
@@ -202,6 +205,7 @@ class RayRunner:
         )
         where = self.placement.where(node_id)
         _report_setup(spec, where, prepared["setup"])
+        confine = await self.confinement.for_node(actor, where, hooks)
         run = RunInfo(
             actor=actor,
             name=name,
@@ -215,6 +219,7 @@ class RayRunner:
             log_path=spec.log_path,
             identity=self.identity,
             scratch=self.scratch,
+            confine=confine,
         )
         conflicted: list[str] = []
         if spec.kind == "resolve":
@@ -286,6 +291,7 @@ class RayRunner:
             pgid=status["pgid"],
             identity=self.identity,
             scratch=self.scratch,
+            confine={} if status.get("confined") else None,
         )
         return self._handle(run, hooks, None, spec, node_id)
 
@@ -432,6 +438,7 @@ def make_ray_runner(root: Path, config: Any, commands: Sequence[str], scratch: S
         reuse=config.slots.reuse,
         keep_at_end=config.slots.keep_at_end,
         scratch=scratch,
+        confinement=NodeConfinement(config.agent.confine, config.agent.preset, config.agent.writable),
     )
 
 
