@@ -111,6 +111,9 @@ def test_a_confined_agent_on_a_node_writes_only_its_worktree_and_its_commit_land
     for line in escapes:
         assert "exit 0" not in line, line
         assert "Read-only file system" in line, line
+    # The run says what the sandbox refused, naming paths the agent tried to write.
+    refused = [e["message"] for e in events if e["event"] == "notice" and "sandbox refused" in e["message"]]
+    assert len(refused) == 1 and str(node / "cache.git") in refused[0], refused
     # Nothing outside the worktree changed on the node; the cache's refs are tuiorch's alone.
     assert (node / "kept" / "1-a" / "file.txt").read_text() == "another agent's work\n"
     for escaped in (node / "cache.git" / "escaped.txt", node / "escaped.txt", node.parent / "escaped.txt"):

@@ -279,8 +279,9 @@ async def test_cancel_ends_the_agents_whole_tree_on_the_node_and_keeps_its_work(
     ray_cluster: Cluster, tmp_path: Path
 ) -> None:
     repo = make_repo(ray_cluster.central / tmp_path.name, {"README.md": "# demo\n", "agent.py": SPAWNING_AGENT})
+    # Unconfined: the child's pid it prints must be the node's (a sandbox has a pid namespace of its own).
     (repo / "tuiorch.toml").write_text(
-        f'workers = 1\n\n[agent]\npreset = "custom"\ncommand = ["{sys.executable}", "agent.py"]\n'
+        f'workers = 1\n\n[agent]\npreset = "custom"\ncommand = ["{sys.executable}", "agent.py"]\nconfine = "off"\n'
         f'timeout = "120s"\nstuck_after = "0"\n\n[runner]\nkind = "ray"\naddress = "{ray_cluster.address}"\n'
     )
     (repo / "TASKS.md").write_text("## Task 1: Spawn and wait\n\nStart a child and wait.\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 from tuiorch.confine.sandbox import ConfinedRun, Sandbox
 from tuiorch.git.errors import GitError
 
-__all__ = ["CONFINED_SYNC_SECONDS", "Confiner"]
+__all__ = ["CONFINED_SYNC_SECONDS", "Confiner", "refusals_in"]
 
 #: How often a confined agent's branch is looked at while it runs.
 CONFINED_SYNC_SECONDS = 0.5
@@ -84,11 +84,15 @@ class Confiner:
     def _refusals(self, task_id: str) -> str:
         """What the sandbox refused this attempt, as its output tells it: the paths it tried to write."""
         log_path, start = self._logs.pop(task_id, (None, 0))
-        if log_path is None:
-            return ""
-        text = _text_from(log_path, start)
-        paths = list(dict.fromkeys(found.group(1) or found.group(2) for found in _REFUSED.finditer(text)))
-        return _refusal_note(paths)
+        return "" if log_path is None else refusals_in(log_path, start)
+
+
+def refusals_in(log_path: Path, start: int) -> str:
+    """The note naming what the sandbox refused an attempt whose output starts at byte `start` of its log;
+    "" when it refused nothing."""
+    text = _text_from(log_path, start)
+    paths = list(dict.fromkeys(found.group(1) or found.group(2) for found in _REFUSED.finditer(text)))
+    return _refusal_note(paths)
 
 
 def _text_from(log_path: Path, start: int) -> str:

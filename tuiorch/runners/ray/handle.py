@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tuiorch.agent import STDERR_MARK, AgentExit
+from tuiorch.confine.attempts import refusals_in
 from tuiorch.git import GitError, UncommittedWork
 from tuiorch.runners.base import AgentCommand, AgentHooks, Attachment, Collected
 from tuiorch.runners.ray import shipping
@@ -73,6 +74,8 @@ class RayHandle:
         self.confined = run.confine is not None
         self._cancelled = False
         self._released = False
+        #: Where this attempt's output starts in the task's log (None: re-attached, not known).
+        self._log_start: int | None = None
 
     def attachment(self) -> Attachment:
         return Attachment(
@@ -94,6 +97,7 @@ class RayHandle:
             if self._cancelled:
                 return AgentExit(code=None, cancelled=True)
             command, self.command = self.command, None
+            self._log_start = self.run.log_path.stat().st_size if self.run.log_path.exists() else 0
             self.run.pgid = await self.run.actor.start.remote(
                 list(command.argv),
                 dict(command.env),
@@ -107,12 +111,21 @@ class RayHandle:
             if self._cancelled:  # asked while the agent was being started
                 self.run.actor.cancel.remote()
         try:
-            return await self._stream()
+            exit_ = await self._stream()
         except asyncio.CancelledError:
             self.run.actor.cancel.remote()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(self._drain(), CANCEL_WAIT)
             raise
+        await self._tell_refusals()
+        return exit_
+
+    async def _tell_refusals(self) -> None:
+        """What the node's sandbox refused this attempt, as its output tells it: one warning."""
+        if not self.confined or self._log_start is None:
+            return
+        if note := await asyncio.to_thread(refusals_in, self.run.log_path, self._log_start):
+            self.hooks.on_warning(f"task {self.run.task_id}: {note}")
 
     async def _drain(self) -> None:
         async for _ in self.run.actor.stream.remote(self._offset()):

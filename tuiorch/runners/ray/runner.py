@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import functools
 import itertools
-import subprocess
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,14 +61,7 @@ class RayRunner:
         confinement: NodeConfinement | None = None,
     ) -> None:
         self.root = Path(root)
-        git_dir = subprocess.run(
-            ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        self.key = repo_key(git_dir)
+        self.key = repo_key(shipping.common_git_dir(self.root))
         self.address = address
         self.resources = dict(resources or DEFAULT_RESOURCES)
         self.keep = tuple(keep)

@@ -75,6 +75,11 @@ def is_ancestor(root: Path, older: str, newer: str) -> bool:
     return _git(root, ["merge-base", "--is-ancestor", older, newer], check=False).returncode == 0
 
 
+def common_git_dir(root: Path) -> str:
+    """The central repository's git directory (shared by its worktrees), absolute: its caches' name."""
+    return _git(root, ["rev-parse", "--path-format=absolute", "--git-common-dir"]).stdout.decode().strip()
+
+
 def branch_tip(root: Path, branch: str) -> str | None:
     done = _git(root, ["rev-parse", "-q", "--verify", f"refs/heads/{branch}^{{commit}}"], check=False)
     return done.stdout.decode().strip() or None
