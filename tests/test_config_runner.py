@@ -17,6 +17,11 @@ def test_agents_run_locally_unless_told_otherwise() -> None:
     assert config_from_dict(tomllib.loads(default_config_toml("claude"))).runner.kind == "local"
 
 
+def test_confine_on_is_accepted_with_a_ray_runner_each_node_decides() -> None:
+    config = config_from_dict({"runner": {"kind": "ray", "address": "h:1"}, "agent": {"confine": "on"}})
+    assert config.agent.confine == "on" and config.runner.kind == "ray"
+
+
 def test_a_ray_runner_with_its_address_and_per_agent_resources_round_trips() -> None:
     data = {"runner": {"kind": "ray", "address": "10.0.0.5:6379", "resources": {"cli_box": 2}}}
     runner = config_from_dict(data).runner
@@ -37,7 +42,6 @@ def test_a_ray_runner_with_its_address_and_per_agent_resources_round_trips() -> 
     ],
 )
 def test_a_bad_runner_table_is_an_error_naming_the_key(runner: dict, message: str) -> None:
-    agent = {"confine": runner.pop("confine")} if "confine" in runner else {}
     with pytest.raises(ConfigError) as caught:
-        config_from_dict({"runner": runner, "agent": agent})
+        config_from_dict({"runner": runner})
     assert message in str(caught.value)
