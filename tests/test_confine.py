@@ -372,3 +372,57 @@ def test_agent_writable_lets_a_confined_agent_write_a_listed_path(tmp_path: Path
     log = (repo / ".git" / "tuiorch" / "logs" / "1.log").read_text()
     assert ("cache written" in log) is listed, log
     assert (cache / "entry").exists() is listed
+
+
+INSTALLED_AGENT = textwrap.dedent(
+    """\
+    #!{python}
+    import subprocess, sys
+    from pathlib import Path
+
+    # What an installed CLI does: read the rest of its installation, where it was installed.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "{lib}"))
+    import agentlib
+
+    Path("feature.txt").write_text(agentlib.WORK)
+    subprocess.run(["git", "add", "feature.txt"], check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "feat: installed agent"], check=True)
+    """
+)
+
+
+@needs_bwrap
+@pytest.mark.parametrize("layout", ["npm", "virtualenv"])
+def test_a_confined_agent_installed_under_tmp_runs_with_its_whole_installation(
+    tmp_path: Path, layout: str
+) -> None:
+    """An npm CLI's `.bin` entry links into its package; a virtualenv's script reads its `lib`: the
+    private /tmp of the sandbox must not hide the rest of an installation made under /tmp."""
+    repo, _ = _project(tmp_path, "on")
+    prefix = tmp_path / "tools"
+    if layout == "npm":
+        package = prefix / "node_modules" / "agent-cli"
+        lib = package / "lib"
+        real = package / "bin" / "cli.py"
+        found = prefix / "node_modules" / ".bin"
+    else:
+        lib = prefix / "lib"
+        real = prefix / "bin" / "installed-agent"
+        found = prefix / "bin"
+    lib.mkdir(parents=True)
+    (lib / "agentlib.py").write_text('WORK = "from the installation\\n"\n')
+    real.parent.mkdir(parents=True, exist_ok=True)
+    real.write_text(INSTALLED_AGENT.format(python=sys.executable, lib="lib"))
+    real.chmod(0o755)
+    found.mkdir(parents=True, exist_ok=True)
+    if not (found / "installed-agent").exists():
+        (found / "installed-agent").symlink_to(real)
+    config = (repo / "tuiorch.toml").read_text()
+    (repo / "tuiorch.toml").write_text(config.replace(config.split("command = ")[1].split("\n")[0], '["installed-agent"]'))
+    git(repo, "commit", "-q", "-am", "installed agent")
+    env = {**os.environ, "PATH": f"{found}{os.pathsep}{os.environ['PATH']}"}
+    code, events, stderr = _run(repo, env)
+    assert code == 0, (stderr, [e for e in events if e["event"] == "task_failed"])
+    assert (
+        git(repo, "show", "main:feature.txt") == "from the installation"
+    ), "the installed agent's work should be merged"

@@ -168,10 +168,24 @@ def _what_it_must_see(shadow: Shadow, argv: Sequence[str], env: Mapping[str, str
         shadow.worktree.parent,
         Path(env.get("HOME") or os.path.expanduser("~")),
         *(Path(p) for p in search.split(os.pathsep) if p),
-        *([Path(program).parent] if program else []),
+        *(install_roots(Path(program)) if program else []),
         # Files the command names (a script, a config) stay readable where they are.
         *(Path(arg) for arg in argv[1:] if arg.startswith("/")),
     ]
+
+
+def install_roots(program: Path) -> list[Path]:
+    """The folders a program's installation spans: where it is found and, for the link and its target,
+    the prefix it was installed into (the folder holding a `node_modules` tree, or the one above `bin`).
+    An npm CLI's `.bin` entry is a link into its package, and a virtualenv's script needs its `lib`."""
+    roots = [program.parent]
+    for path in (program, program.resolve()):
+        parts = path.parts
+        if "node_modules" in parts:
+            roots.append(Path(*parts[: parts.index("node_modules")]))
+        elif path.parent.name == "bin":
+            roots.append(path.parent.parent)
+    return roots
 
 
 def _checkout_of(shadow: Shadow) -> list[Path]:
