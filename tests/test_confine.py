@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -426,3 +427,35 @@ def test_a_confined_agent_installed_under_tmp_runs_with_its_whole_installation(
     assert (
         git(repo, "show", "main:feature.txt") == "from the installation"
     ), "the installed agent's work should be merged"
+
+
+@needs_bwrap
+def test_a_confined_demo_agent_runs_when_tuiorch_itself_is_installed_under_tmp(tmp_path: Path) -> None:
+    """A clone and its virtualenv under /tmp: the private /tmp of the sandbox must not hide tuiorch's own
+    package from the demo agent (`python -m tuiorch.demo_agent`)."""
+    installed = tmp_path / "clone"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "tuiorch", installed / "tuiorch")
+    repo = make_repo(tmp_path / "repo", {"TASKS.md": "## Task 1: A\n\n```write a.txt\nfrom the demo\n```\n"})
+    (repo / "tuiorch.toml").write_text('[agent]\npreset = "demo"\nconfine = "on"\n')
+    git(repo, "add", "tuiorch.toml")
+    git(repo, "commit", "-q", "-m", "config")
+    # A virtualenv of its own, under /tmp, whose only tuiorch is the copy: the test's own (editable)
+    # install must not be what the agent imports.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "deps.pth").write_text(next(p for p in sys.path if p.endswith("site-packages")) + "\n")
+    python = str(venv / "bin" / "python")
+    done = subprocess.run(
+        [python, "-m", "tuiorch", "run", "--headless", "--json"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(installed)},
+    )
+    code, stderr = done.returncode, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert code == 0, (stderr, [e for e in events if e["event"] == "task_failed"])
+    assert git(repo, "show", "main:a.txt") == "from the demo"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -169,9 +170,16 @@ def _what_it_must_see(shadow: Shadow, argv: Sequence[str], env: Mapping[str, str
         Path(env.get("HOME") or os.path.expanduser("~")),
         *(Path(p) for p in search.split(os.pathsep) if p),
         *(install_roots(Path(program)) if program else []),
+        *_own_installation(),
         # Files the command names (a script, a config) stay readable where they are.
         *(Path(arg) for arg in argv[1:] if arg.startswith("/")),
     ]
+
+
+def _own_installation() -> list[Path]:
+    """tuiorch's own installation and its Python environment: the demo agent runs as `python -m
+    tuiorch.demo_agent` and must import them wherever they were installed (a clone under /tmp too)."""
+    return [Path(sys.prefix), Path(__file__).resolve().parent.parent.parent]
 
 
 def install_roots(program: Path) -> list[Path]:
