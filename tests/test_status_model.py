@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections import deque
 from pathlib import Path
 
@@ -210,8 +211,11 @@ def test_a_merged_task_stays_merged_when_its_branch_cannot_be_deleted(repo: Path
     async def scenario() -> None:
         run = asyncio.create_task(orchestrator.run())
         rec = orchestrator.records["1"]
+        deadline = time.monotonic() + 60
         while not (rec.branch and rec.base_sha and git(repo, "rev-parse", rec.branch) != rec.base_sha):
-            await asyncio.sleep(0.05)  # the agent has committed and lingers
+            # The agent has committed and lingers; a run that ends first fails the test, never hangs it.
+            assert not run.done() and time.monotonic() < deadline, (rec.status, events)
+            await asyncio.sleep(0.05)
         git(repo, "worktree", "add", "-f", str(elsewhere), rec.branch)
         await run
 
