@@ -18,6 +18,7 @@ import pytest
 from textual.widgets import Label
 
 from tests.conftest import git, make_repo
+from tests.test_faults import run_headless
 from tests.test_headless import write_project
 from tests.test_ui_app import SIZE, make_app, quit_app, wait_for
 from tuiorch.config import PRESETS
@@ -94,20 +95,7 @@ def _project(tmp_path: Path, confine: str, agent_code: str = HOSTILE) -> tuple[P
 
 
 def _run(repo: Path, env: dict[str, str] | None = None) -> tuple[int, list[dict], str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "tuiorch", "run", "--headless", "--json"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        env=env,
-    )
-    events = []
-    for line in done.stdout.splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            events.append(json.loads(line))
-    return done.returncode, events, done.stderr
+    return run_headless(repo, env=env)
 
 
 def _refs(repo: Path) -> dict[str, str]:
@@ -445,17 +433,8 @@ def test_a_confined_demo_agent_runs_when_tuiorch_itself_is_installed_under_tmp(t
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next((venv / "lib").glob("python3*/site-packages"))
     (site / "deps.pth").write_text(next(p for p in sys.path if p.endswith("site-packages")) + "\n")
-    python = str(venv / "bin" / "python")
-    done = subprocess.run(
-        [python, "-m", "tuiorch", "run", "--headless", "--json"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(installed)},
+    code, events, stderr = run_headless(
+        repo, env={**os.environ, "PYTHONPATH": str(installed)}, python=str(venv / "bin" / "python")
     )
-    code, stderr = done.returncode, done.stderr
-    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert code == 0, (stderr, [e for e in events if e["event"] == "task_failed"])
     assert git(repo, "show", "main:a.txt") == "from the demo"

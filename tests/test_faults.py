@@ -110,19 +110,26 @@ def custom_agent(tmp_path: Path, modes: dict[str, str]) -> str:
     return f'[agent]\npreset = "custom"\ncommand = {command}\n'
 
 
-def tuiorch_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tuiorch", *args]
+def tuiorch_cmd(*args: str, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "tuiorch", *args]
 
 
-def run_headless(repo: Path, *args: str, timeout: float = 120) -> tuple[int, list[dict], str]:
+def run_headless(
+    repo: Path,
+    *args: str,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+    python: str = sys.executable,
+) -> tuple[int, list[dict], str]:
     """A whole `tuiorch run --headless --json`; returns exit code, events, stderr."""
     done = subprocess.run(
-        tuiorch_cmd("run", "--headless", "--json", *args),
+        tuiorch_cmd("run", "--headless", "--json", *args, python=python),
         cwd=repo,
         capture_output=True,
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        env=env,
     )
     events = []
     for line in done.stdout.splitlines():

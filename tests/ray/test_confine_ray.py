@@ -3,9 +3,7 @@ worktree and its own private repository; its legitimate commit still lands in ma
 
 from __future__ import annotations
 
-import contextlib
 import json
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -14,6 +12,7 @@ import pytest
 
 from tests.conftest import git, make_repo
 from tests.ray.conftest import Cluster
+from tests.ray.test_run_ray import run_headless
 from tuiorch.confine.bwrap import bubblewrap_problem
 from tuiorch.runners.ray.nodegit import repo_key
 
@@ -64,34 +63,26 @@ HOSTILE = textwrap.dedent(
 )
 
 
-def _run(repo: Path) -> tuple[int, list[dict], str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "tuiorch", "run", "--headless", "--json"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
+def _hostile_project(cluster: Cluster, tmp_path: Path, agent: str, confine: str, task: str) -> Path:
+    """A repository the node cannot see whose one task runs `agent` (a script of its own) on the node."""
+    repo = make_repo(cluster.central / tmp_path.name, {"README.md": "# mine\n", "agent.py": agent})
+    (repo / "tuiorch.toml").write_text(
+        f'workers = 1\n\n[agent]\npreset = "custom"\ncommand = ["{sys.executable}", "agent.py"]\n'
+        f'confine = "{confine}"\ntimeout = "120s"\nstuck_after = "0"\nretries = 0\n\n'
+        f'[runner]\nkind = "ray"\naddress = "{cluster.address}"\n'
     )
-    events = []
-    for line in done.stdout.splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            events.append(json.loads(line))
-    return done.returncode, events, done.stderr
+    (repo / "TASKS.md").write_text(task)
+    git(repo, "add", "tuiorch.toml", "TASKS.md")
+    git(repo, "commit", "-q", "-m", "add tasks")
+    return repo
 
 
 def test_a_confined_agent_on_a_node_writes_only_its_worktree_and_its_commit_lands(
     ray_cluster: Cluster, tmp_path: Path
 ) -> None:
-    repo = make_repo(ray_cluster.central / tmp_path.name, {"README.md": "# mine\n", "agent.py": HOSTILE})
-    (repo / "tuiorch.toml").write_text(
-        f'workers = 1\n\n[agent]\npreset = "custom"\ncommand = ["{sys.executable}", "agent.py"]\n'
-        f'confine = "on"\ntimeout = "120s"\nstuck_after = "0"\nretries = 0\n\n'
-        f'[runner]\nkind = "ray"\naddress = "{ray_cluster.address}"\n'
+    repo = _hostile_project(
+        ray_cluster, tmp_path, HOSTILE, "on", "## Task 1: Hostile\n\nTry to escape, then do the work.\n"
     )
-    (repo / "TASKS.md").write_text("## Task 1: Hostile\n\nTry to escape, then do the work.\n")
-    git(repo, "add", "tuiorch.toml", "TASKS.md")
-    git(repo, "commit", "-q", "-m", "add tasks")
     node = ray_cluster.node_dirs["worker"] / repo_key(str(repo / ".git"))
     # Another agent's slot (the run's end removes the node's slots) and work kept aside (it stays).
     for folder in (node / "slots" / "9", node / "kept" / "1-a"):
@@ -99,7 +90,7 @@ def test_a_confined_agent_on_a_node_writes_only_its_worktree_and_its_commit_land
         (folder / "file.txt").write_text("another agent's work\n")
     main = git(repo, "rev-parse", "main")
 
-    code, events, stderr = _run(repo)
+    code, events, stderr = run_headless(repo)
 
     assert code == 0, stderr + json.dumps(events)[:3000]
     started = [e for e in events if e["event"] == "task_started"]
@@ -146,17 +137,9 @@ REWRITER = textwrap.dedent(
 def test_a_confined_agent_on_a_node_that_rewrites_its_branch_is_refused(
     ray_cluster: Cluster, tmp_path: Path
 ) -> None:
-    repo = make_repo(ray_cluster.central / tmp_path.name, {"README.md": "# mine\n", "agent.py": REWRITER})
-    (repo / "tuiorch.toml").write_text(
-        f'workers = 1\n\n[agent]\npreset = "custom"\ncommand = ["{sys.executable}", "agent.py"]\n'
-        f'confine = "auto"\ntimeout = "120s"\nstuck_after = "0"\nretries = 0\n\n'
-        f'[runner]\nkind = "ray"\naddress = "{ray_cluster.address}"\n'
-    )
-    (repo / "TASKS.md").write_text("## Task 1: Rewrite\n\nRewrite the branch.\n")
-    git(repo, "add", "tuiorch.toml", "TASKS.md")
-    git(repo, "commit", "-q", "-m", "add tasks")
+    repo = _hostile_project(ray_cluster, tmp_path, REWRITER, "auto", "## Task 1: Rewrite\n\nRewrite the branch.\n")
     main = git(repo, "rev-parse", "main")
-    code, events, stderr = _run(repo)
+    code, events, stderr = run_headless(repo)
     assert code == 1, stderr
     assert all(e["confined"] for e in events if e["event"] == "task_started")
     failed = [e for e in events if e["event"] == "task_failed"]

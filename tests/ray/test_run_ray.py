@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import test_faults as faults
 from tests.conftest import git, make_repo
 from tests.ray.conftest import Cluster
 from tuiorch import events as ev
@@ -68,19 +69,8 @@ def project(cluster: Cluster, repo: Path, workers: int = 2, tasks: str = TASKS, 
 
 
 def run_headless(repo: Path, *args: str) -> tuple[int, list[dict], str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "tuiorch", "run", "--headless", "--json", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-    events = []
-    for line in done.stdout.splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            events.append(json.loads(line))
-    return done.returncode, events, done.stderr
+    """A whole headless run against the cluster: slower than a local one (actors start on the node)."""
+    return faults.run_headless(repo, *args, timeout=300)
 
 
 def merged_tasks(repo: Path) -> list[str]:
