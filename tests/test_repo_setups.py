@@ -409,14 +409,19 @@ def test_a_sha256_repository_is_refused_with_the_setting_named(tmp_path: Path) -
     assert not (tmp_path / "repo-worktrees").exists()
 
 
-def test_a_separate_git_dir_repository_runs_in_its_real_work_tree(tmp_path: Path) -> None:
-    repo = tmp_path / "work"
-    git(tmp_path, "init", "-q", "-b", "main", f"--separate-git-dir={tmp_path / 'elsewhere.git'}", str(repo))
+def _separate_git_dir_repo(repo: Path, git_dir: Path) -> Path:
+    """A repository made by `git init --separate-git-dir`, with one commit."""
+    git(repo.parent, "init", "-q", "-b", "main", f"--separate-git-dir={git_dir}", str(repo))
     git(repo, "config", "user.name", "Test User")
     git(repo, "config", "user.email", "test@example.com")
     write(repo, {"README.md": "# demo\n"})
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "initial")
+    return repo
+
+
+def test_a_separate_git_dir_repository_runs_in_its_real_work_tree(tmp_path: Path) -> None:
+    repo = _separate_git_dir_repo(tmp_path / "work", tmp_path / "elsewhere.git")
     gr = GitRepo(repo / "sub" if (repo / "sub").mkdir() is None else repo)
     assert gr.root == repo.resolve()
     assert gr.git_dir == (tmp_path / "elsewhere.git").resolve()
@@ -430,14 +435,9 @@ def test_a_separate_git_dir_repository_runs_in_its_real_work_tree(tmp_path: Path
 
 def test_a_separate_git_dir_named_dot_git_elsewhere_still_opens_its_real_work_tree(tmp_path: Path) -> None:
     """The git dir is another folder's `.git`: libgit2 takes that folder for the work tree, git does not."""
-    repo, holder = tmp_path / "work", tmp_path / "holder"
+    holder = tmp_path / "holder"
     holder.mkdir()
-    git(tmp_path, "init", "-q", "-b", "main", f"--separate-git-dir={holder / '.git'}", str(repo))
-    git(repo, "config", "user.name", "Test User")
-    git(repo, "config", "user.email", "test@example.com")
-    write(repo, {"README.md": "# demo\n"})
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "initial")
+    repo = _separate_git_dir_repo(tmp_path / "work", holder / ".git")
     assert GitRepo(repo).root == repo.resolve()
     assert GitRepo(repo).git_dir == (holder / ".git").resolve()
 

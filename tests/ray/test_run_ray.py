@@ -144,14 +144,7 @@ def test_tuiorch_killed_dash_9_mid_run_then_run_again_merges_everything_once(
     repo = make_repo(ray_cluster.central / tmp_path.name)
     slow = TASKS.replace("    ```\n", "    ```\n\n    sleep: 4\n")
     project(ray_cluster, repo, tasks=slow)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tuiorch", "run", "--headless", "--json"],
-        cwd=repo,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = faults.start_headless(repo)
     assert proc.stdout is not None
     started = 0
     for line in proc.stdout:
