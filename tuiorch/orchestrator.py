@@ -252,6 +252,7 @@ class Orchestrator:
         self._runners.clear()
 
     async def _cleanup_slots(self) -> None:
+        await asyncio.to_thread(self.git.maintain)
         if self.config.slots.keep_at_end:
             return
         await self.agent_runner.close()

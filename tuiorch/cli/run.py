@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -28,8 +29,13 @@ def run(root: Path, *, headless: bool, as_json: bool, workers: int | None, fresh
             print(f"--fresh: dropping the saved run state {path}", file=sys.stderr)
             path.unlink()
     if headless:
-        from tuiorch.headless import run_headless
-
+        gc.disable()  # as for the command line's own imports (see tuiorch.cli)
+        try:
+            from tuiorch.headless import run_headless
+        finally:
+            gc.enable()
+        # What is imported lives as long as the program: later collections need not walk it again.
+        gc.freeze()
         return run_headless(root, config, tasks, task_file=task_file, as_json=as_json)
     from tuiorch.ui import run_app
 

@@ -116,6 +116,11 @@ class GitRepo:
     def prune(self) -> None:
         self.worktrees.prune()
 
+    def maintain(self) -> None:
+        """git's automatic upkeep (repacking when loose objects pile up), which agents' commits skip
+        during a run; what git says is not the run's concern."""
+        self.repo.git(["maintenance", "run", "--auto", "--quiet"])
+
     def clean(self, base: str, branch_template: str, worktree_dir: Path, *, force: bool = False) -> list[str]:
         return clean_module.clean(
             self.refs, self.worktrees, self.branches, base, branch_template, worktree_dir, force=force

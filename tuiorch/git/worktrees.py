@@ -115,16 +115,17 @@ class Worktrees:
         return str(base_commit.id), None
 
     def _add(self, path: Path, branch: str) -> None:
-        """`git worktree add` + a parallel checkout, outside the repository lock."""
+        """`git worktree add` + a checkout, outside the repository lock."""
         # `git worktree add` reads every other worktree's admin dir, so two at once can trip over a
         # half-made one: registering is serialised (fast with --no-checkout), the checkout is not.
         env = proc.with_task_worktree_config(proc.clean_env())
         with self._add_lock:
             self.repo.run_git(["worktree", "add", "--quiet", "--no-checkout", "--", str(path), branch], env)
         drop_inherited_sparse_checkout(path)
-        # Parallel checkout, one worker per core (git's 0): several slots are made at once, and eight
-        # workers each made the first wave 2-3x slower on two cores, on tmpfs and on disk alike.
-        self.repo.run_git(["-C", str(path), "-c", "checkout.workers=0", "reset", "--hard", "--quiet"], env)
+        # One checkout process per slot: the slots of a wave are made at once, which already keeps every
+        # core busy; git's parallel checkout workers on top only added processes (eight made the first
+        # wave 2-3x slower on two cores).
+        self.repo.run_git(["-C", str(path), "-c", "checkout.workers=1", "reset", "--hard", "--quiet"], env)
         slots.update_submodules(path)
 
     @locked
