@@ -252,14 +252,13 @@ class Orchestrator:
         self._runners.clear()
 
     async def _cleanup_slots(self) -> None:
+        if not self.config.slots.keep_at_end:
+            await self.agent_runner.close()
+            check = self.landings.check_worktree()
+            if check.exists():
+                await asyncio.to_thread(self.git.remove_worktree, check)
+            await asyncio.to_thread(self.git.prune)
         await asyncio.to_thread(self.git.maintain)
-        if self.config.slots.keep_at_end:
-            return
-        await self.agent_runner.close()
-        check = self.landings.check_worktree()
-        if check.exists():
-            await asyncio.to_thread(self.git.remove_worktree, check)
-        await asyncio.to_thread(self.git.prune)
 
     # ------------------------------------------------------------------ transitions
 
