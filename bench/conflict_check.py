@@ -4,7 +4,7 @@
     python bench/conflict_check.py --files 20000
     python bench/conflict_check.py --quick        # smoke mode: 200 files, a few runs, a few seconds
 
-The orchestrator runs this check on every new commit of every running task (DESIGN §4 item 8), so its
+The orchestrator runs this check on every new commit of every running task, so its
 cost is paid often. Two variants on one generated repo: "clean" (task and main change different files)
 and "conflict" (the task changes the same lines of main's 20 files). tuiorch's arm calls test_merge on
 an already open repository; git's arm runs `git merge-tree --write-tree --name-only` as a subprocess,

@@ -12,6 +12,9 @@ Each size runs both arms on identical fresh generated repos:
 The agent (common.AGENT_SCRIPT) writes one file and commits; it runs unconfined in both arms unless
 --confined (then tuiorch's sandbox applies, which the git-CLI arm has no counterpart of).
 speedup = git-cli time / tuiorch time.
+A third timing, the agents alone (the same agents, pool and repo, in worktrees made beforehand, with no
+merging), is the floor no orchestration can go below: git-cli time / agents-alone time is the most any
+orchestrator could reach against the git-CLI workflow on this machine, printed as the ceiling.
 With --rounds R both arms run R times per size on fresh repos, interleaved, and the medians are compared;
 --tmpfs puts the repos, worktrees and TMPDIR of both arms on /dev/shm.
 """
@@ -156,6 +159,28 @@ def run_git_cli(repo: Path, tasks: int, workers: int, agent: Path) -> ArmResult:
     return ArmResult(wall, first_merge[0] if first_merge else None, len(retries))
 
 
+def run_agents_alone(repo: Path, tasks: int, workers: int, agent: Path) -> ArmResult:
+    """Only the agents: each task's worktree made beforehand (not timed), then the agents run by a pool of
+    `workers` threads, as in the other arms, and nothing is merged."""
+    worktrees = repo.parent / f"{repo.name}-alone"
+    env = bench_env()
+    paths = []
+    for number in range(1, tasks + 1):
+        path = worktrees / f"task-{number}"
+        git(repo, "worktree", "add", "-q", "-b", f"task-{number}", str(path), env=env)
+        paths.append(path)
+
+    def one_agent(path: Path) -> None:
+        done = subprocess.run([sys.executable, str(agent), str(path)], cwd=path, env=env, capture_output=True)
+        if done.returncode != 0:
+            raise BenchError(f"bench agent failed in {path}: {done.stderr.decode(errors='replace')}")
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one_agent, paths))
+    return ArmResult(time.perf_counter() - start, None)
+
+
 _TRANSIENT = (".lock", "/worktrees/")
 
 
@@ -214,7 +239,7 @@ def bench_size(
 ) -> float:
     """Run both arms `rounds` times for one repo size, interleaved (the arm that goes first alternates),
     each on fresh identical repos; print the medians and return the speedup of the medians."""
-    results: dict[str, list[ArmResult]] = {"tuiorch": [], "git-cli": []}
+    results: dict[str, list[ArmResult]] = {"tuiorch": [], "git-cli": [], "agents": []}
     with common.work_dir(f"tuiorch-bench-{files}-", keep=keep, parent=place.parent) as base:
         agent = common.write_agent(base)
         setup = 0.0
@@ -222,12 +247,14 @@ def bench_size(
             folder = base / f"round-{number + 1}"
             start = time.perf_counter()
             tuiorch_repo, cli_repo = folder / "tuiorch" / "repo", folder / "git-cli" / "repo"
-            if generate_repo(tuiorch_repo, files) != generate_repo(cli_repo, files):
-                raise BenchError("the two generated repos differ")
+            alone_repo = folder / "agents" / "repo"
+            if len({generate_repo(repo, files) for repo in (tuiorch_repo, cli_repo, alone_repo)}) != 1:
+                raise BenchError("the generated repos differ")
             setup += time.perf_counter() - start
             arms = [
                 ("tuiorch", lambda repo=tuiorch_repo: run_tuiorch(repo, tasks, workers, agent, confined=place.confined)),
                 ("git-cli", lambda repo=cli_repo: run_git_cli(repo, tasks, workers, agent)),
+                ("agents", lambda repo=alone_repo: run_agents_alone(repo, tasks, workers, agent)),
             ]
             for name, run in arms if number % 2 == 0 else arms[::-1]:
                 results[name].append(run())
@@ -264,6 +291,11 @@ def _print_size(
     print(
         f"files={files} tasks={tasks} workers={workers}{mode}  "
         f"tuiorch {tuiorch_wall:.2f}s  git-cli {cli_wall:.2f}s  speedup {speedup:.2f}x"
+    )
+    alone = statistics.median(r.wall for r in results["agents"])
+    print(
+        f"  agents alone {alone:.2f}s (the floor: no orchestration goes below it); "
+        f"ceiling for any orchestrator here: git-cli / agents alone = {cli_wall / alone:.2f}x"
     )
     if rounds > 1:
         for name, arm in results.items():

@@ -8,7 +8,7 @@ Runs the real app (TuiorchApp under Textual's Pilot, App.run_test) on a fresh re
 (directives `lines: N` and `rate: R`) and, while the agents flood, moves the queue cursor every ~100 ms
 and measures key-to-screen latency: from the key event handed to the driver until the first frame the
 compositor renders with the cursor on the new row. Also: the UI process's peak RSS (getrusage), and that
-every task's log file holds every line the agent printed, in order. Targets (DESIGN §6 "stays responsive"):
+every task's log file holds every line the agent printed, in order. Targets (the app stays responsive):
 p95 <= 50 ms, peak RSS <= 150 MB, 0 lines lost. Exit status 0 when all are met, 1 when not, 2 on bad usage.
 """
 

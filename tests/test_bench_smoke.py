@@ -52,6 +52,14 @@ def test_throughput_quick_runs_both_arms_and_prints_the_speedup() -> None:
     rounding = (cli_time / tuiorch_time) * (0.005 / tuiorch_time + 0.005 / cli_time) + 0.005
     assert speedup == pytest.approx(cli_time / tuiorch_time, abs=rounding)
     assert re.search(r"first merge: tuiorch \d", done.stdout), done.stdout
+    floor = re.search(
+        r"agents alone (\d+\.\d+)s .*git-cli / agents alone = (\d+\.\d+)x$", done.stdout, re.MULTILINE
+    )
+    assert floor is not None, done.stdout
+    # The agents alone do less than either arm: below both, and the ceiling is the git-CLI arm over it.
+    alone, ceiling = float(floor.group(1)), float(floor.group(2))
+    assert 0 < alone < cli_time
+    assert ceiling == pytest.approx(cli_time / alone, rel=0.1)
 
 
 def test_throughput_rejects_a_bad_files_list_with_a_usage_error() -> None:

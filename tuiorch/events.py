@@ -1,8 +1,8 @@
 """Events the engine emits and the types both front ends read.
 
 The engine calls one sink with these; the headless front end prints them, the TUI
-turns them into Textual messages. Names and fields are the `--json` contract
-(DESIGN §10): `to_dict()` is exactly what a JSON line holds.
+turns them into Textual messages. Names and fields are the `--json` contract:
+`to_dict()` is exactly what a JSON line holds.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ class HeadlessPrinter:
 def run_headless(
     root: Path, config: Config, tasks: list[Task], *, task_file: Path | None, as_json: bool, out: TextIO | None = None
 ) -> int:
-    """Run the pool to the end; return the exit code of DESIGN §1."""
+    """Run the pool to the end; return the exit code (0 every task merged, 1 not, 2 bad input, 130 interrupted)."""
     printer = HeadlessPrinter(out or sys.stdout, as_json=as_json)
     orchestrator = Orchestrator(root, config, tasks, printer, task_file=task_file)
 

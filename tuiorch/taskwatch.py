@@ -1,7 +1,7 @@
 """Live reload of the task file.
 
 The folder is watched, not the file: editors save by writing a temp file and renaming it over the
-original, and a watch on the file itself misses most of those (pygit2-facts §8).
+original, and a watch on the file itself misses most of those.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class TaskFileError(Exception):
         super().__init__(f"{where}: {message}")
 
 
-#: Task ids become branch and folder names (DESIGN §2).
+#: Task ids become branch and folder names.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MAX_ID_LENGTH = 100
 #: Conventional-commit type, optionally with a scope and a breaking-change mark: "feat", "fix(ui)!".

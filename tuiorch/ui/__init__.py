@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def run_app(root: Path, config: Config, tasks: list[Task], task_file: Path | None) -> int:
-    """Run the TUI until the user quits. Exit code per DESIGN §1: 0 all merged, 1 not, 2 bad keymap, 130 ^C."""
+    """Run the TUI until the user quits. Exit code: 0 all merged, 1 not, 2 bad keymap, 130 ^C."""
     from tuiorch.ui.app import INTERRUPTED, TuiorchApp
     from tuiorch.ui.bindings import KeymapError
 

@@ -40,7 +40,7 @@ from tuiorch.ui.widgets.worker_pane import PANE_MAX_LINES
 
 #: How often panes, queue and header are redrawn from the orchestrator's state.
 TICK_SECONDS = 0.1
-#: Exit status for ctrl+c (DESIGN §1).
+#: Exit status for ctrl+c (the shell's own for an interrupt).
 INTERRUPTED = 130
 #: Main-screen keys that work on every screen: help, quit, interrupt, focus moves, the command palette.
 GLOBAL_ACTIONS = frozenset({"help", "quit", "interrupt", "app.focus_next", "app.focus_previous", "app.command_palette"})

@@ -1,4 +1,4 @@
-"""The main screen's key bindings (DESIGN §9) and the `[keymap]` rebinding from tuiorch.toml.
+"""The main screen's key bindings and the `[keymap]` rebinding from tuiorch.toml.
 
 Each binding's id is the action name a user writes in `[keymap]` (e.g. `move_up = "u"`); the names are
 config.DEFAULT_KEYMAP's, which validates the table when tuiorch.toml is read.

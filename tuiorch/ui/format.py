@@ -288,7 +288,7 @@ def outcome_parts(counts: PoolCounts) -> list[str]:
 
 
 def exit_code_for(statuses: Iterable[str]) -> int:
-    """DESIGN §1: 0 when every task merged, else 1."""
+    """The run's exit code: 0 when every task merged, else 1."""
     return 0 if all(s == TaskStatus.MERGED for s in statuses) else 1
 
 
