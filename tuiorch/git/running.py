@@ -25,20 +25,22 @@ def git_processes_in(workdirs: Iterable[Path], exclude: Iterable[Path] = ()) -> 
 
 def _git_within(folder: str, roots: list[str], skipped: list[str]) -> bool:
     """True if the process at /proc/`folder` is a git working under `roots` but not under `skipped`."""
-    cwd = _git_cwd(folder)
-    return cwd is not None and _under(cwd, roots) and not _under(cwd, skipped)
+    # Where it works first (one readlink): most processes of the machine work elsewhere, and for them
+    # what they are need not be read at all. This runs on every merge, over every process.
+    try:
+        cwd = os.readlink(f"{folder}/cwd")
+    except OSError:
+        return False
+    return _under(cwd, roots) and not _under(cwd, skipped) and _is_git(folder)
 
 
-def _git_cwd(folder: str) -> str | None:
-    """The working directory of the process at `folder` (/proc/<pid>) if it is a git, else None."""
-    # Plain strings and an unbuffered read: this runs on every merge, over every process of the machine.
+def _is_git(folder: str) -> bool:
+    """True if the process at `folder` (/proc/<pid>) is a git (plain strings and an unbuffered read)."""
     try:
         with open(f"{folder}/comm", "rb", buffering=0) as comm:
-            if comm.read(64) != b"git\n":
-                return None
-        return os.readlink(f"{folder}/cwd")
+            return comm.read(64) == b"git\n"
     except OSError:
-        return None
+        return False
 
 
 def _under(path: str, roots: list[str]) -> bool:
