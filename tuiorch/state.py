@@ -92,19 +92,17 @@ _CLEANERS: tuple[tuple[Any, Callable[[Any], Any]], ...] = (
 
 
 def save_state(git_dir: Path, data: dict[str, Any]) -> None:
-    """Write `data` (None values dropped) to state.toml atomically; StateError if it can't be written."""
-    path = state_path(git_dir)
-    writer = _writers.get(path)
-    if writer is None:
-        writer = _writers[path] = _StateWriter(path)
-    writer.save(data)
+    """Write `data` (None values dropped) to state.toml atomically; StateError if it can't be written.
+
+    One save; a run, which saves again and again, keeps a StateWriter instead."""
+    StateWriter(state_path(git_dir)).save(data)
 
 
-class _StateWriter:
-    """Saves one state file. A run saves at every transition of any task, and between two saves most task
-    entries stay as they were: each entry's TOML is kept, keyed by the entry's repr (which tells True from
-    1 and 1 from 1.0, as TOML does), and only the entries that changed are encoded again (encoding every
-    entry each time cost about a millisecond per save with 20 tasks)."""
+class StateWriter:
+    """Saves one state file, again and again. A run saves at every transition of any task, and between two
+    saves most task entries stay as they were: each entry's TOML is kept, keyed by the entry's repr (which
+    tells True from 1 and 1 from 1.0, as TOML does), and only the entries that changed are encoded again
+    (encoding every entry each time cost about a millisecond per save with 20 tasks)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -145,10 +143,6 @@ class _StateWriter:
         key = repr(entry)
         known = self._tasks.get(name)
         return known if known is not None and known[0] == key else (key, _task_toml(name, entry))
-
-
-#: One writer per state file saved by this process.
-_writers: dict[Path, _StateWriter] = {}
 
 
 def _task_tables(data: Mapping[str, Any]) -> Mapping[Any, Mapping[str, Any]] | None:
