@@ -34,8 +34,6 @@ def run(root: Path, *, headless: bool, as_json: bool, workers: int | None, fresh
             from tuiorch.headless import run_headless
         finally:
             gc.enable()
-        # What is imported lives as long as the program: later collections need not walk it again.
-        gc.freeze()
         return run_headless(root, config, tasks, task_file=task_file, as_json=as_json)
     from tuiorch.ui import run_app
 
