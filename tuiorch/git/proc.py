@@ -22,7 +22,7 @@ TASK_WORKTREE_CONFIG = {
     "core.splitIndex": "false",
     # git's automatic repacking after a commit would run in an agent's worktree on the object store
     # every other agent and the merges use at that moment, and stall that agent meanwhile (seconds on a
-    # big repository): the run asks for it once, when it ends (see Repo.maintain).
+    # big repository): the run asks for it once, when it ends (see GitRepo.maintain).
     "maintenance.auto": "false",
     "gc.auto": "0",
 }
