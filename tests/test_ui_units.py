@@ -142,3 +142,22 @@ def test_the_header_keeps_every_outcome_and_the_cost_at_80_columns() -> None:
     assert header_text("repo", busy, "850 tokens", width=78) == (
         "repo │ pool 2 (paused) │ running 2 │ queued 5 │ merged 0 │ 850 tokens"  # counts at work stay
     )
+
+
+def test_a_slot_pane_names_the_last_task_of_its_slot_even_one_it_never_saw_running() -> None:
+    # Task 3 started in slot 1 and left it (finished) between two refreshes of the pane, which last saw
+    # task 2 there: the pane shows task 3, as the engine's record of the slot says, not task 2.
+    from types import SimpleNamespace
+
+    from tuiorch.model.status import TaskStatus
+    from tuiorch.ui.widgets.worker_grid import _slot_record
+
+    records = {tid: SimpleNamespace(status=TaskStatus.MERGED, tid=tid) for tid in ("2", "3")}
+    orch = SimpleNamespace(slots=[None], last_in_slot={0: "3"}, records=records)
+    pane = SimpleNamespace(slot=0, task_id="2")
+    assert _slot_record(orch, pane).tid == "3"  # type: ignore[arg-type]
+    # A slot that never ran anything stays idle; a task sent back to the queue is not shown.
+    assert _slot_record(SimpleNamespace(slots=[None], last_in_slot={}, records=records),
+                        SimpleNamespace(slot=0, task_id=None)) is None  # type: ignore[arg-type]
+    records["3"].status = TaskStatus.QUEUED
+    assert _slot_record(orch, pane) is None  # type: ignore[arg-type]

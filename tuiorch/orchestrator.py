@@ -77,6 +77,9 @@ class Orchestrator:
         self.workers = config.workers
         self.paused = False
         self.slots: list[str | None] = [None] * self.workers
+        #: The task each slot was given last, kept after it leaves the slot (a front end shows it there
+        #: until the next one starts, even one that came and went between two of its refreshes).
+        self.last_in_slot: dict[int, str] = {}
         self._wake = asyncio.Event()
         #: Lands finished branches one at a time (the merge lock, the check gate, compare-and-swap).
         self.lander = Lander(self.git, RetryPolicy())

@@ -34,6 +34,7 @@ class Attempts:
         """Put the task in `slot` and run it there, as one of the pool's runners."""
         hub = self.hub
         hub.slots[slot] = rec.task.id
+        hub.last_in_slot[slot] = rec.task.id
         rec.slot = slot
         hub._transition(rec, TaskStatus.STARTING)
         hub._runners[rec.task.id] = asyncio.create_task(self.run_task(rec, slot), name=f"task-{rec.task.id}")

@@ -40,6 +40,8 @@ class Hub(Protocol):
     paused: bool
     #: Which task holds each slot of the pool (None: free).
     slots: list[str | None]
+    #: The task each slot was given last, kept after it leaves the slot.
+    last_in_slot: dict[int, str]
     preset: Preset
     brief: AgentBrief
     agent_runner: Runner

@@ -66,10 +66,11 @@ class WorkerGrid(Grid):
 
 def _slot_record(orch: Orchestrator, pane: WorkerPane) -> Any | None:
     """The record a pane shows: its slot's task, else the slot's last one until another starts (merging,
-    merged, failed); never a task back in the queue."""
+    merged, failed); never a task back in the queue. The engine says which was last: a task can start and
+    leave the slot between two refreshes of the pane."""
     task_id = orch.slots[pane.slot] if pane.slot < len(orch.slots) else None
     if task_id is None:
-        task_id = pane.task_id
+        task_id = orch.last_in_slot.get(pane.slot, pane.task_id)
     record = orch.records.get(task_id) if task_id else None
     return None if record is None or record.status is TaskStatus.QUEUED else record
 
