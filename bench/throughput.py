@@ -139,9 +139,7 @@ def run_git_cli(repo: Path, tasks: int, workers: int, agent: Path) -> ArmResult:
         branch = f"task-{number}"
         path = worktrees / branch
         _add_worktree(repo, env, retries, branch, path)
-        done = subprocess.run([sys.executable, str(agent), str(path)], cwd=path, env=env, capture_output=True)
-        if done.returncode != 0:
-            raise BenchError(f"bench agent failed in {path}: {done.stderr.decode(errors='replace')}")
+        run_agent(agent, path, env)
         with merge_lock:  # one merge at a time into the main checkout, as the seed's single orchestrator
             git(repo, "merge", "--no-ff", "-q", "-m", f"feat: bench task {number}", branch, env=env)
             if not first_merge:
@@ -159,6 +157,13 @@ def run_git_cli(repo: Path, tasks: int, workers: int, agent: Path) -> ArmResult:
     return ArmResult(wall, first_merge[0] if first_merge else None, len(retries))
 
 
+def run_agent(agent: Path, worktree: Path, env: dict[str, str]) -> None:
+    """The bench agent in `worktree`, as both arms and the agents-alone timing run it; BenchError if it fails."""
+    done = subprocess.run([sys.executable, str(agent), str(worktree)], cwd=worktree, env=env, capture_output=True)
+    if done.returncode != 0:
+        raise BenchError(f"bench agent failed in {worktree}: {done.stderr.decode(errors='replace')}")
+
+
 def run_agents_alone(repo: Path, tasks: int, workers: int, agent: Path) -> ArmResult:
     """Only the agents: each task's worktree made beforehand (not timed), then the agents run by a pool of
     `workers` threads, as in the other arms, and nothing is merged."""
@@ -170,14 +175,9 @@ def run_agents_alone(repo: Path, tasks: int, workers: int, agent: Path) -> ArmRe
         git(repo, "worktree", "add", "-q", "-b", f"task-{number}", str(path), env=env)
         paths.append(path)
 
-    def one_agent(path: Path) -> None:
-        done = subprocess.run([sys.executable, str(agent), str(path)], cwd=path, env=env, capture_output=True)
-        if done.returncode != 0:
-            raise BenchError(f"bench agent failed in {path}: {done.stderr.decode(errors='replace')}")
-
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(one_agent, paths))
+        list(pool.map(lambda path: run_agent(agent, path, env), paths))
     return ArmResult(time.perf_counter() - start, None)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from textual.binding import Binding
 
 from tuiorch import events as ev
 from tuiorch.config import DEFAULT_KEYMAP
+from tuiorch.model.status import TaskStatus
 from tuiorch.tasks import TaskFileError, load_tasks
 from tuiorch.ui import messages
 from tuiorch.ui.bindings import MAIN_BINDINGS, KeymapError, validate_keymap
@@ -24,6 +26,7 @@ from tuiorch.ui.format import (
 from tuiorch.ui.screens.add_task import append_task, build_task
 from tuiorch.ui.screens.conflict import ConflictScreen
 from tuiorch.ui.screens.diff import DiffScreen
+from tuiorch.ui.widgets.worker_grid import _slot_record
 
 
 def test_durations_read_like_a_clock() -> None:
@@ -147,11 +150,6 @@ def test_the_header_keeps_every_outcome_and_the_cost_at_80_columns() -> None:
 def test_a_slot_pane_names_the_last_task_of_its_slot_even_one_it_never_saw_running() -> None:
     # Task 3 started in slot 1 and left it (finished) between two refreshes of the pane, which last saw
     # task 2 there: the pane shows task 3, as the engine's record of the slot says, not task 2.
-    from types import SimpleNamespace
-
-    from tuiorch.model.status import TaskStatus
-    from tuiorch.ui.widgets.worker_grid import _slot_record
-
     records = {tid: SimpleNamespace(status=TaskStatus.MERGED, tid=tid) for tid in ("2", "3")}
     orch = SimpleNamespace(slots=[None], last_in_slot={0: "3"}, records=records)
     pane = SimpleNamespace(slot=0, task_id="2")
